@@ -1,0 +1,130 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+var wantRe = regexp.MustCompile(`^# error: (?:(\d+)(?::(\d+))?: )?(.*)$`)
+
+// TestBrokenCorpus loads every config under testdata/broken and checks that
+// each error announced in its header is reported at that line and column.
+func TestBrokenCorpus(t *testing.T) {
+	files, err := filepath.Glob("testdata/broken/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 30 {
+		t.Fatalf("corpus has %d configs, want at least 30", len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wants [][]string
+			for _, line := range strings.Split(string(data), "\n") {
+				if m := wantRe.FindStringSubmatch(line); m != nil {
+					wants = append(wants, m)
+				}
+			}
+			if len(wants) == 0 {
+				t.Fatal("no '# error:' header")
+			}
+			_, err = Load(f)
+			if err == nil {
+				t.Fatal("loaded without error")
+			}
+			var errs Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("error is %T, want Errors: %v", err, err)
+			}
+			for _, w := range wants {
+				found := false
+				for _, e := range errs {
+					if w[1] != "" && strconv.Itoa(e.Pos.Line) != w[1] {
+						continue
+					}
+					if w[2] != "" && strconv.Itoa(e.Pos.Col) != w[2] {
+						continue
+					}
+					if e.Pos.File != f {
+						continue
+					}
+					if strings.Contains(e.Error(), w[3]) {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("want error %q at %s:%s, got:\n%v", w[3], w[1], w[2], err)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadConcertLauncherConfig(t *testing.T) {
+	cfg, err := Load("testdata/kyon.yaml")
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	if cfg.Session != "kyon" {
+		t.Errorf("session = %q", cfg.Session)
+	}
+	lidar := cfg.Process("lidar")
+	if lidar == nil {
+		t.Fatal("no lidar")
+	}
+	if lidar.Machine != "kyon@10.24.15.102" || lidar.Docker != "kyon-noble-ros2-dev-1" {
+		t.Errorf("aliases not resolved: machine=%q docker=%q", lidar.Machine, lidar.Docker)
+	}
+	if lidar.Extra["show_ui"] != true || lidar.Extra["category"] != "sensors" {
+		t.Errorf("extra keys not kept: %v", lidar.Extra)
+	}
+	homing := cfg.Process("homing")
+	if homing.Persistent {
+		t.Error("homing: persistent: no should be false")
+	}
+	// Merge key: base keys merged, explicit keys win.
+	ec := cfg.Process("ecat")
+	if ec.Machine != "kyon@10.24.15.102" || ec.Session != "ecat" {
+		t.Errorf("merge: machine=%q session=%q", ec.Machine, ec.Session)
+	}
+	if got := strings.Join(cfg.Sessions(), ","); got != "kyon,ecat" {
+		t.Errorf("sessions = %s", got)
+	}
+}
+
+func TestCheckMachine(t *testing.T) {
+	good := []string{"local", "", "robot@10.0.0.2", "robot@10.0.0.2:2222", "host", "host:22", "alias-name", "u@[::1]:22", "u@::1"}
+	bad := []string{"robot@", "@host", "u@h:0", "u@h:99999", "u@h:x", "a b", "h;rm", "-oProxyCommand=x"}
+	for _, m := range good {
+		if err := CheckMachine(m); err != nil {
+			t.Errorf("CheckMachine(%q) = %v, want ok", m, err)
+		}
+	}
+	for _, m := range bad {
+		if err := CheckMachine(m); err == nil {
+			t.Errorf("CheckMachine(%q) ok, want error", m)
+		}
+	}
+}
+
+func TestValidProcessName(t *testing.T) {
+	for _, n := range []string{"roscore", "a.b", "x_1-2", "A9"} {
+		if !ValidProcessName(n) {
+			t.Errorf("%q rejected", n)
+		}
+	}
+	for _, n := range []string{"", "a b", "a;b", "-x", ".hidden", "a/b", "context", "a:b", "$(id)", strings.Repeat("a", 101)} {
+		if ValidProcessName(n) {
+			t.Errorf("%q accepted", n)
+		}
+	}
+}

@@ -1,0 +1,238 @@
+// Package executor is the seam between the engine and the machines it drives.
+//
+// It holds interfaces and plain data only. A Host runs commands on one machine
+// (local processes, or an SSH connection); a Machine keeps long-running
+// processes in tmux windows on a Host and answers for their state. The engine
+// talks to these interfaces; concrete implementations live in sub-packages
+// (executor/local, executor/ssh, executor/tmux, executor/fake) and are wired
+// together only in cmd/launcher.
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Local is the machine name of the computer the launcher runs on.
+const Local = "local"
+
+// Command is a program and its arguments. It is never a shell string:
+// transports that need one (SSH) quote every argument, so arguments reach
+// the program byte for byte.
+type Command struct {
+	Args []string
+	// Stdin is fed to the program; nil means empty input.
+	Stdin []byte
+}
+
+// Result is the outcome of a command that ran to completion.
+type Result struct {
+	ExitCode int
+	Stdout   []byte
+	Stderr   []byte
+}
+
+// Host runs commands on one machine. Implementations are safe for concurrent
+// use; a non-zero exit status is reported in Result, and the error is reserved
+// for failures to run at all (transport down, context cancelled).
+type Host interface {
+	// Machine is the machine string this host was dialled for ("local",
+	// "user@host:port", an ssh_config alias).
+	Machine() string
+	// Run runs cmd to completion and captures its output.
+	Run(ctx context.Context, cmd Command) (Result, error)
+	// Stream starts cmd and returns its standard output as it is produced;
+	// it is used to follow logs. Cancelling ctx or calling Close stops it.
+	Stream(ctx context.Context, cmd Command) (Stream, error)
+}
+
+// Stream is the output of a running command.
+type Stream interface {
+	io.Reader
+	// Wait waits for the command to end, returning nil when it exits 0.
+	Wait() error
+	// Close stops the command and releases its resources.
+	Close() error
+}
+
+// Connector hands out Machines by machine string, dialling them on first use
+// and sharing them afterwards.
+type Connector interface {
+	Machine(ctx context.Context, name string) (Machine, error)
+}
+
+// UnavailableError reports that a machine could not be reached or that the
+// link to it failed during an operation. The engine shows such machines as
+// UNAVAILABLE instead of failing the whole command.
+type UnavailableError struct {
+	Machine string
+	Op      string
+	Err     error
+}
+
+func (e *UnavailableError) Error() string {
+	return fmt.Sprintf("machine %s unavailable (%s): %v", e.Machine, e.Op, e.Err)
+}
+
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// IsUnavailable reports whether err (or an error it wraps) is an UnavailableError.
+func IsUnavailable(err error) bool {
+	var u *UnavailableError
+	return errors.As(err, &u)
+}
+
+// ErrNotSupported is returned for machine forms this build cannot reach.
+var ErrNotSupported = errors.New("not supported")
+
+// Signal names a way to ask a process to stop.
+type Signal string
+
+// Signals used by the stop sequence. SIGINT and SIGQUIT are delivered as keys
+// into the pane (the terminal driver signals the foreground job, exactly as an
+// operator pressing the keys would); SIGTERM and SIGKILL go to every process
+// of the pane's session and, for containers, to the tagged processes inside.
+const (
+	SIGINT  Signal = "INT"
+	SIGQUIT Signal = "QUIT"
+	SIGTERM Signal = "TERM"
+	SIGKILL Signal = "KILL"
+)
+
+// Window is one tmux window as seen in a single listing of the server.
+type Window struct {
+	Session string
+	ID      string // "@12": stable for the life of the window
+	Index   int
+	Name    string
+	PanePID int
+	Dead    bool
+	// ExitCode is the pane's exit status, or 128+signal when it was killed
+	// by a signal. Valid only when Dead and ExitKnown.
+	ExitCode  int
+	ExitKnown bool
+	Marks     Marks
+}
+
+// Marks is the launcher's state kept in tmux window user options, so that it
+// lives exactly as long as the window and a launcher killed mid-operation
+// leaves nothing stale behind.
+type Marks struct {
+	Managed bool   // @launcher: the window is ours
+	Op      string // @launcher_op: "starting|stopping host pid pidstart unix"
+	Hash    string // @launcher_hash: hash of the rendered command
+	Ready   bool   // @launcher_ready: the ready check passed
+	Started int64  // @launcher_started: start time, Unix milliseconds
+	Tag     string // @launcher_tag: LAUNCHER_TAG of this run (kills inside containers)
+	Docker  string // @launcher_docker: container the process runs in
+	Log     string // @launcher_log: log file of the process
+	OneShot bool   // @launcher_oneshot: a one-shot command
+}
+
+// Snapshot is the state of every window on a machine's tmux server, taken
+// with one query.
+type Snapshot struct {
+	Taken   time.Time
+	Windows []Window
+}
+
+// Find returns the windows of session that carry name (there may be several:
+// a foreign duplicate makes the target ambiguous).
+func (s Snapshot) Find(session, name string) []Window {
+	var out []Window
+	for _, w := range s.Windows {
+		if w.Session == session && w.Name == name {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// HasSession reports whether the snapshot saw session.
+func (s Snapshot) HasSession(session string) bool {
+	for _, w := range s.Windows {
+		if w.Session == session {
+			return true
+		}
+	}
+	return false
+}
+
+// SpawnSpec describes a process to start in a tmux window.
+type SpawnSpec struct {
+	Session string
+	Name    string
+	// Script is the user's command, run on the target by `bash -ic` (inside
+	// the container when Docker is set).
+	Script string
+	Docker string
+	Env    []EnvVar
+	Cwd    string
+	// Replace is the ID of a dead managed window to respawn; empty creates a
+	// new window (and the session if needed).
+	Replace string
+	// SessionExists tells whether the last snapshot saw the session.
+	SessionExists bool
+	Marks         Marks
+}
+
+// EnvVar is one environment variable; order is kept as written.
+type EnvVar struct {
+	Name  string
+	Value string
+}
+
+// ExecSpec describes a short command run to completion on a machine (a ready
+// check, `launcher.exec`): `bash -c` on the host, or `docker exec -i … bash -ic`
+// in a container.
+type ExecSpec struct {
+	Script  string
+	Docker  string
+	Env     []EnvVar
+	Cwd     string
+	Timeout time.Duration
+}
+
+// ProcessInfo is one row of a process table read on a machine.
+type ProcessInfo struct {
+	PID, PPID int
+	RSSKiB    int64
+	CPU       float64 // percent of one core over the process lifetime
+	Args      string
+}
+
+// Machine keeps processes in tmux windows on one host and answers for them.
+type Machine interface {
+	Host
+	// Snapshot lists every window of the host's tmux server in one query.
+	// Callers filter by session and name; foreign windows are never touched.
+	Snapshot(ctx context.Context) (Snapshot, error)
+	// Spawn starts spec in a window (creating the session when needed) with
+	// its output piped, timestamped, to the process log from the first byte.
+	// The marks are set in the same tmux invocation that creates the window.
+	Spawn(ctx context.Context, spec SpawnSpec) (Window, error)
+	// SetMarks updates marks on a window; set lists the options to write and
+	// unset the ones to remove (names without the "@launcher_" prefix).
+	SetMarks(ctx context.Context, windowID string, set map[string]string, unset []string) error
+	// Signal asks the process in w to stop with sig (see Signal).
+	Signal(ctx context.Context, w Window, sig Signal) error
+	// CloseWindow removes a window (used for one-shots that succeeded).
+	CloseWindow(ctx context.Context, windowID string) error
+	// Exec runs a short command to completion.
+	Exec(ctx context.Context, spec ExecSpec) (Result, error)
+	// CheckContainer fails with a clear error when the container is missing
+	// or not running on this machine.
+	CheckContainer(ctx context.Context, name string) error
+	// LogPath is the log file of a process on this machine.
+	LogPath(session, name string) string
+	// Processes reads the machine's process table (for pstree).
+	Processes(ctx context.Context) ([]ProcessInfo, error)
+	// AttachCommand is the argv that attaches a terminal to the window
+	// (used by `launcher attach` and `mon`); it runs on the machine.
+	AttachCommand(session, windowID, viewSession string) []string
+	// Close releases the machine's resources.
+	Close() error
+}

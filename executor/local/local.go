@@ -1,0 +1,140 @@
+// Package local runs commands on the computer the launcher runs on: the
+// executor.Host for machine "local".
+package local
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/robotlauncher/launcher/executor"
+)
+
+// Host runs commands locally with os/exec. Each command gets its own process
+// group so that cancelling it stops everything it started.
+type Host struct{}
+
+var _ executor.Host = Host{}
+
+// Machine returns "local".
+func (Host) Machine() string { return executor.Local }
+
+// Run runs cmd and captures its output. A cancelled ctx kills the command's
+// process group and returns ctx.Err().
+func (Host) Run(ctx context.Context, cmd executor.Command) (executor.Result, error) {
+	if len(cmd.Args) == 0 {
+		return executor.Result{}, errors.New("local: empty command")
+	}
+	c := exec.Command(cmd.Args[0], cmd.Args[1:]...)
+	var out, errb bytes.Buffer
+	c.Stdout, c.Stderr = &out, &errb
+	if cmd.Stdin != nil {
+		c.Stdin = bytes.NewReader(cmd.Stdin)
+	}
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A background child that keeps our pipes open must not hang Run.
+	c.WaitDelay = time.Second
+	if err := c.Start(); err != nil {
+		return executor.Result{ExitCode: 127, Stderr: []byte(err.Error())}, nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	select {
+	case err := <-done:
+		return result(c, err, &out, &errb)
+	case <-ctx.Done():
+		_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+		<-done
+		return executor.Result{ExitCode: -1, Stdout: out.Bytes(), Stderr: errb.Bytes()}, ctx.Err()
+	}
+}
+
+func result(c *exec.Cmd, err error, out, errb *bytes.Buffer) (executor.Result, error) {
+	r := executor.Result{Stdout: out.Bytes(), Stderr: errb.Bytes()}
+	if err == nil {
+		return r, nil
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.ExitCode = exitCode(ee.ProcessState)
+		return r, nil
+	}
+	return r, err
+}
+
+func exitCode(ps interface{ Sys() any }) int {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok {
+		if ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ws.ExitStatus()
+	}
+	return -1
+}
+
+// Stream starts cmd with its stdout readable as it is produced.
+func (Host) Stream(ctx context.Context, cmd executor.Command) (executor.Stream, error) {
+	if len(cmd.Args) == 0 {
+		return nil, errors.New("local: empty command")
+	}
+	c := exec.Command(cmd.Args[0], cmd.Args[1:]...)
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if cmd.Stdin != nil {
+		c.Stdin = bytes.NewReader(cmd.Stdin)
+	}
+	pr, err := c.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Start(); err != nil {
+		return nil, err
+	}
+	s := &stream{cmd: c, r: pr, done: make(chan struct{})}
+	go func() {
+		select {
+		case <-ctx.Done():
+			s.kill()
+		case <-s.done:
+		}
+	}()
+	return s, nil
+}
+
+type stream struct {
+	cmd      *exec.Cmd
+	r        io.Reader
+	done     chan struct{}
+	waitOnce sync.Once
+	waitErr  error
+	killOnce sync.Once
+}
+
+func (s *stream) Read(p []byte) (int, error) { return s.r.Read(p) }
+
+func (s *stream) kill() {
+	s.killOnce.Do(func() { _ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL) })
+}
+
+func (s *stream) Wait() error {
+	s.waitOnce.Do(func() {
+		s.waitErr = s.cmd.Wait()
+		close(s.done)
+	})
+	return s.waitErr
+}
+
+func (s *stream) Close() error {
+	s.kill()
+	errc := make(chan error, 1)
+	go func() { errc <- s.Wait() }()
+	select {
+	case <-errc:
+	case <-time.After(5 * time.Second):
+	}
+	return nil
+}

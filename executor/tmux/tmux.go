@@ -1,0 +1,548 @@
+// Package tmux keeps processes in tmux windows on any executor.Host: it is the
+// executor.Machine implementation for local and SSH hosts alike.
+//
+// Every tmux command is an argv (never a string typed into a shell); windows
+// are addressed by their stable IDs ("@12") or by exact session and index, so
+// tmux's prefix matching and the '.' pane separator in names never pick the
+// wrong window. Launcher state lives in window user options (see
+// executor.Marks), set in the same tmux invocation that creates the window.
+package tmux
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/robotlauncher/launcher/executor"
+	"github.com/robotlauncher/launcher/executor/docker"
+	"github.com/robotlauncher/launcher/executor/shell"
+)
+
+var (
+	//go:embed scripts/wrapper.bash
+	wrapperScript string
+	//go:embed scripts/logwriter.pl
+	perlWriter string
+	//go:embed scripts/logwriter.bash
+	bashWriter string
+	//go:embed scripts/signal.sh
+	signalScript string
+	//go:embed scripts/signal_container.sh
+	containerSignalScript string
+)
+
+// Options configure a Machine.
+type Options struct {
+	// Socket selects the tmux server with -S; empty means tmux's default
+	// server (which honours TMUX_TMPDIR on the machine).
+	Socket string
+	// Config is passed with -f; it matters only when launcher starts the
+	// server. Empty lets tmux read the user's configuration.
+	Config string
+	// StateDir is the per-user state directory on the machine; empty
+	// resolves $LAUNCHER_STATE_DIR, $XDG_STATE_HOME/launcher or
+	// ~/.local/state/launcher there.
+	StateDir string
+	// LogDir overrides where logs go (default: StateDir). A leading "~/" is
+	// the home directory on the machine.
+	LogDir string
+	// Home is the home directory on the machine; empty resolves it there.
+	Home string
+}
+
+// Machine implements executor.Machine on top of a Host.
+type Machine struct {
+	executor.Host
+	opts    Options
+	logDir  string
+	home    string
+	spawnMu sync.Mutex // serialises session creation and index choice
+}
+
+var _ executor.Machine = (*Machine)(nil)
+
+// New returns a Machine for host. Directories not given in opts are resolved
+// on the machine with one command.
+func New(ctx context.Context, host executor.Host, opts Options) (*Machine, error) {
+	m := &Machine{Host: host, opts: opts, home: opts.Home}
+	if opts.StateDir == "" || m.home == "" {
+		res, err := host.Run(ctx, executor.Command{Args: []string{"sh", "-c",
+			`printf '%s\n%s\n' "${LAUNCHER_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/launcher}" "$HOME"`}})
+		if err != nil {
+			return nil, err
+		}
+		lines := strings.Split(strings.TrimRight(string(res.Stdout), "\n"), "\n")
+		if res.ExitCode != 0 || len(lines) != 2 {
+			return nil, fmt.Errorf("cannot resolve the state directory on %s: %s", host.Machine(), strings.TrimSpace(string(res.Stderr)))
+		}
+		if opts.StateDir == "" {
+			m.opts.StateDir = lines[0]
+		}
+		if m.home == "" {
+			m.home = lines[1]
+		}
+	}
+	m.logDir = m.opts.StateDir
+	if opts.LogDir != "" {
+		m.logDir = m.expandHome(opts.LogDir)
+	}
+	return m, nil
+}
+
+func (m *Machine) expandHome(p string) string {
+	if p == "~" {
+		return m.home
+	}
+	if strings.HasPrefix(p, "~/") {
+		return strings.TrimRight(m.home, "/") + p[1:]
+	}
+	return p
+}
+
+// tmux returns the argv of a tmux invocation on this machine's server.
+func (m *Machine) tmux(args ...string) []string {
+	argv := []string{"tmux"}
+	if m.opts.Socket != "" {
+		argv = append(argv, "-S", m.opts.Socket)
+	}
+	if m.opts.Config != "" {
+		argv = append(argv, "-f", m.opts.Config)
+	}
+	return append(argv, args...)
+}
+
+// run runs one tmux invocation; cmds are joined with ";" so they execute in
+// order within the server, and a failure stops the rest.
+func (m *Machine) run(ctx context.Context, cmds ...[]string) (executor.Result, error) {
+	var args []string
+	for i, c := range cmds {
+		if i > 0 {
+			args = append(args, ";")
+		}
+		args = append(args, c...)
+	}
+	res, err := m.Host.Run(ctx, executor.Command{Args: m.tmux(args...)})
+	if err != nil {
+		return res, err
+	}
+	if res.ExitCode == 127 {
+		return res, fmt.Errorf("tmux is not installed or not in PATH on %s", m.Machine())
+	}
+	return res, nil
+}
+
+// errNoServer tells apart "nothing is running" from real failures.
+func noServer(stderr []byte) bool {
+	s := string(stderr)
+	return strings.Contains(s, "no server running") || strings.Contains(s, "error connecting to") ||
+		strings.Contains(s, "can't find session")
+}
+
+// Field order of a listing row. Values are separated by \x1f, which tmux
+// prints verbatim and names do not contain in practice; rows that do not
+// parse are skipped, so a strange foreign window can never be misread.
+var listFields = []string{
+	"session_name", "window_id", "window_index", "window_name", "pane_pid", "pane_dead",
+	"pane_dead_status", "pane_dead_signal", "@launcher", "@launcher_op", "@launcher_hash",
+	"@launcher_ready", "@launcher_started", "@launcher_tag", "@launcher_docker", "@launcher_log",
+	"@launcher_oneshot",
+}
+
+const sep = "\x1f"
+
+func listFormat() string {
+	parts := make([]string, 0, len(listFields)+1)
+	for _, f := range listFields {
+		parts = append(parts, "#{"+f+"}")
+	}
+	parts = append(parts, "end")
+	return strings.Join(parts, sep)
+}
+
+// Snapshot lists every window of the server with one list-windows -a.
+func (m *Machine) Snapshot(ctx context.Context) (executor.Snapshot, error) {
+	res, err := m.run(ctx, []string{"list-windows", "-a", "-F", listFormat()})
+	snap := executor.Snapshot{Taken: time.Now()}
+	if err != nil {
+		return snap, err
+	}
+	if res.ExitCode != 0 {
+		if noServer(res.Stderr) {
+			return snap, nil
+		}
+		return snap, fmt.Errorf("tmux list-windows on %s failed: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
+	}
+	snap.Windows = ParseWindows(res.Stdout)
+	return snap, nil
+}
+
+// ParseWindows parses list-windows output in listFormat. Malformed rows are
+// dropped.
+func ParseWindows(out []byte) []executor.Window {
+	var ws []executor.Window
+	for _, line := range bytes.Split(out, []byte("\n")) {
+		f := strings.Split(string(line), sep)
+		if len(f) != len(listFields)+1 || f[len(f)-1] != "end" {
+			continue
+		}
+		w := executor.Window{Session: f[0], ID: f[1], Name: f[3]}
+		var err error
+		if w.Index, err = strconv.Atoi(f[2]); err != nil {
+			continue
+		}
+		if w.PanePID, err = strconv.Atoi(f[4]); err != nil {
+			continue
+		}
+		w.Dead = f[5] == "1"
+		if w.Dead {
+			if n, err := strconv.Atoi(f[6]); err == nil {
+				w.ExitCode, w.ExitKnown = n, true
+			} else if n, err := strconv.Atoi(f[7]); err == nil && n > 0 {
+				w.ExitCode, w.ExitKnown = 128+n, true
+			}
+		}
+		w.Marks = executor.Marks{
+			Managed: f[8] == "1",
+			Op:      f[9],
+			Hash:    f[10],
+			Ready:   f[11] == "1",
+			Tag:     f[13],
+			Docker:  f[14],
+			Log:     f[15],
+			OneShot: f[16] == "1",
+		}
+		w.Marks.Started, _ = strconv.ParseInt(f[12], 10, 64)
+		ws = append(ws, w)
+	}
+	return ws
+}
+
+// LogPath returns <log dir>/<session>/<name>.log on this machine.
+func (m *Machine) LogPath(session, name string) string {
+	return strings.TrimRight(m.logDir, "/") + "/" + session + "/" + name + ".log"
+}
+
+// LogDir is the root of this machine's log files.
+func (m *Machine) LogDir() string { return m.logDir }
+
+// markOptions turns marks into "set-option" commands for target.
+func markOptions(target string, mk executor.Marks) [][]string {
+	b := func(v bool) string {
+		if v {
+			return "1"
+		}
+		return "0"
+	}
+	kv := [][2]string{
+		{"@launcher", "1"},
+		{"@launcher_op", mk.Op},
+		{"@launcher_hash", mk.Hash},
+		{"@launcher_ready", b(mk.Ready)},
+		{"@launcher_started", strconv.FormatInt(mk.Started, 10)},
+		{"@launcher_tag", mk.Tag},
+		{"@launcher_docker", mk.Docker},
+		{"@launcher_log", mk.Log},
+		{"@launcher_oneshot", b(mk.OneShot)},
+	}
+	cmds := [][]string{{"set-option", "-w", "-t", target, "remain-on-exit", "on"}}
+	for _, p := range kv {
+		cmds = append(cmds, []string{"set-option", "-w", "-t", target, p[0], p[1]})
+	}
+	return cmds
+}
+
+// pipeCommand is the shell command tmux runs (with /bin/sh -c, on the
+// machine) to write the pane's output to the log.
+func pipeCommand(logPath string) string {
+	dir := logPath[:strings.LastIndex(logPath, "/")]
+	q := shell.Quote
+	return "umask 077 && mkdir -p -- " + q(dir) +
+		" && if perl -MTime::HiRes -e 1 2>/dev/null; then exec perl -e " + q(perlWriter) + " >>" + q(logPath) +
+		"; else exec bash -c " + q(bashWriter) + " >>" + q(logPath) + "; fi"
+}
+
+// paneArgv is the command a pane runs: the wrapper around the user's script,
+// either `bash -ic SCRIPT` on the host or `docker exec -it … bash -ic SCRIPT`.
+func (m *Machine) paneArgv(spec executor.SpawnSpec) []string {
+	inner := []string{"bash", "-ic", spec.Script}
+	cwd := m.expandHome(spec.Cwd)
+	if spec.Docker != "" {
+		inner = docker.ExecArgv(spec.Docker, docker.ExecOptions{
+			TTY: true, Env: append([]executor.EnvVar{{Name: "LAUNCHER_TAG", Value: spec.Marks.Tag}}, spec.Env...),
+			Cwd: cwd, Script: spec.Script,
+		})
+		cwd = "" // the directory is inside the container
+	}
+	argv := []string{"bash", "-c", wrapperScript, "launcher:" + spec.Name, spec.Name, spec.Marks.Tag, cwd}
+	return append(argv, inner...)
+}
+
+// Spawn creates (or respawns) the window for spec in one tmux invocation:
+// window, remain-on-exit, marks and the log pipe are in place before the
+// server reads the first byte of output.
+func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.Window, error) {
+	if spec.Marks.Log == "" {
+		spec.Marks.Log = m.LogPath(spec.Session, spec.Name)
+	}
+	env := []string{}
+	for _, e := range append([]executor.EnvVar{
+		{Name: "LAUNCHER_TAG", Value: spec.Marks.Tag},
+		{Name: "LAUNCHER_PROCESS", Value: spec.Name},
+		{Name: "LAUNCHER_SESSION", Value: spec.Session},
+		{Name: "PYTHONUNBUFFERED", Value: "1"},
+	}, hostEnv(spec)...) {
+		env = append(env, "-e", e.Name+"="+e.Value)
+	}
+	pane := m.paneArgv(spec)
+	finish := func(target string) [][]string {
+		cmds := markOptions(target, spec.Marks)
+		cmds = append(cmds,
+			[]string{"pipe-pane", "-t", target},
+			[]string{"pipe-pane", "-t", target, pipeCommand(spec.Marks.Log)},
+			[]string{"display-message", "-p", "-t", target, "#{window_id}" + sep + "#{window_index}" + sep + "#{pane_pid}"})
+		return cmds
+	}
+
+	if spec.Replace != "" {
+		cmd := append([]string{"respawn-window", "-t", spec.Replace}, env...)
+		cmd = append(append(cmd, "--"), pane...)
+		res, err := m.run(ctx, append([][]string{cmd}, finish(spec.Replace)...)...)
+		return m.spawned(spec, res, err)
+	}
+
+	m.spawnMu.Lock()
+	defer m.spawnMu.Unlock()
+	for attempt := 0; ; attempt++ {
+		snap, err := m.Snapshot(ctx)
+		if err != nil {
+			return executor.Window{}, err
+		}
+		var cmds [][]string
+		if !snap.HasSession(spec.Session) {
+			cmd := append([]string{"new-session", "-d", "-s", spec.Session, "-n", spec.Name, "-x", "200", "-y", "50"}, env...)
+			cmd = append(append(cmd, "--"), pane...)
+			cmds = append([][]string{cmd}, finish("="+spec.Session+":")...)
+		} else {
+			idx := 0
+			for _, w := range snap.Windows {
+				if w.Session == spec.Session && w.Index >= idx {
+					idx = w.Index + 1
+				}
+			}
+			target := "=" + spec.Session + ":" + strconv.Itoa(idx)
+			cmd := append([]string{"new-window", "-d", "-t", target, "-n", spec.Name}, env...)
+			cmd = append(append(cmd, "--"), pane...)
+			cmds = append([][]string{cmd}, finish(target)...)
+		}
+		res, err := m.run(ctx, cmds...)
+		if err == nil && res.ExitCode != 0 && attempt < 3 && raced(res.Stderr) {
+			continue // another client took the index or created the session
+		}
+		return m.spawned(spec, res, err)
+	}
+}
+
+func raced(stderr []byte) bool {
+	s := string(stderr)
+	return strings.Contains(s, "index") && strings.Contains(s, "in use") || strings.Contains(s, "duplicate session")
+}
+
+func hostEnv(spec executor.SpawnSpec) []executor.EnvVar {
+	if spec.Docker != "" {
+		return nil // the variables go to docker exec -e
+	}
+	return spec.Env
+}
+
+func (m *Machine) spawned(spec executor.SpawnSpec, res executor.Result, err error) (executor.Window, error) {
+	if err != nil {
+		return executor.Window{}, err
+	}
+	if res.ExitCode != 0 {
+		return executor.Window{}, fmt.Errorf("tmux could not start %s on %s: %s", spec.Name, m.Machine(), strings.TrimSpace(string(res.Stderr)))
+	}
+	lines := strings.Split(strings.TrimSpace(string(res.Stdout)), "\n")
+	f := strings.Split(lines[len(lines)-1], sep)
+	if len(f) != 3 {
+		return executor.Window{}, fmt.Errorf("tmux gave an unexpected answer for %s: %q", spec.Name, res.Stdout)
+	}
+	w := executor.Window{Session: spec.Session, ID: f[0], Name: spec.Name, Marks: spec.Marks}
+	w.Marks.Managed = true
+	w.Index, _ = strconv.Atoi(f[1])
+	w.PanePID, _ = strconv.Atoi(f[2])
+	return w, nil
+}
+
+// SetMarks writes and removes window user options in one invocation.
+func (m *Machine) SetMarks(ctx context.Context, windowID string, set map[string]string, unset []string) error {
+	var cmds [][]string
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		cmds = append(cmds, []string{"set-option", "-w", "-t", windowID, optionName(k), set[k]})
+	}
+	for _, k := range unset {
+		cmds = append(cmds, []string{"set-option", "-w", "-u", "-t", windowID, optionName(k)})
+	}
+	if len(cmds) == 0 {
+		return nil
+	}
+	res, err := m.run(ctx, cmds...)
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("tmux set-option on %s %s: %s", m.Machine(), windowID, strings.TrimSpace(string(res.Stderr)))
+	}
+	return nil
+}
+
+func optionName(k string) string {
+	if k == "" {
+		return "@launcher"
+	}
+	return "@launcher_" + k
+}
+
+// Signal delivers sig to the process in w. SIGINT and SIGQUIT are sent as the
+// keys C-c and C-\ into the pane (through `docker exec -it` they reach the
+// container's terminal too); SIGTERM and SIGKILL go to the processes of the
+// run inside the container first, then to every process of the pane's
+// session except the wrapper.
+func (m *Machine) Signal(ctx context.Context, w executor.Window, sig executor.Signal) error {
+	switch sig {
+	case executor.SIGINT, executor.SIGQUIT:
+		key := "C-c"
+		if sig == executor.SIGQUIT {
+			key = `C-\`
+		}
+		res, err := m.run(ctx, []string{"send-keys", "-t", w.ID, key})
+		if err != nil {
+			return err
+		}
+		if res.ExitCode != 0 {
+			return fmt.Errorf("tmux send-keys on %s: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
+		}
+		return nil
+	case executor.SIGTERM, executor.SIGKILL:
+		if w.Marks.Docker != "" && w.Marks.Tag != "" {
+			_, err := m.Host.Run(ctx, executor.Command{Args: []string{"docker", "exec", w.Marks.Docker,
+				"sh", "-c", containerSignalScript, "sh", string(sig), w.Marks.Tag}})
+			if err != nil {
+				return err
+			}
+		}
+		res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c", signalScript, "sh",
+			string(sig), strconv.Itoa(w.PanePID), strconv.Itoa(w.PanePID), w.Marks.Tag}})
+		if err != nil {
+			return err
+		}
+		if res.ExitCode != 0 {
+			return fmt.Errorf("signal %s on %s: %s", sig, m.Machine(), strings.TrimSpace(string(res.Stderr)))
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown signal %q", sig)
+}
+
+// CloseWindow kills a window by ID.
+func (m *Machine) CloseWindow(ctx context.Context, windowID string) error {
+	res, err := m.run(ctx, []string{"kill-window", "-t", windowID})
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 && !noServer(res.Stderr) {
+		return fmt.Errorf("tmux kill-window on %s: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
+	}
+	return nil
+}
+
+// Exec runs a short command: `bash -c` on the host, or `docker exec -i …
+// bash -ic` in a container, bounded on the machine by coreutils timeout so a
+// hung check cannot outlive its deadline even over SSH.
+func (m *Machine) Exec(ctx context.Context, spec executor.ExecSpec) (executor.Result, error) {
+	var argv []string
+	if spec.Timeout > 0 {
+		secs := spec.Timeout.Seconds()
+		argv = append(argv, "timeout", "-k", "2", strconv.FormatFloat(secs, 'f', 3, 64))
+	}
+	cwd := m.expandHome(spec.Cwd)
+	if spec.Docker != "" {
+		argv = append(argv, docker.ExecArgv(spec.Docker, docker.ExecOptions{Env: spec.Env, Cwd: cwd, Script: spec.Script})...)
+	} else {
+		if cwd != "" || len(spec.Env) > 0 {
+			argv = append(argv, "env")
+			if cwd != "" {
+				argv = append(argv, "-C", cwd)
+			}
+			for _, e := range spec.Env {
+				argv = append(argv, e.Name+"="+e.Value)
+			}
+		}
+		argv = append(argv, "bash", "-c", spec.Script)
+	}
+	return m.Host.Run(ctx, executor.Command{Args: argv})
+}
+
+// CheckContainer fails unless the container exists and runs on this machine.
+func (m *Machine) CheckContainer(ctx context.Context, name string) error {
+	return docker.Check(ctx, m.Host, name)
+}
+
+// Processes reads the process table with ps (procps or busybox).
+func (m *Machine) Processes(ctx context.Context) ([]executor.ProcessInfo, error) {
+	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"ps", "-e", "-o", "pid=,ppid=,rss=,pcpu=,args="}})
+	if err != nil {
+		return nil, err
+	}
+	if res.ExitCode != 0 {
+		return nil, fmt.Errorf("ps on %s: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
+	}
+	return ParsePS(res.Stdout), nil
+}
+
+// ParsePS parses `ps -o pid=,ppid=,rss=,pcpu=,args=` output.
+func ParsePS(out []byte) []executor.ProcessInfo {
+	var ps []executor.ProcessInfo
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 {
+			continue
+		}
+		pid, err1 := strconv.Atoi(f[0])
+		ppid, err2 := strconv.Atoi(f[1])
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		rss, _ := strconv.ParseInt(f[2], 10, 64)
+		cpu, _ := strconv.ParseFloat(f[3], 64)
+		args := strings.Join(f[4:], " ")
+		ps = append(ps, executor.ProcessInfo{PID: pid, PPID: ppid, RSSKiB: rss, CPU: cpu, Args: args})
+	}
+	return ps
+}
+
+// AttachCommand returns the argv that shows one window in a terminal. It
+// opens a grouped view session (sharing the windows of session, with its own
+// current window) that tmux destroys when the terminal detaches, so several
+// viewers never fight over the session's current window.
+func (m *Machine) AttachCommand(session, windowID, view string) []string {
+	argv := []string{"env", "-u", "TMUX"}
+	argv = append(argv, m.tmux("new-session", "-t", "="+session, "-s", view, ";",
+		"set-option", "-t", "="+view, "destroy-unattached", "on", ";",
+		"set-option", "-t", "="+view, "@launcher_view", "1", ";",
+		"select-window", "-t", windowID)...)
+	return argv
+}
+
+// Close is a no-op: the Host's owner closes it.
+func (m *Machine) Close() error { return nil }
