@@ -149,7 +149,7 @@ func TestVariants(t *testing.T) {
 		{nil, nil, "app base"},
 		{[]string{"debug"}, nil, "app base --verbose"},
 		{[]string{"torque", "debug"}, nil, "app base --verbose --torque"}, // YAML order, not CLI order
-		{[]string{"fast"}, map[string]string{"who": "cli"}, "app fast"},  // variant params beat -p
+		{[]string{"fast"}, map[string]string{"who": "cli"}, "app fast"},   // variant params beat -p
 		{[]string{"slow", "debug"}, nil, "slowapp slow"},                  // a cmd without {cmd} replaces
 		{[]string{"quiet"}, map[string]string{"who": "cli"}, "app cli"},
 	}

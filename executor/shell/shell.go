@@ -7,7 +7,7 @@ import "strings"
 
 // Quote returns s as one POSIX shell word. Words made only of safe characters
 // are returned as is; anything else is single-quoted, with embedded single
-// quotes written as '\''. The empty string becomes ''.
+// quotes written as '\”. The empty string becomes ”.
 func Quote(s string) string {
 	if s == "" {
 		return "''"
