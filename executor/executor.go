@@ -24,6 +24,10 @@ const Local = "local"
 // the program byte for byte.
 type Command struct {
 	Args []string
+	// Env is added to the environment the program inherits.
+	Env []EnvVar
+	// Dir is the working directory ("" = the host's default).
+	Dir string
 	// Stdin is fed to the program; nil means empty input.
 	Stdin []byte
 }
@@ -34,6 +38,9 @@ type Result struct {
 	Stdout   []byte
 	Stderr   []byte
 }
+
+// IsLocal reports whether h runs commands on this computer.
+func IsLocal(h Host) bool { return h.Machine() == Local }
 
 // Host runs commands on one machine. Implementations are safe for concurrent
 // use; a non-zero exit status is reported in Result, and the error is reserved
@@ -56,6 +63,13 @@ type Stream interface {
 	Wait() error
 	// Close stops the command and releases its resources.
 	Close() error
+}
+
+// Terminal is implemented by hosts that can run a command attached to the
+// user's terminal (local: the terminal itself; SSH: a remote PTY). It is used
+// to attach to tmux windows.
+type Terminal interface {
+	RunTerminal(ctx context.Context, cmd Command, stdin io.Reader, stdout, stderr io.Writer) (int, error)
 }
 
 // Connector hands out Machines by machine string, dialling them on first use
@@ -87,6 +101,10 @@ func IsUnavailable(err error) bool {
 
 // ErrNotSupported is returned for machine forms this build cannot reach.
 var ErrNotSupported = errors.New("not supported")
+
+// ErrRaced is returned by Spawn when another client changed the window
+// (created a same-name window, respawned it) first: the caller looks again.
+var ErrRaced = errors.New("another client changed the window first")
 
 // Signal names a way to ask a process to stop.
 type Signal string
@@ -174,9 +192,7 @@ type SpawnSpec struct {
 	// Replace is the ID of a dead managed window to respawn; empty creates a
 	// new window (and the session if needed).
 	Replace string
-	// SessionExists tells whether the last snapshot saw the session.
-	SessionExists bool
-	Marks         Marks
+	Marks   Marks
 }
 
 // EnvVar is one environment variable; order is kept as written.
@@ -217,8 +233,9 @@ type Machine interface {
 	// SetMarks updates marks on a window; set lists the options to write and
 	// unset the ones to remove (names without the "@launcher_" prefix).
 	SetMarks(ctx context.Context, windowID string, set map[string]string, unset []string) error
-	// Signal asks the process in w to stop with sig (see Signal).
-	Signal(ctx context.Context, w Window, sig Signal) error
+	// Signal asks the process in w to stop with sig (see Signal). The marks
+	// in set are written in the same tmux invocation as a key signal.
+	Signal(ctx context.Context, w Window, sig Signal, set map[string]string) error
 	// CloseWindow removes a window (used for one-shots that succeeded).
 	CloseWindow(ctx context.Context, windowID string) error
 	// Exec runs a short command to completion.

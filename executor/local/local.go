@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"os/exec"
 	"sync"
 	"syscall"
@@ -30,7 +31,7 @@ func (Host) Run(ctx context.Context, cmd executor.Command) (executor.Result, err
 	if len(cmd.Args) == 0 {
 		return executor.Result{}, errors.New("local: empty command")
 	}
-	c := exec.Command(cmd.Args[0], cmd.Args[1:]...)
+	c := command(cmd)
 	var out, errb bytes.Buffer
 	c.Stdout, c.Stderr = &out, &errb
 	if cmd.Stdin != nil {
@@ -52,6 +53,18 @@ func (Host) Run(ctx context.Context, cmd executor.Command) (executor.Result, err
 		<-done
 		return executor.Result{ExitCode: -1, Stdout: out.Bytes(), Stderr: errb.Bytes()}, ctx.Err()
 	}
+}
+
+func command(cmd executor.Command) *exec.Cmd {
+	c := exec.Command(cmd.Args[0], cmd.Args[1:]...)
+	c.Dir = cmd.Dir
+	if len(cmd.Env) > 0 {
+		c.Env = os.Environ()
+		for _, e := range cmd.Env {
+			c.Env = append(c.Env, e.Name+"="+e.Value)
+		}
+	}
+	return c
 }
 
 func result(c *exec.Cmd, err error, out, errb *bytes.Buffer) (executor.Result, error) {
@@ -82,7 +95,7 @@ func (Host) Stream(ctx context.Context, cmd executor.Command) (executor.Stream, 
 	if len(cmd.Args) == 0 {
 		return nil, errors.New("local: empty command")
 	}
-	c := exec.Command(cmd.Args[0], cmd.Args[1:]...)
+	c := command(cmd)
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if cmd.Stdin != nil {
 		c.Stdin = bytes.NewReader(cmd.Stdin)
@@ -137,4 +150,23 @@ func (s *stream) Close() error {
 	case <-time.After(5 * time.Second):
 	}
 	return nil
+}
+
+// RunTerminal runs cmd on the caller's terminal (stdin, stdout and stderr
+// are passed through) and returns its exit code.
+func (Host) RunTerminal(ctx context.Context, cmd executor.Command, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	if len(cmd.Args) == 0 {
+		return -1, errors.New("local: empty command")
+	}
+	c := command(cmd)
+	c.Stdin, c.Stdout, c.Stderr = stdin, stdout, stderr
+	err := c.Run()
+	if err == nil {
+		return 0, nil
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return exitCode(ee.ProcessState), nil
+	}
+	return -1, err
 }

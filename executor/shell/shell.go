@@ -6,8 +6,9 @@ package shell
 import "strings"
 
 // Quote returns s as one POSIX shell word. Words made only of safe characters
-// are returned as is; anything else is single-quoted, with embedded single
-// quotes written as '\”. The empty string becomes ”.
+// are returned as is; anything else is single-quoted, each embedded single
+// quote closing the quotes, adding an escaped quote and reopening them. The
+// empty string becomes a pair of single quotes.
 func Quote(s string) string {
 	if s == "" {
 		return "''"

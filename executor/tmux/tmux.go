@@ -13,6 +13,7 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -62,7 +63,8 @@ type Machine struct {
 	opts    Options
 	logDir  string
 	home    string
-	spawnMu sync.Mutex // serialises session creation and index choice
+	spawnMu  sync.Mutex // guards sessions
+	sessions map[string]*sessionState
 }
 
 var _ executor.Machine = (*Machine)(nil)
@@ -70,7 +72,7 @@ var _ executor.Machine = (*Machine)(nil)
 // New returns a Machine for host. Directories not given in opts are resolved
 // on the machine with one command.
 func New(ctx context.Context, host executor.Host, opts Options) (*Machine, error) {
-	m := &Machine{Host: host, opts: opts, home: opts.Home}
+	m := &Machine{Host: host, opts: opts, home: opts.Home, sessions: map[string]*sessionState{}}
 	if opts.StateDir == "" || m.home == "" {
 		res, err := host.Run(ctx, executor.Command{Args: []string{"sh", "-c",
 			`printf '%s\n%s\n' "${LAUNCHER_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/launcher}" "$HOME"`}})
@@ -179,6 +181,9 @@ func (m *Machine) Snapshot(ctx context.Context) (executor.Snapshot, error) {
 		return snap, fmt.Errorf("tmux list-windows on %s failed: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
 	}
 	snap.Windows = ParseWindows(res.Stdout)
+	m.spawnMu.Lock()
+	m.learn(snap)
+	m.spawnMu.Unlock()
 	return snap, nil
 }
 
@@ -258,13 +263,20 @@ func markOptions(target string, mk executor.Marks) [][]string {
 }
 
 // pipeCommand is the shell command tmux runs (with /bin/sh -c, on the
-// machine) to write the pane's output to the log.
+// machine) to write the pane's output to the log. tmux expands formats and
+// strftime sequences in it, so it is escaped for that too.
 func pipeCommand(logPath string) string {
 	dir := logPath[:strings.LastIndex(logPath, "/")]
 	q := shell.Quote
-	return "umask 077 && mkdir -p -- " + q(dir) +
+	sh := "umask 077 && mkdir -p -- " + q(dir) +
 		" && if perl -MTime::HiRes -e 1 2>/dev/null; then exec perl -e " + q(perlWriter) + " >>" + q(logPath) +
 		"; else exec bash -c " + q(bashWriter) + " >>" + q(logPath) + "; fi"
+	return escapeFormat(sh)
+}
+
+// escapeFormat protects text from tmux format and strftime expansion.
+func escapeFormat(s string) string {
+	return strings.NewReplacer("#", "##", "%", "%%").Replace(s)
 }
 
 // paneArgv is the command a pane runs: the wrapper around the user's script,
@@ -295,6 +307,7 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 		{Name: "LAUNCHER_TAG", Value: spec.Marks.Tag},
 		{Name: "LAUNCHER_PROCESS", Value: spec.Name},
 		{Name: "LAUNCHER_SESSION", Value: spec.Session},
+		{Name: "LAUNCHER_LOG", Value: spec.Marks.Log},
 		{Name: "PYTHONUNBUFFERED", Value: "1"},
 	}, hostEnv(spec)...) {
 		env = append(env, "-e", e.Name+"="+e.Value)
@@ -313,38 +326,143 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 		cmd := append([]string{"respawn-window", "-t", spec.Replace}, env...)
 		cmd = append(append(cmd, "--"), pane...)
 		res, err := m.run(ctx, append([][]string{cmd}, finish(spec.Replace)...)...)
+		if err == nil && res.ExitCode != 0 && strings.Contains(string(res.Stderr), "still active") {
+			return executor.Window{}, executor.ErrRaced
+		}
 		return m.spawned(spec, res, err)
 	}
 
-	m.spawnMu.Lock()
-	defer m.spawnMu.Unlock()
 	for attempt := 0; ; attempt++ {
-		snap, err := m.Snapshot(ctx)
+		target, create, err := m.allocate(ctx, spec, attempt > 0)
 		if err != nil {
 			return executor.Window{}, err
 		}
-		var cmds [][]string
-		if !snap.HasSession(spec.Session) {
-			cmd := append([]string{"new-session", "-d", "-s", spec.Session, "-n", spec.Name, "-x", "200", "-y", "50"}, env...)
-			cmd = append(append(cmd, "--"), pane...)
-			cmds = append([][]string{cmd}, finish("="+spec.Session+":")...)
+		var cmd []string
+		if create {
+			cmd = append([]string{"new-session", "-d", "-s", spec.Session, "-n", spec.Name, "-x", "200", "-y", "50"}, env...)
 		} else {
-			idx := 0
-			for _, w := range snap.Windows {
-				if w.Session == spec.Session && w.Index >= idx {
-					idx = w.Index + 1
-				}
+			cmd = append([]string{"new-window", "-d", "-t", target, "-n", spec.Name}, env...)
+		}
+		cmd = append(append(cmd, "--"), pane...)
+		res, err := m.run(ctx, append([][]string{cmd}, finish(target)...)...)
+		if err == nil && res.ExitCode != 0 && raced(res.Stderr) {
+			if create {
+				m.sessionCreated(spec.Session, -1)
 			}
-			target := "=" + spec.Session + ":" + strconv.Itoa(idx)
-			cmd := append([]string{"new-window", "-d", "-t", target, "-n", spec.Name}, env...)
-			cmd = append(append(cmd, "--"), pane...)
-			cmds = append([][]string{cmd}, finish(target)...)
+			if attempt < 3 {
+				continue // another client took the index or created the session
+			}
+			return executor.Window{}, executor.ErrRaced
 		}
-		res, err := m.run(ctx, cmds...)
-		if err == nil && res.ExitCode != 0 && attempt < 3 && raced(res.Stderr) {
-			continue // another client took the index or created the session
+		w, err := m.spawned(spec, res, err)
+		if create {
+			idx := -1
+			if err == nil {
+				idx = w.Index
+			}
+			m.sessionCreated(spec.Session, idx)
 		}
-		return m.spawned(spec, res, err)
+		return w, err
+	}
+}
+
+// allocate picks where a new window goes: a new session, or the next free
+// index of an existing one. Indexes are handed out here so that concurrent
+// spawns in one launcher never collide; a fresh listing is taken when the
+// session is unknown or after a collision with another client. Creating a
+// session is exclusive: other spawns in it wait until it exists.
+func (m *Machine) allocate(ctx context.Context, spec executor.SpawnSpec, relist bool) (target string, create bool, err error) {
+	m.spawnMu.Lock()
+	defer m.spawnMu.Unlock()
+	for {
+		st := m.sessions[spec.Session]
+		if st != nil && st.creating != nil {
+			ch := st.creating
+			m.spawnMu.Unlock()
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				m.spawnMu.Lock()
+				return "", false, ctx.Err()
+			}
+			m.spawnMu.Lock()
+			continue
+		}
+		if st == nil || relist {
+			m.spawnMu.Unlock()
+			snap, err := m.Snapshot(ctx)
+			m.spawnMu.Lock()
+			if err != nil {
+				return "", false, err
+			}
+			m.learn(snap)
+			relist = false
+			if m.sessions[spec.Session] == nil {
+				m.sessions[spec.Session] = &sessionState{exists: false}
+			}
+			continue
+		}
+		if !st.exists {
+			st.creating = make(chan struct{})
+			return "=" + spec.Session + ":", true, nil
+		}
+		idx := st.next
+		st.next++
+		return "=" + spec.Session + ":" + strconv.Itoa(idx), false, nil
+	}
+}
+
+// sessionState is what a Machine knows of one session between listings.
+type sessionState struct {
+	exists   bool
+	next     int           // next free window index
+	creating chan struct{} // closed when a pending new-session finished
+}
+
+// learn updates the known sessions and free indexes from a listing.
+func (m *Machine) learn(snap executor.Snapshot) {
+	seen := map[string]int{}
+	for _, w := range snap.Windows {
+		if n, ok := seen[w.Session]; !ok || w.Index+1 > n {
+			seen[w.Session] = w.Index + 1
+		}
+	}
+	for name, st := range m.sessions {
+		if st.creating != nil {
+			continue
+		}
+		if n, ok := seen[name]; ok {
+			st.exists = true
+			if n > st.next {
+				st.next = n
+			}
+		} else {
+			st.exists, st.next = false, 0
+		}
+	}
+	for name, n := range seen {
+		if m.sessions[name] == nil {
+			m.sessions[name] = &sessionState{exists: true, next: n}
+		}
+	}
+}
+
+// sessionCreated ends a pending session creation; firstIndex is the index
+// of its first window (which depends on the user's base-index), or -1 when
+// the creation failed and the next spawn must look again.
+func (m *Machine) sessionCreated(session string, firstIndex int) {
+	m.spawnMu.Lock()
+	defer m.spawnMu.Unlock()
+	st := m.sessions[session]
+	if st == nil || st.creating == nil {
+		return
+	}
+	close(st.creating)
+	st.creating = nil
+	if firstIndex >= 0 {
+		st.exists, st.next = true, firstIndex+1
+	} else {
+		delete(m.sessions, session)
 	}
 }
 
@@ -381,15 +499,7 @@ func (m *Machine) spawned(spec executor.SpawnSpec, res executor.Result, err erro
 
 // SetMarks writes and removes window user options in one invocation.
 func (m *Machine) SetMarks(ctx context.Context, windowID string, set map[string]string, unset []string) error {
-	var cmds [][]string
-	keys := make([]string, 0, len(set))
-	for k := range set {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		cmds = append(cmds, []string{"set-option", "-w", "-t", windowID, optionName(k), set[k]})
-	}
+	cmds := setCommands(windowID, set)
 	for _, k := range unset {
 		cmds = append(cmds, []string{"set-option", "-w", "-u", "-t", windowID, optionName(k)})
 	}
@@ -406,6 +516,19 @@ func (m *Machine) SetMarks(ctx context.Context, windowID string, set map[string]
 	return nil
 }
 
+func setCommands(windowID string, set map[string]string) [][]string {
+	var cmds [][]string
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		cmds = append(cmds, []string{"set-option", "-w", "-t", windowID, optionName(k), set[k]})
+	}
+	return cmds
+}
+
 func optionName(k string) string {
 	if k == "" {
 		return "@launcher"
@@ -418,14 +541,15 @@ func optionName(k string) string {
 // container's terminal too); SIGTERM and SIGKILL go to the processes of the
 // run inside the container first, then to every process of the pane's
 // session except the wrapper.
-func (m *Machine) Signal(ctx context.Context, w executor.Window, sig executor.Signal) error {
+func (m *Machine) Signal(ctx context.Context, w executor.Window, sig executor.Signal, set map[string]string) error {
 	switch sig {
 	case executor.SIGINT, executor.SIGQUIT:
 		key := "C-c"
 		if sig == executor.SIGQUIT {
 			key = `C-\`
 		}
-		res, err := m.run(ctx, []string{"send-keys", "-t", w.ID, key})
+		cmds := append(setCommands(w.ID, set), []string{"send-keys", "-t", w.ID, key})
+		res, err := m.run(ctx, cmds...)
 		if err != nil {
 			return err
 		}
@@ -434,6 +558,9 @@ func (m *Machine) Signal(ctx context.Context, w executor.Window, sig executor.Si
 		}
 		return nil
 	case executor.SIGTERM, executor.SIGKILL:
+		if err := m.SetMarks(ctx, w.ID, set, nil); err != nil {
+			return err
+		}
 		if w.Marks.Docker != "" && w.Marks.Tag != "" {
 			_, err := m.Host.Run(ctx, executor.Command{Args: []string{"docker", "exec", w.Marks.Docker,
 				"sh", "-c", containerSignalScript, "sh", string(sig), w.Marks.Tag}})
@@ -471,26 +598,35 @@ func (m *Machine) CloseWindow(ctx context.Context, windowID string) error {
 // hung check cannot outlive its deadline even over SSH.
 func (m *Machine) Exec(ctx context.Context, spec executor.ExecSpec) (executor.Result, error) {
 	var argv []string
-	if spec.Timeout > 0 {
+	if spec.Timeout > 0 && !executor.IsLocal(m.Host) {
+		// Locally the context kills the process group; over SSH closing the
+		// channel does not stop the remote command, so it bounds itself.
 		secs := spec.Timeout.Seconds()
 		argv = append(argv, "timeout", "-k", "2", strconv.FormatFloat(secs, 'f', 3, 64))
 	}
+	if spec.Timeout > 0 {
+		limit := spec.Timeout
+		if !executor.IsLocal(m.Host) {
+			limit += 3 * time.Second // the remote timeout fires first
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, limit)
+		defer cancel()
+	}
 	cwd := m.expandHome(spec.Cwd)
+	cmd := executor.Command{}
 	if spec.Docker != "" {
 		argv = append(argv, docker.ExecArgv(spec.Docker, docker.ExecOptions{Env: spec.Env, Cwd: cwd, Script: spec.Script})...)
 	} else {
-		if cwd != "" || len(spec.Env) > 0 {
-			argv = append(argv, "env")
-			if cwd != "" {
-				argv = append(argv, "-C", cwd)
-			}
-			for _, e := range spec.Env {
-				argv = append(argv, e.Name+"="+e.Value)
-			}
-		}
 		argv = append(argv, "bash", "-c", spec.Script)
+		cmd.Env, cmd.Dir = spec.Env, cwd
 	}
-	return m.Host.Run(ctx, executor.Command{Args: argv})
+	cmd.Args = argv
+	res, err := m.Host.Run(ctx, cmd)
+	if err != nil && spec.Timeout > 0 && ctx.Err() == context.DeadlineExceeded {
+		return executor.Result{ExitCode: 124, Stderr: []byte("timed out")}, nil
+	}
+	return res, err
 }
 
 // CheckContainer fails unless the container exists and runs on this machine.
@@ -544,5 +680,65 @@ func (m *Machine) AttachCommand(session, windowID, view string) []string {
 	return argv
 }
 
-// Close is a no-op: the Host's owner closes it.
-func (m *Machine) Close() error { return nil }
+// Close closes the underlying host when it holds a connection.
+func (m *Machine) Close() error {
+	if c, ok := m.Host.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+// MonitorPane is one pane of a monitor session.
+type MonitorPane struct {
+	Title string
+	Argv  []string
+}
+
+// PanesPerWindow bounds the panes of one monitor window (a 3×2 grid).
+const PanesPerWindow = 6
+
+// BuildMonitor (re)creates session name with one pane per entry, tiled, at
+// most PanesPerWindow per window, each titled. Any previous session of that
+// name is replaced.
+func (m *Machine) BuildMonitor(ctx context.Context, name string, panes []MonitorPane) error {
+	if len(panes) == 0 {
+		return fmt.Errorf("nothing to monitor")
+	}
+	_, _ = m.run(ctx, []string{"kill-session", "-t", "=" + name})
+	var cmds [][]string
+	for i, p := range panes {
+		win := fmt.Sprintf("mon%d", i/PanesPerWindow+1)
+		target := "=" + name + ":=" + win
+		switch {
+		case i == 0:
+			cmds = append(cmds,
+				append([]string{"new-session", "-d", "-s", name, "-n", win, "-x", "200", "-y", "50", "--"}, p.Argv...),
+				[]string{"set-option", "-t", "=" + name, "status-style", "bg=magenta"},
+				[]string{"set-option", "-t", "=" + name, "mouse", "on"},
+				[]string{"set-option", "-t", "=" + name, "@launcher_view", "1"},
+				[]string{"set-option", "-w", "-t", target, "pane-border-status", "top"})
+		case i%PanesPerWindow == 0:
+			cmds = append(cmds,
+				append([]string{"new-window", "-d", "-t", "=" + name + ":", "-n", win, "--"}, p.Argv...),
+				[]string{"set-option", "-w", "-t", target, "pane-border-status", "top"})
+		default:
+			cmds = append(cmds,
+				append([]string{"split-window", "-t", target, "--"}, p.Argv...),
+				[]string{"select-layout", "-t", target, "tiled"})
+		}
+		cmds = append(cmds, []string{"select-pane", "-t", target, "-T", p.Title})
+	}
+	res, err := m.run(ctx, cmds...)
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("tmux could not build the monitor session %s: %s", name, strings.TrimSpace(string(res.Stderr)))
+	}
+	return nil
+}
+
+// AttachArgv is the argv that attaches the terminal to session name.
+func (m *Machine) AttachArgv(name string) []string {
+	return append([]string{"env", "-u", "TMUX"}, m.tmux("attach-session", "-t", "="+name)...)
+}

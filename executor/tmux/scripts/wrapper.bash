@@ -9,7 +9,7 @@ stty -echoctl 2>/dev/null
 if [ -n "$cwd" ]; then
   cd -- "$cwd" || { printf '[launcher] %s: cannot enter directory %s\n' "$name" "$cwd"; exit 126; }
 fi
-printf '[launcher] starting %s (run %s): %s\n' "$name" "$tag" "${!#}"
+printf '[launcher] starting %s (run %s)\n' "$name" "$tag"
 "$@"
 rc=$?
 printf '[launcher] %s exited with code %d (run %s)\n' "$name" "$rc" "$tag"

@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+
+	"github.com/robotlauncher/launcher/engine"
+	"github.com/robotlauncher/launcher/engine/config"
+	"github.com/robotlauncher/launcher/executor"
+	"github.com/robotlauncher/launcher/executor/pool"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+const pluginCategory = "plugin commands"
+
+// Exit codes.
+const (
+	exitOK          = 0
+	exitFailed      = 1
+	exitUsage       = 2
+	exitInterrupted = 130
+)
+
+// session is one invocation of the CLI: its streams, environment and the
+// pieces it wired together.
+type session struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	tty            bool
+	color          bool
+
+	cfg    *config.Config
+	pool   *pool.Pool
+	engine *engine.Engine
+}
+
+// exitError carries an exit code through urfave/cli.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return ""
+	}
+	return e.err.Error()
+}
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageErr(format string, args ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+// Main runs the CLI and returns its exit code.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	s := &session{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
+	if f, ok := stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		s.tty = true
+	}
+	_, noColor := os.LookupEnv("NO_COLOR")
+	s.color = s.tty && !noColor && getenv("TERM") != "dumb"
+	defer func() {
+		if s.pool != nil {
+			_ = s.pool.Close()
+		}
+	}()
+	app := s.newApp()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := app.RunContext(ctx, normalizeArgs(app, args))
+	return s.report(ctx, err)
+}
+
+// report prints err and maps it to an exit code.
+func (s *session) report(ctx context.Context, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil && ee.err.Error() != "" {
+			fmt.Fprintln(s.stderr, "launcher: "+ee.err.Error())
+		}
+		return ee.code
+	}
+	code := exitCode(ctx, err)
+	if code == exitInterrupted {
+		fmt.Fprintln(s.stderr, "launcher: interrupted; processes that started keep running")
+		return code
+	}
+	fmt.Fprintln(s.stderr, "launcher: "+err.Error())
+	return code
+}
+
+func exitCode(ctx context.Context, err error) int {
+	var cerr *config.Error
+	var cerrs config.Errors
+	var unknown *config.UnknownProcessError
+	switch {
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		return exitInterrupted
+	case errors.As(err, &cerr), errors.As(err, &cerrs), errors.As(err, &unknown):
+		return exitUsage
+	}
+	return exitFailed
+}
+
+func configFlag() cli.Flag {
+	return &cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "config `FILE` (default: $LAUNCHER_CONFIG, $CONCERT_LAUNCHER_DEFAULT_CONFIG, ./launcher.yaml)"}
+}
+
+func commonFlags() []cli.Flag {
+	return []cli.Flag{
+		configFlag(),
+		&cli.StringFlag{Name: "tmux-socket", Usage: "use the local tmux server at `PATH` (default: $LAUNCHER_TMUX_SOCKET, else tmux's own)"},
+		&cli.StringFlag{Name: "tmux-config", Usage: "tmux config `FILE` used when launcher starts the local server ($LAUNCHER_TMUX_CONFIG)", Hidden: true},
+	}
+}
+
+func withCommon(flags ...cli.Flag) []cli.Flag { return append(commonFlags(), flags...) }
+
+func (s *session) newApp() *cli.App {
+	app := &cli.App{
+		Name:                      "launcher",
+		Usage:                     "bring up and keep an eye on the processes of a robot, in tmux, locally, over SSH and in Docker",
+		Version:                   version,
+		Writer:                    s.stdout,
+		ErrWriter:                 s.stderr,
+		Reader:                    s.stdin,
+		EnableBashCompletion:      true,
+		DisableSliceFlagSeparator: true,
+		HideHelpCommand:           true,
+		ExitErrHandler:            func(*cli.Context, error) {},
+		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+			return &exitError{code: exitUsage, err: fmt.Errorf("%v (see launcher %s --help)", err, c.Command.Name)}
+		},
+		Commands: []*cli.Command{
+			s.runCommand(), s.killCommand(), s.restartCommand(), s.statusCommand(), s.watchCommand(),
+			s.monCommand(), s.planCommand(), s.validateCommand(), s.attachCommand(), s.completionCommand(),
+		},
+	}
+	for _, c := range app.Commands {
+		if c.OnUsageError == nil {
+			c.OnUsageError = app.OnUsageError
+		}
+	}
+	return app
+}
+
+// configPath finds the config: --config, $LAUNCHER_CONFIG,
+// $CONCERT_LAUNCHER_DEFAULT_CONFIG, ./launcher.yaml.
+func (s *session) configPath(c *cli.Context) (string, error) {
+	if p := c.String("config"); p != "" {
+		return p, nil
+	}
+	for _, env := range []string{"LAUNCHER_CONFIG", "CONCERT_LAUNCHER_DEFAULT_CONFIG"} {
+		if p := s.getenv(env); p != "" {
+			if abs, err := filepath.Abs(p); err == nil {
+				return abs, nil
+			}
+			return p, nil
+		}
+	}
+	if _, err := os.Stat("launcher.yaml"); err == nil {
+		return "launcher.yaml", nil
+	}
+	return "", usageErr("no configuration found; use --config FILE or set LAUNCHER_CONFIG")
+}
+
+// load reads the config.
+func (s *session) load(c *cli.Context) (*config.Config, error) {
+	if s.cfg != nil {
+		return s.cfg, nil
+	}
+	path, err := s.configPath(c)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, &exitError{code: exitUsage, err: err}
+	}
+	s.cfg = cfg
+	return cfg, nil
+}
+
+// setup loads the config and wires the executors and the engine.
+func (s *session) setup(c *cli.Context) (*engine.Engine, error) {
+	if s.engine != nil {
+		return s.engine, nil
+	}
+	cfg, err := s.load(c)
+	if err != nil {
+		return nil, err
+	}
+	s.pool = pool.New(s.poolOptions(c, cfg))
+	s.engine = engine.New(engine.Options{Config: cfg, Connector: s.pool})
+	return s.engine, nil
+}
+
+func (s *session) poolOptions(c *cli.Context, cfg *config.Config) pool.Options {
+	o := pool.Options{TmuxSocket: c.String("tmux-socket"), TmuxConfig: c.String("tmux-config"), LogDir: cfg.LogDir}
+	if o.TmuxSocket == "" {
+		o.TmuxSocket = s.getenv("LAUNCHER_TMUX_SOCKET")
+	}
+	if o.TmuxConfig == "" {
+		o.TmuxConfig = s.getenv("LAUNCHER_TMUX_CONFIG")
+	}
+	o.Remote = s.remoteDialer()
+	return o
+}
+
+// checkNames validates process arguments before anything runs, so a typo
+// is exit 2 and changes nothing.
+func (s *session) checkNames(names []string) error {
+	for _, n := range names {
+		if _, err := s.cfg.Lookup(n); err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
+	}
+	return nil
+}
+
+// remoteDialer is replaced when SSH support is compiled in.
+var remoteDialerHook func(s *session) func(ctx context.Context, machine string) (executor.Host, error)
+
+func (s *session) remoteDialer() func(ctx context.Context, machine string) (executor.Host, error) {
+	if remoteDialerHook != nil {
+		return remoteDialerHook(s)
+	}
+	return nil
+}
+
+// parseParams parses -p key:=value items (split at the first ":=").
+func parseParams(items []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, it := range items {
+		k, v, ok := strings.Cut(it, ":=")
+		if !ok {
+			return nil, usageErr("-p expects key:=value, got %q", it)
+		}
+		if k == "" {
+			return nil, usageErr("-p expects a non-empty key, got %q", it)
+		}
+		out[k] = v
+	}
+	return out, nil
+}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/robotlauncher/launcher/executor"
+	"github.com/robotlauncher/launcher/executor/local"
+	"github.com/robotlauncher/launcher/executor/pool"
+	"github.com/robotlauncher/launcher/executor/tmux"
+)
+
+// selfArgv is how panes run this launcher again with the same config and
+// tmux server.
+func (s *session) selfArgv(c *cli.Context) []string {
+	self, err := os.Executable()
+	if err != nil {
+		self = os.Args[0]
+	}
+	argv := []string{self}
+	if sock := s.poolOptions(c, s.cfg).TmuxSocket; sock != "" {
+		argv = append(argv, "--tmux-socket", sock)
+	}
+	if path, err := filepath.Abs(s.cfg.File); err == nil {
+		argv = append(argv, "--config", path)
+	}
+	return argv
+}
+
+func (s *session) monCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "mon",
+		Usage: "open a local tmux session with one pane per persistent process, attached to its window",
+		Flags: withCommon(
+			&cli.BoolFlag{Name: "attach", Aliases: []string{"r", "replace"}, Usage: "attach this terminal to the monitor session"},
+		),
+		Action: func(c *cli.Context) error {
+			if _, err := s.setup(c); err != nil {
+				return err
+			}
+			opts := s.poolOptions(c, s.cfg)
+			home, _ := os.UserHomeDir()
+			m, err := tmux.New(c.Context, local.Host{}, tmux.Options{Socket: opts.TmuxSocket, Config: opts.TmuxConfig, StateDir: pool.LocalStateDir(), Home: home})
+			if err != nil {
+				return err
+			}
+			var panes []tmux.MonitorPane
+			for _, p := range s.cfg.Processes {
+				if !p.Persistent {
+					continue
+				}
+				argv := append(s.selfArgv(c), "attach", "--wait", p.Name)
+				title := p.Name
+				if p.Machine != executor.Local {
+					title += " @ " + p.Machine
+				}
+				panes = append(panes, tmux.MonitorPane{Title: title, Argv: argv})
+			}
+			if len(panes) == 0 {
+				return usageErr("the config has no persistent process to monitor")
+			}
+			name := s.cfg.Session + "_mon"
+			if err := m.BuildMonitor(c.Context, name, panes); err != nil {
+				return err
+			}
+			fmt.Fprintf(s.stdout, "monitor session %s: %d panes (tmux%s attach -t %s)\n", name, len(panes), socketHint(opts.TmuxSocket), name)
+			if !c.Bool("attach") {
+				return nil
+			}
+			argv := m.AttachArgv(name)
+			path, err := exec.LookPath(argv[0])
+			if err != nil {
+				return err
+			}
+			return syscall.Exec(path, argv, os.Environ())
+		},
+	}
+}
+
+func socketHint(sock string) string {
+	if sock == "" {
+		return ""
+	}
+	return " -S " + sock
+}
+
+func (s *session) attachCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "attach",
+		Usage:     "show a process's tmux window in this terminal (used by mon panes)",
+		ArgsUsage: "PROC",
+		Hidden:    true,
+		Flags: withCommon(
+			&cli.BoolFlag{Name: "wait", Usage: "wait for the window to exist, and attach again after detaching"},
+		),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageErr("attach needs one process name")
+			}
+			if _, err := s.setup(c); err != nil {
+				return err
+			}
+			name := c.Args().First()
+			p, err := s.cfg.Lookup(name)
+			if err != nil {
+				return &exitError{code: exitUsage, err: err}
+			}
+			view := fmt.Sprintf("%s-view-%s-%d", p.Session, strings.ReplaceAll(p.Name, ".", "_"), os.Getpid())
+			waiting := false
+			for {
+				sts, err := s.engine.Status(c.Context, []string{name})
+				if err != nil {
+					return err
+				}
+				st := sts[0]
+				if st.Window == nil {
+					if !c.Bool("wait") {
+						return &exitError{code: exitFailed, err: fmt.Errorf("%s is not running (%s)", name, st.State)}
+					}
+					if !waiting {
+						fmt.Fprintf(s.stdout, "waiting for %s on %s to start… (%s)\n", name, p.Machine, st.State)
+						waiting = true
+					}
+					select {
+					case <-c.Context.Done():
+						return nil
+					case <-time.After(time.Second):
+					}
+					continue
+				}
+				waiting = false
+				m, err := s.pool.Machine(c.Context, p.Machine)
+				if err != nil {
+					return err
+				}
+				t, ok := m.(executor.Terminal)
+				if !ok {
+					return fmt.Errorf("machine %s cannot attach a terminal", p.Machine)
+				}
+				_, err = t.RunTerminal(c.Context, executor.Command{Args: m.AttachCommand(p.Session, st.Window.ID, view)}, os.Stdin, os.Stdout, os.Stderr)
+				if err != nil && c.Context.Err() == nil {
+					fmt.Fprintf(s.stderr, "attach: %v\n", err)
+				}
+				if !c.Bool("wait") || c.Context.Err() != nil {
+					return nil
+				}
+				select {
+				case <-c.Context.Done():
+					return nil
+				case <-time.After(time.Second):
+				}
+			}
+		},
+	}
+}
+
+var _ = context.Background

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+func (s *session) planCommand() *cli.Command {
+	return &cli.Command{
+		Name:         "plan",
+		Usage:        "show the resolved commands, machines and start order, without running anything",
+		ArgsUsage:    "PROC",
+		Flags:        withCommon(append(requestFlags(), &cli.BoolFlag{Name: "json", Usage: "print the plan as JSON"})...),
+		BashComplete: s.completeProcesses,
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageErr("plan needs exactly one process name")
+			}
+			cfg, err := s.load(c)
+			if err != nil {
+				return err
+			}
+			if err := s.checkNames(c.Args().Slice()); err != nil {
+				return err
+			}
+			req, err := s.request(c)
+			if err != nil {
+				return err
+			}
+			plan, err := cfg.Resolve(c.Args().Slice(), req)
+			if err != nil {
+				return &exitError{code: exitUsage, err: err}
+			}
+			if c.Bool("json") {
+				b, _ := json.MarshalIndent(plan, "", "  ")
+				fmt.Fprintln(s.stdout, string(b))
+				return nil
+			}
+			st := newStyle(s.color)
+			fmt.Fprintf(s.stdout, "start order for %s:\n", strings.Join(plan.Roots, ", "))
+			for i, r := range plan.Processes {
+				where := r.Machine
+				if r.Docker != "" {
+					where += ", container " + r.Docker
+				}
+				kind := ""
+				if !r.Persistent {
+					kind = ", one-shot"
+				}
+				fmt.Fprintf(s.stdout, "%3d. %s  (%s, session %s%s)\n", i+1, st.proc(r.Name), where, r.Session, kind)
+				if len(r.Depends) > 0 {
+					fmt.Fprintf(s.stdout, "     after: %s\n", strings.Join(r.Depends, ", "))
+				}
+				fmt.Fprintf(s.stdout, "     cmd:   %s\n", r.Cmd)
+				if r.ReadyCheck != "" {
+					fmt.Fprintf(s.stdout, "     ready: %s\n", r.ReadyCheck)
+				}
+				if r.CheckKind != "" {
+					fmt.Fprintf(s.stdout, "     ready: check %s %v\n", r.CheckKind, r.CheckOptions)
+				}
+				if len(r.Variants) > 0 {
+					fmt.Fprintf(s.stdout, "     variants: %s\n", strings.Join(r.Variants, ", "))
+				}
+			}
+			return nil
+		},
+	}
+}
+
+func (s *session) validateCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "validate",
+		Usage: "check the config and report every problem with file:line",
+		Flags: withCommon(),
+		Action: func(c *cli.Context) error {
+			if _, err := s.setup(c); err != nil {
+				return err
+			}
+			fmt.Fprintf(s.stdout, "%s: OK, %d processes in session %s\n", s.cfg.File, len(s.cfg.Processes), s.cfg.Session)
+			return nil
+		},
+	}
+}
+
+const bashCompletion = `# launcher bash completion: source <(launcher completion bash)
+_launcher_complete() {
+  local cur words
+  COMPREPLY=()
+  cur="${COMP_WORDS[COMP_CWORD]}"
+  if [[ "$cur" == -* ]]; then
+    words=$("${COMP_WORDS[@]:0:$COMP_CWORD}" "$cur" --generate-bash-completion 2>/dev/null)
+  else
+    words=$("${COMP_WORDS[@]:0:$COMP_CWORD}" --generate-bash-completion 2>/dev/null)
+  fi
+  COMPREPLY=($(compgen -W "$words" -- "$cur"))
+  return 0
+}
+complete -o bashdefault -o default -F _launcher_complete launcher
+`
+
+const zshCompletion = `#compdef launcher
+# launcher zsh completion: source <(launcher completion zsh)
+_launcher() {
+  local -a opts
+  local cur=${words[-1]}
+  if [[ "$cur" == -* ]]; then
+    opts=("${(@f)$(${words[@]:0:#words[@]-1} ${cur} --generate-bash-completion 2>/dev/null)}")
+  else
+    opts=("${(@f)$(${words[@]:0:#words[@]-1} --generate-bash-completion 2>/dev/null)}")
+  fi
+  if [[ "${opts[1]}" != "" ]]; then
+    _describe 'values' opts
+  else
+    _files
+  fi
+}
+compdef _launcher launcher
+`
+
+func (s *session) completionCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "completion",
+		Usage:     "print a shell completion script (bash or zsh)",
+		ArgsUsage: "bash|zsh",
+		Action: func(c *cli.Context) error {
+			switch c.Args().First() {
+			case "bash", "":
+				fmt.Fprint(s.stdout, bashCompletion)
+			case "zsh":
+				fmt.Fprint(s.stdout, zshCompletion)
+			default:
+				return usageErr("completion supports bash and zsh, not %q", c.Args().First())
+			}
+			return nil
+		},
+	}
+}

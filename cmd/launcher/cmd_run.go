@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/robotlauncher/launcher/engine"
+	"github.com/robotlauncher/launcher/engine/config"
+)
+
+func requestFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "param", Aliases: []string{"p", "params"}, Usage: "set a template parameter: `key:=value` (repeatable)"},
+		&cli.StringSliceFlag{Name: "variant", Aliases: []string{"v", "variants"}, Usage: "select a variant `CHOICE` (repeatable)"},
+	}
+}
+
+func (s *session) request(c *cli.Context) (config.Request, error) {
+	params, err := parseParams(c.StringSlice("param"))
+	if err != nil {
+		return config.Request{}, err
+	}
+	return config.Request{Params: params, Variants: c.StringSlice("variant")}, nil
+}
+
+func (s *session) completeProcesses(c *cli.Context) {
+	cfg, err := s.load(c)
+	if err != nil {
+		return
+	}
+	for _, n := range cfg.Names() {
+		fmt.Fprintln(s.stdout, n)
+	}
+}
+
+// watchEvents prints the events of the engine until the returned function
+// is called (which flushes them).
+func (s *session) watchEvents(e *engine.Engine) func() {
+	p := newProgress(s.stdout, newStyle(s.color), s.tty)
+	unsub := e.Bus().Subscribe(nil, p.event)
+	return func() {
+		unsub()
+		p.finish()
+	}
+}
+
+func (s *session) runCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "start a process and its dependencies, each once ready",
+		ArgsUsage: "PROC",
+		Flags: withCommon(append(requestFlags(),
+			&cli.DurationFlag{Name: "timeout", Usage: "give up waiting after `DURATION` (processes keep running)"},
+			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "then follow PROC's output and exit with its exit code"},
+		)...),
+		BashComplete: s.completeProcesses,
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageErr("run needs exactly one process name (got %d)", c.NArg())
+			}
+			e, err := s.setup(c)
+			if err != nil {
+				return err
+			}
+			name := c.Args().First()
+			if err := s.checkNames([]string{name}); err != nil {
+				return err
+			}
+			req, err := s.request(c)
+			if err != nil {
+				return err
+			}
+			plan, err := s.cfg.Resolve([]string{name}, req)
+			if err != nil {
+				return &exitError{code: exitUsage, err: err}
+			}
+			ctx := c.Context
+			if d := c.Duration("timeout"); d > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, d)
+				defer cancel()
+			}
+			flush := s.watchEvents(e)
+			err = e.StartPlan(ctx, plan)
+			flush()
+			if err != nil {
+				if errors.Is(err, context.DeadlineExceeded) && c.Context.Err() == nil {
+					return &exitError{code: exitFailed, err: fmt.Errorf("not ready after --timeout %s; processes that started keep running", c.Duration("timeout"))}
+				}
+				return s.opError(err)
+			}
+			if !c.Bool("watch") {
+				return nil
+			}
+			code, err := e.Follow(c.Context, name, func(line string) { fmt.Fprintln(s.stdout, line) })
+			if err != nil {
+				return s.opError(err)
+			}
+			if code != 0 {
+				return &exitError{code: code}
+			}
+			return nil
+		},
+	}
+}
+
+// opError turns an operation error into an exit status: its details were
+// already printed as events.
+func (s *session) opError(err error) error {
+	var pe *engine.ProcessError
+	var ce *engine.ConflictError
+	if errors.As(err, &pe) || errors.As(err, &ce) {
+		return &exitError{code: exitFailed, err: errors.New("failed: " + firstLine(err.Error()))}
+	}
+	return err
+}
+
+func firstLine(s string) string {
+	for i, r := range s {
+		if r == '\n' {
+			return s[:i] + " …"
+		}
+	}
+	return s
+}
+
+func (s *session) killCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "kill",
+		Usage:     "stop processes (dependants first); a stop always ends",
+		ArgsUsage: "PROC... | --all",
+		Flags: withCommon(
+			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "stop every process of the config"},
+			&cli.BoolFlag{Name: "force", Usage: "skip the gentle SIGINT (SIGQUIT first)"},
+		),
+		BashComplete: s.completeProcesses,
+		Action: func(c *cli.Context) error {
+			all := c.Bool("all")
+			names := c.Args().Slice()
+			if !all && len(names) == 0 {
+				return usageErr("kill needs a process name, or --all to stop everything")
+			}
+			if all && len(names) > 0 {
+				return usageErr("kill takes process names or --all, not both")
+			}
+			e, err := s.setup(c)
+			if err != nil {
+				return err
+			}
+			if err := s.checkNames(names); err != nil {
+				return err
+			}
+			flush := s.watchEvents(e)
+			err = e.Kill(c.Context, names, all, engine.KillOptions{Force: c.Bool("force")})
+			flush()
+			if err != nil {
+				return s.opError(err)
+			}
+			return nil
+		},
+	}
+}
+
+func (s *session) restartCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "restart",
+		Usage:     "stop a process and start it again with the config's current command",
+		ArgsUsage: "PROC",
+		Flags: withCommon(append(requestFlags(),
+			&cli.BoolFlag{Name: "force", Usage: "skip the gentle SIGINT"},
+			&cli.DurationFlag{Name: "timeout", Usage: "give up waiting after `DURATION`"},
+		)...),
+		BashComplete: s.completeProcesses,
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageErr("restart needs exactly one process name")
+			}
+			e, err := s.setup(c)
+			if err != nil {
+				return err
+			}
+			name := c.Args().First()
+			if err := s.checkNames([]string{name}); err != nil {
+				return err
+			}
+			req, err := s.request(c)
+			if err != nil {
+				return err
+			}
+			if _, err := s.cfg.Resolve([]string{name}, req); err != nil {
+				return &exitError{code: exitUsage, err: err}
+			}
+			ctx := c.Context
+			if d := c.Duration("timeout"); d > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, d)
+				defer cancel()
+			}
+			flush := s.watchEvents(e)
+			err = e.Restart(ctx, name, req, engine.KillOptions{Force: c.Bool("force")})
+			flush()
+			if err != nil {
+				return s.opError(err)
+			}
+			return nil
+		},
+	}
+}
+
+var _ = time.Second

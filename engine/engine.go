@@ -1,0 +1,200 @@
+// Package engine brings processes up and down in dependency order, gates them
+// on readiness, reports their state and follows their logs. It drives
+// machines only through the executor interfaces and reports every step as a
+// typed Event; it holds no global state, so several operations (and several
+// engines) in one process never interfere.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/robotlauncher/launcher/engine/config"
+	"github.com/robotlauncher/launcher/executor"
+)
+
+// Checker runs ready checks that are not shell commands: check kinds
+// (`ready_check: {check: tcp, …}`) and per-process check functions
+// registered by plugins. The Lua host implements it.
+type Checker interface {
+	// HasCustom reports whether process has a registered check function.
+	HasCustom(process string) bool
+	// Check runs one poll of the custom checks of p (the kind from the
+	// config, then the registered function, both when present). ok reports
+	// readiness; reason says what is missing while not ready.
+	Check(ctx context.Context, p Probe) (ok bool, reason string, err error)
+}
+
+// Probe is what a custom check gets to look at.
+type Probe struct {
+	Process *config.Resolved
+	Machine executor.Machine
+	Window  executor.Window
+	// LogPath is the process's log file on its machine; LogOffset is where
+	// this run's output starts in it.
+	LogPath   string
+	LogOffset int64
+}
+
+// Options configure an Engine.
+type Options struct {
+	Config    *config.Config
+	Connector executor.Connector
+	// Bus receives every event; nil creates a private one.
+	Bus *Bus
+	// Checker runs custom checks; nil means only shell checks exist.
+	Checker Checker
+	// Owner identifies this launcher in window marks; zero means Self().
+	Owner Owner
+	// CheckTimeout bounds one run of a shell ready check (default 10s).
+	CheckTimeout time.Duration
+}
+
+// Engine runs operations on the processes of one config.
+type Engine struct {
+	cfg          *config.Config
+	conn         executor.Connector
+	bus          *Bus
+	checker      Checker
+	owner        Owner
+	checkTimeout time.Duration
+	opSeq        atomic.Uint64
+
+	mu    sync.Mutex
+	snaps map[string]*snapshots
+	locks map[string]*sync.Mutex
+}
+
+// New returns an Engine.
+func New(o Options) *Engine {
+	e := &Engine{cfg: o.Config, conn: o.Connector, bus: o.Bus, checker: o.Checker, owner: o.Owner,
+		checkTimeout: o.CheckTimeout, snaps: map[string]*snapshots{}, locks: map[string]*sync.Mutex{}}
+	if e.bus == nil {
+		e.bus = NewBus()
+	}
+	if e.owner.Host == "" {
+		e.owner = Self()
+	}
+	if e.checkTimeout == 0 {
+		e.checkTimeout = 10 * time.Second
+	}
+	return e
+}
+
+// Config returns the engine's config.
+func (e *Engine) Config() *config.Config { return e.cfg }
+
+// Bus returns the engine's event bus.
+func (e *Engine) Bus() *Bus { return e.bus }
+
+// SetChecker installs the custom check runner (the Lua host registers
+// itself after the engine exists).
+func (e *Engine) SetChecker(c Checker) { e.checker = c }
+
+// machine dials (or reuses) a machine and its coalescing snapshot cache.
+func (e *Engine) machine(ctx context.Context, name string) (executor.Machine, *snapshots, error) {
+	m, err := e.conn.Machine(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.snaps[name]
+	if s == nil || s.m != m {
+		s = &snapshots{m: m}
+		e.snaps[name] = s
+	}
+	return m, s, nil
+}
+
+// lock serialises spawning and stopping of one process within this engine.
+func (e *Engine) lock(machine, session, name string) *sync.Mutex {
+	key := machine + "\x00" + session + "\x00" + name
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	l := e.locks[key]
+	if l == nil {
+		l = &sync.Mutex{}
+		e.locks[key] = l
+	}
+	return l
+}
+
+// emitter publishes the events of one operation.
+type emitter struct {
+	bus *Bus
+	op  uint64
+}
+
+func (em emitter) emit(kind Kind, p *config.Process, level int, format string, args ...any) Event {
+	ev := Event{Time: time.Now(), Kind: kind, Level: level, Op: em.op}
+	if p != nil {
+		ev.Process, ev.Machine, ev.Session = p.Name, p.Machine, p.Session
+	}
+	if format != "" {
+		ev.Message = fmt.Sprintf(format, args...)
+	}
+	em.bus.Publish(ev)
+	return ev
+}
+
+func (em emitter) publish(ev Event) {
+	ev.Op = em.op
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	em.bus.Publish(ev)
+}
+
+func (e *Engine) newEmitter() emitter { return emitter{bus: e.bus, op: e.opSeq.Add(1)} }
+
+// ProcessError is a failure of a process (it exited, timed out, a
+// dependency failed): the CLI exits 1 for it.
+type ProcessError struct {
+	Process  string
+	Msg      string
+	ExitCode *int
+	Tail     []string
+}
+
+func (e *ProcessError) Error() string { return fmt.Sprintf("%s: %s", e.Process, e.Msg) }
+
+// ConflictError reports a same-name tmux window launcher does not own.
+type ConflictError struct {
+	Process, Session, Machine string
+	Ambiguous                 bool
+}
+
+func (e *ConflictError) Error() string {
+	if e.Ambiguous {
+		return fmt.Sprintf("refusing to control ambiguous tmux target '%s:%s' on %s: several windows have that name", e.Session, e.Process, e.Machine)
+	}
+	return fmt.Sprintf("refusing to control unmanaged tmux window '%s:%s' on %s: it was not started by launcher (rename or close it)", e.Session, e.Process, e.Machine)
+}
+
+// findWindow returns the managed window of p in snap, nil when there is
+// none, or a ConflictError.
+func findWindow(snap executor.Snapshot, p *config.Process) (*executor.Window, error) {
+	ws := snap.Find(p.Session, p.Name)
+	switch {
+	case len(ws) == 0:
+		return nil, nil
+	case len(ws) > 1:
+		return nil, &ConflictError{Process: p.Name, Session: p.Session, Machine: p.Machine, Ambiguous: true}
+	case !ws[0].Marks.Managed:
+		return nil, &ConflictError{Process: p.Name, Session: p.Session, Machine: p.Machine}
+	}
+	w := ws[0]
+	return &w, nil
+}
+
+// errorsAs is errors.As with a typed target, for brevity.
+func errorsAs[T error](err error) (T, bool) {
+	var t T
+	ok := errors.As(err, &t)
+	return t, ok
+}

@@ -1,0 +1,162 @@
+package engine
+
+import (
+	"strings"
+	"sync"
+	"time"
+)
+
+// Kind is the type of an event.
+type Kind string
+
+// Event kinds, one per step of an operation. The CLI prints them, Lua scripts
+// subscribe to them, and a later HTTP API streams them; the names are stable.
+const (
+	Waiting  Kind = "waiting"  // waiting for dependencies
+	Starting Kind = "starting" // about to spawn
+	Started  Kind = "started"  // the window runs (Data: pid)
+	Checking Kind = "checking" // a ready check did not pass yet (Message: why)
+	Ready    Kind = "ready"    // ready (or already running and ready)
+	Failed   Kind = "failed"   // the step failed (ExitCode when a process exited)
+	Exited   Kind = "exited"   // the process ended (ExitCode)
+	Stopping Kind = "stopping" // a stop began (Message: the signal)
+	Stopped  Kind = "stopped"  // the process is no longer running
+	Output   Kind = "output"   // a line of a one-shot's (or watched process's) output
+	Info     Kind = "info"     // anything else worth telling (drift, not running…)
+	HostLost Kind = "host_lost"
+	HostBack Kind = "host_back"
+)
+
+// Event is one step of an operation, or a change the monitor noticed.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Kind    Kind      `json:"event"`
+	Process string    `json:"process,omitempty"`
+	Machine string    `json:"machine,omitempty"`
+	Session string    `json:"session,omitempty"`
+	// Level is the depth of the process in the operation's dependency tree.
+	Level    int    `json:"level"`
+	Message  string `json:"message,omitempty"`
+	ExitCode *int   `json:"exit_code,omitempty"`
+	PID      int    `json:"pid,omitempty"`
+	Line     string `json:"line,omitempty"`
+	// Op identifies the operation that emitted the event (0: the monitor).
+	Op uint64 `json:"op,omitempty"`
+}
+
+// Bus delivers events to subscribers. Each subscriber has its own queue
+// and goroutine, so a slow subscriber never blocks the engine and events
+// reach each subscriber in the order they were published.
+type Bus struct {
+	mu   sync.Mutex
+	subs map[*subscriber]struct{}
+}
+
+type subscriber struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	queue  []Event
+	closed bool
+	done   chan struct{}
+	filter func(Event) bool
+}
+
+// NewBus returns an empty bus.
+func NewBus() *Bus { return &Bus{subs: map[*subscriber]struct{}{}} }
+
+// Subscribe calls fn for every event that filter accepts (nil: all), one at
+// a time, in publication order. The returned function unsubscribes: it
+// delivers what was already queued, then returns.
+func (b *Bus) Subscribe(filter func(Event) bool, fn func(Event)) (unsubscribe func()) {
+	s := &subscriber{done: make(chan struct{}), filter: filter}
+	s.cond = sync.NewCond(&s.mu)
+	b.mu.Lock()
+	b.subs[s] = struct{}{}
+	b.mu.Unlock()
+	go func() {
+		defer close(s.done)
+		for {
+			s.mu.Lock()
+			for len(s.queue) == 0 && !s.closed {
+				s.cond.Wait()
+			}
+			if len(s.queue) == 0 && s.closed {
+				s.mu.Unlock()
+				return
+			}
+			q := s.queue
+			s.queue = nil
+			s.mu.Unlock()
+			for _, ev := range q {
+				fn(ev)
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.mu.Lock()
+			delete(b.subs, s)
+			b.mu.Unlock()
+			s.mu.Lock()
+			s.closed = true
+			s.cond.Signal()
+			s.mu.Unlock()
+			<-s.done
+		})
+	}
+}
+
+// Publish queues ev for every subscriber.
+func (b *Bus) Publish(ev Event) {
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for s := range b.subs {
+		if s.filter != nil && !s.filter(ev) {
+			continue
+		}
+		s.mu.Lock()
+		if !s.closed {
+			s.queue = append(s.queue, ev)
+			s.cond.Signal()
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Glob reports whether name matches pattern, where * matches any run of
+// characters and ? one character (process filters in scripts).
+func Glob(pattern, name string) bool {
+	if !strings.ContainsAny(pattern, "*?") {
+		return pattern == name
+	}
+	return globMatch(pattern, name)
+}
+
+func globMatch(p, s string) bool {
+	for len(p) > 0 {
+		switch p[0] {
+		case '*':
+			for i := len(s); i >= 0; i-- {
+				if globMatch(p[1:], s[i:]) {
+					return true
+				}
+			}
+			return false
+		case '?':
+			if len(s) == 0 {
+				return false
+			}
+			p, s = p[1:], s[1:]
+		default:
+			if len(s) == 0 || s[0] != p[0] {
+				return false
+			}
+			p, s = p[1:], s[1:]
+		}
+	}
+	return len(s) == 0
+}

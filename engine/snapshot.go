@@ -1,0 +1,66 @@
+package engine
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/robotlauncher/launcher/executor"
+)
+
+// snapshots coalesces window listings per machine: every goroutine waiting
+// for a process on that machine (readiness, stop, one-shot exit) shares one
+// `tmux list-windows` instead of running its own.
+type snapshots struct {
+	m        executor.Machine
+	mu       sync.Mutex
+	last     *snapCall
+	inflight *snapCall
+}
+
+type snapCall struct {
+	start time.Time
+	done  chan struct{}
+	snap  executor.Snapshot
+	err   error
+}
+
+// get returns a snapshot whose query started at or after `after`.
+func (s *snapshots) get(ctx context.Context, after time.Time) (executor.Snapshot, error) {
+	for {
+		s.mu.Lock()
+		if s.last != nil && !s.last.start.Before(after) {
+			snap := s.last.snap
+			s.mu.Unlock()
+			return snap, nil
+		}
+		call := s.inflight
+		if call == nil {
+			call = &snapCall{start: time.Now(), done: make(chan struct{})}
+			s.inflight = call
+			s.mu.Unlock()
+			// The listing is shared: one caller's cancellation must not fail
+			// the others, so it runs on its own bounded context.
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			call.snap, call.err = s.m.Snapshot(lctx)
+			cancel()
+			s.mu.Lock()
+			s.inflight = nil
+			if call.err == nil {
+				s.last = call
+			}
+			s.mu.Unlock()
+			close(call.done)
+			return call.snap, call.err
+		}
+		s.mu.Unlock()
+		select {
+		case <-call.done:
+		case <-ctx.Done():
+			return executor.Snapshot{}, ctx.Err()
+		}
+		if !call.start.Before(after) {
+			return call.snap, call.err
+		}
+	}
+}

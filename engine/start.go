@@ -1,0 +1,524 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/robotlauncher/launcher/engine/config"
+	"github.com/robotlauncher/launcher/executor"
+)
+
+// task is one node of an operation: it runs once, however many dependants
+// wait for it (a diamond runs its base once).
+type task struct {
+	done chan struct{}
+	err  error
+}
+
+// graph runs the tasks of one operation.
+type graph struct {
+	mu    sync.Mutex
+	tasks map[string]*task
+	run   func(ctx context.Context, name string, level int) error
+}
+
+func (g *graph) get(ctx context.Context, name string, level int) *task {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if t := g.tasks[name]; t != nil {
+		return t
+	}
+	t := &task{done: make(chan struct{})}
+	g.tasks[name] = t
+	go func() {
+		defer close(t.done)
+		t.err = g.run(ctx, name, level)
+	}()
+	return t
+}
+
+// all runs names concurrently and waits for every one.
+func (g *graph) all(ctx context.Context, names []string, level int) []error {
+	ts := make([]*task, len(names))
+	for i, n := range names {
+		ts[i] = g.get(ctx, n, level)
+	}
+	errs := make([]error, len(names))
+	for i, t := range ts {
+		<-t.done
+		errs[i] = t.err
+	}
+	return errs
+}
+
+// Start brings up the named processes and their dependencies: every process
+// starts once its dependencies are ready, independent branches concurrently.
+// It returns when all are ready, or with the first failure (a *config.Error
+// for bad input, a *ProcessError when a process failed). Cancelling ctx stops
+// waiting and leaves whatever started running.
+func (e *Engine) Start(ctx context.Context, names []string, req config.Request) error {
+	plan, err := e.cfg.Resolve(names, req)
+	if err != nil {
+		return err
+	}
+	return e.StartPlan(ctx, plan)
+}
+
+// StartPlan runs a resolved plan (see Start).
+func (e *Engine) StartPlan(ctx context.Context, plan *config.Plan) error {
+	em := e.newEmitter()
+	g := &graph{tasks: map[string]*task{}}
+	g.run = func(ctx context.Context, name string, level int) error {
+		r := plan.Get(name)
+		if len(r.Depends) > 0 {
+			em.emit(Waiting, r.Process, level, "depends on %s", strings.Join(r.Depends, ", "))
+			errs := g.all(ctx, r.Depends, level+1)
+			for i, err := range errs {
+				if err == nil {
+					continue
+				}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				em.emit(Failed, r.Process, level, "not started: dependency %s failed", r.Depends[i])
+				return &ProcessError{Process: name, Msg: fmt.Sprintf("not started: dependency %s failed", r.Depends[i])}
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return e.startOne(ctx, em, r, level)
+	}
+	errs := g.all(ctx, plan.Roots, 0)
+	return errors.Join(errs...)
+}
+
+func newTag() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// failf emits a Failed event and returns the matching ProcessError.
+func failf(em emitter, p *config.Process, level int, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	em.emit(Failed, p, level, "%s", msg)
+	return &ProcessError{Process: p.Name, Msg: msg}
+}
+
+// startOne starts (or finds running) one process and waits until it is
+// ready, or until a one-shot finished.
+func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, level int) error {
+	p := r.Process
+	m, snaps, err := e.machine(ctx, r.Machine)
+	if err != nil {
+		em.emit(Failed, p, level, "%v", err)
+		return err
+	}
+	lk := e.lock(p.Machine, p.Session, p.Name)
+	lk.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			lk.Unlock()
+		}
+	}()
+	for attempt := 0; ; attempt++ {
+		snap, err := snaps.get(ctx, time.Now())
+		if err != nil {
+			em.emit(Failed, p, level, "%v", err)
+			return err
+		}
+		w, err := findWindow(snap, p)
+		if err != nil {
+			em.emit(Failed, p, level, "%v", err)
+			return err
+		}
+		now := time.Now()
+		if w != nil && !w.Dead {
+			if op, ok := parseOp(w.Marks.Op); ok && op.Kind == "stopping" && op.Owner != e.owner && op.live(e.owner, now) {
+				// Another launcher is stopping it: let that finish, then start.
+				lk.Unlock()
+				locked = false
+				if err := e.waitDead(ctx, snaps, w.ID, 0); err != nil {
+					return err
+				}
+				lk.Lock()
+				locked = true
+				continue
+			}
+			if w.Marks.Hash != "" && w.Marks.Hash != r.Hash {
+				em.emit(Info, p, level, "is running a different command than the config gives now; run `launcher restart %s` to apply it", p.Name)
+			}
+			lk.Unlock()
+			locked = false
+			if !p.Persistent {
+				em.emit(Info, p, level, "one-shot already running: waiting for it")
+				return e.awaitOneShot(ctx, em, r, level, m, snaps, *w, -1)
+			}
+			if w.Marks.Ready {
+				ev := Event{Kind: Ready, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: "already running", PID: w.PanePID}
+				em.publish(ev)
+				return nil
+			}
+			em.emit(Info, p, level, "already running, not ready yet")
+			return e.awaitReady(ctx, em, r, level, m, snaps, *w, true, -1)
+		}
+		if r.Docker != "" {
+			if err := m.CheckContainer(ctx, r.Docker); err != nil {
+				return failf(em, p, level, "%v", err)
+			}
+		}
+		em.emit(Starting, p, level, "starting")
+		spec := executor.SpawnSpec{Session: p.Session, Name: p.Name, Script: r.Cmd, Docker: r.Docker,
+			Env: toExecEnv(r.Env), Cwd: r.Cwd,
+			Marks: executor.Marks{Managed: true, Op: e.owner.mark("starting", now), Hash: r.Hash, Started: now.UnixMilli(),
+				Tag: newTag(), Docker: r.Docker, Log: m.LogPath(p.Session, p.Name), OneShot: !p.Persistent}}
+		if w != nil {
+			spec.Replace = w.ID
+		}
+		offset := int64(-1)
+		if !p.Persistent || r.CheckKind != "" || (e.checker != nil && e.checker.HasCustom(p.Name)) ||
+			strings.Contains(r.ReadyCheck, "LAUNCHER_LOG_START") {
+			// Output of this run starts here: one-shot output and log checks
+			// read from this offset.
+			if offset, _, err = logHead(ctx, m, spec.Marks.Log, 0); err != nil {
+				return failf(em, p, level, "%v", err)
+			}
+		}
+		nw, err := m.Spawn(ctx, spec)
+		if errors.Is(err, executor.ErrRaced) && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			em.emit(Failed, p, level, "%v", err)
+			return err
+		}
+		lk.Unlock()
+		locked = false
+		em.publish(Event{Kind: Started, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level,
+			Message: fmt.Sprintf("started (pid %d)", nw.PanePID), PID: nw.PanePID})
+		if !p.Persistent {
+			return e.awaitOneShot(ctx, em, r, level, m, snaps, nw, offset)
+		}
+		return e.awaitReady(ctx, em, r, level, m, snaps, nw, false, offset)
+	}
+}
+
+func toExecEnv(env []config.EnvVar) []executor.EnvVar {
+	out := make([]executor.EnvVar, len(env))
+	for i, e := range env {
+		out[i] = executor.EnvVar{Name: e.Name, Value: e.Value}
+	}
+	return out
+}
+
+// Poll periods: short at first so readiness is noticed within tens of
+// milliseconds, backing off so a slow process costs little.
+const (
+	firstPeriod   = 20 * time.Millisecond
+	fastPhase     = time.Second
+	maxPeriod     = time.Second
+	backoffFactor = 1.5
+)
+
+// poller yields the waits between polls: firstPeriod during the first
+// second, then growing by backoffFactor up to max.
+type poller struct {
+	start  time.Time
+	period time.Duration
+	max    time.Duration
+	fixed  bool
+}
+
+func newPoller(fixed time.Duration) *poller {
+	if fixed > 0 {
+		return &poller{start: time.Now(), period: fixed, max: fixed, fixed: true}
+	}
+	return &poller{start: time.Now(), period: firstPeriod, max: maxPeriod}
+}
+
+func (p *poller) next() time.Duration {
+	d := p.period
+	if !p.fixed && time.Since(p.start) > fastPhase {
+		p.period = min(time.Duration(float64(p.period)*backoffFactor), p.max)
+	}
+	return d
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// awaitReady polls the process's ready checks until they pass, the process
+// dies, ready_timeout runs out or ctx ends. The window carries a live
+// "starting" mark meanwhile; whatever happens, a failure leaves the process
+// running (nothing is ever killed because a wait failed).
+func (e *Engine) awaitReady(ctx context.Context, em emitter, r *config.Resolved, level int, m executor.Machine,
+	snaps *snapshots, w executor.Window, markNeeded bool, offset int64) error {
+	p := r.Process
+	hasShell := r.ReadyCheck != ""
+	hasCustom := r.CheckKind != "" || (e.checker != nil && e.checker.HasCustom(p.Name))
+	if markNeeded {
+		if err := m.SetMarks(ctx, w.ID, map[string]string{"op": e.owner.mark("starting", time.Now())}, nil); err != nil {
+			em.emit(Failed, p, level, "%v", err)
+			return err
+		}
+	}
+	// Whatever the outcome, the "starting" mark goes (a dead window keeps it
+	// harmlessly: the state of a dead window ignores marks).
+	finish := func(set map[string]string) error {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		return m.SetMarks(cctx, w.ID, set, []string{"op"})
+	}
+	rctx := ctx
+	if r.ReadyTimeout > 0 {
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithTimeout(ctx, time.Duration(r.ReadyTimeout))
+		defer cancel()
+	}
+	if hasShell || hasCustom {
+		em.emit(Checking, p, level, "checking readiness")
+	}
+	if offset < 0 && hasCustom {
+		offset = 0
+	}
+	pl := newPoller(time.Duration(r.ReadyPeriod))
+	lastBeat := time.Now()
+	lastReason := ""
+	for {
+		// The check and the window listing run concurrently: readiness is
+		// noticed one check's time after it holds.
+		type snapResult struct {
+			snap executor.Snapshot
+			err  error
+		}
+		snapc := make(chan snapResult, 1)
+		go func() {
+			snap, err := snaps.get(ctx, time.Now())
+			snapc <- snapResult{snap, err}
+		}()
+		ok, reason := true, ""
+		if hasShell {
+			ok, reason = e.shellCheck(rctx, m, r, w.Marks.Log, offset)
+		}
+		if ok && hasCustom && e.checker != nil {
+			var err error
+			ok, reason, err = e.checker.Check(rctx, Probe{Process: r, Machine: m, Window: w, LogPath: w.Marks.Log, LogOffset: offset})
+			if err != nil {
+				ok, reason = false, err.Error()
+			}
+		}
+		sr := <-snapc
+		snap, err := sr.snap, sr.err
+		if err != nil {
+			_ = finish(nil)
+			em.emit(Failed, p, level, "%v", err)
+			return err
+		}
+		cur := windowByID(snap, w.ID)
+		if cur == nil {
+			return failf(em, p, level, "its tmux window was closed before it became ready")
+		}
+		if cur.Dead {
+			return e.diedBeforeReady(ctx, em, p, level, m, *cur)
+		}
+		if ok {
+			if err := finish(map[string]string{"ready": "1"}); err != nil {
+				em.emit(Failed, p, level, "%v", err)
+				return err
+			}
+			em.publish(Event{Kind: Ready, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: "ready", PID: cur.PanePID})
+			return nil
+		}
+		if reason != lastReason && reason != "" && time.Since(pl.start) > fastPhase {
+			em.emit(Checking, p, level, "not ready: %s", reason)
+			lastReason = reason
+		}
+		if time.Since(lastBeat) > heartbeatEvery {
+			_ = m.SetMarks(ctx, w.ID, map[string]string{"op": e.owner.mark("starting", time.Now())}, nil)
+			lastBeat = time.Now()
+		}
+		if err := sleepCtx(rctx, pl.next()); err != nil {
+			_ = finish(nil)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			msg := fmt.Sprintf("not ready after %s (ready_timeout); it keeps running", time.Duration(r.ReadyTimeout))
+			if lastReason != "" {
+				msg += ": " + lastReason
+			}
+			return failf(em, p, level, "%s", msg)
+		}
+	}
+}
+
+func windowByID(snap executor.Snapshot, id string) *executor.Window {
+	for i := range snap.Windows {
+		if snap.Windows[i].ID == id {
+			return &snap.Windows[i]
+		}
+	}
+	return nil
+}
+
+// shellCheck runs the ready_check command once on the process's machine
+// (inside its container, if any).
+func (e *Engine) shellCheck(ctx context.Context, m executor.Machine, r *config.Resolved, logPath string, offset int64) (bool, string) {
+	timeout := e.checkTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		if rem := time.Until(dl); rem < timeout {
+			timeout = max(rem, 10*time.Millisecond)
+		}
+	}
+	env := toExecEnv(r.Env)
+	if r.Docker == "" {
+		// Checks can look at the process's log (the log is on the host).
+		env = append(env, executor.EnvVar{Name: "LAUNCHER_LOG", Value: logPath})
+		if offset >= 0 {
+			// For `tail -c +$LAUNCHER_LOG_START "$LAUNCHER_LOG"`: this run's output.
+			env = append(env, executor.EnvVar{Name: "LAUNCHER_LOG_START", Value: fmt.Sprint(offset + 1)})
+		}
+	}
+	res, err := m.Exec(ctx, executor.ExecSpec{Script: r.ReadyCheck, Docker: r.Docker, Env: env, Cwd: r.Cwd, Timeout: timeout})
+	if err != nil {
+		return false, err.Error()
+	}
+	if res.ExitCode == 0 {
+		return true, ""
+	}
+	if res.ExitCode == 124 {
+		return false, fmt.Sprintf("ready check timed out after %s", timeout.Round(time.Millisecond))
+	}
+	reason := fmt.Sprintf("ready check exited with code %d", res.ExitCode)
+	if s := strings.TrimSpace(string(res.Stderr)); s != "" {
+		reason += ": " + lastLines([]byte(s), 1)[0]
+	}
+	return false, reason
+}
+
+// diedBeforeReady reports a process that exited while its readiness was
+// awaited, with its exit code and the last lines of its log.
+func (e *Engine) diedBeforeReady(ctx context.Context, em emitter, p *config.Process, level int, m executor.Machine, w executor.Window) error {
+	tail := tailLog(ctx, m, w.Marks.Log, w.Marks.Tag, 10, time.Second)
+	code := w.ExitCode
+	msg := fmt.Sprintf("exited with code %d before becoming ready", code)
+	if !w.ExitKnown {
+		msg = "exited before becoming ready"
+	}
+	ev := Event{Kind: Failed, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: msg}
+	if w.ExitKnown {
+		ev.ExitCode = &code
+	}
+	if len(tail) > 0 {
+		ev.Message += "; last lines of its log:\n" + strings.Join(tail, "\n")
+	}
+	em.publish(ev)
+	return &ProcessError{Process: p.Name, Msg: msg, ExitCode: ev.ExitCode, Tail: tail}
+}
+
+// waitDead polls until the window is dead or gone (0 timeout: no bound).
+func (e *Engine) waitDead(ctx context.Context, snaps *snapshots, id string, timeout time.Duration) error {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	pl := newPoller(0)
+	for {
+		snap, err := snaps.get(ctx, time.Now())
+		if err != nil {
+			return err
+		}
+		if w := windowByID(snap, id); w == nil || w.Dead {
+			return nil
+		}
+		if err := sleepCtx(ctx, pl.next()); err != nil {
+			return err
+		}
+	}
+}
+
+// awaitOneShot follows a one-shot's output until it exits: exit 0 is
+// success (its window is closed), anything else fails its dependants (the
+// window stays, so status shows DEAD with the exit code).
+func (e *Engine) awaitOneShot(ctx context.Context, em emitter, r *config.Resolved, level int, m executor.Machine,
+	snaps *snapshots, w executor.Window, offset int64) error {
+	p := r.Process
+	fctx, stopFollow := context.WithCancel(ctx)
+	defer stopFollow()
+	followed := make(chan struct{})
+	sawExit := make(chan struct{})
+	if offset >= 0 {
+		f := &follower{dial: e.dialer(r.Machine), path: w.Marks.Log, offset: offset}
+		go func() {
+			defer close(followed)
+			var once sync.Once
+			_ = f.run(fctx, func(line string) bool {
+				if isExitMarker(line, w.Marks.Tag) {
+					once.Do(func() { close(sawExit) })
+					return false
+				}
+				if !isLauncherLine(line) {
+					em.publish(Event{Kind: Output, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Line: StripTimestamp(line)})
+				}
+				return true
+			})
+		}()
+	} else {
+		close(followed)
+		close(sawExit)
+	}
+	if err := e.waitDead(ctx, snaps, w.ID, 0); err != nil {
+		return err
+	}
+	// Let the output catch up with the exit (bounded: the log writer may
+	// lag, or the log may be unreadable).
+	select {
+	case <-sawExit:
+	case <-time.After(2 * time.Second):
+	case <-ctx.Done():
+	}
+	stopFollow()
+	<-followed
+	snap, err := snaps.get(ctx, time.Now())
+	if err != nil {
+		return err
+	}
+	cur := windowByID(snap, w.ID)
+	if cur == nil {
+		return failf(em, p, level, "its tmux window was closed before it finished")
+	}
+	code := cur.ExitCode
+	if cur.ExitKnown && code == 0 {
+		em.publish(Event{Kind: Exited, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: "success", ExitCode: &code})
+		if err := m.CloseWindow(ctx, cur.ID); err != nil {
+			em.emit(Info, p, level, "could not close its window: %v", err)
+		}
+		return nil
+	}
+	msg := fmt.Sprintf("failed with exit code %d", code)
+	ev := Event{Kind: Failed, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: msg}
+	if cur.ExitKnown {
+		ev.ExitCode = &code
+	} else {
+		msg = "failed"
+		ev.Message = msg
+	}
+	em.publish(ev)
+	return &ProcessError{Process: p.Name, Msg: msg, ExitCode: ev.ExitCode}
+}

@@ -1,0 +1,153 @@
+package engine
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/robotlauncher/launcher/engine/config"
+	"github.com/robotlauncher/launcher/executor"
+)
+
+// State is the state of a process as `status` reports it. The names are a
+// stable interface (scripts parse them).
+type State string
+
+// States, see README: READY means alive and its ready check passed (or it
+// has none); a clean exit (0, 130, 143) is STOPPED, any other exit DEAD.
+const (
+	StateStopped     State = "STOPPED"
+	StateStarting    State = "STARTING"
+	StateRunning     State = "RUNNING"
+	StateReady       State = "READY"
+	StateStopping    State = "STOPPING"
+	StateDead        State = "DEAD"
+	StateConflict    State = "CONFLICT"
+	StateUnavailable State = "UNAVAILABLE"
+)
+
+// Status is one row of `status`.
+type Status struct {
+	Process  string `json:"process"`
+	Session  string `json:"session"`
+	Machine  string `json:"machine"`
+	State    State  `json:"state"`
+	PID      *int   `json:"pid"`
+	ExitCode *int   `json:"exit_code"`
+	// Error explains CONFLICT and UNAVAILABLE.
+	Error string `json:"error,omitempty"`
+	// Drift is set when the running command differs from the config's.
+	Started time.Time        `json:"-"`
+	Window  *executor.Window `json:"-"`
+}
+
+// CleanExit reports whether an exit code means a normal stop.
+func CleanExit(code int) bool { return code == 0 || code == 130 || code == 143 }
+
+// stateOf derives a process's state from its window.
+func (e *Engine) stateOf(snap executor.Snapshot, p *config.Process, now time.Time) Status {
+	st := Status{Process: p.Name, Session: p.Session, Machine: p.Machine, State: StateStopped}
+	w, err := findWindow(snap, p)
+	if err != nil {
+		st.State, st.Error = StateConflict, err.Error()
+		return st
+	}
+	if w == nil {
+		return st
+	}
+	st.Window = w
+	if w.Marks.Started > 0 {
+		st.Started = time.UnixMilli(w.Marks.Started)
+	}
+	if w.Dead {
+		if w.ExitKnown {
+			c := w.ExitCode
+			st.ExitCode = &c
+		}
+		op, _ := parseOp(w.Marks.Op)
+		if w.ExitKnown && CleanExit(w.ExitCode) || op.Kind == "stopping" {
+			// A clean exit, or the end of a stop launcher asked for.
+			st.State = StateStopped
+		} else {
+			st.State = StateDead
+		}
+		return st
+	}
+	pid := w.PanePID
+	st.PID = &pid
+	if op, ok := parseOp(w.Marks.Op); ok && op.live(e.owner, now) {
+		if op.Kind == "stopping" {
+			st.State = StateStopping
+		} else {
+			st.State = StateStarting
+		}
+		return st
+	}
+	if w.Marks.Ready {
+		st.State = StateReady
+	} else {
+		st.State = StateRunning
+	}
+	return st
+}
+
+// Status reports the state of the named processes (all when names is
+// empty), in config order. Processes are grouped by machine, with one window
+// listing per machine and all machines queried concurrently; an unreachable
+// machine yields UNAVAILABLE rows, not an error.
+func (e *Engine) Status(ctx context.Context, names []string) ([]Status, error) {
+	procs, err := e.selectProcs(names)
+	if err != nil {
+		return nil, err
+	}
+	byMachine := map[string][]int{}
+	for i, p := range procs {
+		byMachine[p.Machine] = append(byMachine[p.Machine], i)
+	}
+	out := make([]Status, len(procs))
+	var wg sync.WaitGroup
+	for machine, idx := range byMachine {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, snaps, err := e.machine(ctx, machine)
+			var snap executor.Snapshot
+			if err == nil {
+				snap, err = snaps.get(ctx, time.Now())
+			}
+			now := time.Now()
+			for _, i := range idx {
+				p := procs[i]
+				if err != nil {
+					out[i] = Status{Process: p.Name, Session: p.Session, Machine: p.Machine, State: StateUnavailable, Error: err.Error()}
+					continue
+				}
+				out[i] = e.stateOf(snap, p, now)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (e *Engine) selectProcs(names []string) ([]*config.Process, error) {
+	if len(names) == 0 {
+		return e.cfg.Processes, nil
+	}
+	var out []*config.Process
+	seen := map[string]bool{}
+	for _, n := range names {
+		p, err := e.cfg.Lookup(n)
+		if err != nil {
+			return nil, err
+		}
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}

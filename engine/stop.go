@@ -1,0 +1,235 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/robotlauncher/launcher/engine/config"
+	"github.com/robotlauncher/launcher/executor"
+)
+
+// KillOptions tune a stop.
+type KillOptions struct {
+	// Force skips the gentle SIGINT: SIGQUIT first, as force_sigquit does.
+	Force bool
+}
+
+// Kill stops the named processes (every process when names is empty and
+// all is set). A persistent process's running dependants stop first,
+// concurrently; a one-shot acts as a group: stopping it stops its
+// dependencies. Each stop sends SIGINT (C-c, as an operator would), then
+// SIGTERM at half of stop_timeout and SIGKILL to the whole process session
+// when stop_timeout runs out, so a stop always ends.
+func (e *Engine) Kill(ctx context.Context, names []string, all bool, opts KillOptions) error {
+	if all {
+		names = e.cfg.Names()
+	}
+	if len(names) == 0 {
+		return errors.New("kill needs a process name or --all")
+	}
+	for _, n := range names {
+		if _, err := e.cfg.Lookup(n); err != nil {
+			return err
+		}
+	}
+	em := e.newEmitter()
+	g := &graph{tasks: map[string]*task{}}
+	g.run = func(ctx context.Context, name string, level int) error {
+		p := e.cfg.Process(name)
+		var dependants []string
+		for _, q := range e.cfg.Dependants(name) {
+			if q.Persistent {
+				dependants = append(dependants, q.Name)
+			}
+		}
+		if len(dependants) > 0 {
+			em.emit(Info, p, level, "stopping dependants: %s", strings.Join(dependants, ", "))
+			for i, err := range g.all(ctx, dependants, level+1) {
+				if err != nil {
+					// Stopping this process would pull the rug from under a
+					// dependant that is still running.
+					return failf(em, p, level, "not stopped: dependant %s could not be stopped", dependants[i])
+				}
+			}
+		}
+		if !p.Persistent {
+			if err := e.stopOne(ctx, em, p, level, opts.Force); err != nil {
+				return err
+			}
+			if len(p.Depends) > 0 {
+				em.emit(Info, p, level, "stopping dependencies: %s", strings.Join(p.Depends, ", "))
+				return errors.Join(g.all(ctx, p.Depends, level+1)...)
+			}
+			return nil
+		}
+		return e.stopOne(ctx, em, p, level, opts.Force)
+	}
+	return errors.Join(g.all(ctx, names, 0)...)
+}
+
+// stopOne stops the window of one process, escalating until it is dead.
+func (e *Engine) stopOne(ctx context.Context, em emitter, p *config.Process, level int, force bool) error {
+	m, snaps, err := e.machine(ctx, p.Machine)
+	if err != nil {
+		em.emit(Failed, p, level, "%v", err)
+		return err
+	}
+	lk := e.lock(p.Machine, p.Session, p.Name)
+	lk.Lock()
+	defer lk.Unlock()
+	snap, err := snaps.get(ctx, time.Now())
+	if err != nil {
+		em.emit(Failed, p, level, "%v", err)
+		return err
+	}
+	w, err := findWindow(snap, p)
+	if err != nil {
+		em.emit(Failed, p, level, "%v", err)
+		return err
+	}
+	if w == nil {
+		if p.Persistent {
+			em.emit(Stopped, p, level, "not running")
+		}
+		return nil
+	}
+	if w.Dead {
+		if p.Persistent {
+			ev := Event{Kind: Stopped, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: "already stopped"}
+			if w.ExitKnown {
+				c := w.ExitCode
+				ev.ExitCode = &c
+			}
+			em.publish(ev)
+		}
+		return nil
+	}
+	timeout := p.StopTimeout
+	if timeout <= 0 {
+		timeout = config.DefaultStopTimeout
+	}
+	first := executor.SIGINT
+	if force || p.ForceSigquit {
+		first = executor.SIGQUIT
+	}
+	mark := map[string]string{"op": e.owner.mark("stopping", time.Now()), "ready": "0"}
+	em.emit(Stopping, p, level, "stopping with SIG%s", first)
+	if err := m.Signal(ctx, *w, first, mark); err != nil {
+		em.emit(Failed, p, level, "%v", err)
+		return err
+	}
+	start := time.Now()
+	phase := 0
+	var killedAt time.Time
+	lastBeat := start
+	pl := newPoller(0)
+	pl.period = 10 * time.Millisecond
+	for {
+		if err := sleepCtx(ctx, pl.next()); err != nil {
+			e.abandonStop(m, w.ID)
+			return err
+		}
+		snap, err := snaps.get(ctx, time.Now())
+		if err != nil {
+			em.emit(Failed, p, level, "%v", err)
+			return err
+		}
+		cur := windowByID(snap, w.ID)
+		if cur == nil {
+			em.emit(Stopped, p, level, "stopped (window closed)")
+			return nil
+		}
+		if cur.Dead {
+			ev := Event{Kind: Stopped, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: "stopped"}
+			if cur.ExitKnown {
+				c := cur.ExitCode
+				ev.ExitCode = &c
+				ev.Message = fmt.Sprintf("stopped (exit code %d)", c)
+			}
+			em.publish(ev)
+			return nil
+		}
+		elapsed := time.Since(start)
+		switch {
+		case phase == 0 && elapsed >= timeout/2:
+			em.emit(Stopping, p, level, "still running after %s: escalating to SIGTERM", elapsed.Round(time.Millisecond))
+			if err := m.Signal(ctx, *cur, executor.SIGTERM, nil); err != nil {
+				em.emit(Info, p, level, "SIGTERM: %v", err)
+			}
+			phase = 1
+		case phase == 1 && elapsed >= timeout:
+			em.emit(Stopping, p, level, "still running after stop_timeout %s: sending SIGKILL to its process group", timeout)
+			if err := m.Signal(ctx, *cur, executor.SIGKILL, nil); err != nil {
+				em.emit(Info, p, level, "SIGKILL: %v", err)
+			}
+			phase, killedAt = 2, time.Now()
+		case phase == 2 && time.Since(killedAt) > 5*time.Second:
+			e.abandonStop(m, w.ID)
+			return failf(em, p, level, "still running 5s after SIGKILL (a process in uninterruptible sleep?)")
+		}
+		if time.Since(lastBeat) > heartbeatEvery {
+			_ = m.SetMarks(ctx, w.ID, map[string]string{"op": e.owner.mark("stopping", time.Now())}, nil)
+			lastBeat = time.Now()
+		}
+	}
+}
+
+// abandonStop removes the stopping mark of a stop that did not complete.
+func (e *Engine) abandonStop(m executor.Machine, id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = m.SetMarks(ctx, id, nil, []string{"op"})
+}
+
+// Restart stops name (and its running dependants, as kill does), starts it
+// again with the config's current command, then starts again the dependants
+// that were running before.
+func (e *Engine) Restart(ctx context.Context, name string, req config.Request, opts KillOptions) error {
+	plan, err := e.cfg.Resolve([]string{name}, req)
+	if err != nil {
+		return err
+	}
+	// Which dependants run now (they come back after the restart)?
+	var running []string
+	var collect func(n string)
+	seen := map[string]bool{}
+	collect = func(n string) {
+		for _, q := range e.cfg.Dependants(n) {
+			if q.Persistent && !seen[q.Name] {
+				seen[q.Name] = true
+				collect(q.Name)
+			}
+		}
+	}
+	collect(name)
+	if len(seen) > 0 {
+		var names []string
+		for _, p := range e.cfg.Processes {
+			if seen[p.Name] {
+				names = append(names, p.Name)
+			}
+		}
+		sts, err := e.Status(ctx, names)
+		if err != nil {
+			return err
+		}
+		for _, st := range sts {
+			if st.State == StateReady || st.State == StateRunning || st.State == StateStarting {
+				running = append(running, st.Process)
+			}
+		}
+	}
+	if err := e.Kill(ctx, []string{name}, false, opts); err != nil {
+		return err
+	}
+	if err := e.StartPlan(ctx, plan); err != nil {
+		return err
+	}
+	if len(running) > 0 {
+		return e.Start(ctx, running, req)
+	}
+	return nil
+}
