@@ -60,9 +60,9 @@ type Options struct {
 // Machine implements executor.Machine on top of a Host.
 type Machine struct {
 	executor.Host
-	opts    Options
-	logDir  string
-	home    string
+	opts     Options
+	logDir   string
+	home     string
 	spawnMu  sync.Mutex // guards sessions
 	sessions map[string]*sessionState
 }

@@ -1,0 +1,66 @@
+# launcher: build, test, demo and benchmarks. `make test` installs what the
+# tests need (tmux, perl, OpenSSH server, Docker engine, busybox) when it is
+# missing, so it runs on a fresh Debian/Ubuntu machine.
+GO      ?= go
+BIN     := bin/launcher
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+FUZZTIME ?= 5s
+# Packages the tests need, and the commands that tell they are there.
+TEST_PKGS := tmux perl procps openssh-server openssh-client docker.io busybox-static
+DEMO_PKGS := tmux perl procps
+
+.PHONY: all build test test-unit test-race fuzz vet fmt-check deps deps-demo demo bench clean stubs check-stubs
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/launcher
+
+# Install Debian packages that are missing (as root, or with sudo).
+define install_missing
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+endef
+
+deps:
+	$(call install_missing,$(TEST_PKGS))
+
+deps-demo:
+	$(call install_missing,$(DEMO_PKGS))
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# The whole suite: unit, integration (real tmux, sshd, dockerd), race
+# detector, and a short fuzzing run of the loader and the renderer.
+test: deps fmt-check vet
+	$(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) fuzz
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./engine/config
+	$(GO) test -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME) ./engine/config
+	$(GO) test -run '^$$' -fuzz '^FuzzQuote$$' -fuzztime $(FUZZTIME) ./executor/shell
+
+# The README's first command: bring up examples/quickstart on this machine
+# and show its status.
+demo: deps-demo build
+	$(BIN) -c examples/quickstart/launcher.yaml run planner
+	$(BIN) -c examples/quickstart/launcher.yaml status
+	@echo
+	@echo "follow the logs:  $(BIN) -c examples/quickstart/launcher.yaml watch"
+	@echo "stop everything:  $(BIN) -c examples/quickstart/launcher.yaml kill --all"
+
+bench: deps build
+	$(GO) run ./cmd/launcher/bench
+
+clean:
+	rm -rf bin

@@ -1,0 +1,458 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/robotlauncher/launcher/executor/executortest"
+)
+
+const diamondYAML = `
+context:
+  session: dia
+  params: {msg: hello}
+base:
+  cmd: echo base up; sleep 300
+  ready_check: "true"
+left:
+  cmd: echo left; sleep 300
+  depends: [base]
+right:
+  cmd: echo right; sleep 300
+  depends: [base]
+prep:
+  cmd: echo "prep says {msg}"; exit 0
+  persistent: false
+  depends: [base]
+top:
+  cmd: echo top; sleep 300
+  depends: [left, right, prep]
+  ready_check: test -n "$LAUNCHER_LOG"
+`
+
+func TestDiamondBringUp(t *testing.T) {
+	e := newEnv(t, diamondYAML)
+	r := e.mustRun("run", "top")
+	st := e.status()
+	for _, p := range []string{"base", "left", "right", "top"} {
+		if st[p].State != "READY" {
+			t.Errorf("%s is %s, want READY\n%s", p, st[p].State, r)
+		}
+	}
+	if st["prep"].State != "STOPPED" {
+		t.Errorf("one-shot prep is %s, want STOPPED", st["prep"].State)
+	}
+	// The base of the diamond started once.
+	if n := strings.Count(e.logOf("dia", "base"), "[launcher] starting base"); n != 1 {
+		t.Errorf("base started %d times", n)
+	}
+	// One-shot output is reported as events.
+	if !strings.Contains(r.stdout, "[prep] | prep says hello") {
+		t.Errorf("one-shot output missing:\n%s", r)
+	}
+	// Order: base ready before left/right start, top last.
+	iBase := strings.Index(r.stdout, "[base] ready")
+	iLeft := strings.Index(r.stdout, "[left] starting")
+	iTop := strings.Index(r.stdout, "[top] starting")
+	if iBase < 0 || iLeft < iBase || iTop < iLeft {
+		t.Errorf("start order wrong:\n%s", r.stdout)
+	}
+	// Idempotent: a second run starts nothing and keeps the pids.
+	pid := e.pid("base")
+	r2 := e.mustRun("run", "top")
+	if !strings.Contains(r2.stdout, "already running") {
+		t.Errorf("second run:\n%s", r2)
+	}
+	if e.pid("base") != pid {
+		t.Error("base was restarted by an idempotent run")
+	}
+	if n := strings.Count(e.logOf("dia", "base"), "[launcher] starting base"); n != 1 {
+		t.Errorf("base started %d times after re-run", n)
+	}
+}
+
+func TestDiesBeforeReady(t *testing.T) {
+	e := newEnv(t, `
+context: {session: die}
+crasher:
+  cmd: 'echo "loading model"; echo "fatal: no model file" >&2; exit 3' 
+  ready_check: "false"
+after:
+  cmd: sleep 300
+  depends: [crasher]
+`)
+	r := e.run("run", "after")
+	if r.code != 1 {
+		t.Fatalf("want exit 1:\n%s", r)
+	}
+	for _, want := range []string{"exited with code 3 before becoming ready", "fatal: no model file", "[after] not started: dependency crasher failed"} {
+		if !strings.Contains(r.stdout+r.stderr, want) {
+			t.Errorf("output lacks %q:\n%s", want, r)
+		}
+	}
+	st := e.status()
+	if st["crasher"].State != "DEAD" || st["crasher"].ExitCode == nil || *st["crasher"].ExitCode != 3 {
+		t.Errorf("crasher: %+v", st["crasher"])
+	}
+	if st["after"].State != "STOPPED" {
+		t.Errorf("after must not have started: %+v", st["after"])
+	}
+}
+
+func TestFailedOneShotFailsDependants(t *testing.T) {
+	e := newEnv(t, `
+context: {session: os}
+calib:
+  cmd: echo calibrating; exit 4
+  persistent: false
+app:
+  cmd: sleep 300
+  depends: [calib]
+`)
+	r := e.run("run", "app")
+	if r.code != 1 || !strings.Contains(r.stdout, "failed with exit code 4") || !strings.Contains(r.stdout, "[calib] | calibrating") {
+		t.Fatalf("run app:\n%s", r)
+	}
+	st := e.status()
+	if st["app"].State != "STOPPED" {
+		t.Errorf("app started although its one-shot dependency failed: %+v", st["app"])
+	}
+	if st["calib"].State != "DEAD" || *st["calib"].ExitCode != 4 {
+		t.Errorf("calib: %+v", st["calib"])
+	}
+}
+
+func TestKillCascadeAndGroups(t *testing.T) {
+	e := newEnv(t, `
+context: {session: kc}
+core:
+  cmd: sleep 300
+mid:
+  cmd: sleep 300
+  depends: [core]
+leaf:
+  cmd: sleep 300
+  depends: [mid]
+other:
+  cmd: sleep 300
+group:
+  cmd: "true"
+  persistent: false
+  depends: [other, leaf]
+`)
+	e.mustRun("run", "group")
+	for _, p := range []string{"core", "mid", "leaf", "other"} {
+		if s := e.state(p); s != "READY" {
+			t.Fatalf("%s is %s", p, s)
+		}
+	}
+	r := e.mustRun("kill", "mid")
+	st := e.status()
+	if st["mid"].State != "STOPPED" || st["leaf"].State != "STOPPED" || st["core"].State != "READY" {
+		t.Errorf("kill mid: dependant leaf must stop, core stays: %v\n%s", st, r)
+	}
+	if strings.Index(r.stdout, "[leaf] stopped") > strings.Index(r.stdout, "[mid] stopping with") {
+		t.Errorf("leaf must stop before mid:\n%s", r.stdout)
+	}
+	e.mustRun("run", "group")
+	// A one-shot is a group: killing it stops its dependencies (which do
+	// not stop theirs: a persistent process never stops its dependencies).
+	e.mustRun("kill", "group")
+	st = e.status()
+	for p, want := range map[string]string{"other": "STOPPED", "leaf": "STOPPED", "mid": "READY", "core": "READY"} {
+		if st[p].State != want {
+			t.Errorf("kill group: %s is %s, want %s", p, st[p].State, want)
+		}
+	}
+	// A bare kill is a usage error and stops nothing.
+	e.mustRun("run", "core")
+	if r := e.run("kill"); r.code != 2 {
+		t.Errorf("bare kill: %s", r)
+	}
+	if e.state("core") != "READY" {
+		t.Error("bare kill stopped something")
+	}
+	e.mustRun("kill", "--all")
+	if e.state("core") != "STOPPED" {
+		t.Error("kill --all left core running")
+	}
+}
+
+func TestStubbornProcessDiesByStopTimeout(t *testing.T) {
+	e := newEnv(t, `
+context: {session: stub}
+stubborn:
+  cmd: trap '' INT TERM; echo ignoring; while true; do sleep 0.2; done
+  stop_timeout: 1s
+`)
+	e.mustRun("run", "stubborn")
+	pid := e.pid("stubborn")
+	start := time.Now()
+	r := e.mustRun("kill", "stubborn")
+	took := time.Since(start)
+	if !strings.Contains(r.stdout, "SIGKILL") {
+		t.Errorf("no SIGKILL escalation:\n%s", r)
+	}
+	if took > 8*time.Second {
+		t.Errorf("stop took %s with stop_timeout 1s", took)
+	}
+	st := e.status()["stubborn"]
+	if st.State != "STOPPED" || st.PID != nil {
+		t.Errorf("after kill: %+v", st)
+	}
+	executortest.Eventually(t, 5*time.Second, "pane process gone", func() bool { return !alive(pid) })
+}
+
+func TestConflictWithForeignWindow(t *testing.T) {
+	e := newEnv(t, `
+context: {session: conf}
+web:
+  cmd: sleep 300
+db:
+  cmd: sleep 300
+`)
+	// A foreign session and a foreign window named like our process.
+	if out, err := e.tmux("new-session", "-d", "-s", "conf", "-n", "web", "sleep 600"); err != nil {
+		t.Fatal(out)
+	}
+	if out, err := e.tmux("new-session", "-d", "-s", "mine", "-n", "db", "sleep 600"); err != nil {
+		t.Fatal(out)
+	}
+	pidOf := func(target string) string {
+		out, _ := e.tmux("display-message", "-p", "-t", target, "#{pane_pid}")
+		return strings.TrimSpace(out)
+	}
+	webPid, minePid := pidOf("=conf:=web"), pidOf("=mine:=db")
+	st := e.status()
+	if st["web"].State != "CONFLICT" || !strings.Contains(st["web"].Error, "unmanaged tmux window") {
+		t.Errorf("web: %+v", st["web"])
+	}
+	if r := e.run("run", "web"); r.code != 1 || !strings.Contains(r.stdout+r.stderr, "refusing to control unmanaged tmux window") {
+		t.Errorf("run web: %s", r)
+	}
+	if r := e.run("kill", "web"); r.code != 1 {
+		t.Errorf("kill web: %s", r)
+	}
+	e.mustRun("run", "db") // same name in a foreign session: no conflict
+	if r := e.run("kill", "--all"); r.code != 1 || !strings.Contains(r.stdout, "[db] stopped") {
+		t.Errorf("kill --all stops what it owns and reports the conflict: %s", r)
+	}
+	if pidOf("=conf:=web") != webPid || pidOf("=mine:=db") != minePid {
+		t.Error("a foreign window was touched")
+	}
+	if out, _ := e.tmux("show-options", "-w", "-t", "=conf:=web"); strings.Contains(out, "@launcher") {
+		t.Errorf("foreign window was tagged: %s", out)
+	}
+	// status never lists foreign windows.
+	r := e.mustRun("status")
+	if strings.Contains(r.stdout, "mine") {
+		t.Errorf("status lists a foreign session:\n%s", r.stdout)
+	}
+}
+
+func TestRestartAndDrift(t *testing.T) {
+	e := newEnv(t, `
+context: {session: rs, params: {n: 1}}
+svc:
+  cmd: echo "version {n}"; sleep 300
+`)
+	e.mustRun("run", "svc")
+	pid := e.pid("svc")
+	r := e.mustRun("run", "svc", "-p", "n:=2")
+	if !strings.Contains(r.stdout, "launcher restart svc") {
+		t.Errorf("drift not reported:\n%s", r)
+	}
+	if e.pid("svc") != pid {
+		t.Fatal("run restarted a running process")
+	}
+	e.mustRun("restart", "svc", "-p", "n:=2")
+	if e.pid("svc") == pid {
+		t.Error("restart kept the old process")
+	}
+	executortest.Eventually(t, 5*time.Second, "new version in log", func() bool {
+		return strings.Contains(e.logOf("rs", "svc"), "version 2")
+	})
+	r = e.mustRun("run", "svc", "-p", "n:=2")
+	if strings.Contains(r.stdout, "restart") {
+		t.Errorf("no drift expected after restart:\n%s", r)
+	}
+}
+
+func TestStatusStates(t *testing.T) {
+	e := newEnv(t, `
+context: {session: st}
+ready:
+  cmd: sleep 300
+notready:
+  cmd: sleep 300
+  ready_check: "false"
+  ready_timeout: 300ms
+dies:
+  cmd: exit 3
+clean:
+  cmd: exit 0
+`)
+	if s := e.state("ready"); s != "STOPPED" {
+		t.Errorf("never started: %s", s)
+	}
+	e.mustRun("run", "ready")
+	if r := e.run("run", "notready"); r.code != 1 || !strings.Contains(r.stdout, "ready_timeout") {
+		t.Errorf("ready timeout: %s", r)
+	}
+	e.run("run", "dies")
+	e.run("run", "clean")
+	st := e.status()
+	want := map[string]string{"ready": "READY", "notready": "RUNNING", "dies": "DEAD", "clean": "STOPPED"}
+	for p, s := range want {
+		if st[p].State != s {
+			t.Errorf("%s: %s, want %s (%+v)", p, st[p].State, s, st[p])
+		}
+	}
+	if *st["dies"].ExitCode != 3 || *st["clean"].ExitCode != 0 {
+		t.Errorf("exit codes: %v %v", *st["dies"].ExitCode, *st["clean"].ExitCode)
+	}
+	// The table has the documented columns.
+	r := e.mustRun("status")
+	if !regexp.MustCompile(`(?m)^PROCESS\s+SESSION\s+MACHINE\s+STATE\s+PID\s+EXIT$`).MatchString(r.stdout) {
+		t.Errorf("table header:\n%s", r.stdout)
+	}
+	if !regexp.MustCompile(`(?m)^dies\s+st\s+local\s+DEAD\s+-\s+3$`).MatchString(r.stdout) {
+		t.Errorf("table row:\n%s", r.stdout)
+	}
+	// status PROC and the JSON shape.
+	r = e.mustRun("status", "ready", "--json")
+	var doc map[string][]map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || len(doc["processes"]) != 1 {
+		t.Fatalf("status --json: %v %s", err, r.stdout)
+	}
+	for _, k := range []string{"process", "session", "machine", "state", "pid", "exit_code"} {
+		if _, ok := doc["processes"][0][k]; !ok {
+			t.Errorf("status --json lacks %q: %s", k, r.stdout)
+		}
+	}
+}
+
+func TestRunWatchExitCode(t *testing.T) {
+	e := newEnv(t, `
+context: {session: rw}
+job:
+  cmd: sleep 0.5; echo "working on it"; sleep 0.3; echo "done"; exit 7
+`)
+	r := e.run("run", "job", "-w")
+	if r.code != 7 {
+		t.Fatalf("run -w exit code:\n%s", r)
+	}
+	if !strings.Contains(r.stdout, "working on it") || !strings.Contains(r.stdout, "done") {
+		t.Errorf("run -w output:\n%s", r)
+	}
+}
+
+func TestWatchFollowsLogs(t *testing.T) {
+	e := newEnv(t, `
+context: {session: wt}
+ticker:
+  cmd: for i in $(seq 1 1000); do echo "tick $i"; sleep 0.1; done
+other:
+  cmd: echo "other says hi"; sleep 300
+`)
+	e.mustRun("run", "ticker")
+	e.mustRun("run", "other")
+	w := e.start("watch", "-n", "2")
+	executortest.Eventually(t, 10*time.Second, "watch shows both processes' lines", func() bool {
+		out := w.stdout()
+		return regexp.MustCompile(`\[ticker\] \[[0-9: .-]+\] tick \d+`).MatchString(out) && strings.Contains(out, "[other]")
+	})
+	// It follows: new ticks keep arriving.
+	n := strings.Count(w.stdout(), "tick ")
+	executortest.Eventually(t, 10*time.Second, "new lines", func() bool { return strings.Count(w.stdout(), "tick ") > n+3 })
+	_ = w.cmd.Process.Signal(syscall.SIGINT)
+	if code := w.wait(t, 10*time.Second); code != 0 {
+		t.Errorf("watch exit %d", code)
+	}
+}
+
+func TestSIGKILLMidBringUpThenCleanRerun(t *testing.T) {
+	e := newEnv(t, `
+context: {session: kill9}
+slow:
+  cmd: sleep 300
+  ready_check: test -e ready.flag
+  cwd: `+"{dir}"+`
+`)
+	flagDir := filepath.Join(e.dir, "flags")
+	if err := os.MkdirAll(flagDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := os.ReadFile(e.cfg)
+	e.writeConfig(strings.ReplaceAll(string(cfg), "{dir}", flagDir))
+	b := e.start("run", "slow")
+	e.waitState("slow", "STARTING", 10*time.Second)
+	_ = b.cmd.Process.Signal(syscall.SIGKILL)
+	b.wait(t, 10*time.Second)
+	// The dead launcher leaves no stale STARTING behind.
+	if s := e.state("slow"); s != "RUNNING" {
+		t.Errorf("after SIGKILL of the launcher: %s, want RUNNING", s)
+	}
+	pid := e.pid("slow")
+	if err := os.WriteFile(filepath.Join(flagDir, "ready.flag"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := e.mustRun("run", "slow")
+	if e.state("slow") != "READY" || e.pid("slow") != pid {
+		t.Errorf("re-run must finish the bring-up of the same process:\n%s", r)
+	}
+}
+
+func TestLogsArePlainAndPrivate(t *testing.T) {
+	e := newEnv(t, `
+context: {session: lg}
+color:
+  cmd: printf '\033[31mred\033[0m text\r\n'; printf 'progress 10%%\rprogress 100%%\n'; echo first-and-last; exit 0
+`)
+	e.run("run", "color")
+	log := e.waitLog("lg", "color", "exited with code")
+	if strings.ContainsAny(log, "\x1b\r") {
+		t.Errorf("log has escapes or CRs: %q", log)
+	}
+	for _, want := range []string{"] red text\n", "] progress 100%\n", "] first-and-last\n"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\] `).MatchString(log) {
+		t.Errorf("log lines are not timestamped:\n%s", log)
+	}
+	for _, p := range []string{e.stateDir, filepath.Join(e.stateDir, "lg")} {
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: mode %v, err %v; want 0700", p, fi.Mode().Perm(), err)
+		}
+	}
+	fi, _ := os.Stat(filepath.Join(e.stateDir, "lg", "color.log"))
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("log mode %v", fi.Mode().Perm())
+	}
+}
+
+func TestFirstOutputByteIsLogged(t *testing.T) {
+	e := newEnv(t, `
+context: {session: fb}
+quick:
+  cmd: echo very-first-line; exit 0
+`)
+	for i := 0; i < 10; i++ {
+		e.run("run", "quick")
+		executortest.Eventually(t, 10*time.Second, "run logged", func() bool {
+			return strings.Count(e.logOf("fb", "quick"), "exited with code 0") == i+1
+		})
+	}
+	if n := strings.Count(e.logOf("fb", "quick"), "] very-first-line"); n != 10 {
+		t.Errorf("first line logged %d times of 10:\n%s", n, e.logOf("fb", "quick"))
+	}
+}

@@ -1,0 +1,292 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/robotlauncher/launcher/executor/executortest"
+)
+
+// launcherBin is the launcher binary the integration tests drive.
+var launcherBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "launcher-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	launcherBin = filepath.Join(dir, "launcher")
+	out, err := exec.Command("go", "build", "-o", launcherBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building launcher: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// tenv is one integration test's world: its own tmux server (socket,
+// -f /dev/null), HOME, state directory and config.
+type tenv struct {
+	t     *testing.T
+	dir   string
+	sock  string
+	home  string
+	stateDir string
+	cfg   string
+	extra []string
+}
+
+// newEnv starts a test world with config as launcher.yaml. The tmux server
+// is the test's own and is killed at the end.
+func newEnv(t *testing.T, config string) *tenv {
+	t.Helper()
+	executortest.RequireTool(t, "tmux", "bash", "perl")
+	// Unix socket paths are short: keep the directory near the root.
+	dir, err := os.MkdirTemp("", "lt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &tenv{t: t, dir: dir, sock: filepath.Join(dir, "tmux.sock"), home: filepath.Join(dir, "home"),
+		stateDir: filepath.Join(dir, "state"), cfg: filepath.Join(dir, "launcher.yaml")}
+	if err := os.MkdirAll(e.home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	e.writeConfig(config)
+	t.Cleanup(func() {
+		_ = exec.Command("tmux", "-S", e.sock, "kill-server").Run()
+		os.RemoveAll(dir)
+	})
+	return e
+}
+
+func (e *tenv) writeConfig(config string) {
+	e.t.Helper()
+	if err := os.WriteFile(e.cfg, []byte(config), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *tenv) environ() []string {
+	env := []string{
+		"HOME=" + e.home,
+		"PATH=" + os.Getenv("PATH"),
+		"LAUNCHER_STATE_DIR=" + e.stateDir,
+		"LAUNCHER_TMUX_SOCKET=" + e.sock,
+		"LAUNCHER_TMUX_CONFIG=/dev/null",
+		"LAUNCHER_CONFIG=" + e.cfg,
+		"TERM=dumb",
+		"LANG=C.UTF-8",
+	}
+	return append(env, e.extra...)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\n--- stdout\n%s--- stderr\n%s", r.code, r.stdout, r.stderr)
+}
+
+// run runs the launcher to completion (bounded by a minute).
+func (e *tenv) run(args ...string) result {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, launcherBin, args...)
+	cmd.Env = e.environ()
+	cmd.Dir = e.dir
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		e.t.Fatalf("launcher %v: %v", args, err)
+	}
+	return r
+}
+
+// mustRun runs the launcher and fails the test unless it exits 0.
+func (e *tenv) mustRun(args ...string) result {
+	e.t.Helper()
+	r := e.run(args...)
+	if r.code != 0 {
+		e.t.Fatalf("launcher %s: %s", strings.Join(args, " "), r)
+	}
+	return r
+}
+
+// bg is a launcher running in the background.
+type bg struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  bytes.Buffer
+	errb bytes.Buffer
+	done chan struct{}
+	code int
+}
+
+func (b *bg) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.out.Write(p)
+}
+
+func (b *bg) stdout() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.out.String()
+}
+
+type errWriter struct{ b *bg }
+
+func (w errWriter) Write(p []byte) (int, error) {
+	w.b.mu.Lock()
+	defer w.b.mu.Unlock()
+	return w.b.errb.Write(p)
+}
+
+func (b *bg) stderr() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.errb.String()
+}
+
+// start runs the launcher in the background; it is killed at cleanup.
+func (e *tenv) start(args ...string) *bg {
+	e.t.Helper()
+	b := &bg{done: make(chan struct{})}
+	b.cmd = exec.Command(launcherBin, args...)
+	b.cmd.Env = e.environ()
+	b.cmd.Dir = e.dir
+	b.cmd.Stdout, b.cmd.Stderr = b, errWriter{b}
+	if err := b.cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	go func() {
+		err := b.cmd.Wait()
+		b.code = 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			b.code = ee.ExitCode()
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				b.code = 128 + int(ws.Signal())
+			}
+		}
+		close(b.done)
+	}()
+	e.t.Cleanup(func() {
+		_ = b.cmd.Process.Kill()
+		<-b.done
+	})
+	return b
+}
+
+// wait waits for a background launcher to exit and returns its code.
+func (b *bg) wait(t *testing.T, within time.Duration) int {
+	t.Helper()
+	select {
+	case <-b.done:
+		return b.code
+	case <-time.After(within):
+		t.Fatalf("launcher still running after %s; output:\n%s\n%s", within, b.stdout(), b.stderr())
+		return -1
+	}
+}
+
+// statusRow is one row of `status --json`.
+type statusRow struct {
+	Process  string `json:"process"`
+	Session  string `json:"session"`
+	Machine  string `json:"machine"`
+	State    string `json:"state"`
+	PID      *int   `json:"pid"`
+	ExitCode *int   `json:"exit_code"`
+	Error    string `json:"error"`
+}
+
+func (e *tenv) status() map[string]statusRow {
+	e.t.Helper()
+	r := e.mustRun("status", "--json")
+	var doc struct {
+		Processes []statusRow `json:"processes"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+		e.t.Fatalf("status --json: %v\n%s", err, r.stdout)
+	}
+	out := map[string]statusRow{}
+	for _, p := range doc.Processes {
+		out[p.Process] = p
+	}
+	return out
+}
+
+func (e *tenv) state(proc string) string { return e.status()[proc].State }
+
+// waitState polls until proc is in state.
+func (e *tenv) waitState(proc, state string, within time.Duration) statusRow {
+	e.t.Helper()
+	var last statusRow
+	if !executortest.Poll(within, func() bool {
+		last = e.status()[proc]
+		return last.State == state
+	}) {
+		e.t.Fatalf("%s is not %s after %s: %+v", proc, state, within, last)
+	}
+	return last
+}
+
+// tmux runs tmux against the test's server.
+func (e *tenv) tmux(args ...string) (string, error) {
+	cmd := exec.Command("tmux", append([]string{"-S", e.sock, "-f", "/dev/null"}, args...)...)
+	cmd.Env = e.environ()
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// logOf returns the log of a process.
+func (e *tenv) logOf(session, proc string) string {
+	data, _ := os.ReadFile(filepath.Join(e.stateDir, session, proc+".log"))
+	return string(data)
+}
+
+// waitLog waits until the log of proc holds want (the log writer runs
+// asynchronously to the pane) and returns it.
+func (e *tenv) waitLog(session, proc, want string) string {
+	e.t.Helper()
+	var log string
+	if !executortest.Poll(10*time.Second, func() bool {
+		log = e.logOf(session, proc)
+		return strings.Contains(log, want)
+	}) {
+		e.t.Fatalf("log of %s does not contain %q after 10s:\n%s", proc, want, log)
+	}
+	return log
+}
+
+// pid returns the pid of a running process (fails if it has none).
+func (e *tenv) pid(proc string) int {
+	e.t.Helper()
+	st := e.status()[proc]
+	if st.PID == nil {
+		e.t.Fatalf("%s has no pid: %+v", proc, st)
+	}
+	return *st.PID
+}
+
+func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
