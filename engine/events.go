@@ -56,6 +56,7 @@ type subscriber struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
 	queue  []Event
+	busy   bool // a handler call is under way
 	closed bool
 	done   chan struct{}
 	filter func(Event) bool
@@ -86,10 +87,15 @@ func (b *Bus) Subscribe(filter func(Event) bool, fn func(Event)) (unsubscribe fu
 			}
 			q := s.queue
 			s.queue = nil
+			s.busy = true
 			s.mu.Unlock()
 			for _, ev := range q {
 				fn(ev)
 			}
+			s.mu.Lock()
+			s.busy = false
+			s.cond.Broadcast()
+			s.mu.Unlock()
 		}
 	}()
 	var once sync.Once
@@ -100,10 +106,28 @@ func (b *Bus) Subscribe(filter func(Event) bool, fn func(Event)) (unsubscribe fu
 			b.mu.Unlock()
 			s.mu.Lock()
 			s.closed = true
-			s.cond.Signal()
+			s.cond.Broadcast()
 			s.mu.Unlock()
 			<-s.done
 		})
+	}
+}
+
+// Flush waits until every subscriber has handled every event published
+// before the call.
+func (b *Bus) Flush() {
+	b.mu.Lock()
+	subs := make([]*subscriber, 0, len(b.subs))
+	for s := range b.subs {
+		subs = append(subs, s)
+	}
+	b.mu.Unlock()
+	for _, s := range subs {
+		s.mu.Lock()
+		for (len(s.queue) > 0 || s.busy) && !s.closed {
+			s.cond.Wait()
+		}
+		s.mu.Unlock()
 	}
 }
 
@@ -121,7 +145,7 @@ func (b *Bus) Publish(ev Event) {
 		s.mu.Lock()
 		if !s.closed {
 			s.queue = append(s.queue, ev)
-			s.cond.Signal()
+			s.cond.Broadcast()
 		}
 		s.mu.Unlock()
 	}

@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 
@@ -19,40 +17,16 @@ const (
 	markerExit  = " exited with code "
 )
 
-// logSizeScript prints the size of $1 (0 when missing) and then, when $2 > 0,
-// the last $2 lines before that size, so a follower can continue exactly
-// where the printed history ends.
-const logSizeScript = `f=$1 n=$2
-if [ -f "$f" ]; then s=$(wc -c < "$f"); else s=0; fi
-echo $s
-if [ "$n" -gt 0 ] && [ "$s" -gt 0 ]; then head -c "$s" -- "$f" | tail -n "$n"; fi`
-
 // logHead returns the current size of a log and its last n lines.
-func logHead(ctx context.Context, m executor.Host, path string, n int) (int64, []string, error) {
-	res, err := m.Run(ctx, executor.Command{Args: []string{"sh", "-c", logSizeScript, "sh", path, strconv.Itoa(n)}})
-	if err != nil {
-		return 0, nil, err
-	}
-	if res.ExitCode != 0 {
-		return 0, nil, fmt.Errorf("reading %s on %s: %s", path, m.Machine(), strings.TrimSpace(string(res.Stderr)))
-	}
-	first, rest, _ := strings.Cut(string(res.Stdout), "\n")
-	size, err := strconv.ParseInt(strings.TrimSpace(first), 10, 64)
-	if err != nil {
-		return 0, nil, fmt.Errorf("reading %s on %s: unexpected answer %q", path, m.Machine(), first)
-	}
-	var lines []string
-	if rest != "" {
-		lines = strings.Split(strings.TrimSuffix(rest, "\n"), "\n")
-	}
-	return size, lines, nil
+func logHead(ctx context.Context, m executor.Machine, path string, n int) (int64, []string, error) {
+	return m.LogHead(ctx, path, n)
 }
 
 // follower streams a log file from a byte offset, line by line. It survives
 // a broken link: it re-dials the machine and resumes at the first byte it has
 // not delivered, so no line is lost or repeated.
 type follower struct {
-	dial   func(ctx context.Context) (executor.Host, error)
+	dial   func(ctx context.Context) (executor.Machine, error)
 	path   string
 	offset int64
 	// onError is told about connection problems while it retries.
@@ -66,7 +40,7 @@ func (f *follower) run(ctx context.Context, fn func(line string) bool) error {
 		h, err := f.dial(ctx)
 		if err == nil {
 			var s executor.Stream
-			s, err = h.Stream(ctx, executor.Command{Args: []string{"tail", "-c", "+" + strconv.FormatInt(f.offset+1, 10), "-F", "--", f.path}})
+			s, err = h.FollowLog(ctx, f.path, f.offset)
 			if err == nil {
 				stop := false
 				r := bufio.NewReaderSize(s, 64*1024)
@@ -118,14 +92,13 @@ func (f *follower) run(ctx context.Context, fn func(line string) bool) error {
 // tailLog returns the last n lines of a log, waiting up to wait for the
 // line that reports the exit of run tag (the log writer may lag the pane's
 // death by a few milliseconds).
-func tailLog(ctx context.Context, m executor.Host, path, tag string, n int, wait time.Duration) []string {
+func tailLog(ctx context.Context, m executor.Machine, path, tag string, n int, wait time.Duration) []string {
 	deadline := time.Now().Add(wait)
 	for {
-		res, err := m.Run(ctx, executor.Command{Args: []string{"tail", "-n", strconv.Itoa(n + 1), "--", path}})
+		_, lines, err := m.LogHead(ctx, path, n+1)
 		if err != nil {
 			return nil
 		}
-		lines := strings.Split(strings.TrimRight(string(res.Stdout), "\n"), "\n")
 		if hasExitMarker(lines, tag) || time.Now().After(deadline) {
 			var out []string
 			for _, l := range lines {
@@ -186,8 +159,8 @@ func lastLines(b []byte, n int) []string {
 
 // dialer returns a function that gets the current Machine for name, so a
 // follower picks up a re-dialled connection after a link drop.
-func (e *Engine) dialer(name string) func(ctx context.Context) (executor.Host, error) {
-	return func(ctx context.Context) (executor.Host, error) {
+func (e *Engine) dialer(name string) func(ctx context.Context) (executor.Machine, error) {
+	return func(ctx context.Context) (executor.Machine, error) {
 		m, _, err := e.machine(ctx, name)
 		return m, err
 	}

@@ -245,6 +245,12 @@ type Machine interface {
 	CheckContainer(ctx context.Context, name string) error
 	// LogPath is the log file of a process on this machine.
 	LogPath(session, name string) string
+	// LogHead returns the size of a log file (0 when missing) and its last
+	// n lines before that size, so a follower can continue exactly there.
+	LogHead(ctx context.Context, path string, n int) (size int64, lines []string, err error)
+	// FollowLog streams a log file from a byte offset, waiting for the file
+	// to appear and to grow, until the stream is closed.
+	FollowLog(ctx context.Context, path string, offset int64) (Stream, error)
 	// Processes reads the machine's process table (for pstree).
 	Processes(ctx context.Context) ([]ProcessInfo, error)
 	// AttachCommand is the argv that attaches a terminal to the window

@@ -742,3 +742,37 @@ func (m *Machine) BuildMonitor(ctx context.Context, name string, panes []Monitor
 func (m *Machine) AttachArgv(name string) []string {
 	return append([]string{"env", "-u", "TMUX"}, m.tmux("attach-session", "-t", "="+name)...)
 }
+
+// logHeadScript prints the size of $1 (0 when missing) and then, when
+// $2 > 0, the last $2 lines before that size.
+const logHeadScript = `f=$1 n=$2
+if [ -f "$f" ]; then s=$(wc -c < "$f"); else s=0; fi
+echo $s
+if [ "$n" -gt 0 ] && [ "$s" -gt 0 ]; then head -c "$s" -- "$f" | tail -n "$n"; fi`
+
+// LogHead returns the size of a log and its last n lines before that size.
+func (m *Machine) LogHead(ctx context.Context, path string, n int) (int64, []string, error) {
+	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c", logHeadScript, "sh", path, strconv.Itoa(n)}})
+	if err != nil {
+		return 0, nil, err
+	}
+	if res.ExitCode != 0 {
+		return 0, nil, fmt.Errorf("reading %s on %s: %s", path, m.Machine(), strings.TrimSpace(string(res.Stderr)))
+	}
+	first, rest, _ := strings.Cut(string(res.Stdout), "\n")
+	size, err := strconv.ParseInt(strings.TrimSpace(first), 10, 64)
+	if err != nil {
+		return 0, nil, fmt.Errorf("reading %s on %s: unexpected answer %q", path, m.Machine(), first)
+	}
+	var lines []string
+	if rest != "" {
+		lines = strings.Split(strings.TrimSuffix(rest, "\n"), "\n")
+	}
+	return size, lines, nil
+}
+
+// FollowLog streams a log from a byte offset with `tail -F` on the machine
+// (inotify there, so new lines arrive at once).
+func (m *Machine) FollowLog(ctx context.Context, path string, offset int64) (executor.Stream, error) {
+	return m.Host.Stream(ctx, executor.Command{Args: []string{"tail", "-c", "+" + strconv.FormatInt(offset+1, 10), "-F", "--", path}})
+}

@@ -1,0 +1,388 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/robotlauncher/launcher/engine/config"
+	"github.com/robotlauncher/launcher/executor"
+	"github.com/robotlauncher/launcher/executor/fake"
+)
+
+// newTestEngine returns an engine on fake machines and a function that
+// returns the events published so far.
+func newTestEngine(t *testing.T, yaml string) (*Engine, *fake.Connector, func() []Event) {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := fake.NewConnector()
+	e := New(Options{Config: cfg, Connector: conn})
+	var mu sync.Mutex
+	var events []Event
+	unsub := e.Bus().Subscribe(nil, func(ev Event) {
+		mu.Lock()
+		events = append(events, ev)
+		mu.Unlock()
+	})
+	t.Cleanup(unsub)
+	return e, conn, func() []Event {
+		e.Bus().Flush()
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]Event(nil), events...)
+	}
+}
+
+func local(t *testing.T, c *fake.Connector) *fake.Machine {
+	m, err := c.Get("local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+const diamond = `
+context: {session: s}
+base: {cmd: base, ready_check: "true"}
+left: {cmd: left, depends: [base], ready_check: check-left}
+right: {cmd: right, depends: [base], ready_check: check-right}
+top: {cmd: top, depends: [left, right]}
+`
+
+func TestDiamondRunsBaseOnceAndBranchesConcurrently(t *testing.T) {
+	e, conn, _ := newTestEngine(t, diamond)
+	m := local(t, conn)
+	// Each branch's check passes only once the other branch was spawned:
+	// sequential branches would never get ready.
+	m.Check = func(spec executor.ExecSpec) executor.Result {
+		other := map[string]string{"check-left": "right", "check-right": "left"}[spec.Script]
+		if other != "" && m.Spawned(other) == 0 {
+			return executor.Result{ExitCode: 1}
+		}
+		return executor.Result{}
+	}
+	if err := e.Start(ctxT(t), []string{"top"}, config.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"base", "left", "right", "top"} {
+		if got := m.Spawned(n); got != 1 {
+			t.Errorf("%s spawned %d times", n, got)
+		}
+	}
+	sts, err := e.Status(ctxT(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range sts {
+		if st.State != StateReady {
+			t.Errorf("%s: %s", st.Process, st.State)
+		}
+	}
+}
+
+func TestEventsOfAStart(t *testing.T) {
+	e, _, events := newTestEngine(t, `
+context: {session: s}
+a: {cmd: a, ready_check: "true"}
+b: {cmd: b, depends: [a]}
+`)
+	if err := e.Start(ctxT(t), []string{"b"}, config.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	var seq []string
+	for _, ev := range events() {
+		seq = append(seq, ev.Process+":"+string(ev.Kind))
+	}
+	got := strings.Join(seq, " ")
+	for _, want := range []string{"b:waiting", "a:starting", "a:started", "a:checking", "a:ready", "b:starting", "b:started", "b:ready"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("events lack %s: %s", want, got)
+		}
+	}
+	if strings.Index(got, "a:ready") > strings.Index(got, "b:starting") {
+		t.Errorf("b started before a was ready: %s", got)
+	}
+}
+
+func TestFailedOneShotFailsDependants(t *testing.T) {
+	e, conn, _ := newTestEngine(t, `
+context: {session: s}
+calib: {cmd: calib, persistent: false}
+app: {cmd: app, depends: [calib]}
+`)
+	m := local(t, conn)
+	m.Behave = func(spec executor.SpawnSpec) fake.Behaviour {
+		if spec.Name == "calib" {
+			return fake.Behaviour{ExitAfter: 10 * time.Millisecond, ExitCode: 4, Output: []string{"calibrating"}}
+		}
+		return fake.Behaviour{}
+	}
+	err := e.Start(ctxT(t), []string{"app"}, config.Request{})
+	var pe *ProcessError
+	if !errors.As(err, &pe) || pe.Process != "app" {
+		t.Fatalf("want ProcessError for app, got %v", err)
+	}
+	if m.Spawned("app") != 0 {
+		t.Error("app started although calib failed")
+	}
+}
+
+func TestOneShotSuccessClosesWindowAndReportsOutput(t *testing.T) {
+	e, conn, events := newTestEngine(t, `
+context: {session: s}
+home: {cmd: home, persistent: false}
+`)
+	m := local(t, conn)
+	m.Behave = func(spec executor.SpawnSpec) fake.Behaviour {
+		return fake.Behaviour{ExitAfter: 20 * time.Millisecond, Output: []string{"homing", "homed"}}
+	}
+	if err := e.Start(ctxT(t), []string{"home"}, config.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, ev := range events() {
+		if ev.Kind == Output {
+			lines = append(lines, ev.Line)
+		}
+	}
+	if strings.Join(lines, ",") != "homing,homed" {
+		t.Errorf("output events: %q", lines)
+	}
+	snap, _ := m.Snapshot(ctxT(t))
+	if len(snap.Windows) != 0 {
+		t.Errorf("window of a successful one-shot kept: %+v", snap.Windows)
+	}
+}
+
+func TestDiedBeforeReady(t *testing.T) {
+	e, conn, _ := newTestEngine(t, `
+context: {session: s}
+a: {cmd: a, ready_check: "false"}
+`)
+	m := local(t, conn)
+	m.Check = func(executor.ExecSpec) executor.Result { return executor.Result{ExitCode: 1} }
+	m.Behave = func(executor.SpawnSpec) fake.Behaviour {
+		return fake.Behaviour{ExitAfter: 30 * time.Millisecond, ExitCode: 3, Output: []string{"fatal: no model"}}
+	}
+	err := e.Start(ctxT(t), []string{"a"}, config.Request{})
+	var pe *ProcessError
+	if !errors.As(err, &pe) || pe.ExitCode == nil || *pe.ExitCode != 3 {
+		t.Fatalf("want exit code 3, got %v", err)
+	}
+	if len(pe.Tail) == 0 || !strings.Contains(strings.Join(pe.Tail, "\n"), "fatal: no model") {
+		t.Errorf("tail: %q", pe.Tail)
+	}
+}
+
+func TestReadyTimeoutLeavesProcessRunning(t *testing.T) {
+	e, conn, _ := newTestEngine(t, `
+context: {session: s}
+a: {cmd: a, ready_check: "false", ready_timeout: 150ms}
+`)
+	m := local(t, conn)
+	m.Check = func(executor.ExecSpec) executor.Result { return executor.Result{ExitCode: 1} }
+	err := e.Start(ctxT(t), []string{"a"}, config.Request{})
+	if err == nil || !strings.Contains(err.Error(), "ready_timeout") {
+		t.Fatalf("got %v", err)
+	}
+	sts, _ := e.Status(ctxT(t), []string{"a"})
+	if sts[0].State != StateRunning {
+		t.Errorf("state %s, want RUNNING (not killed, not STARTING)", sts[0].State)
+	}
+}
+
+func TestKillOrderAndEscalation(t *testing.T) {
+	e, conn, _ := newTestEngine(t, `
+context: {session: s}
+core: {cmd: core}
+mid: {cmd: mid, depends: [core]}
+stubborn: {cmd: stub, depends: [core], stop_timeout: 200ms}
+`)
+	m := local(t, conn)
+	m.Behave = func(spec executor.SpawnSpec) fake.Behaviour {
+		if spec.Name == "stubborn" {
+			return fake.Behaviour{IgnoreInt: true, IgnoreTerm: true}
+		}
+		return fake.Behaviour{}
+	}
+	ctx := ctxT(t)
+	if err := e.Start(ctx, []string{"mid", "stubborn"}, config.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Kill(ctx, []string{"core"}, false, KillOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	calls := strings.Join(m.Calls(), "\n")
+	for _, want := range []string{"signal stubborn INT", "signal stubborn TERM", "signal stubborn KILL", "signal mid INT", "signal core INT"} {
+		if !strings.Contains(calls, want) {
+			t.Errorf("calls lack %q:\n%s", want, calls)
+		}
+	}
+	if strings.Index(calls, "signal core INT") < strings.Index(calls, "signal stubborn KILL") {
+		t.Errorf("core signalled before its dependants stopped:\n%s", calls)
+	}
+	sts, _ := e.Status(ctx, nil)
+	for _, st := range sts {
+		if st.State != StateStopped {
+			t.Errorf("%s: %s", st.Process, st.State)
+		}
+	}
+}
+
+func TestForceSkipsGentleStep(t *testing.T) {
+	e, conn, _ := newTestEngine(t, `
+context: {session: s}
+a: {cmd: a}
+b: {cmd: b, force_sigquit: true}
+`)
+	m := local(t, conn)
+	ctx := ctxT(t)
+	if err := e.Start(ctx, []string{"a", "b"}, config.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Kill(ctx, []string{"a"}, false, KillOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Kill(ctx, []string{"b"}, false, KillOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	calls := strings.Join(m.Calls(), "\n")
+	if strings.Contains(calls, "INT") || !strings.Contains(calls, "signal a QUIT") || !strings.Contains(calls, "signal b QUIT") {
+		t.Errorf("calls:\n%s", calls)
+	}
+}
+
+func TestStatusStatesAndUnavailableMachine(t *testing.T) {
+	e, conn, _ := newTestEngine(t, `
+context: {session: s}
+web: {cmd: web}
+dead: {cmd: dead}
+far: {cmd: far, machine: robot@10.0.0.2}
+never: {cmd: never}
+`)
+	m := local(t, conn)
+	conn.Down["robot@10.0.0.2"] = true
+	m.AddForeign("s", "web")
+	m.Behave = func(spec executor.SpawnSpec) fake.Behaviour { return fake.Behaviour{ExitAfter: time.Millisecond, ExitCode: 2} }
+	ctx := ctxT(t)
+	_ = e.Start(ctx, []string{"dead"}, config.Request{})
+	var sts []Status
+	var err error
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if sts, err = e.Status(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+		if sts[1].State == StateDead || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	want := map[string]State{"web": StateConflict, "dead": StateDead, "far": StateUnavailable, "never": StateStopped}
+	for _, st := range sts {
+		if st.State != want[st.Process] {
+			t.Errorf("%s: %s, want %s (%s)", st.Process, st.State, want[st.Process], st.Error)
+		}
+	}
+	if err := e.Start(ctx, []string{"web"}, config.Request{}); err == nil || !strings.Contains(err.Error(), "unmanaged tmux window") {
+		t.Errorf("start of a conflicting window: %v", err)
+	}
+}
+
+func TestStaleOperationMarkIsIgnored(t *testing.T) {
+	e, conn, _ := newTestEngine(t, `
+context: {session: s}
+a: {cmd: a}
+`)
+	m := local(t, conn)
+	ctx := ctxT(t)
+	if err := e.Start(ctx, []string{"a"}, config.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	snap, _ := m.Snapshot(ctx)
+	id := snap.Windows[0].ID
+	// A launcher on this host whose process is gone (pid 1 has another
+	// start time), and one on another host that stopped its heartbeat.
+	gone := Owner{Host: e.owner.Host, PID: 1, Start: "42"}.mark("starting", time.Now())
+	for _, mark := range []string{gone, Owner{Host: "laptop", PID: 5, Start: "9"}.mark("stopping", time.Now().Add(-time.Minute))} {
+		_ = m.SetMarks(ctx, id, map[string]string{"op": mark, "ready": "0"}, nil)
+		sts, _ := e.Status(ctx, nil)
+		if sts[0].State != StateRunning {
+			t.Errorf("mark %q: %s, want RUNNING", mark, sts[0].State)
+		}
+	}
+	live := Owner{Host: "laptop", PID: 5, Start: "9"}.mark("starting", time.Now())
+	_ = m.SetMarks(ctx, id, map[string]string{"op": live}, nil)
+	if sts, _ := e.Status(ctx, nil); sts[0].State != StateStarting {
+		t.Errorf("live mark: %s", sts[0].State)
+	}
+}
+
+func TestConcurrentOperationsDoNotInterfere(t *testing.T) {
+	e, conn, _ := newTestEngine(t, diamond)
+	m := local(t, conn)
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = e.Start(ctx, []string{"top"}, config.Request{})
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []string{"base", "left", "right", "top"} {
+		if got := m.Spawned(n); got != 1 {
+			t.Errorf("%s spawned %d times by 4 concurrent starts", n, got)
+		}
+	}
+}
+
+func TestRestartBringsBackRunningDependants(t *testing.T) {
+	e, conn, _ := newTestEngine(t, `
+context: {session: s}
+core: {cmd: core}
+app: {cmd: app, depends: [core]}
+idle: {cmd: idle, depends: [core]}
+`)
+	m := local(t, conn)
+	ctx := ctxT(t)
+	if err := e.Start(ctx, []string{"app"}, config.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Restart(ctx, "core", config.Request{}, KillOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if m.Spawned("core") != 2 || m.Spawned("app") != 2 || m.Spawned("idle") != 0 {
+		t.Errorf("spawns core=%d app=%d idle=%d", m.Spawned("core"), m.Spawned("app"), m.Spawned("idle"))
+	}
+}
+
+func TestGlob(t *testing.T) {
+	for _, c := range []struct {
+		p, s string
+		ok   bool
+	}{{"gpu-*", "gpu-0", true}, {"*", "x", true}, {"a?c", "abc", true}, {"a*", "b", false}, {"exact", "exact", true}, {"exact", "exactly", false}} {
+		if Glob(c.p, c.s) != c.ok {
+			t.Errorf("Glob(%q,%q) != %v", c.p, c.s, c.ok)
+		}
+	}
+}
