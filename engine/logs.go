@@ -130,7 +130,7 @@ func hasExitMarker(lines []string, tag string) bool {
 }
 
 func isExitMarker(line, tag string) bool {
-	return strings.Contains(line, "] [launcher] ") && strings.Contains(line, markerExit) &&
+	return strings.Contains(line, "[launcher] ") && strings.Contains(line, markerExit) &&
 		(tag == "" || strings.HasSuffix(line, "(run "+tag+")"))
 }
 

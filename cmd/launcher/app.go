@@ -221,6 +221,9 @@ func (s *session) poolOptions(c *cli.Context, cfg *config.Config) pool.Options {
 		o.TmuxConfig = s.getenv("LAUNCHER_TMUX_CONFIG")
 	}
 	o.Remote = s.remoteDialer()
+	if s.getenv("LAUNCHER_TRACE") != "" {
+		o.Trace = s.stderr
+	}
 	return o
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -17,6 +18,10 @@ func requestFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "param", Aliases: []string{"p", "params"}, Usage: "set a template parameter: `key:=value` (repeatable)"},
 		&cli.StringSliceFlag{Name: "variant", Aliases: []string{"v", "variants"}, Usage: "select a variant `CHOICE` (repeatable)"},
 	}
+}
+
+func jsonEventsFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "json", Usage: "print events as JSON lines (time, event, process, machine, message, exit_code…)"}
 }
 
 func (s *session) request(c *cli.Context) (config.Request, error) {
@@ -38,8 +43,14 @@ func (s *session) completeProcesses(c *cli.Context) {
 }
 
 // watchEvents prints the events of the engine until the returned function
-// is called (which flushes them).
-func (s *session) watchEvents(e *engine.Engine) func() {
+// is called (which flushes them): as progress lines or a live tree, or as
+// JSON lines with --json.
+func (s *session) watchEvents(c *cli.Context, e *engine.Engine) func() {
+	if c.Bool("json") {
+		enc := json.NewEncoder(s.stdout)
+		unsub := e.Bus().Subscribe(nil, func(ev engine.Event) { _ = enc.Encode(ev) })
+		return unsub
+	}
 	p := newProgress(s.stdout, newStyle(s.color), s.tty)
 	unsub := e.Bus().Subscribe(nil, p.event)
 	return func() {
@@ -56,6 +67,7 @@ func (s *session) runCommand() *cli.Command {
 		Flags: withCommon(append(requestFlags(),
 			&cli.DurationFlag{Name: "timeout", Usage: "give up waiting after `DURATION` (processes keep running)"},
 			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "then follow PROC's output and exit with its exit code"},
+			jsonEventsFlag(),
 		)...),
 		BashComplete: s.completeProcesses,
 		Action: func(c *cli.Context) error {
@@ -84,7 +96,7 @@ func (s *session) runCommand() *cli.Command {
 				ctx, cancel = context.WithTimeout(ctx, d)
 				defer cancel()
 			}
-			flush := s.watchEvents(e)
+			flush := s.watchEvents(c, e)
 			err = e.StartPlan(ctx, plan)
 			flush()
 			if err != nil {
@@ -136,6 +148,7 @@ func (s *session) killCommand() *cli.Command {
 		Flags: withCommon(
 			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "stop every process of the config"},
 			&cli.BoolFlag{Name: "force", Usage: "skip the gentle SIGINT (SIGQUIT first)"},
+			jsonEventsFlag(),
 		),
 		BashComplete: s.completeProcesses,
 		Action: func(c *cli.Context) error {
@@ -154,7 +167,7 @@ func (s *session) killCommand() *cli.Command {
 			if err := s.checkNames(names); err != nil {
 				return err
 			}
-			flush := s.watchEvents(e)
+			flush := s.watchEvents(c, e)
 			err = e.Kill(c.Context, names, all, engine.KillOptions{Force: c.Bool("force")})
 			flush()
 			if err != nil {
@@ -173,6 +186,7 @@ func (s *session) restartCommand() *cli.Command {
 		Flags: withCommon(append(requestFlags(),
 			&cli.BoolFlag{Name: "force", Usage: "skip the gentle SIGINT"},
 			&cli.DurationFlag{Name: "timeout", Usage: "give up waiting after `DURATION`"},
+			jsonEventsFlag(),
 		)...),
 		BashComplete: s.completeProcesses,
 		Action: func(c *cli.Context) error {
@@ -200,7 +214,7 @@ func (s *session) restartCommand() *cli.Command {
 				ctx, cancel = context.WithTimeout(ctx, d)
 				defer cancel()
 			}
-			flush := s.watchEvents(e)
+			flush := s.watchEvents(c, e)
 			err = e.Restart(ctx, name, req, engine.KillOptions{Force: c.Bool("force")})
 			flush()
 			if err != nil {

@@ -6,9 +6,11 @@ package pool
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/robotlauncher/launcher/executor"
 	"github.com/robotlauncher/launcher/executor/local"
@@ -27,11 +29,15 @@ type Options struct {
 	// Remote dials a remote machine; nil means remote machines are not
 	// supported by this build.
 	Remote func(ctx context.Context, machine string) (executor.Host, error)
+	// Trace, when set, receives a line for every command run on a machine.
+	Trace io.Writer
 }
 
 // Pool implements executor.Connector.
 type Pool struct {
 	opts     Options
+	traceMu  sync.Mutex
+	t0       time.Time
 	mu       sync.Mutex
 	machines map[string]*entry
 }
@@ -45,7 +51,7 @@ type entry struct {
 var _ executor.Connector = (*Pool)(nil)
 
 // New returns an empty pool.
-func New(o Options) *Pool { return &Pool{opts: o, machines: map[string]*entry{}} }
+func New(o Options) *Pool { return &Pool{opts: o, machines: map[string]*entry{}, t0: time.Now()} }
 
 // LocalStateDir is the per-user state directory on this computer:
 // $LAUNCHER_STATE_DIR, else $XDG_STATE_HOME/launcher, else
@@ -115,10 +121,17 @@ func (p *Pool) Invalidate(name string) {
 	}
 }
 
+func (p *Pool) trace(h executor.Host) executor.Host {
+	if p.opts.Trace == nil {
+		return h
+	}
+	return traceHost{Host: h, mu: &p.traceMu, out: p.opts.Trace, t0: p.t0}
+}
+
 func (p *Pool) dial(ctx context.Context, name string) (executor.Machine, error) {
 	if name == executor.Local {
 		home, _ := os.UserHomeDir()
-		return tmux.New(ctx, local.Host{}, tmux.Options{Socket: p.opts.TmuxSocket, Config: p.opts.TmuxConfig,
+		return tmux.New(ctx, p.trace(local.Host{}), tmux.Options{Socket: p.opts.TmuxSocket, Config: p.opts.TmuxConfig,
 			StateDir: LocalStateDir(), LogDir: p.opts.LogDir, Home: home})
 	}
 	if p.opts.Remote == nil {
@@ -129,7 +142,7 @@ func (p *Pool) dial(ctx context.Context, name string) (executor.Machine, error) 
 	if err != nil {
 		return nil, err
 	}
-	m, err := tmux.New(ctx, h, tmux.Options{LogDir: p.opts.LogDir})
+	m, err := tmux.New(ctx, p.trace(h), tmux.Options{LogDir: p.opts.LogDir})
 	if err != nil {
 		if c, ok := h.(interface{ Close() error }); ok {
 			_ = c.Close()

@@ -11,7 +11,9 @@ package tmux
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"sort"
@@ -26,8 +28,11 @@ import (
 )
 
 var (
-	//go:embed scripts/wrapper.bash
-	wrapperScript string
+	// prologue is what the pane's interactive bash runs: it frames the log
+	// with start and exit lines and runs the user's command, which it gets
+	// from the environment ($LAUNCHER_CMD), never from a built string.
+	//go:embed scripts/prologue.bash
+	prologue string
 	//go:embed scripts/logwriter.pl
 	perlWriter string
 	//go:embed scripts/logwriter.bash
@@ -65,6 +70,11 @@ type Machine struct {
 	home     string
 	spawnMu  sync.Mutex // guards sessions
 	sessions map[string]*sessionState
+	batcher  batcher
+
+	scripts scripts
+	dirMu   sync.Mutex
+	dirs    map[string]bool // log directories known to exist
 }
 
 var _ executor.Machine = (*Machine)(nil)
@@ -72,7 +82,7 @@ var _ executor.Machine = (*Machine)(nil)
 // New returns a Machine for host. Directories not given in opts are resolved
 // on the machine with one command.
 func New(ctx context.Context, host executor.Host, opts Options) (*Machine, error) {
-	m := &Machine{Host: host, opts: opts, home: opts.Home, sessions: map[string]*sessionState{}}
+	m := &Machine{Host: host, opts: opts, home: opts.Home, sessions: map[string]*sessionState{}, dirs: map[string]bool{}}
 	if opts.StateDir == "" || m.home == "" {
 		res, err := host.Run(ctx, executor.Command{Args: []string{"sh", "-c",
 			`printf '%s\n%s\n' "${LAUNCHER_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/launcher}" "$HOME"`}})
@@ -109,7 +119,9 @@ func (m *Machine) expandHome(p string) string {
 
 // tmux returns the argv of a tmux invocation on this machine's server.
 func (m *Machine) tmux(args ...string) []string {
-	argv := []string{"tmux"}
+	// -u: without a UTF-8 locale (common over SSH) tmux would replace the
+	// \x1f field separator and any non-ASCII name with '_'.
+	argv := []string{"tmux", "-u"}
 	if m.opts.Socket != "" {
 		argv = append(argv, "-S", m.opts.Socket)
 	}
@@ -169,10 +181,20 @@ func listFormat() string {
 
 // Snapshot lists every window of the server with one list-windows -a.
 func (m *Machine) Snapshot(ctx context.Context) (executor.Snapshot, error) {
-	res, err := m.run(ctx, []string{"list-windows", "-a", "-F", listFormat()})
 	snap := executor.Snapshot{Taken: time.Now()}
-	if err != nil {
-		return snap, err
+	var res executor.Result
+	var err error
+	for attempt := 0; ; attempt++ {
+		res, err = m.run(ctx, []string{"list-windows", "-a", "-F", listFormat()})
+		if err != nil {
+			return snap, err
+		}
+		// A server still shutting down after kill-server, or one that just
+		// lost its last session: ask again.
+		if res.ExitCode == 0 || !serverGone(string(res.Stderr)) || attempt >= 5 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if res.ExitCode != 0 {
 		if noServer(res.Stderr) {
@@ -265,13 +287,91 @@ func markOptions(target string, mk executor.Marks) [][]string {
 // pipeCommand is the shell command tmux runs (with /bin/sh -c, on the
 // machine) to write the pane's output to the log. tmux expands formats and
 // strftime sequences in it, so it is escaped for that too.
-func pipeCommand(logPath string) string {
-	dir := logPath[:strings.LastIndex(logPath, "/")]
+func (m *Machine) pipeCommand(logPath string) string {
 	q := shell.Quote
-	sh := "umask 077 && mkdir -p -- " + q(dir) +
-		" && if perl -MTime::HiRes -e 1 2>/dev/null; then exec perl -e " + q(perlWriter) + " >>" + q(logPath) +
-		"; else exec bash -c " + q(bashWriter) + " >>" + q(logPath) + "; fi"
-	return escapeFormat(sh)
+	var sh string
+	if m.scripts.writer == "perl" {
+		sh = "exec perl " + q(m.scripts.path(perlWriter, ".pl")) + " >>" + q(logPath)
+	} else {
+		sh = "exec bash " + q(m.scripts.path(bashWriter, ".bash")) + " >>" + q(logPath)
+	}
+	return escapeFormat("umask 077; " + sh)
+}
+
+// scripts are the helper scripts a machine runs (pane wrapper, log
+// writers), installed once into the per-user state directory under names
+// that carry a hash of their content: an old launcher's helpers never
+// shadow a new one's, and nothing lives in shared /tmp.
+type scripts struct {
+	mu     sync.Mutex
+	done   bool
+	dir    string
+	writer string // "perl" or "bash": the log writer this machine can run
+}
+
+func (s *scripts) path(content, ext string) string {
+	sum := sha256.Sum256([]byte(content))
+	name := strings.TrimPrefix(ext, ".")
+	return s.dir + "/" + name + "-" + hex.EncodeToString(sum[:6]) + ext
+}
+
+const installScript = `umask 077
+d=$1; shift
+mkdir -p -- "$d" || exit 1
+while [ $# -ge 2 ]; do
+  if [ ! -f "$d/$1" ]; then
+    printf '%s' "$2" > "$d/$1.tmp.$$" && mv -f -- "$d/$1.tmp.$$" "$d/$1" || exit 1
+  fi
+  shift 2
+done
+if perl -MTime::HiRes -e 1 2>/dev/null; then echo perl; else echo bash; fi`
+
+// install puts the helper scripts in place (once per Machine) and finds
+// out whether Perl with Time::HiRes is there (fast writer, millisecond
+// timestamps) or the bash writer must do.
+func (m *Machine) install(ctx context.Context) error {
+	s := &m.scripts
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return nil
+	}
+	s.dir = strings.TrimRight(m.opts.StateDir, "/") + "/bin"
+	args := []string{"sh", "-c", installScript, "sh", s.dir}
+	for _, f := range []struct{ content, ext string }{{perlWriter, ".pl"}, {bashWriter, ".bash"}} {
+		p := s.path(f.content, f.ext)
+		args = append(args, p[strings.LastIndex(p, "/")+1:], f.content)
+	}
+	res, err := m.Host.Run(ctx, executor.Command{Args: args})
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("cannot install launcher's helper scripts in %s on %s: %s", s.dir, m.Machine(), strings.TrimSpace(string(res.Stderr)))
+	}
+	s.writer = strings.TrimSpace(string(res.Stdout))
+	s.done = true
+	return nil
+}
+
+// ensureDir creates a log directory (and its parents) with mode 0700, once.
+func (m *Machine) ensureDir(ctx context.Context, dir string) error {
+	// Held while creating: concurrent spawns wait instead of each running
+	// its own mkdir.
+	m.dirMu.Lock()
+	defer m.dirMu.Unlock()
+	if m.dirs[dir] {
+		return nil
+	}
+	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c", `umask 077 && mkdir -p -- "$1"`, "sh", dir}})
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("cannot create the log directory %s on %s: %s", dir, m.Machine(), strings.TrimSpace(string(res.Stderr)))
+	}
+	m.dirs[dir] = true
+	return nil
 }
 
 // escapeFormat protects text from tmux format and strftime expansion.
@@ -279,20 +379,35 @@ func escapeFormat(s string) string {
 	return strings.NewReplacer("#", "##", "%", "%%").Replace(s)
 }
 
-// paneArgv is the command a pane runs: the wrapper around the user's script,
-// either `bash -ic SCRIPT` on the host or `docker exec -it … bash -ic SCRIPT`.
-func (m *Machine) paneArgv(spec executor.SpawnSpec) []string {
-	inner := []string{"bash", "-ic", spec.Script}
+// paneEnv returns the pane's argv and its launcher variables: the pane runs
+// `bash -ic PROLOGUE` (so .bashrc functions and aliases such as ros1 work),
+// and the prologue evals $LAUNCHER_CMD, the user's command, exactly once. For
+// a container, the host's bash evals $LAUNCHER_RUN instead: a quoted
+// `docker exec -it … NAME bash -ic "$LAUNCHER_CMD"`, so the command reaches
+// the container's bash as one argument, byte for byte.
+func (m *Machine) paneEnv(spec executor.SpawnSpec) ([]string, []executor.EnvVar) {
+	vars := []executor.EnvVar{
+		{Name: "LAUNCHER_TAG", Value: spec.Marks.Tag},
+		{Name: "LAUNCHER_PROCESS", Value: spec.Name},
+		{Name: "LAUNCHER_SESSION", Value: spec.Session},
+		{Name: "LAUNCHER_LOG", Value: spec.Marks.Log},
+		{Name: "LAUNCHER_CMD", Value: spec.Script},
+		{Name: "PYTHONUNBUFFERED", Value: "1"},
+	}
 	cwd := m.expandHome(spec.Cwd)
 	if spec.Docker != "" {
-		inner = docker.ExecArgv(spec.Docker, docker.ExecOptions{
+		argv := docker.ExecArgv(spec.Docker, docker.ExecOptions{
 			TTY: true, Env: append([]executor.EnvVar{{Name: "LAUNCHER_TAG", Value: spec.Marks.Tag}}, spec.Env...),
-			Cwd: cwd, Script: spec.Script,
+			Cwd: cwd, Script: "",
 		})
-		cwd = "" // the directory is inside the container
+		// Everything but the script, quoted; the script is the variable.
+		run := shell.Join(argv[:len(argv)-1]) + ` "$LAUNCHER_CMD"`
+		vars = append(vars, executor.EnvVar{Name: "LAUNCHER_RUN", Value: run}, executor.EnvVar{Name: "LAUNCHER_CWD"})
+	} else {
+		vars = append(vars, executor.EnvVar{Name: "LAUNCHER_RUN"}, executor.EnvVar{Name: "LAUNCHER_CWD", Value: cwd})
+		vars = append(vars, spec.Env...)
 	}
-	argv := []string{"bash", "-c", wrapperScript, "launcher:" + spec.Name, spec.Name, spec.Marks.Tag, cwd}
-	return append(argv, inner...)
+	return []string{"bash", "-ic", prologue}, vars
 }
 
 // Spawn creates (or respawns) the window for spec in one tmux invocation:
@@ -302,22 +417,22 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 	if spec.Marks.Log == "" {
 		spec.Marks.Log = m.LogPath(spec.Session, spec.Name)
 	}
+	if err := m.ensureDir(ctx, spec.Marks.Log[:strings.LastIndex(spec.Marks.Log, "/")]); err != nil {
+		return executor.Window{}, err
+	}
+	if err := m.install(ctx); err != nil {
+		return executor.Window{}, err
+	}
+	pane, vars := m.paneEnv(spec)
 	env := []string{}
-	for _, e := range append([]executor.EnvVar{
-		{Name: "LAUNCHER_TAG", Value: spec.Marks.Tag},
-		{Name: "LAUNCHER_PROCESS", Value: spec.Name},
-		{Name: "LAUNCHER_SESSION", Value: spec.Session},
-		{Name: "LAUNCHER_LOG", Value: spec.Marks.Log},
-		{Name: "PYTHONUNBUFFERED", Value: "1"},
-	}, hostEnv(spec)...) {
+	for _, e := range vars {
 		env = append(env, "-e", e.Name+"="+e.Value)
 	}
-	pane := m.paneArgv(spec)
 	finish := func(target string) [][]string {
 		cmds := markOptions(target, spec.Marks)
 		cmds = append(cmds,
 			[]string{"pipe-pane", "-t", target},
-			[]string{"pipe-pane", "-t", target, pipeCommand(spec.Marks.Log)},
+			[]string{"pipe-pane", "-t", target, m.pipeCommand(spec.Marks.Log)},
 			[]string{"display-message", "-p", "-t", target, "#{window_id}" + sep + "#{window_index}" + sep + "#{pane_pid}"})
 		return cmds
 	}
@@ -325,11 +440,11 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 	if spec.Replace != "" {
 		cmd := append([]string{"respawn-window", "-t", spec.Replace}, env...)
 		cmd = append(append(cmd, "--"), pane...)
-		res, err := m.run(ctx, append([][]string{cmd}, finish(spec.Replace)...)...)
-		if err == nil && res.ExitCode != 0 && strings.Contains(string(res.Stderr), "still active") {
+		out, err := m.batch(ctx, append([][]string{cmd}, finish(spec.Replace)...))
+		if err != nil && (err == errServerGone || strings.Contains(err.Error(), "still active")) {
 			return executor.Window{}, executor.ErrRaced
 		}
-		return m.spawned(spec, res, err)
+		return m.spawned(spec, out, err)
 	}
 
 	for attempt := 0; ; attempt++ {
@@ -344,8 +459,15 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 			cmd = append([]string{"new-window", "-d", "-t", target, "-n", spec.Name}, env...)
 		}
 		cmd = append(append(cmd, "--"), pane...)
-		res, err := m.run(ctx, append([][]string{cmd}, finish(target)...)...)
-		if err == nil && res.ExitCode != 0 && raced(res.Stderr) {
+		out, err := m.batch(ctx, append([][]string{cmd}, finish(target)...))
+		if err == errServerGone {
+			if create {
+				m.sessionCreated(spec.Session, -1)
+			}
+			// Whether it ran is unknown: the caller looks again.
+			return executor.Window{}, executor.ErrRaced
+		}
+		if err != nil && raced(err.Error()) {
 			if create {
 				m.sessionCreated(spec.Session, -1)
 			}
@@ -354,7 +476,7 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 			}
 			return executor.Window{}, executor.ErrRaced
 		}
-		w, err := m.spawned(spec, res, err)
+		w, err := m.spawned(spec, out, err)
 		if create {
 			idx := -1
 			if err == nil {
@@ -466,29 +588,20 @@ func (m *Machine) sessionCreated(session string, firstIndex int) {
 	}
 }
 
-func raced(stderr []byte) bool {
-	s := string(stderr)
+func raced(s string) bool {
 	return strings.Contains(s, "index") && strings.Contains(s, "in use") || strings.Contains(s, "duplicate session")
 }
 
-func hostEnv(spec executor.SpawnSpec) []executor.EnvVar {
-	if spec.Docker != "" {
-		return nil // the variables go to docker exec -e
-	}
-	return spec.Env
-}
-
-func (m *Machine) spawned(spec executor.SpawnSpec, res executor.Result, err error) (executor.Window, error) {
+func (m *Machine) spawned(spec executor.SpawnSpec, out []string, err error) (executor.Window, error) {
 	if err != nil {
-		return executor.Window{}, err
+		return executor.Window{}, fmt.Errorf("tmux could not start %s on %s: %w", spec.Name, m.Machine(), err)
 	}
-	if res.ExitCode != 0 {
-		return executor.Window{}, fmt.Errorf("tmux could not start %s on %s: %s", spec.Name, m.Machine(), strings.TrimSpace(string(res.Stderr)))
+	if len(out) == 0 {
+		return executor.Window{}, fmt.Errorf("tmux gave no answer when starting %s on %s", spec.Name, m.Machine())
 	}
-	lines := strings.Split(strings.TrimSpace(string(res.Stdout)), "\n")
-	f := strings.Split(lines[len(lines)-1], sep)
+	f := strings.Split(out[len(out)-1], sep)
 	if len(f) != 3 {
-		return executor.Window{}, fmt.Errorf("tmux gave an unexpected answer for %s: %q", spec.Name, res.Stdout)
+		return executor.Window{}, fmt.Errorf("tmux gave an unexpected answer for %s: %q", spec.Name, out)
 	}
 	w := executor.Window{Session: spec.Session, ID: f[0], Name: spec.Name, Marks: spec.Marks}
 	w.Marks.Managed = true
@@ -506,14 +619,11 @@ func (m *Machine) SetMarks(ctx context.Context, windowID string, set map[string]
 	if len(cmds) == 0 {
 		return nil
 	}
-	res, err := m.run(ctx, cmds...)
-	if err != nil {
-		return err
+	_, err := m.batch(ctx, cmds)
+	if err == errServerGone {
+		_, err = m.batch(ctx, cmds) // setting options twice is harmless
 	}
-	if res.ExitCode != 0 {
-		return fmt.Errorf("tmux set-option on %s %s: %s", m.Machine(), windowID, strings.TrimSpace(string(res.Stderr)))
-	}
-	return nil
+	return err
 }
 
 func setCommands(windowID string, set map[string]string) [][]string {
@@ -540,7 +650,7 @@ func optionName(k string) string {
 // keys C-c and C-\ into the pane (through `docker exec -it` they reach the
 // container's terminal too); SIGTERM and SIGKILL go to the processes of the
 // run inside the container first, then to every process of the pane's
-// session except the wrapper.
+// session (the pane's interactive bash included).
 func (m *Machine) Signal(ctx context.Context, w executor.Window, sig executor.Signal, set map[string]string) error {
 	switch sig {
 	case executor.SIGINT, executor.SIGQUIT:
@@ -549,14 +659,8 @@ func (m *Machine) Signal(ctx context.Context, w executor.Window, sig executor.Si
 			key = `C-\`
 		}
 		cmds := append(setCommands(w.ID, set), []string{"send-keys", "-t", w.ID, key})
-		res, err := m.run(ctx, cmds...)
-		if err != nil {
-			return err
-		}
-		if res.ExitCode != 0 {
-			return fmt.Errorf("tmux send-keys on %s: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
-		}
-		return nil
+		_, err := m.batch(ctx, cmds)
+		return err
 	case executor.SIGTERM, executor.SIGKILL:
 		if err := m.SetMarks(ctx, w.ID, set, nil); err != nil {
 			return err
@@ -568,8 +672,9 @@ func (m *Machine) Signal(ctx context.Context, w executor.Window, sig executor.Si
 				return err
 			}
 		}
+		// The pane's own shell is included: it may be what runs the loop.
 		res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c", signalScript, "sh",
-			string(sig), strconv.Itoa(w.PanePID), strconv.Itoa(w.PanePID), w.Marks.Tag}})
+			string(sig), strconv.Itoa(w.PanePID), "0", w.Marks.Tag}})
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,6 @@
 # Signals every process of a pane's session (the pane process is the session
-# leader, so its sid is the pane pid) except the wrapper itself, plus any
-# process of ours that carries the run's LAUNCHER_TAG (escaped with setsid).
+# leader, so its sid is the pane pid), plus any process of ours that carries
+# the run's LAUNCHER_TAG (escaped with setsid). SKIP_PID (0: none) is spared.
 # Arguments: SIGNAL SID SKIP_PID TAG
 sig=$1 sid=$2 skip=$3 tag=$4
 for d in /proc/[0-9]*; do

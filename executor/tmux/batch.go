@@ -1,0 +1,193 @@
+package tmux
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/robotlauncher/launcher/executor"
+)
+
+// Batching ("group commit"): the tmux work of concurrent callers — spawns
+// of independent processes, marks, C-c to fifty windows — is sent in one
+// tmux invocation instead of one each. The first caller starts a leader that
+// runs invocations back to back; whoever arrives while one is under way
+// rides in the next. Each request ends with a `display-message -p TOKEN`, so
+// the output is attributed to its request and a request that did not run
+// (tmux stops a command list at the first failure) is told apart from one
+// that did.
+
+// tmux refuses a command list larger than its message size (16 KiB).
+const (
+	maxBatchRequests = 64
+	maxBatchBytes    = 12 << 10
+)
+
+type batchReq struct {
+	cmds  [][]string
+	token string
+	size  int
+	out   []string
+	err   error
+	done  chan struct{}
+	tries int
+}
+
+type batcher struct {
+	mu      sync.Mutex
+	queue   []*batchReq
+	leading bool
+}
+
+// errServerGone is tmux's answer when the server died (or was still dying
+// after kill-server) while a client talked to it.
+func serverGone(stderr string) bool { return strings.Contains(stderr, "server exited unexpectedly") }
+
+func newToken() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return "LTOK" + hex.EncodeToString(b)
+}
+
+// batch runs cmds (in order, as one tmux command list) together with other
+// callers' and returns the lines they printed.
+func (m *Machine) batch(ctx context.Context, cmds [][]string) ([]string, error) {
+	req := &batchReq{cmds: cmds, token: newToken(), done: make(chan struct{})}
+	for _, c := range cmds {
+		for _, a := range c {
+			req.size += len(a) + 8
+		}
+	}
+	b := &m.batcher
+	b.mu.Lock()
+	b.queue = append(b.queue, req)
+	if !b.leading {
+		b.leading = true
+		go m.lead()
+	}
+	b.mu.Unlock()
+	select {
+	case <-req.done:
+		return req.out, req.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (m *Machine) lead() {
+	b := &m.batcher
+	for {
+		b.mu.Lock()
+		if len(b.queue) == 0 {
+			b.leading = false
+			b.mu.Unlock()
+			return
+		}
+		n, size := 0, 0
+		for n < len(b.queue) && n < maxBatchRequests && (n == 0 || size+b.queue[n].size < maxBatchBytes) {
+			size += b.queue[n].size
+			n++
+		}
+		reqs := append([]*batchReq(nil), b.queue[:n]...)
+		b.queue = b.queue[n:]
+		b.mu.Unlock()
+		m.runBatch(reqs)
+	}
+}
+
+// runBatch runs one tmux invocation for reqs and settles each of them;
+// requests that did not get to run go back to the front of the queue.
+func (m *Machine) runBatch(reqs []*batchReq) {
+	var args []string
+	for _, r := range reqs {
+		for _, c := range r.cmds {
+			if len(args) > 0 {
+				args = append(args, ";")
+			}
+			args = append(args, c...)
+		}
+		if len(args) > 0 {
+			args = append(args, ";")
+		}
+		args = append(args, "display-message", "-p", r.token)
+	}
+	// The invocation serves many callers: no single caller's context may
+	// cancel it.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	res, err := m.Host.Run(ctx, executor.Command{Args: m.tmux(args...)})
+	cancel()
+	if err == nil && res.ExitCode == 127 {
+		err = fmt.Errorf("tmux is not installed or not in PATH on %s", m.Machine())
+	}
+	if err != nil {
+		for _, r := range reqs {
+			r.err = err
+			close(r.done)
+		}
+		return
+	}
+	lines := strings.Split(strings.TrimRight(string(res.Stdout), "\n"), "\n")
+	stderr := strings.TrimSpace(string(res.Stderr))
+	i := 0
+	for k, r := range reqs {
+		var out []string
+		found := false
+		for ; i < len(lines); i++ {
+			if lines[i] == r.token {
+				found = true
+				i++
+				break
+			}
+			out = append(out, lines[i])
+		}
+		if found {
+			r.out = out
+			close(r.done)
+			continue
+		}
+		// tmux stops a command list at its first failure: r failed, and
+		// the requests after it did not run.
+		switch {
+		case serverGone(stderr):
+			r.err = errServerGone
+		case res.ExitCode == 0:
+			r.err = fmt.Errorf("tmux on %s gave no answer for a command", m.Machine())
+		default:
+			r.err = &tmuxError{machine: m.Machine(), msg: stderr}
+		}
+		close(r.done)
+		var again []*batchReq
+		for _, rest := range reqs[k+1:] {
+			if rest.tries++; rest.tries > 3 {
+				rest.err = fmt.Errorf("tmux on %s: command not run after 3 attempts: %s", m.Machine(), stderr)
+				close(rest.done)
+				continue
+			}
+			again = append(again, rest)
+		}
+		if len(again) > 0 {
+			b := &m.batcher
+			b.mu.Lock()
+			b.queue = append(again, b.queue...)
+			b.mu.Unlock()
+		}
+		return
+	}
+}
+
+// errServerGone reports that the tmux server went away during a command:
+// whether it ran is unknown.
+var errServerGone = errors.New("the tmux server exited unexpectedly")
+
+// tmuxError is a failed tmux command with tmux's message.
+type tmuxError struct {
+	machine string
+	msg     string
+}
+
+func (e *tmuxError) Error() string { return fmt.Sprintf("tmux on %s: %s", e.machine, e.msg) }
