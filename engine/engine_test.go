@@ -275,7 +275,9 @@ never: {cmd: never}
 	m := local(t, conn)
 	conn.Down["robot@10.0.0.2"] = true
 	m.AddForeign("s", "web")
-	m.Behave = func(spec executor.SpawnSpec) fake.Behaviour { return fake.Behaviour{ExitAfter: time.Millisecond, ExitCode: 2} }
+	m.Behave = func(spec executor.SpawnSpec) fake.Behaviour {
+		return fake.Behaviour{ExitAfter: time.Millisecond, ExitCode: 2}
+	}
 	ctx := ctxT(t)
 	_ = e.Start(ctx, []string{"dead"}, config.Request{})
 	var sts []Status

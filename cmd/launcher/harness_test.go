@@ -40,13 +40,13 @@ func TestMain(m *testing.M) {
 // tenv is one integration test's world: its own tmux server (socket,
 // -f /dev/null), HOME, state directory and config.
 type tenv struct {
-	t     *testing.T
-	dir   string
-	sock  string
-	home  string
+	t        *testing.T
+	dir      string
+	sock     string
+	home     string
 	stateDir string
-	cfg   string
-	extra []string
+	cfg      string
+	extra    []string
 }
 
 // newEnv starts a test world with config as launcher.yaml. The tmux server

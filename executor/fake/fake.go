@@ -301,7 +301,9 @@ func (m *Machine) CheckContainer(ctx context.Context, name string) error {
 }
 
 // LogPath returns a fake path.
-func (m *Machine) LogPath(session, name string) string { return "/fake/" + session + "/" + name + ".log" }
+func (m *Machine) LogPath(session, name string) string {
+	return "/fake/" + session + "/" + name + ".log"
+}
 
 // LogHead returns the fake log's size (in lines) and last n lines.
 func (m *Machine) LogHead(ctx context.Context, path string, n int) (int64, []string, error) {
