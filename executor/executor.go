@@ -133,6 +133,8 @@ type Window struct {
 	ExitCode  int
 	ExitKnown bool
 	Marks     Marks
+	// ServerPID is the pid of the tmux server that holds the window.
+	ServerPID int
 }
 
 // Marks is the launcher's state kept in tmux window user options, so that it

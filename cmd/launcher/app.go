@@ -42,9 +42,12 @@ type session struct {
 	tty            bool
 	color          bool
 
-	cfg    *config.Config
-	pool   *pool.Pool
-	engine *engine.Engine
+	cfg       *config.Config
+	pool      *pool.Pool
+	engine    *engine.Engine
+	acceptNew bool
+	// onLink reports SSH links going down and coming back (as events).
+	onLink func(machine string, up bool, err error)
 }
 
 // exitError carries an exit code through urfave/cli.
@@ -128,6 +131,7 @@ func commonFlags() []cli.Flag {
 		configFlag(),
 		&cli.StringFlag{Name: "tmux-socket", Usage: "use the local tmux server at `PATH` (default: $LAUNCHER_TMUX_SOCKET, else tmux's own)"},
 		&cli.StringFlag{Name: "tmux-config", Usage: "tmux config `FILE` used when launcher starts the local server ($LAUNCHER_TMUX_CONFIG)", Hidden: true},
+		&cli.BoolFlag{Name: "accept-new-host-keys", Usage: "record the host keys of SSH machines not yet in known_hosts (changed keys are still refused)"},
 	}
 }
 
@@ -207,8 +211,19 @@ func (s *session) setup(c *cli.Context) (*engine.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.acceptNew = c.Bool("accept-new-host-keys")
 	s.pool = pool.New(s.poolOptions(c, cfg))
 	s.engine = engine.New(engine.Options{Config: cfg, Connector: s.pool})
+	bus := s.engine.Bus()
+	s.onLink = func(machine string, up bool, err error) {
+		ev := engine.Event{Kind: engine.HostLost, Machine: machine}
+		if up {
+			ev.Kind, ev.Message = engine.HostBack, "link back"
+		} else if err != nil {
+			ev.Message = err.Error()
+		}
+		bus.Publish(ev)
+	}
 	return s.engine, nil
 }
 

@@ -165,7 +165,7 @@ var listFields = []string{
 	"session_name", "window_id", "window_index", "window_name", "pane_pid", "pane_dead",
 	"pane_dead_status", "pane_dead_signal", "@launcher", "@launcher_op", "@launcher_hash",
 	"@launcher_ready", "@launcher_started", "@launcher_tag", "@launcher_docker", "@launcher_log",
-	"@launcher_oneshot",
+	"@launcher_oneshot", "pid",
 }
 
 const sep = "\x1f"
@@ -203,11 +203,26 @@ func (m *Machine) Snapshot(ctx context.Context) (executor.Snapshot, error) {
 		return snap, fmt.Errorf("tmux list-windows on %s failed: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
 	}
 	snap.Windows = ParseWindows(res.Stdout)
+	for _, w := range snap.Windows {
+		// tmux fills in the exit status of a pane when it reaps the process,
+		// a moment after the pane died. Debian's tmux (built with
+		// libutempter) can miss the SIGCHLD altogether and keep the zombie
+		// forever (tmux#311, #4559): a SIGCHLD of our own makes it reap.
+		if n, _ := ctx.Value(retryKey{}).(int); w.Marks.Managed && w.Dead && !w.ExitKnown && n < 5 {
+			if n >= 1 && w.ServerPID > 0 {
+				_, _ = m.Host.Run(ctx, executor.Command{Args: []string{"kill", "-s", "CHLD", strconv.Itoa(w.ServerPID)}})
+			}
+			time.Sleep(20 * time.Millisecond)
+			return m.Snapshot(context.WithValue(ctx, retryKey{}, n+1))
+		}
+	}
 	m.spawnMu.Lock()
 	m.learn(snap)
 	m.spawnMu.Unlock()
 	return snap, nil
 }
+
+type retryKey struct{}
 
 // ParseWindows parses list-windows output in listFormat. Malformed rows are
 // dropped.
@@ -245,6 +260,7 @@ func ParseWindows(out []byte) []executor.Window {
 			OneShot: f[16] == "1",
 		}
 		w.Marks.Started, _ = strconv.ParseInt(f[12], 10, 64)
+		w.ServerPID, _ = strconv.Atoi(f[17])
 		ws = append(ws, w)
 	}
 	return ws
@@ -417,6 +433,9 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 	if spec.Marks.Log == "" {
 		spec.Marks.Log = m.LogPath(spec.Session, spec.Name)
 	}
+	// The container is recorded on the window: stops must reach into it
+	// even after the config changed.
+	spec.Marks.Docker = spec.Docker
 	if err := m.ensureDir(ctx, spec.Marks.Log[:strings.LastIndex(spec.Marks.Log, "/")]); err != nil {
 		return executor.Window{}, err
 	}
@@ -670,6 +689,12 @@ func (m *Machine) Signal(ctx context.Context, w executor.Window, sig executor.Si
 				"sh", "-c", containerSignalScript, "sh", string(sig), w.Marks.Tag}})
 			if err != nil {
 				return err
+			}
+			if sig == executor.SIGTERM {
+				// docker exec does not forward signals: killing its client
+				// would orphan the process in the container. The client ends
+				// when the process does; only SIGKILL also takes the host side.
+				return nil
 			}
 		}
 		// The pane's own shell is included: it may be what runs the loop.

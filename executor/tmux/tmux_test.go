@@ -1,0 +1,147 @@
+package tmux
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/robotlauncher/launcher/executor"
+	"github.com/robotlauncher/launcher/executor/executortest"
+	"github.com/robotlauncher/launcher/executor/local"
+)
+
+// newLocal returns a Machine on a private tmux server (own socket,
+// -f /dev/null) with a clean HOME, killed at the end of the test.
+func newLocal(t *testing.T) *Machine {
+	t.Helper()
+	executortest.RequireTool(t, "tmux", "bash", "perl")
+	dir, err := os.MkdirTemp("", "ltm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(dir, "home")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// The tmux server inherits this environment: no user .bashrc.
+	t.Setenv("HOME", home)
+	sock := filepath.Join(dir, "s")
+	m, err := New(context.Background(), local.Host{}, Options{Socket: sock, Config: "/dev/null", StateDir: filepath.Join(dir, "state"), Home: home})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = exec.Command("tmux", "-S", sock, "kill-server").Run()
+		os.RemoveAll(dir)
+	})
+	return m
+}
+
+func TestConformanceLocal(t *testing.T) {
+	executortest.Suite(t, executortest.Target{Machine: newLocal(t), Session: "conf"})
+}
+
+func TestParseWindows(t *testing.T) {
+	row := func(f ...string) string { return strings.Join(append(f, "4242", "end"), sep) }
+	out := strings.Join([]string{
+		row("s", "@1", "0", "web", "100", "0", "", "", "1", "", "abc", "1", "1700000000000", "tag", "", "/l/web.log", "0"),
+		row("s", "@2", "1", "dead", "101", "1", "3", "", "1", "stopping h 1 2 3", "", "0", "", "", "", "", "1"),
+		row("s", "@3", "2", "sig", "102", "1", "", "9", "", "", "", "", "", "", "", "", ""),
+		"garbage line",
+		row("s", "@4", "x", "badindex", "1", "0", "", "", "", "", "", "", "", "", "", "", ""),
+	}, "\n")
+	ws := ParseWindows([]byte(out))
+	if len(ws) != 3 {
+		t.Fatalf("parsed %d windows: %+v", len(ws), ws)
+	}
+	if w := ws[0]; w.Name != "web" || w.Dead || !w.Marks.Managed || !w.Marks.Ready || w.Marks.Started != 1700000000000 || w.Marks.Log != "/l/web.log" {
+		t.Errorf("live window: %+v", w)
+	}
+	if w := ws[1]; !w.Dead || !w.ExitKnown || w.ExitCode != 3 || w.Marks.Op != "stopping h 1 2 3" || !w.Marks.OneShot {
+		t.Errorf("dead window: %+v", w)
+	}
+	if w := ws[2]; !w.ExitKnown || w.ExitCode != 137 || w.Marks.Managed {
+		t.Errorf("killed window: %+v", w)
+	}
+}
+
+func TestParsePS(t *testing.T) {
+	ps := ParsePS([]byte("    1     0  1234  0.5 /sbin/init splash\n  200     1     0  0.0 [kthreadd]\nbad\n"))
+	if len(ps) != 2 || ps[0].PID != 1 || ps[0].RSSKiB != 1234 || ps[0].CPU != 0.5 || ps[0].Args != "/sbin/init splash" {
+		t.Errorf("%+v", ps)
+	}
+}
+
+func TestEscapeFormat(t *testing.T) {
+	if got := escapeFormat("date +%Y #{x} ##"); got != "date +%%Y ##{x} ####" {
+		t.Errorf("%q", got)
+	}
+}
+
+// TestLogWritersAgree feeds the same terminal stream to the Perl and the
+// bash writer: they must produce the same lines (timestamps aside).
+func TestLogWritersAgree(t *testing.T) {
+	executortest.RequireTool(t, "perl", "bash")
+	input := "plain\r\n\x1b[31mred\x1b[0m text\r\nprogress 10%\rprogress 100%\r\n\x1b]0;title\x07after osc\r\ntab\there\r\nctl\x01chars\x7f\r\nünïcödé\r\nno newline at end"
+	run := func(args ...string) []string {
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Stdin = strings.NewReader(input)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		var lines []string
+		for _, l := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+			if len(l) < 26 || l[0] != '[' || l[24] != ']' {
+				t.Fatalf("%v: line without timestamp: %q", args[0], l)
+			}
+			lines = append(lines, l[26:])
+		}
+		return lines
+	}
+	perl := run("perl", "-e", perlWriter)
+	bash := run("bash", "-c", bashWriter)
+	want := []string{"plain", "red text", "progress 100%", "after osc", "tab\there", "ctlchars", "ünïcödé", "no newline at end"}
+	if strings.Join(perl, "|") != strings.Join(want, "|") {
+		t.Errorf("perl writer: %q", perl)
+	}
+	if strings.Join(bash, "|") != strings.Join(want, "|") {
+		t.Errorf("bash writer: %q", bash)
+	}
+}
+
+func TestBatchingSharesInvocations(t *testing.T) {
+	m := newLocal(t)
+	ctx := context.Background()
+	// Concurrent mark updates are served by fewer tmux invocations than
+	// requests.
+	w, err := m.Spawn(ctx, executor.SpawnSpec{Session: "b", Name: "w", Script: "sleep 300", Marks: executor.Marks{Tag: "t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter := &countingHost{Host: m.Host}
+	m.Host = counter
+	done := make(chan error, 40)
+	for i := 0; i < 40; i++ {
+		go func() { done <- m.SetMarks(ctx, w.ID, map[string]string{"hash": "x"}, nil) }()
+	}
+	for i := 0; i < 40; i++ {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := counter.n.Load(); n >= 40 || n < 1 {
+		t.Errorf("40 concurrent requests took %d tmux invocations", n)
+	}
+	_ = m.Signal(ctx, w, executor.SIGKILL, nil)
+}
+
+func TestConformanceLocalDocker(t *testing.T) {
+	d := executortest.StartDockerd(t)
+	t.Setenv("DOCKER_HOST", d.Host())
+	d.Run(t, "conf-local")
+	executortest.Suite(t, executortest.Target{Machine: newLocal(t), Container: "conf-local", Session: "dock"})
+}
