@@ -159,9 +159,14 @@ type ProcessError struct {
 	Msg      string
 	ExitCode *int
 	Tail     []string
+	// Cause is the failure of a dependency this one follows from.
+	Cause error
 }
 
 func (e *ProcessError) Error() string { return fmt.Sprintf("%s: %s", e.Process, e.Msg) }
+
+// Unwrap returns the dependency failure behind this one.
+func (e *ProcessError) Unwrap() error { return e.Cause }
 
 // ConflictError reports a same-name tmux window launcher does not own.
 type ConflictError struct {

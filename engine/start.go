@@ -87,7 +87,7 @@ func (e *Engine) StartPlan(ctx context.Context, plan *config.Plan) error {
 					return ctx.Err()
 				}
 				em.emit(Failed, r.Process, level, "not started: dependency %s failed", r.Depends[i])
-				return &ProcessError{Process: name, Msg: fmt.Sprintf("not started: dependency %s failed", r.Depends[i])}
+				return &ProcessError{Process: name, Msg: fmt.Sprintf("not started: dependency %s failed", r.Depends[i]), Cause: err}
 			}
 		}
 		if ctx.Err() != nil {

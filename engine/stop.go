@@ -39,12 +39,7 @@ func (e *Engine) Kill(ctx context.Context, names []string, all bool, opts KillOp
 	g := &graph{tasks: map[string]*task{}}
 	g.run = func(ctx context.Context, name string, level int) error {
 		p := e.cfg.Process(name)
-		var dependants []string
-		for _, q := range e.cfg.Dependants(name) {
-			if q.Persistent {
-				dependants = append(dependants, q.Name)
-			}
-		}
+		dependants := e.persistentDependants(name)
 		if len(dependants) > 0 {
 			em.emit(Info, p, level, "stopping dependants: %s", strings.Join(dependants, ", "))
 			for i, err := range g.all(ctx, dependants, level+1) {
@@ -68,6 +63,30 @@ func (e *Engine) Kill(ctx context.Context, names []string, all bool, opts KillOp
 		return e.stopOne(ctx, em, p, level, opts.Force)
 	}
 	return errors.Join(g.all(ctx, names, 0)...)
+}
+
+// persistentDependants are the persistent processes that depend on name,
+// directly or through one-shot steps (a one-shot between them does not make
+// a process independent of what the step needed), in config order.
+func (e *Engine) persistentDependants(name string) []string {
+	var out []string
+	seen := map[string]bool{}
+	var walk func(n string)
+	walk = func(n string) {
+		for _, q := range e.cfg.Dependants(n) {
+			if seen[q.Name] {
+				continue
+			}
+			seen[q.Name] = true
+			if q.Persistent {
+				out = append(out, q.Name)
+			} else {
+				walk(q.Name)
+			}
+		}
+	}
+	walk(name)
+	return out
 }
 
 // stopOne stops the window of one process, escalating until it is dead.
@@ -194,13 +213,13 @@ func (e *Engine) Restart(ctx context.Context, name string, req config.Request, o
 	}
 	// Which dependants run now (they come back after the restart)?
 	var running []string
-	var collect func(n string)
 	seen := map[string]bool{}
+	var collect func(n string)
 	collect = func(n string) {
-		for _, q := range e.cfg.Dependants(n) {
-			if q.Persistent && !seen[q.Name] {
-				seen[q.Name] = true
-				collect(q.Name)
+		for _, q := range e.persistentDependants(n) {
+			if !seen[q] {
+				seen[q] = true
+				collect(q)
 			}
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/robotlauncher/launcher/engine"
 	"github.com/robotlauncher/launcher/engine/config"
+	"github.com/robotlauncher/launcher/executor"
 )
 
 func requestFlags() []cli.Flag {
@@ -67,6 +68,7 @@ func (s *session) runCommand() *cli.Command {
 		Flags: withCommon(append(requestFlags(),
 			&cli.DurationFlag{Name: "timeout", Usage: "give up waiting after `DURATION` (processes keep running)"},
 			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "then follow PROC's output and exit with its exit code"},
+			&cli.IntFlag{Name: "ssh-retries", Usage: "when a machine is unreachable, retry the whole start `N` times, 1s apart (safe: start is idempotent)"},
 			jsonEventsFlag(),
 		)...),
 		BashComplete: s.completeProcesses,
@@ -98,6 +100,14 @@ func (s *session) runCommand() *cli.Command {
 			}
 			flush := s.watchEvents(c, e)
 			err = e.StartPlan(ctx, plan)
+			for try := 0; try < c.Int("ssh-retries") && executor.IsUnavailable(err) && ctx.Err() == nil; try++ {
+				e.Bus().Publish(engine.Event{Kind: engine.Info, Message: fmt.Sprintf("a machine is unreachable; retrying (%d of %d) in 1s", try+1, c.Int("ssh-retries"))})
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+				err = e.StartPlan(ctx, plan)
+			}
 			flush()
 			if err != nil {
 				if errors.Is(err, context.DeadlineExceeded) && c.Context.Err() == nil {
@@ -224,5 +234,3 @@ func (s *session) restartCommand() *cli.Command {
 		},
 	}
 }
-
-var _ = time.Second

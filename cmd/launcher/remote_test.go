@@ -1,0 +1,321 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/robotlauncher/launcher/executor/executortest"
+)
+
+// sshWorld adds SSH "hosts" on loopback addresses to a test world: the
+// launcher under test gets the client key and a known_hosts file that
+// trusts them.
+type sshWorld struct {
+	*tenv
+	key   string
+	known string
+	hosts []*executortest.SSHD
+}
+
+func newSSHWorld(t *testing.T, addrs []string, opts executortest.SSHDOptions) *sshWorld {
+	t.Helper()
+	e := newEnv(t, "context: {session: placeholder}\nx: {cmd: 'true'}\n")
+	w := &sshWorld{tenv: e, known: filepath.Join(e.dir, "known_hosts")}
+	w.key = executortest.ClientKey(t, e.dir)
+	var lines []string
+	for _, a := range addrs {
+		h := executortest.StartSSHD(t, a, w.key, opts)
+		w.hosts = append(w.hosts, h)
+		lines = append(lines, h.KnownHostsLine())
+	}
+	if err := os.WriteFile(w.known, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.extra = append(e.extra, "LAUNCHER_SSH_KEY="+w.key, "LAUNCHER_KNOWN_HOSTS="+w.known, "LAUNCHER_SSH_TIMEOUT=3s")
+	return w
+}
+
+// remoteLog reads a process log on host h (its state directory is on this
+// very machine).
+func remoteLog(h *executortest.SSHD, session, proc string) string {
+	b, _ := os.ReadFile(filepath.Join(h.StateDir, session, proc+".log"))
+	return string(b)
+}
+
+func TestRemoteBringUpAcrossMachines(t *testing.T) {
+	w := newSSHWorld(t, []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"}, executortest.SSHDOptions{})
+	a, b, c := w.hosts[0], w.hosts[1], w.hosts[2]
+	w.writeConfig(fmt.Sprintf(`
+context:
+  session: multi
+  .defines:
+    - &a %s
+    - &b %s
+    - &c %s
+roscore:
+  machine: *a
+  cmd: echo "roscore on $SSH_CONNECTION as $(id -un)"; sleep 300
+  ready_check: tail -c "+$LAUNCHER_LOG_START" "$LAUNCHER_LOG" | grep -q "roscore on"
+ctrl:
+  machine: *b
+  cmd: echo "ctrl on $SSH_CONNECTION"; sleep 300
+  depends: [roscore]
+  ready_check: "true"
+homing:
+  machine: *b
+  cmd: echo "homing done"
+  persistent: false
+  depends: [ctrl]
+viz:
+  cmd: sleep 300
+planner:
+  machine: *c
+  cmd: echo "planner on $SSH_CONNECTION"; sleep 300
+  depends: [homing, viz]
+`, a.Machine(), b.Machine(), c.Machine()))
+	r := w.mustRun("run", "planner")
+	st := w.status()
+	for p, m := range map[string]string{"roscore": a.Machine(), "ctrl": b.Machine(), "planner": c.Machine(), "viz": "local"} {
+		if st[p].State != "READY" || st[p].Machine != m {
+			t.Errorf("%s: %+v\n%s", p, st[p], r)
+		}
+	}
+	if st["homing"].State != "STOPPED" || !strings.Contains(r.stdout, "[homing] | homing done") {
+		t.Errorf("remote one-shot: %+v\n%s", st["homing"], r)
+	}
+	// Each process ran on its own host, as the test user, and its log is
+	// kept there.
+	for h, p := range map[*executortest.SSHD]string{a: "roscore", b: "ctrl", c: "planner"} {
+		log := remoteLog(h, "multi", p)
+		if !strings.Contains(log, fmt.Sprintf(" %s %d", h.Addr, h.Port)) {
+			t.Errorf("%s did not run on %s:%d:\n%s", p, h.Addr, h.Port, log)
+		}
+	}
+	if !strings.Contains(remoteLog(a, "multi", "roscore"), "as "+executortest.TestUser) {
+		t.Errorf("roscore log: %s", remoteLog(a, "multi", "roscore"))
+	}
+	// pstree reads the process tree on the target.
+	r = w.mustRun("status", "--pstree", "planner")
+	if !strings.Contains(r.stdout, "sleep 300") || !strings.Contains(r.stdout, "RAM:") {
+		t.Errorf("remote pstree:\n%s", r)
+	}
+	// Stop cascades across machines: dependants on other hosts first.
+	r = w.mustRun("kill", "roscore")
+	st = w.status()
+	for _, p := range []string{"roscore", "ctrl", "planner"} {
+		if st[p].State != "STOPPED" {
+			t.Errorf("after kill roscore, %s is %s", p, st[p].State)
+		}
+	}
+	if st["viz"].State != "READY" {
+		t.Errorf("viz (not a dependant) stopped: %+v", st["viz"])
+	}
+	if strings.Index(r.stdout, "[planner] stopped") > strings.Index(r.stdout, "[roscore] stopping with") {
+		t.Errorf("order:\n%s", r.stdout)
+	}
+}
+
+func TestRemoteStatusWithUnreachableMachine(t *testing.T) {
+	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{})
+	deadPort := executortest.FreePort(t, "127.0.0.9")
+	w.writeConfig(fmt.Sprintf(`
+context: {session: un}
+up: {cmd: sleep 300, machine: %s}
+down: {cmd: sleep 300, machine: nobody@127.0.0.9:%d}
+also_down: {cmd: sleep 300, machine: nobody@127.0.0.9:%d, session: other}
+`, w.hosts[0].Machine(), deadPort, deadPort))
+	w.mustRun("run", "up")
+	start := time.Now()
+	r := w.run("status")
+	if r.code != 0 || time.Since(start) > 8*time.Second {
+		t.Fatalf("status with an unreachable machine: %s (after %s)", r, time.Since(start))
+	}
+	if !regexp.MustCompile(`(?m)^down\s+un\s+nobody@127\.0\.0\.9:\d+\s+UNAVAILABLE`).MatchString(r.stdout) ||
+		!regexp.MustCompile(`(?m)^up\s+un\s+\S+\s+READY`).MatchString(r.stdout) || !strings.Contains(r.stdout, "connection refused") {
+		t.Errorf("status:\n%s", r)
+	}
+	// run fails (exit 1) naming the machine; nothing else is touched.
+	r = w.run("run", "down")
+	if r.code != 1 || !strings.Contains(r.stdout+r.stderr, "127.0.0.9") {
+		t.Errorf("run on an unreachable machine: %s", r)
+	}
+}
+
+func TestLinkLoss(t *testing.T) {
+	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{})
+	h := w.hosts[0]
+	proxy := executortest.NewProxy(t, "127.0.0.1:0", net.JoinHostPort(h.Addr, strconv.Itoa(h.Port)))
+	// known_hosts names the proxy's address: that is where launcher connects.
+	line := fmt.Sprintf("[127.0.0.1]:%d %s\n", proxy.Addr().Port, h.HostKeyPub)
+	if err := os.WriteFile(w.known, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.writeConfig(fmt.Sprintf(`
+context: {session: ll}
+ticker:
+  machine: %s@127.0.0.1:%d
+  cmd: i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 0.05; done
+`, executortest.TestUser, proxy.Addr().Port))
+	w.mustRun("run", "ticker")
+	watch := w.start("watch", "ticker", "-n", "0")
+	executortest.Eventually(t, 10*time.Second, "watch shows ticks", func() bool { return strings.Count(watch.stdout(), "tick ") > 5 })
+
+	proxy.Stall()
+	logBefore := len(remoteLog(h, "ll", "ticker"))
+	start := time.Now()
+	r := w.run("status", "--json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"UNAVAILABLE"`) || time.Since(start) > 8*time.Second {
+		t.Errorf("status during the cut (after %s): %s", time.Since(start), r)
+	}
+	// The process keeps running and its log keeps growing during the cut.
+	executortest.Eventually(t, 10*time.Second, "log grows during the cut", func() bool {
+		return len(remoteLog(h, "ll", "ticker")) > logBefore+200
+	})
+	proxy.Resume()
+	proxy.Drop()
+	executortest.Eventually(t, 20*time.Second, "status is READY after the cut", func() bool { return w.state("ticker") == "READY" })
+	// watch resumed: it shows ticks from after the cut, with no tick missing
+	// and none repeated.
+	last := 0
+	executortest.Eventually(t, 30*time.Second, "watch resumes past the cut", func() bool {
+		ticks := regexp.MustCompile(`tick (\d+)`).FindAllStringSubmatch(watch.stdout(), -1)
+		if len(ticks) == 0 {
+			return false
+		}
+		last, _ = strconv.Atoi(ticks[len(ticks)-1][1])
+		return last > 200
+	})
+	_ = watch.cmd.Process.Signal(syscall.SIGINT)
+	watch.wait(t, 10*time.Second)
+	ticks := regexp.MustCompile(`tick (\d+)`).FindAllStringSubmatch(watch.stdout(), -1)
+	first, _ := strconv.Atoi(ticks[0][1])
+	for i, m := range ticks {
+		n, _ := strconv.Atoi(m[1])
+		if n != first+i {
+			t.Fatalf("watch output has a gap or a duplicate at line %d: tick %d after tick %d", i, n, first+i-1)
+		}
+	}
+}
+
+func TestRunSSHRetries(t *testing.T) {
+	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{})
+	h := w.hosts[0]
+	proxy := executortest.NewProxy(t, "127.0.0.1:0", net.JoinHostPort(h.Addr, strconv.Itoa(h.Port)))
+	line := fmt.Sprintf("[127.0.0.1]:%d %s\n", proxy.Addr().Port, h.HostKeyPub)
+	if err := os.WriteFile(w.known, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.writeConfig(fmt.Sprintf("context: {session: rt}\np: {cmd: sleep 300, machine: %s@127.0.0.1:%d}\n", executortest.TestUser, proxy.Addr().Port))
+	proxy.Refuse(true)
+	if r := w.run("run", "p"); r.code != 1 {
+		t.Fatalf("without retries: %s", r)
+	}
+	b := w.start("run", "p", "--ssh-retries", "10")
+	executortest.Eventually(t, 10*time.Second, "a retry is announced", func() bool { return strings.Contains(b.stdout(), "retrying") })
+	proxy.Refuse(false)
+	if code := b.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("run --ssh-retries: exit %d\n%s", code, b.stdout())
+	}
+	if w.state("p") != "READY" {
+		t.Error("not started")
+	}
+}
+
+func TestHostKeyPolicyFromCLI(t *testing.T) {
+	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{})
+	h := w.hosts[0]
+	if err := os.WriteFile(w.known, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.writeConfig(fmt.Sprintf("context: {session: hk}\np: {cmd: sleep 300, machine: %s}\n", h.Machine()))
+	r := w.run("run", "p")
+	if r.code != 1 || !strings.Contains(r.stdout+r.stderr, "host key of") || !strings.Contains(r.stdout+r.stderr, "--accept-new-host-keys") {
+		t.Fatalf("unknown host key: %s", r)
+	}
+	if out, _ := exec.Command("su", executortest.TestUser, "-c", "TMUX_TMPDIR="+h.TmuxTmpDir+" tmux ls").CombinedOutput(); strings.Contains(string(out), "hk") {
+		t.Fatalf("something started on the host although its key was refused: %s", out)
+	}
+	w.mustRun("run", "p", "--accept-new-host-keys")
+	if data, _ := os.ReadFile(w.known); !strings.Contains(string(data), strings.Fields(h.HostKeyPub)[1]) {
+		t.Errorf("key not recorded: %s", data)
+	}
+	w.mustRun("status")
+}
+
+// TestHostileParamsNeverRunAsCode feeds hostile params through the local,
+// SSH and Docker paths: the user's template puts them in a quoted
+// variable, so they must arrive as data, byte for byte.
+func TestHostileParamsNeverRunAsCode(t *testing.T) {
+	d := executortest.StartDockerd(t)
+	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{Env: map[string]string{"DOCKER_HOST": d.Host()}})
+	w.extra = append(w.extra, "DOCKER_HOST="+d.Host())
+	d.Run(t, "hostile-c")
+	pwned := filepath.Join(os.TempDir(), "launcher-pwned-"+strconv.Itoa(os.Getpid()))
+	hostile := "x; touch " + pwned + " $(touch " + pwned + ") `touch " + pwned + "` 'q' \"dq\" \\back"
+	tmpl := `printf 'MSG=[%s]\n' "$MSG"; sleep 300`
+	w.writeConfig(fmt.Sprintf(`
+context: {session: hp}
+.base: &base
+  cmd: |-
+    %[1]s
+  env: {MSG: "{msg}"}
+local_p: {<<: *base}
+ssh_p: {<<: *base, machine: %[2]s}
+docker_p: {<<: *base, docker: hostile-c}
+ssh_docker_p: {<<: *base, docker: hostile-c, machine: %[2]s}
+all: {cmd: "true", persistent: false, depends: [local_p, ssh_p, docker_p, ssh_docker_p]}
+`, tmpl, w.hosts[0].Machine()))
+	w.mustRun("run", "all", "-p", "msg:="+hostile)
+	want := "MSG=[" + hostile + "]"
+	for _, p := range []string{"local_p", "docker_p"} {
+		w.waitLog("hp", p, want)
+	}
+	for _, p := range []string{"ssh_p", "ssh_docker_p"} {
+		if !executortest.Poll(10*time.Second, func() bool { return strings.Contains(remoteLog(w.hosts[0], "hp", p), want) }) {
+			t.Errorf("%s log: %s", p, remoteLog(w.hosts[0], "hp", p))
+		}
+	}
+	if _, err := os.Stat(pwned); err == nil {
+		t.Fatal("a hostile param was executed")
+	}
+	if out, _ := d.Docker("exec", "hostile-c", "ls", pwned); !strings.Contains(out, "No such file") {
+		t.Fatalf("a hostile param was executed in the container: %s", out)
+	}
+	// The processes inside the container stop with a kill.
+	w.mustRun("kill", "all")
+	if out, _ := d.Docker("exec", "hostile-c", "ps"); strings.Contains(out, "sleep 300") {
+		t.Errorf("kill did not reach into the container:\n%s", out)
+	}
+}
+
+func TestDockerMissingContainerChangesNothing(t *testing.T) {
+	d := executortest.StartDockerd(t)
+	e := newEnv(t, `
+context: {session: dm}
+inbox: {cmd: sleep 300, docker: not-there}
+stopped: {cmd: sleep 300, docker: stopped-c}
+`)
+	e.extra = append(e.extra, "DOCKER_HOST="+d.Host())
+	d.Run(t, "stopped-c")
+	if out, err := d.Docker("stop", "-t", "0", "stopped-c"); err != nil {
+		t.Fatal(out)
+	}
+	for p, want := range map[string]string{"inbox": `container "not-there" does not exist on machine local`, "stopped": `container "stopped-c" on machine local is not running`} {
+		r := e.run("run", p)
+		if r.code != 1 || !strings.Contains(r.stdout+r.stderr, want) {
+			t.Errorf("run %s: %s", p, r)
+		}
+	}
+	if out, err := e.tmux("list-windows", "-a"); err == nil && strings.TrimSpace(out) != "" {
+		t.Errorf("tmux changed: %s", out)
+	}
+}
