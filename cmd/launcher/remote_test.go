@@ -319,3 +319,66 @@ stopped: {cmd: sleep 300, docker: stopped-c}
 		t.Errorf("tmux changed: %s", out)
 	}
 }
+
+// TestWatchManyRemoteProcesses follows more logs on one host than sshd's
+// default MaxSessions (10) allows on one connection.
+func TestWatchManyRemoteProcesses(t *testing.T) {
+	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{})
+	var b strings.Builder
+	b.WriteString("context: {session: many}\n")
+	var names []string
+	for i := 0; i < 14; i++ {
+		fmt.Fprintf(&b, "p%d: {cmd: 'while true; do echo \"hello from p%d\"; sleep 0.3; done', machine: %s}\n", i, i, w.hosts[0].Machine())
+		names = append(names, fmt.Sprintf("p%d", i))
+	}
+	fmt.Fprintf(&b, "all: {cmd: 'true', persistent: false, depends: [%s]}\n", strings.Join(names, ", "))
+	w.writeConfig(b.String())
+	w.mustRun("run", "all")
+	watch := w.start("watch", "-n", "1")
+	executortest.Eventually(t, 20*time.Second, "every process shows up in watch", func() bool {
+		out := watch.stdout()
+		for i := 0; i < 14; i++ {
+			if !strings.Contains(out, fmt.Sprintf("[p%d] ", i)) || !strings.Contains(out, fmt.Sprintf("hello from p%d\n", i)) {
+				return false
+			}
+		}
+		return true
+	})
+	_ = watch.cmd.Process.Signal(syscall.SIGINT)
+	watch.wait(t, 10*time.Second)
+	if !strings.Contains(watch.stderr(), "") {
+		t.Log(watch.stderr())
+	}
+}
+
+// TestMonAttachesRemoteWindows builds the monitor session and checks that
+// a pane shows the remote process's window, attached through SSH.
+func TestMonAttachesRemoteWindows(t *testing.T) {
+	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{})
+	w.writeConfig(fmt.Sprintf(`
+context: {session: mon}
+remote_talker: {cmd: 'for i in $(seq 1000); do echo "remote says $i"; sleep 0.5; done', machine: %s}
+local_talker: {cmd: 'for i in $(seq 1000); do echo "local says $i"; sleep 0.5; done'}
+`, w.hosts[0].Machine()))
+	w.mustRun("run", "remote_talker")
+	w.mustRun("run", "local_talker")
+	r := w.mustRun("mon")
+	if !strings.Contains(r.stdout, "mon_mon") {
+		t.Fatalf("mon: %s", r)
+	}
+	captured := func() string {
+		out, _ := w.tmux("list-panes", "-t", "=mon_mon:", "-F", "#{pane_id}")
+		var all strings.Builder
+		for _, p := range strings.Fields(out) {
+			c, _ := w.tmux("capture-pane", "-p", "-t", p)
+			all.WriteString(c)
+		}
+		return all.String()
+	}
+	if !executortest.Poll(30*time.Second, func() bool {
+		c := captured()
+		return strings.Contains(c, "remote says") && strings.Contains(c, "local says")
+	}) {
+		t.Fatalf("monitor panes do not show the windows:\n%s", captured())
+	}
+}

@@ -151,7 +151,7 @@ PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
-MaxSessions 100
+MaxSessions 10
 MaxStartups 100
 SetEnv %s
 LogLevel VERBOSE

@@ -46,3 +46,19 @@ func (h traceHost) Stream(ctx context.Context, cmd executor.Command) (executor.S
 	h.log(time.Now(), append([]string{"(stream)"}, cmd.Args...), 0, nil, nil)
 	return h.Host.Stream(ctx, cmd)
 }
+
+func (h traceHost) RunTerminal(ctx context.Context, cmd executor.Command, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	t, ok := h.Host.(executor.Terminal)
+	if !ok {
+		return -1, fmt.Errorf("machine %s cannot attach a terminal", h.Machine())
+	}
+	h.log(time.Now(), append([]string{"(terminal)"}, cmd.Args...), 0, nil, nil)
+	return t.RunTerminal(ctx, cmd, stdin, stdout, stderr)
+}
+
+func (h traceHost) Close() error {
+	if c, ok := h.Host.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
+}

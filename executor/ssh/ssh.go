@@ -108,6 +108,9 @@ type Host struct {
 	lastErr error
 	closed  bool
 	wasUp   bool
+	runSem  chan struct{}
+	streams int          // streams on the shared connection
+	extra   []*extraLink // connections that carry further streams
 }
 
 var (
@@ -191,12 +194,28 @@ func (h *Host) conn(ctx context.Context) (*ssh.Client, error) {
 // watch keeps the link alive and drops the client when it dies, so the next
 // use dials again. Pending sessions fail at once.
 func (h *Host) watch(c *ssh.Client) {
+	why := keepAlive(c, h.t.opts.KeepAlive)
+	h.mu.Lock()
+	if h.client == c {
+		h.client = nil
+		h.lastErr = h.unavailable("keepalive", why)
+	}
+	closed := h.closed
+	h.mu.Unlock()
+	if !closed && h.t.opts.OnLink != nil {
+		h.t.opts.OnLink(h.machine, false, why)
+	}
+}
+
+// keepAlive sends keepalive requests every interval until the link fails
+// (no answer within two intervals plus a second), then closes the client
+// and returns why.
+func keepAlive(c *ssh.Client, every time.Duration) error {
 	done := make(chan struct{})
 	go func() {
 		_ = c.Wait()
 		close(done)
 	}()
-	every := h.t.opts.KeepAlive
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	var why error
@@ -223,16 +242,7 @@ func (h *Host) watch(c *ssh.Client) {
 		}
 	}
 	_ = c.Close()
-	h.mu.Lock()
-	if h.client == c {
-		h.client = nil
-		h.lastErr = h.unavailable("keepalive", why)
-	}
-	closed := h.closed
-	h.mu.Unlock()
-	if !closed && h.t.opts.OnLink != nil {
-		h.t.opts.OnLink(h.machine, false, why)
-	}
+	return why
 }
 
 // dropClient forgets c after an operation found it broken.
@@ -251,7 +261,16 @@ func (h *Host) Close() error {
 	h.closed = true
 	c := h.client
 	h.client = nil
+	extra := h.extra
+	h.extra = nil
 	h.mu.Unlock()
+	for _, l := range extra {
+		l.mu.Lock()
+		if l.c != nil {
+			_ = l.c.Close()
+		}
+		l.mu.Unlock()
+	}
 	if c != nil {
 		return c.Close()
 	}
@@ -449,6 +468,23 @@ func commandLine(cmd executor.Command) string {
 	return "exec sh -c " + shell.Quote(strings.TrimSuffix(script(cmd), "\n"))
 }
 
+// sshd limits the sessions of one connection (MaxSessions, 10 by default).
+// Short commands share the connection, at most runSlots at a time (others
+// wait their turn: a bring-up of many processes stays on one TCP
+// connection); long-running streams (log follows) take at most
+// primaryStreams slots of it and then go to extra connections.
+const (
+	runSlots       = 6
+	primaryStreams = 3
+	streamsPerConn = 9
+)
+
+// prohibited tells a session refused by MaxSessions from a broken link.
+func prohibited(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "administratively prohibited") || strings.Contains(s, "open failed")
+}
+
 // session opens a session on the shared connection, dialling if needed; a
 // connection that cannot open sessions any more is dropped and re-dialled
 // once.
@@ -462,6 +498,15 @@ func (h *Host) session(ctx context.Context) (*ssh.Client, *ssh.Session, error) {
 		if err == nil {
 			return c, s, nil
 		}
+		if prohibited(err) && attempt < 200 {
+			// The server's session limit: wait for one to end.
+			select {
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
 		h.dropClient(c)
 		if attempt > 0 {
 			return nil, nil, h.unavailable("session", err)
@@ -469,11 +514,117 @@ func (h *Host) session(ctx context.Context) (*ssh.Client, *ssh.Session, error) {
 	}
 }
 
+// acquireRun takes one of the run slots of the shared connection.
+func (h *Host) acquireRun(ctx context.Context) (func(), error) {
+	h.mu.Lock()
+	if h.runSem == nil {
+		h.runSem = make(chan struct{}, runSlots)
+	}
+	sem := h.runSem
+	h.mu.Unlock()
+	select {
+	case sem <- struct{}{}:
+		return func() { <-sem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// streamSession opens a session for a long-running stream: on the shared
+// connection while it has stream slots, else on an extra connection.
+func (h *Host) streamSession(ctx context.Context) (*ssh.Session, func(), error) {
+	h.mu.Lock()
+	if h.streams < primaryStreams {
+		h.streams++
+		h.mu.Unlock()
+		_, s, err := h.session(ctx)
+		release := func() {
+			h.mu.Lock()
+			h.streams--
+			h.mu.Unlock()
+		}
+		if err != nil {
+			release()
+			return nil, nil, err
+		}
+		return s, release, nil
+	}
+	var l *extraLink
+	for _, x := range h.extra {
+		if x.n < streamsPerConn {
+			l = x
+			break
+		}
+	}
+	if l == nil {
+		l = &extraLink{}
+		h.extra = append(h.extra, l)
+	}
+	l.n++
+	h.mu.Unlock()
+	release := func() {
+		h.mu.Lock()
+		l.n--
+		h.mu.Unlock()
+	}
+	c, err := l.get(ctx, h)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	s, err := c.NewSession()
+	if err != nil {
+		l.drop(c)
+		release()
+		return nil, nil, h.unavailable("session", err)
+	}
+	return s, release, nil
+}
+
+// extraLink is an additional connection that carries streams.
+type extraLink struct {
+	mu sync.Mutex
+	c  *ssh.Client
+	n  int // streams using it (guarded by Host.mu)
+}
+
+func (l *extraLink) get(ctx context.Context, h *Host) (*ssh.Client, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.c != nil {
+		return l.c, nil
+	}
+	c, err := h.t.dial(ctx, h.target, 0)
+	if err != nil {
+		return nil, h.unavailable("connect", err)
+	}
+	l.c = c
+	go func() {
+		_ = keepAlive(c, h.t.opts.KeepAlive)
+		l.drop(c)
+	}()
+	return c, nil
+}
+
+func (l *extraLink) drop(c *ssh.Client) {
+	l.mu.Lock()
+	if l.c == c {
+		l.c = nil
+	}
+	l.mu.Unlock()
+	_ = c.Close()
+}
+
 // Run runs cmd remotely and captures its output.
 func (h *Host) Run(ctx context.Context, cmd executor.Command) (executor.Result, error) {
 	if len(cmd.Args) == 0 {
 		return executor.Result{}, errors.New("ssh: empty command")
 	}
+	release, err := h.acquireRun(ctx)
+	if err != nil {
+		return executor.Result{}, err
+	}
+	defer release()
 	c, s, err := h.session(ctx)
 	if err != nil {
 		return executor.Result{}, err
@@ -528,22 +679,23 @@ func signalNumber(name string) int {
 
 // Stream runs cmd remotely with its output readable as it comes.
 func (h *Host) Stream(ctx context.Context, cmd executor.Command) (executor.Stream, error) {
-	c, s, err := h.session(ctx)
+	s, release, err := h.streamSession(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out, err := s.StdoutPipe()
 	if err != nil {
 		s.Close()
+		release()
 		return nil, err
 	}
 	s.Stdin = strings.NewReader(script(cmd))
 	if err := s.Start("sh -s"); err != nil {
 		s.Close()
-		h.dropClient(c)
+		release()
 		return nil, h.unavailable("exec", err)
 	}
-	st := &stream{s: s, r: out, h: h, done: make(chan struct{})}
+	st := &stream{s: s, r: out, h: h, done: make(chan struct{}), release: release}
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -555,6 +707,7 @@ func (h *Host) Stream(ctx context.Context, cmd executor.Command) (executor.Strea
 }
 
 type stream struct {
+	release  func()
 	s        *ssh.Session
 	r        io.Reader
 	h        *Host
@@ -588,6 +741,7 @@ func (st *stream) Close() error {
 		_ = st.s.Signal(ssh.SIGTERM)
 		_ = st.s.Close()
 		close(st.done)
+		st.release()
 	})
 	return nil
 }

@@ -77,7 +77,10 @@ type Machine struct {
 	dirs    map[string]bool // log directories known to exist
 }
 
-var _ executor.Machine = (*Machine)(nil)
+var (
+	_ executor.Machine  = (*Machine)(nil)
+	_ executor.Terminal = (*Machine)(nil)
+)
 
 // New returns a Machine for host. Directories not given in opts are resolved
 // on the machine with one command.
@@ -803,9 +806,9 @@ func ParsePS(out []byte) []executor.ProcessInfo {
 // viewers never fight over the session's current window.
 func (m *Machine) AttachCommand(session, windowID, view string) []string {
 	argv := []string{"env", "-u", "TMUX"}
-	argv = append(argv, m.tmux("new-session", "-t", "="+session, "-s", view, ";",
-		"set-option", "-t", "="+view, "destroy-unattached", "on", ";",
-		"set-option", "-t", "="+view, "@launcher_view", "1", ";",
+	argv = append(argv, m.tmux("new-session", "-t", "="+session+":", "-s", view, ";",
+		"set-option", "-t", "="+view+":", "destroy-unattached", "on", ";",
+		"set-option", "-t", "="+view+":", "@launcher_view", "1", ";",
 		"select-window", "-t", windowID)...)
 	return argv
 }
@@ -843,13 +846,16 @@ func (m *Machine) BuildMonitor(ctx context.Context, name string, panes []Monitor
 		case i == 0:
 			cmds = append(cmds,
 				append([]string{"new-session", "-d", "-s", name, "-n", win, "-x", "200", "-y", "50", "--"}, p.Argv...),
-				[]string{"set-option", "-t", "=" + name, "status-style", "bg=magenta"},
-				[]string{"set-option", "-t", "=" + name, "mouse", "on"},
-				[]string{"set-option", "-t", "=" + name, "@launcher_view", "1"},
+				// A pane that fails keeps its message on screen.
+				[]string{"set-option", "-w", "-t", target, "remain-on-exit", "on"},
+				[]string{"set-option", "-t", "=" + name + ":", "status-style", "bg=magenta"},
+				[]string{"set-option", "-t", "=" + name + ":", "mouse", "on"},
+				[]string{"set-option", "-t", "=" + name + ":", "@launcher_view", "1"},
 				[]string{"set-option", "-w", "-t", target, "pane-border-status", "top"})
 		case i%PanesPerWindow == 0:
 			cmds = append(cmds,
 				append([]string{"new-window", "-d", "-t", "=" + name + ":", "-n", win, "--"}, p.Argv...),
+				[]string{"set-option", "-w", "-t", target, "remain-on-exit", "on"},
 				[]string{"set-option", "-w", "-t", target, "pane-border-status", "top"})
 		default:
 			cmds = append(cmds,
@@ -905,4 +911,14 @@ func (m *Machine) LogHead(ctx context.Context, path string, n int) (int64, []str
 // (inotify there, so new lines arrive at once).
 func (m *Machine) FollowLog(ctx context.Context, path string, offset int64) (executor.Stream, error) {
 	return m.Host.Stream(ctx, executor.Command{Args: []string{"tail", "-c", "+" + strconv.FormatInt(offset+1, 10), "-F", "--", path}})
+}
+
+// RunTerminal runs cmd attached to the user's terminal on the machine, when
+// the host can (local terminal, SSH PTY).
+func (m *Machine) RunTerminal(ctx context.Context, cmd executor.Command, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	t, ok := m.Host.(executor.Terminal)
+	if !ok {
+		return -1, fmt.Errorf("machine %s cannot attach a terminal", m.Machine())
+	}
+	return t.RunTerminal(ctx, cmd, stdin, stdout, stderr)
 }
