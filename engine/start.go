@@ -176,10 +176,15 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 			}
 		}
 		em.emit(Starting, p, level, "starting")
+		logPath, err := m.LogPath(ctx, p.Session, p.Name)
+		if err != nil {
+			em.emit(Failed, p, level, "%v", err)
+			return err
+		}
 		spec := executor.SpawnSpec{Session: p.Session, Name: p.Name, Script: r.Cmd, Docker: r.Docker,
 			Env: toExecEnv(r.Env), Cwd: r.Cwd,
 			Marks: executor.Marks{Managed: true, Op: e.owner.mark("starting", now), Hash: r.Hash, Started: now.UnixMilli(),
-				Tag: newTag(), Docker: r.Docker, Log: m.LogPath(p.Session, p.Name), OneShot: !p.Persistent}}
+				Tag: newTag(), Docker: r.Docker, Log: logPath, OneShot: !p.Persistent}}
 		if w != nil {
 			spec.Replace = w.ID
 		}

@@ -60,7 +60,16 @@ func (e *Engine) watchOne(ctx context.Context, p *config.Process, n int, deliver
 			return
 		}
 	}
-	path := m.LogPath(p.Session, p.Name)
+	var path string
+	for {
+		if path, err = m.LogPath(ctx, p.Session, p.Name); err == nil {
+			break
+		}
+		deliver(LogLine{Process: p.Name, Err: err})
+		if sleepCtx(ctx, 2*time.Second) != nil {
+			return
+		}
+	}
 	var size int64
 	var head []string
 	for {
@@ -117,7 +126,9 @@ func (e *Engine) Follow(ctx context.Context, name string, fn func(line string)) 
 	}
 	path := w.Marks.Log
 	if path == "" {
-		path = m.LogPath(p.Session, p.Name)
+		if path, err = m.LogPath(ctx, p.Session, p.Name); err != nil {
+			return 0, err
+		}
 	}
 	size, _, err := logHead(ctx, m, path, 0)
 	if err != nil {

@@ -245,8 +245,9 @@ type Machine interface {
 	// CheckContainer fails with a clear error when the container is missing
 	// or not running on this machine.
 	CheckContainer(ctx context.Context, name string) error
-	// LogPath is the log file of a process on this machine.
-	LogPath(session, name string) string
+	// LogPath is the log file of a process on this machine (the per-user
+	// state directory there is looked up on first use).
+	LogPath(ctx context.Context, session, name string) (string, error)
 	// LogHead returns the size of a log file (0 when missing) and its last
 	// n lines before that size, so a follower can continue exactly there.
 	LogHead(ctx context.Context, path string, n int) (size int64, lines []string, err error)

@@ -40,7 +40,7 @@ func TestMain(m *testing.M) {
 // tenv is one integration test's world: its own tmux server (socket,
 // -f /dev/null), HOME, state directory and config.
 type tenv struct {
-	t        *testing.T
+	t        testing.TB
 	dir      string
 	sock     string
 	home     string
@@ -51,7 +51,7 @@ type tenv struct {
 
 // newEnv starts a test world with config as launcher.yaml. The tmux server
 // is the test's own and is killed at the end.
-func newEnv(t *testing.T, config string) *tenv {
+func newEnv(t testing.TB, config string) *tenv {
 	t.Helper()
 	executortest.RequireTool(t, "tmux", "bash", "perl")
 	// Unix socket paths are short: keep the directory near the root.
@@ -198,7 +198,7 @@ func (e *tenv) start(args ...string) *bg {
 }
 
 // wait waits for a background launcher to exit and returns its code.
-func (b *bg) wait(t *testing.T, within time.Duration) int {
+func (b *bg) wait(t testing.TB, within time.Duration) int {
 	t.Helper()
 	select {
 	case <-b.done:

@@ -26,7 +26,7 @@ type sshWorld struct {
 	hosts []*executortest.SSHD
 }
 
-func newSSHWorld(t *testing.T, addrs []string, opts executortest.SSHDOptions) *sshWorld {
+func newSSHWorld(t testing.TB, addrs []string, opts executortest.SSHDOptions) *sshWorld {
 	t.Helper()
 	e := newEnv(t, "context: {session: placeholder}\nx: {cmd: 'true'}\n")
 	w := &sshWorld{tenv: e, known: filepath.Join(e.dir, "known_hosts")}

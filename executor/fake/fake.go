@@ -162,7 +162,7 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 	w.Marks = spec.Marks
 	w.Marks.Managed = true
 	if w.Marks.Log == "" {
-		w.Marks.Log = m.LogPath(spec.Session, spec.Name)
+		w.Marks.Log = "/fake/" + spec.Session + "/" + spec.Name + ".log"
 	}
 	w.b = b
 	m.active++
@@ -301,8 +301,8 @@ func (m *Machine) CheckContainer(ctx context.Context, name string) error {
 }
 
 // LogPath returns a fake path.
-func (m *Machine) LogPath(session, name string) string {
-	return "/fake/" + session + "/" + name + ".log"
+func (m *Machine) LogPath(ctx context.Context, session, name string) (string, error) {
+	return "/fake/" + session + "/" + name + ".log", nil
 }
 
 // LogHead returns the fake log's size (in lines) and last n lines.

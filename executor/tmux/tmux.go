@@ -72,9 +72,11 @@ type Machine struct {
 	sessions map[string]*sessionState
 	batcher  batcher
 
-	scripts scripts
-	dirMu   sync.Mutex
-	dirs    map[string]bool // log directories known to exist
+	scripts   scripts
+	resolveMu sync.Mutex
+	resolved  bool
+	dirMu     sync.Mutex
+	dirs      map[string]bool // log directories known to exist
 }
 
 var (
@@ -82,32 +84,50 @@ var (
 	_ executor.Terminal = (*Machine)(nil)
 )
 
-// New returns a Machine for host. Directories not given in opts are resolved
-// on the machine with one command.
+// New returns a Machine for host. Directories not given in opts are looked
+// up on the machine when first needed, so a status costs no extra command.
 func New(ctx context.Context, host executor.Host, opts Options) (*Machine, error) {
 	m := &Machine{Host: host, opts: opts, home: opts.Home, sessions: map[string]*sessionState{}, dirs: map[string]bool{}}
-	if opts.StateDir == "" || m.home == "" {
-		res, err := host.Run(ctx, executor.Command{Args: []string{"sh", "-c",
-			`printf '%s\n%s\n' "${LAUNCHER_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/launcher}" "$HOME"`}})
-		if err != nil {
-			return nil, err
-		}
-		lines := strings.Split(strings.TrimRight(string(res.Stdout), "\n"), "\n")
-		if res.ExitCode != 0 || len(lines) != 2 {
-			return nil, fmt.Errorf("cannot resolve the state directory on %s: %s", host.Machine(), strings.TrimSpace(string(res.Stderr)))
-		}
-		if opts.StateDir == "" {
-			m.opts.StateDir = lines[0]
-		}
-		if m.home == "" {
-			m.home = lines[1]
-		}
-	}
-	m.logDir = m.opts.StateDir
-	if opts.LogDir != "" {
-		m.logDir = m.expandHome(opts.LogDir)
+	if opts.StateDir != "" && opts.Home != "" {
+		m.setLogDir()
+		m.resolved = true
 	}
 	return m, nil
+}
+
+func (m *Machine) setLogDir() {
+	m.logDir = m.opts.StateDir
+	if m.opts.LogDir != "" {
+		m.logDir = m.expandHome(m.opts.LogDir)
+	}
+}
+
+// resolve looks up the state directory and the home directory on the
+// machine, once.
+func (m *Machine) resolve(ctx context.Context) error {
+	m.resolveMu.Lock()
+	defer m.resolveMu.Unlock()
+	if m.resolved {
+		return nil
+	}
+	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c",
+		`printf '%s\n%s\n' "${LAUNCHER_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/launcher}" "$HOME"`}})
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(strings.TrimRight(string(res.Stdout), "\n"), "\n")
+	if res.ExitCode != 0 || len(lines) != 2 {
+		return fmt.Errorf("cannot resolve the state directory on %s: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
+	}
+	if m.opts.StateDir == "" {
+		m.opts.StateDir = lines[0]
+	}
+	if m.home == "" {
+		m.home = lines[1]
+	}
+	m.setLogDir()
+	m.resolved = true
+	return nil
 }
 
 func (m *Machine) expandHome(p string) string {
@@ -270,12 +290,12 @@ func ParseWindows(out []byte) []executor.Window {
 }
 
 // LogPath returns <log dir>/<session>/<name>.log on this machine.
-func (m *Machine) LogPath(session, name string) string {
-	return strings.TrimRight(m.logDir, "/") + "/" + session + "/" + name + ".log"
+func (m *Machine) LogPath(ctx context.Context, session, name string) (string, error) {
+	if err := m.resolve(ctx); err != nil {
+		return "", err
+	}
+	return strings.TrimRight(m.logDir, "/") + "/" + session + "/" + name + ".log", nil
 }
-
-// LogDir is the root of this machine's log files.
-func (m *Machine) LogDir() string { return m.logDir }
 
 // markOptions turns marks into "set-option" commands for target.
 func markOptions(target string, mk executor.Marks) [][]string {
@@ -433,8 +453,11 @@ func (m *Machine) paneEnv(spec executor.SpawnSpec) ([]string, []executor.EnvVar)
 // window, remain-on-exit, marks and the log pipe are in place before the
 // server reads the first byte of output.
 func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.Window, error) {
+	if err := m.resolve(ctx); err != nil {
+		return executor.Window{}, err
+	}
 	if spec.Marks.Log == "" {
-		spec.Marks.Log = m.LogPath(spec.Session, spec.Name)
+		spec.Marks.Log, _ = m.LogPath(ctx, spec.Session, spec.Name)
 	}
 	// The container is recorded on the window: stops must reach into it
 	// even after the config changed.
@@ -745,6 +768,11 @@ func (m *Machine) Exec(ctx context.Context, spec executor.ExecSpec) (executor.Re
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, limit)
 		defer cancel()
+	}
+	if strings.HasPrefix(spec.Cwd, "~") {
+		if err := m.resolve(ctx); err != nil {
+			return executor.Result{}, err
+		}
 	}
 	cwd := m.expandHome(spec.Cwd)
 	cmd := executor.Command{}
