@@ -59,8 +59,12 @@ demo: deps-demo build
 	@echo "follow the logs:  $(BIN) -c examples/quickstart/launcher.yaml watch"
 	@echo "stop everything:  $(BIN) -c examples/quickstart/launcher.yaml kill --all"
 
+# Benchmarks: the CLI against raw tmux floors (cmd/bench), then the Go
+# benchmarks (SSH transport, Lua host, config), each reporting its ratio.
 bench: deps build
-	$(GO) run ./cmd/launcher/bench
+	$(GO) run ./cmd/bench
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./cmd/launcher
+	$(GO) test -run '^$$' -bench . ./engine/... ./executor/... ./lua/... ./stdlib/...
 
 clean:
 	rm -rf bin

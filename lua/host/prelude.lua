@@ -1,0 +1,89 @@
+-- Prelude of the launcher Lua host (runs once per runtime, before anything
+-- else). It makes waiting safe in gopher-lua, which cannot suspend a
+-- coroutine through pcall, require, metamethods or for-in iterators:
+--
+--  * every wait is a plain Lua call to __await, which yields (HOST, op) to
+--    the host's scheduler; the scheduler resumes the task with the result;
+--  * pcall and xpcall run their function in a coroutine and pass host
+--    yields outward, so a wait inside pcall works;
+--  * coroutine.resume/wrap pass host yields outward too, so a wait inside a
+--    user's own coroutine works and the user's own yields keep working;
+--  * require counts the modules being loaded: waiting while one loads is a
+--    clear error instead of a crash.
+local HOST = ...
+local raw_create, raw_resume, raw_yield, raw_status = coroutine.create, coroutine.resume, coroutine.yield, coroutine.status
+local raw_require = require
+local unpack, select, error, type = unpack, select, error, type
+local loading = 0
+
+local function pack(...) return { n = select("#", ...), ... } end
+
+-- __await(op) suspends the calling task until the host finishes op.
+-- Shims call it as a tail call (`return __await(op, "name")`), so level 2
+-- of an error is the user's code.
+function __await(op, what)
+  if loading > 0 then
+    error((what or "this function") .. " waits, and cannot be called while a module is being loaded by require;"
+      .. " call it from a function after loading", 2)
+  end
+  local res = raw_yield(HOST, op)
+  return unpack(res, 1, res.n)
+end
+
+-- Resume co; host yields inside it are passed on to our own caller (the
+-- scheduler), and the answer is passed back in.
+local function drive(co, ...)
+  local r = pack(raw_resume(co, ...))
+  while r[1] and r[2] == HOST and raw_status(co) == "suspended" do
+    local answer = raw_yield(HOST, r[3])
+    r = pack(raw_resume(co, answer))
+  end
+  return r
+end
+
+function coroutine.resume(co, ...)
+  local r = drive(co, ...)
+  return unpack(r, 1, r.n)
+end
+
+function coroutine.wrap(f)
+  local co = raw_create(f)
+  return function(...)
+    local r = drive(co, ...)
+    if not r[1] then error(r[2], 2) end
+    return unpack(r, 2, r.n)
+  end
+end
+
+-- pcall and xpcall that a wait can pass through. A user's own yield inside
+-- them also reaches the enclosing coroutine, as in Lua 5.2.
+local function protected(f, ...)
+  local co = raw_create(f)
+  local r = pack(raw_resume(co, ...))
+  while r[1] and raw_status(co) == "suspended" do
+    r = pack(raw_resume(co, raw_yield(unpack(r, 2, r.n))))
+  end
+  return r
+end
+
+function pcall(f, ...)
+  if type(f) ~= "function" and type(f) ~= "table" and type(f) ~= "userdata" then
+    return false, "attempt to call a " .. type(f) .. " value"
+  end
+  local r = protected(f, ...)
+  return unpack(r, 1, r.n)
+end
+
+function xpcall(f, handler, ...)
+  local r = protected(f, ...)
+  if r[1] then return unpack(r, 1, r.n) end
+  return false, handler(r[2])
+end
+
+function require(name)
+  loading = loading + 1
+  local ok, mod = raw_resume(raw_create(function() return raw_require(name) end))
+  loading = loading - 1
+  if not ok then error(mod, 0) end
+  return mod
+end

@@ -1,0 +1,230 @@
+package host
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+)
+
+// ToLua converts a Go value (nil, bool, numbers, string, time, slices,
+// string-keyed maps) to a Lua value. Call it on the owner goroutine.
+func ToLua(L *lua.LState, v any) lua.LValue {
+	switch x := v.(type) {
+	case nil:
+		return lua.LNil
+	case lua.LValue:
+		return x
+	case bool:
+		return lua.LBool(x)
+	case string:
+		return lua.LString(x)
+	case []byte:
+		return lua.LString(x)
+	case int:
+		return lua.LNumber(x)
+	case int64:
+		return lua.LNumber(x)
+	case uint64:
+		return lua.LNumber(x)
+	case float64:
+		return lua.LNumber(x)
+	case *int:
+		if x == nil {
+			return lua.LNil
+		}
+		return lua.LNumber(*x)
+	case time.Time:
+		return lua.LNumber(float64(x.UnixNano()) / 1e9)
+	case time.Duration:
+		return lua.LNumber(x.Seconds())
+	case []string:
+		t := L.CreateTable(len(x), 0)
+		for i, s := range x {
+			t.RawSetInt(i+1, lua.LString(s))
+		}
+		return t
+	case []any:
+		t := L.CreateTable(len(x), 0)
+		for i, e := range x {
+			t.RawSetInt(i+1, ToLua(L, e))
+		}
+		return t
+	case map[string]any:
+		t := L.CreateTable(0, len(x))
+		for k, e := range x {
+			t.RawSetString(k, ToLua(L, e))
+		}
+		return t
+	case map[string]string:
+		t := L.CreateTable(0, len(x))
+		for k, e := range x {
+			t.RawSetString(k, lua.LString(e))
+		}
+		return t
+	}
+	return lua.LString(fmt.Sprint(v))
+}
+
+// FromLua converts a Lua value to Go (tables with keys 1..n become []any,
+// others map[string]any); cycles and functions are errors.
+func FromLua(v lua.LValue) (any, error) {
+	return fromLua(v, 0)
+}
+
+func fromLua(v lua.LValue, depth int) (any, error) {
+	if depth > 64 {
+		return nil, fmt.Errorf("table nests too deeply (a cycle?)")
+	}
+	switch x := v.(type) {
+	case *lua.LNilType:
+		return nil, nil
+	case lua.LBool:
+		return bool(x), nil
+	case lua.LNumber:
+		f := float64(x)
+		if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+			return int64(f), nil
+		}
+		return f, nil
+	case lua.LString:
+		return string(x), nil
+	case *lua.LTable:
+		n := x.Len()
+		count := 0
+		x.ForEach(func(lua.LValue, lua.LValue) { count++ })
+		if n > 0 && n == count {
+			out := make([]any, n)
+			for i := 1; i <= n; i++ {
+				e, err := fromLua(x.RawGetInt(i), depth+1)
+				if err != nil {
+					return nil, err
+				}
+				out[i-1] = e
+			}
+			return out, nil
+		}
+		out := map[string]any{}
+		var ferr error
+		x.ForEach(func(k, val lua.LValue) {
+			if ferr != nil {
+				return
+			}
+			ks, ok := k.(lua.LString)
+			if !ok {
+				if kn, ok := k.(lua.LNumber); ok {
+					ks = lua.LString(kn.String())
+				} else {
+					ferr = fmt.Errorf("table keys must be strings or numbers, not %s", k.Type())
+					return
+				}
+			}
+			e, err := fromLua(val, depth+1)
+			if err != nil {
+				ferr = err
+				return
+			}
+			out[string(ks)] = e
+		})
+		return out, ferr
+	}
+	return nil, fmt.Errorf("cannot convert a %s", v.Type())
+}
+
+// CheckOptions reads the optional options table at argument n, refusing keys
+// that are not in allowed: a typo is an error naming the caller's
+// file:line, never silently ignored.
+func CheckOptions(L *lua.LState, n int, allowed ...string) *lua.LTable {
+	v := L.Get(n)
+	if v == lua.LNil {
+		return L.NewTable()
+	}
+	t, ok := v.(*lua.LTable)
+	if !ok {
+		L.ArgError(n, "options must be a table, not "+v.Type().String())
+		return nil
+	}
+	ok2 := map[string]bool{}
+	for _, a := range allowed {
+		ok2[a] = true
+	}
+	var bad []string
+	t.ForEach(func(k, _ lua.LValue) {
+		if ks, isStr := k.(lua.LString); !isStr || !ok2[string(ks)] {
+			bad = append(bad, k.String())
+		}
+	})
+	if len(bad) > 0 {
+		sort.Strings(bad)
+		L.RaiseError("unknown option %s (known: %s)", strings.Join(bad, ", "), strings.Join(allowed, ", "))
+	}
+	return t
+}
+
+// OptDuration reads a number of seconds (0 when absent).
+func OptDuration(L *lua.LState, t *lua.LTable, key string) time.Duration {
+	v := t.RawGetString(key)
+	switch x := v.(type) {
+	case *lua.LNilType:
+		return 0
+	case lua.LNumber:
+		if x < 0 {
+			L.RaiseError("option %s must not be negative", key)
+		}
+		return time.Duration(float64(x) * float64(time.Second))
+	}
+	L.RaiseError("option %s must be a number of seconds, not %s", key, v.Type())
+	return 0
+}
+
+// OptString reads a string option ("" when absent).
+func OptString(L *lua.LState, t *lua.LTable, key string) string {
+	v := t.RawGetString(key)
+	switch x := v.(type) {
+	case *lua.LNilType:
+		return ""
+	case lua.LString:
+		return string(x)
+	}
+	L.RaiseError("option %s must be a string, not %s", key, v.Type())
+	return ""
+}
+
+// OptBool reads a boolean option (false when absent).
+func OptBool(L *lua.LState, t *lua.LTable, key string) bool {
+	v := t.RawGetString(key)
+	switch x := v.(type) {
+	case *lua.LNilType:
+		return false
+	case lua.LBool:
+		return bool(x)
+	}
+	L.RaiseError("option %s must be true or false, not %s", key, v.Type())
+	return false
+}
+
+// OptStrings reads a list of strings option.
+func OptStrings(L *lua.LState, t *lua.LTable, key string) []string {
+	v := t.RawGetString(key)
+	switch x := v.(type) {
+	case *lua.LNilType:
+		return nil
+	case lua.LString:
+		return []string{string(x)}
+	case *lua.LTable:
+		var out []string
+		for i := 1; i <= x.Len(); i++ {
+			s, ok := x.RawGetInt(i).(lua.LString)
+			if !ok {
+				L.RaiseError("option %s must be a list of strings", key)
+			}
+			out = append(out, string(s))
+		}
+		return out
+	}
+	L.RaiseError("option %s must be a list of strings, not %s", key, v.Type())
+	return nil
+}
