@@ -67,6 +67,8 @@ type Engine struct {
 	mu    sync.Mutex
 	snaps map[string]*snapshots
 	locks map[string]*sync.Mutex
+
+	monitorOnce sync.Once
 }
 
 // New returns an Engine.

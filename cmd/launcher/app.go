@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
@@ -18,6 +19,7 @@ import (
 	"github.com/robotlauncher/launcher/engine/config"
 	"github.com/robotlauncher/launcher/executor"
 	"github.com/robotlauncher/launcher/executor/pool"
+	"github.com/robotlauncher/launcher/lua/binding"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -42,12 +44,12 @@ type session struct {
 	tty            bool
 	color          bool
 
+	ctx       context.Context
 	cfg       *config.Config
 	pool      *pool.Pool
 	engine    *engine.Engine
+	lua       *binding.Host
 	acceptNew bool
-	// onLink reports SSH links going down and coming back (as events).
-	onLink func(machine string, up bool, err error)
 }
 
 // exitError carries an exit code through urfave/cli.
@@ -81,10 +83,25 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(
 			_ = s.pool.Close()
 		}
 	}()
-	app := s.newApp()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	s.ctx = ctx
+	defer func() {
+		if s.lua != nil {
+			s.lua.Close()
+		}
+	}()
+	// Plugins add commands, so they load before the command line is
+	// parsed: every command that uses the config loads them.
+	if err := s.preload(args); err != nil {
+		return s.report(ctx, err)
+	}
+	app := s.newApp()
 	err := app.RunContext(ctx, normalizeArgs(app, args))
+	if s.lua != nil && err == nil {
+		// Events of the last operation reach their handlers.
+		s.lua.Drain(5 * time.Second)
+	}
 	return s.report(ctx, err)
 }
 
@@ -152,10 +169,11 @@ func (s *session) newApp() *cli.App {
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
 			return &exitError{code: exitUsage, err: fmt.Errorf("%v (see launcher %s --help)", err, c.Command.Name)}
 		},
-		Commands: []*cli.Command{
+		Commands: append([]*cli.Command{
 			s.runCommand(), s.killCommand(), s.restartCommand(), s.statusCommand(), s.watchCommand(),
-			s.monCommand(), s.planCommand(), s.validateCommand(), s.attachCommand(), s.completionCommand(),
-		},
+			s.monCommand(), s.planCommand(), s.validateCommand(), s.scriptCommand(), s.luaTypesCommand(),
+			s.attachCommand(), s.completionCommand(),
+		}, s.pluginCommands()...),
 	}
 	for _, c := range app.Commands {
 		if c.OnUsageError == nil {
@@ -211,24 +229,52 @@ func (s *session) setup(c *cli.Context) (*engine.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.acceptNew = c.Bool("accept-new-host-keys")
-	s.pool = pool.New(s.poolOptions(c, cfg))
+	f := flagValues{config: cfg.File, socket: c.String("tmux-socket"), tmuxConfig: c.String("tmux-config"), acceptNew: c.Bool("accept-new-host-keys")}
+	return s.wire(cfg, f)
+}
+
+// flagValues are the common flags, read before the command line is parsed
+// (plugins load first) or from it.
+type flagValues struct {
+	config, socket, tmuxConfig string
+	acceptNew                  bool
+}
+
+// wire creates the executors, the engine and the Lua host for cfg, and
+// loads the plugins.
+func (s *session) wire(cfg *config.Config, f flagValues) (*engine.Engine, error) {
+	s.cfg = cfg
+	s.acceptNew = f.acceptNew
+	s.pool = pool.New(s.poolOptionsFrom(cfg, f))
 	s.engine = engine.New(engine.Options{Config: cfg, Connector: s.pool})
-	bus := s.engine.Bus()
-	s.onLink = func(machine string, up bool, err error) {
-		ev := engine.Event{Kind: engine.HostLost, Machine: machine}
-		if up {
-			ev.Kind, ev.Message = engine.HostBack, "link back"
-		} else if err != nil {
-			ev.Message = err.Error()
+	var builtins []string
+	for _, c := range s.newApp().Commands {
+		builtins = append(builtins, c.Name)
+		builtins = append(builtins, c.Aliases...)
+	}
+	builtins = append(builtins, "help", "h")
+	lh, err := binding.New(s.ctx, s.engine, binding.Options{Log: s.stderr, Builtins: builtins})
+	if err != nil {
+		return nil, err
+	}
+	s.lua = lh
+	if err := lh.LoadPlugins(binding.PluginFiles(cfg, s.getenv)); err != nil {
+		var le *binding.LoadError
+		var ce config.Errors
+		if errors.As(err, &le) || errors.As(err, &ce) {
+			return nil, &exitError{code: exitUsage, err: err}
 		}
-		bus.Publish(ev)
+		return nil, err
 	}
 	return s.engine, nil
 }
 
 func (s *session) poolOptions(c *cli.Context, cfg *config.Config) pool.Options {
-	o := pool.Options{TmuxSocket: c.String("tmux-socket"), TmuxConfig: c.String("tmux-config"), LogDir: cfg.LogDir}
+	return s.poolOptionsFrom(cfg, flagValues{socket: c.String("tmux-socket"), tmuxConfig: c.String("tmux-config")})
+}
+
+func (s *session) poolOptionsFrom(cfg *config.Config, f flagValues) pool.Options {
+	o := pool.Options{TmuxSocket: f.socket, TmuxConfig: f.tmuxConfig, LogDir: cfg.LogDir}
 	if o.TmuxSocket == "" {
 		o.TmuxSocket = s.getenv("LAUNCHER_TMUX_SOCKET")
 	}

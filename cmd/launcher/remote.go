@@ -47,7 +47,6 @@ func (s *session) sshTransport() (*ssh.Transport, error) {
 		Home:        s.getenv("HOME"),
 		AgentSocket: s.getenv("SSH_AUTH_SOCK"),
 		AcceptNew:   s.acceptNew || truthy(s.getenv("LAUNCHER_ACCEPT_NEW_HOST_KEYS")),
-		OnLink:      s.onLink,
 	}
 	if k := first("LAUNCHER_SSH_KEY", "CONCERT_LAUNCHER_SSH_KEY"); k != "" {
 		o.Keys = []string{k}

@@ -144,7 +144,7 @@ func CheckOptions(L *lua.LState, n int, allowed ...string) *lua.LTable {
 	}
 	t, ok := v.(*lua.LTable)
 	if !ok {
-		L.ArgError(n, "options must be a table, not "+v.Type().String())
+		ArgError(L, n, "options must be a table, not "+v.Type().String())
 		return nil
 	}
 	ok2 := map[string]bool{}
@@ -159,7 +159,7 @@ func CheckOptions(L *lua.LState, n int, allowed ...string) *lua.LTable {
 	})
 	if len(bad) > 0 {
 		sort.Strings(bad)
-		L.RaiseError("unknown option %s (known: %s)", strings.Join(bad, ", "), strings.Join(allowed, ", "))
+		Raise(L, "unknown option %s (known: %s)", strings.Join(bad, ", "), strings.Join(allowed, ", "))
 	}
 	return t
 }
@@ -172,11 +172,11 @@ func OptDuration(L *lua.LState, t *lua.LTable, key string) time.Duration {
 		return 0
 	case lua.LNumber:
 		if x < 0 {
-			L.RaiseError("option %s must not be negative", key)
+			Raise(L, "option %s must not be negative", key)
 		}
 		return time.Duration(float64(x) * float64(time.Second))
 	}
-	L.RaiseError("option %s must be a number of seconds, not %s", key, v.Type())
+	Raise(L, "option %s must be a number of seconds, not %s", key, v.Type())
 	return 0
 }
 
@@ -189,7 +189,7 @@ func OptString(L *lua.LState, t *lua.LTable, key string) string {
 	case lua.LString:
 		return string(x)
 	}
-	L.RaiseError("option %s must be a string, not %s", key, v.Type())
+	Raise(L, "option %s must be a string, not %s", key, v.Type())
 	return ""
 }
 
@@ -202,7 +202,7 @@ func OptBool(L *lua.LState, t *lua.LTable, key string) bool {
 	case lua.LBool:
 		return bool(x)
 	}
-	L.RaiseError("option %s must be true or false, not %s", key, v.Type())
+	Raise(L, "option %s must be true or false, not %s", key, v.Type())
 	return false
 }
 
@@ -219,12 +219,72 @@ func OptStrings(L *lua.LState, t *lua.LTable, key string) []string {
 		for i := 1; i <= x.Len(); i++ {
 			s, ok := x.RawGetInt(i).(lua.LString)
 			if !ok {
-				L.RaiseError("option %s must be a list of strings", key)
+				Raise(L, "option %s must be a list of strings", key)
 			}
 			out = append(out, string(s))
 		}
 		return out
 	}
-	L.RaiseError("option %s must be a list of strings, not %s", key, v.Type())
+	Raise(L, "option %s must be a list of strings, not %s", key, v.Type())
+	return nil
+}
+
+// Raise raises a Lua error that names the script's file:line: the first
+// frame outside launcher's own Lua (whose chunks are named "[launcher…]").
+func Raise(L *lua.LState, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if pos := UserWhere(L); pos != "" {
+		msg = pos + " " + msg
+	}
+	L.Error(lua.LString(msg), 0)
+}
+
+// UserWhere is "file:line:" of the innermost frame of the user's code.
+func UserWhere(L *lua.LState) string {
+	for i := 0; i < 32; i++ {
+		dbg, ok := L.GetStack(i)
+		if !ok {
+			break
+		}
+		if _, err := L.GetInfo("Sl", dbg, lua.LNil); err != nil {
+			continue
+		}
+		if dbg.CurrentLine > 0 && !strings.HasPrefix(dbg.Source, "[launcher") {
+			return fmt.Sprintf("%s:%d:", dbg.Source, dbg.CurrentLine)
+		}
+	}
+	return ""
+}
+
+// ArgError raises "bad argument #n: msg" at the user's file:line.
+func ArgError(L *lua.LState, n int, msg string) { Raise(L, "bad argument #%d: %s", n, msg) }
+
+// Str checks that argument n is a string (numbers are converted).
+func Str(L *lua.LState, n int) string {
+	switch v := L.Get(n).(type) {
+	case lua.LString:
+		return string(v)
+	case lua.LNumber:
+		return v.String()
+	}
+	ArgError(L, n, "string expected, got "+L.Get(n).Type().String())
+	return ""
+}
+
+// Num checks that argument n is a number.
+func Num(L *lua.LState, n int) float64 {
+	if v, ok := L.Get(n).(lua.LNumber); ok {
+		return float64(v)
+	}
+	ArgError(L, n, "number expected, got "+L.Get(n).Type().String())
+	return 0
+}
+
+// Func checks that argument n is a function.
+func Func(L *lua.LState, n int) *lua.LFunction {
+	if v, ok := L.Get(n).(*lua.LFunction); ok {
+		return v
+	}
+	ArgError(L, n, "function expected, got "+L.Get(n).Type().String())
 	return nil
 }

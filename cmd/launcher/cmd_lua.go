@@ -1,0 +1,119 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/robotlauncher/launcher/lua/binding"
+	"github.com/robotlauncher/launcher/lua/host"
+	"github.com/robotlauncher/launcher/stdlib"
+)
+
+func (s *session) scriptCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "script",
+		Usage:     "run a Lua script against the config (require(\"launcher\") gives the API)",
+		ArgsUsage: "FILE.lua [ARGS...]",
+		Flags:     withCommon(),
+		Action: func(c *cli.Context) error {
+			if c.NArg() < 1 {
+				return usageErr("script needs a Lua file")
+			}
+			if _, err := s.setup(c); err != nil {
+				return err
+			}
+			file := c.Args().First()
+			if _, err := os.Stat(file); err != nil {
+				return usageErr("cannot read script %s: %v", file, errors.Unwrap(err))
+			}
+			return s.runLua(c, func() error { return s.lua.RunScript(file, c.Args().Tail()) })
+		},
+	}
+}
+
+// runLua runs a script or a plugin command with progress lines for the
+// operations it starts, and maps its end to an exit status.
+func (s *session) runLua(c *cli.Context, run func() error) error {
+	p := newProgress(s.stdout, newStyle(s.color), false)
+	unsub := s.engine.Bus().Subscribe(nil, p.event)
+	err := run()
+	unsub()
+	if err == nil {
+		return nil
+	}
+	var le *binding.LoadError
+	switch {
+	case errors.As(err, &le):
+		return &exitError{code: exitUsage, err: errors.New(le.Msg)}
+	case c.Context.Err() != nil || host.Cancelled(err):
+		return &exitError{code: exitInterrupted, err: errors.New("interrupted; processes that started keep running")}
+	}
+	return &exitError{code: exitFailed, err: fmt.Errorf("script failed: %v", err)}
+}
+
+// pluginCommands turns the commands plugins registered into subcommands.
+func (s *session) pluginCommands() []*cli.Command {
+	if s.lua == nil {
+		return nil
+	}
+	var out []*cli.Command
+	for _, pc := range s.lua.Commands() {
+		out = append(out, &cli.Command{
+			Name:            pc.Name,
+			Usage:           pc.Help,
+			UsageText:       "launcher " + pc.Name + " " + pc.Usage,
+			Category:        pluginCategory,
+			SkipFlagParsing: true,
+			Action: func(c *cli.Context) error {
+				return s.runLua(c, func() error { return s.lua.RunCommand(pc, c.Args().Slice()) })
+			},
+		})
+	}
+	return out
+}
+
+func (s *session) luaTypesCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "lua-types",
+		Usage:     "write LuaLS type stubs of the Lua API (and a .luarc.json) for your editor",
+		ArgsUsage: "[DIR]",
+		Action: func(c *cli.Context) error {
+			dir := c.Args().First()
+			if dir == "" {
+				dir = filepath.Join(".launcher", "types")
+			}
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+			entries, err := fs.ReadDir(stdlib.Lua, "types")
+			if err != nil {
+				return err
+			}
+			for _, e := range entries {
+				data, _ := fs.ReadFile(stdlib.Lua, "types/"+e.Name())
+				if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o644); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(s.stdout, "wrote %d stubs to %s\n", len(entries), dir)
+			rc := fmt.Sprintf("{\n  \"runtime.version\": \"Lua 5.1\",\n  \"workspace.library\": [%q],\n  \"diagnostics.globals\": []\n}\n", dir)
+			if _, err := os.Stat(".luarc.json"); err == nil {
+				fmt.Fprintf(s.stdout, ".luarc.json exists; add %q to its workspace.library\n", dir)
+				return nil
+			}
+			if err := os.WriteFile(".luarc.json", []byte(rc), 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintln(s.stdout, "wrote .luarc.json")
+			return nil
+		},
+	}
+}
+
+var _ = strings.TrimSpace

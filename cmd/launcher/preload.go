@@ -1,0 +1,94 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/robotlauncher/launcher/engine/config"
+)
+
+// Commands that never read the config (no plugins are loaded for them).
+var configless = map[string]bool{"completion": true, "lua-types": true, "help": true, "h": true}
+
+// prescan reads the common flags and the command name from the raw
+// arguments, the way normalizeArgs will see them.
+func prescan(args []string) (flagValues, string) {
+	var f flagValues
+	cmd := ""
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !isFlag(a) {
+			if cmd == "" {
+				cmd = a
+			}
+			continue
+		}
+		next := func() string {
+			if hasVal {
+				return val
+			}
+			if i+1 < len(args) {
+				i++
+				return args[i]
+			}
+			return ""
+		}
+		switch name {
+		case "c", "config":
+			f.config = next()
+		case "tmux-socket":
+			f.socket = next()
+		case "tmux-config":
+			f.tmuxConfig = next()
+		case "accept-new-host-keys":
+			f.acceptNew = !hasVal || val == "true"
+		case "help", "h", "version", "generate-bash-completion":
+			if cmd == "" {
+				return f, "help"
+			}
+		}
+	}
+	return f, cmd
+}
+
+// preload wires everything, plugins included, before the command line is
+// parsed, for commands that use the config. Without a config there is
+// nothing to load: the command itself reports that when it needs one.
+func (s *session) preload(args []string) error {
+	f, cmd := prescan(args)
+	if cmd == "" || configless[cmd] {
+		return nil
+	}
+	path := f.config
+	if path == "" {
+		for _, env := range []string{"LAUNCHER_CONFIG", "CONCERT_LAUNCHER_DEFAULT_CONFIG"} {
+			if p := s.getenv(env); p != "" {
+				path, _ = filepath.Abs(p)
+				break
+			}
+		}
+	}
+	if path == "" {
+		if _, err := os.Stat("launcher.yaml"); err != nil {
+			return nil
+		}
+		path = "launcher.yaml"
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
+	if f.socket == "" {
+		f.socket = s.getenv("LAUNCHER_TMUX_SOCKET")
+	}
+	if f.tmuxConfig == "" {
+		f.tmuxConfig = s.getenv("LAUNCHER_TMUX_CONFIG")
+	}
+	_, err = s.wire(cfg, f)
+	return err
+}

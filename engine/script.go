@@ -1,0 +1,175 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/robotlauncher/launcher/engine/config"
+	"github.com/robotlauncher/launcher/executor"
+)
+
+// What scripts (and later the supervisor and the HTTP API) need beyond the
+// CLI's operations: waiting for readiness, running a command where a
+// process runs, reading a run's log, and noticing changes nobody asked for.
+
+// WaitReady waits until name is READY. It returns the state that ended the
+// wait otherwise: a process that is not running (STOPPED, DEAD) or a
+// conflict ends it at once.
+func (e *Engine) WaitReady(ctx context.Context, name string) (State, error) {
+	p, err := e.cfg.Lookup(name)
+	if err != nil {
+		return "", err
+	}
+	pl := newPoller(0)
+	pl.max = 250 * time.Millisecond
+	for {
+		sts, err := e.Status(ctx, []string{p.Name})
+		if err != nil {
+			return "", err
+		}
+		switch st := sts[0].State; st {
+		case StateReady:
+			return st, nil
+		case StateStopped, StateDead, StateConflict:
+			return st, nil
+		}
+		if err := sleepCtx(ctx, pl.next()); err != nil {
+			return "", err
+		}
+	}
+}
+
+// ExecTarget runs script to completion where target runs: target is a
+// process name (then on its machine, inside its container if it has one)
+// or a machine string.
+func (e *Engine) ExecTarget(ctx context.Context, target, script string, timeout time.Duration) (executor.Result, error) {
+	machine, docker := target, ""
+	var env []executor.EnvVar
+	cwd := ""
+	if p := e.cfg.Process(target); p != nil {
+		machine, docker, cwd = p.Machine, p.Docker, p.Cwd
+		env = toExecEnv(p.Env)
+	} else if err := config.CheckMachine(target); err != nil {
+		return executor.Result{}, fmt.Errorf("%q is neither a process of the config nor a machine: %v", target, err)
+	}
+	m, _, err := e.machine(ctx, machine)
+	if err != nil {
+		return executor.Result{}, err
+	}
+	if docker != "" {
+		if err := m.CheckContainer(ctx, docker); err != nil {
+			return executor.Result{}, err
+		}
+	}
+	return m.Exec(ctx, executor.ExecSpec{Script: script, Docker: docker, Env: env, Cwd: cwd, Timeout: timeout})
+}
+
+// RunLog returns what the current (or last) run of name wrote to its log,
+// from the start of that run: at most max bytes, the newest ones.
+func (e *Engine) RunLog(ctx context.Context, name string, max int) (string, error) {
+	p, err := e.cfg.Lookup(name)
+	if err != nil {
+		return "", err
+	}
+	m, _, err := e.machine(ctx, p.Machine)
+	if err != nil {
+		return "", err
+	}
+	path, err := m.LogPath(ctx, p.Session, p.Name)
+	if err != nil {
+		return "", err
+	}
+	_, lines, err := m.LogHead(ctx, path, 2000)
+	if err != nil {
+		return "", err
+	}
+	// The run starts at its last "[launcher] starting" line.
+	start := 0
+	for i := len(lines) - 1; i >= 0; i-- {
+		if isLauncherLine(lines[i]) && strings.Contains(lines[i], markerStart) {
+			start = i + 1
+			break
+		}
+	}
+	var out []byte
+	for _, l := range lines[start:] {
+		if isLauncherLine(l) {
+			continue
+		}
+		out = append(out, StripTimestamp(l)...)
+		out = append(out, '\n')
+	}
+	if len(out) > max {
+		out = out[len(out)-max:]
+	}
+	return string(out), nil
+}
+
+// Monitor watches every process of the config until ctx ends and
+// publishes what changes without an operation of this engine: a process
+// that exits (Exited, with its exit code; Message "stopped on request" when
+// a stop asked for it), a machine that becomes unreachable (HostLost) or
+// reachable again (HostBack). It polls every `every` (one window listing
+// per machine), so an exit reaches subscribers within that time.
+func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
+	type seen struct {
+		alive  bool
+		window string
+	}
+	last := map[string]seen{}
+	lost := map[string]bool{}
+	first := true
+	em := emitter{bus: e.bus}
+	for {
+		sts, err := e.Status(ctx, nil)
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		down := map[string]string{}
+		for _, st := range sts {
+			if st.State == StateUnavailable {
+				down[st.Machine] = st.Error
+				continue
+			}
+			alive := st.Window != nil && !st.Window.Dead
+			id := ""
+			if st.Window != nil {
+				id = st.Window.ID
+			}
+			prev, known := last[st.Process]
+			if !first && known && prev.alive && !alive && st.Window != nil && prev.window == id && !st.Window.Marks.OneShot {
+				ev := Event{Time: now, Kind: Exited, Process: st.Process, Machine: st.Machine, Session: st.Session, Message: "exited", ExitCode: st.ExitCode}
+				if op, ok := parseOp(st.Window.Marks.Op); ok && op.Kind == "stopping" {
+					ev.Message = "stopped on request"
+				}
+				em.publish(ev)
+			}
+			last[st.Process] = seen{alive: alive, window: id}
+		}
+		for m, why := range down {
+			if !lost[m] {
+				lost[m] = true
+				em.publish(Event{Time: now, Kind: HostLost, Machine: m, Message: why})
+			}
+		}
+		for m := range lost {
+			if _, still := down[m]; !still {
+				delete(lost, m)
+				em.publish(Event{Time: now, Kind: HostBack, Machine: m, Message: "reachable again"})
+			}
+		}
+		first = false
+		if sleepCtx(ctx, every) != nil {
+			return
+		}
+	}
+}
+
+// MonitorOnce makes sure one Monitor runs while ctx lives (scripts ask for
+// it when they subscribe to exits).
+func (e *Engine) MonitorOnce(ctx context.Context, every time.Duration) {
+	e.monitorOnce.Do(func() { go e.Monitor(ctx, every) })
+}

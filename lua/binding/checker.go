@@ -1,0 +1,126 @@
+package binding
+
+import (
+	"context"
+	"fmt"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/robotlauncher/launcher/engine"
+	"github.com/robotlauncher/launcher/lua/host"
+	"github.com/robotlauncher/launcher/stdlib"
+)
+
+var _ engine.Checker = (*Host)(nil)
+
+func stdlib_shim(L *lua.LState, prim lua.LGFunction, what string) *lua.LFunction {
+	return stdlib.Shim(L, prim, what)
+}
+
+// HasCustom reports whether a Lua ready check is registered for process.
+func (h *Host) HasCustom(process string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.readyFns[process] != nil
+}
+
+// Check runs one poll of a process's Lua checks: its check kind (from the
+// YAML), then its launcher.ready_check function; both must pass. It runs
+// as a task on the owner goroutine and may wait (exec, http, sleep); an
+// error in it is reported and counts as "not ready".
+func (h *Host) Check(ctx context.Context, p engine.Probe) (bool, string, error) {
+	h.mu.Lock()
+	var kind *checkKind
+	if p.Process.CheckKind != "" {
+		kind = h.kinds[p.Process.CheckKind]
+	}
+	fn := h.readyFns[p.Process.Name]
+	h.mu.Unlock()
+	if p.Process.CheckKind != "" && kind == nil {
+		return false, "", fmt.Errorf("unknown check kind %q", p.Process.CheckKind)
+	}
+	for _, f := range []*lua.LFunction{fnOf(kind), fn} {
+		if f == nil {
+			continue
+		}
+		ok, reason, err := h.runCheck(ctx, f, p, f == fnOf(kind))
+		if err != nil || !ok {
+			return false, reason, err
+		}
+	}
+	return true, "", nil
+}
+
+func fnOf(k *checkKind) *lua.LFunction {
+	if k == nil {
+		return nil
+	}
+	return k.fn
+}
+
+type checkResult struct {
+	ok     bool
+	reason string
+	err    error
+}
+
+func (h *Host) runCheck(ctx context.Context, fn *lua.LFunction, p engine.Probe, isKind bool) (bool, string, error) {
+	res := make(chan checkResult, 1)
+	var task *host.Task
+	posted := h.rt.Post(func() {
+		L := h.rt.L
+		proc := L.NewTable()
+		proc.RawSetString("name", lua.LString(p.Process.Name))
+		proc.RawSetString("machine", lua.LString(p.Process.Machine))
+		proc.RawSetString("session", lua.LString(p.Process.Session))
+		proc.RawSetString("docker", lua.LString(p.Process.Docker))
+		proc.RawSetString("cmd", lua.LString(p.Process.Cmd))
+		proc.RawSetString("log", lua.LString(p.LogPath))
+		proc.RawSetString("pid", lua.LNumber(p.Window.PanePID))
+		args := []lua.LValue{proc}
+		if isKind {
+			opts := L.NewTable()
+			for k, v := range p.Process.CheckOptions {
+				opts.RawSetString(k, host.ToLua(L, v))
+			}
+			args = append(args, opts)
+		}
+		name := "ready check of " + p.Process.Name
+		task = h.rt.Spawn(name, fn, args, func(ret []lua.LValue, err error) {
+			if err != nil {
+				res <- checkResult{err: err}
+				return
+			}
+			r := checkResult{}
+			if len(ret) > 0 {
+				r.ok = lua.LVAsBool(ret[0])
+			}
+			if len(ret) > 1 && ret[1] != lua.LNil {
+				r.reason = ret[1].String()
+			}
+			res <- r
+		})
+	})
+	if !posted {
+		return false, "", fmt.Errorf("the Lua host is closed")
+	}
+	select {
+	case r := <-res:
+		if r.err != nil {
+			if host.Cancelled(r.err) {
+				return false, "cancelled", nil
+			}
+			// Reported with its traceback; the engine goes on polling.
+			h.rt.Post(func() { h.rt.OnError(r.err) })
+			return false, "the Lua check failed (see the error above)", nil
+		}
+		return r.ok, r.reason, nil
+	case <-ctx.Done():
+		h.rt.Post(func() {
+			if task != nil {
+				task.Cancel()
+			}
+		})
+		return false, "", ctx.Err()
+	}
+}

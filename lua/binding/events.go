@@ -1,0 +1,330 @@
+package binding
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/robotlauncher/launcher/engine"
+	"github.com/robotlauncher/launcher/lua/host"
+)
+
+// on(event, [filter], fn) subscribes fn to an event; filter is a process
+// name or glob, or a table {process=, match=} (match: a regular
+// expression, for output events). It returns a handle with :off().
+func (h *Host) on(L *lua.LState) int {
+	event := host.Str(L, 1)
+	known := false
+	for _, e := range Events {
+		known = known || e == event
+	}
+	if !known {
+		host.ArgError(L, 1, "unknown event "+event+" (events: "+strings.Join(Events, ", ")+")")
+	}
+	hd := &handler{event: event, where: where(L)}
+	var fnArg int
+	switch f := L.Get(2).(type) {
+	case *lua.LFunction:
+		hd.fn, fnArg = f, 2
+	case lua.LString:
+		hd.process, fnArg = string(f), 3
+	case *lua.LTable:
+		o := host.CheckOptions(L, 2, "process", "match")
+		hd.process = host.OptString(L, o, "process")
+		if m := host.OptString(L, o, "match"); m != "" {
+			re, err := regexp.Compile(m)
+			if err != nil {
+				host.ArgError(L, 2, "bad match: "+err.Error())
+			}
+			hd.match = L.NewTable()
+			hd.match.RawSetString("re", lua.LString(re.String()))
+		}
+		fnArg = 3
+	default:
+		host.ArgError(L, 2, "expected a filter (process name, glob or table) or a function")
+	}
+	if hd.fn == nil {
+		hd.fn = host.Func(L, fnArg)
+	}
+	if event == "output" && hd.match == nil {
+		host.Raise(L, `launcher.on("output", …) needs a filter with match: {process = "name", match = "regexp"}`)
+	}
+	h.handlers = append(h.handlers, hd)
+	hd.id = len(h.handlers)
+	if event == "exited" || event == "host_lost" || event == "host_back" {
+		h.e.MonitorOnce(h.ctx, h.opts.MonitorEvery)
+	}
+	if event == "output" {
+		h.followOutput(hd)
+	} else {
+		h.ensureSubscribed()
+	}
+	ud := L.NewUserData()
+	ud.Value = hd
+	mt := L.NewTable()
+	methods := L.NewTable()
+	methods.RawSetString("off", L.NewFunction(func(L *lua.LState) int {
+		hd.off = true
+		if hd.cancel != nil {
+			hd.cancel()
+		}
+		return 0
+	}))
+	mt.RawSetString("__index", methods)
+	mt.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
+		L.Push(lua.LString("launcher.Subscription(" + hd.event + ")"))
+		return 1
+	}))
+	L.SetMetatable(ud, mt)
+	L.Push(ud)
+	return 1
+}
+
+// ensureSubscribed connects the engine's bus to the handlers, once.
+func (h *Host) ensureSubscribed() {
+	h.subscribe.Do(func() {
+		h.e.Bus().Subscribe(nil, func(ev engine.Event) {
+			h.rt.Post(func() { h.dispatch(ev) })
+		})
+	})
+}
+
+func eventName(k engine.Kind) string { return string(k) }
+
+// dispatch queues a handler call for every handler ev matches (owner).
+func (h *Host) dispatch(ev engine.Event) {
+	name := eventName(ev.Kind)
+	for _, hd := range h.handlers {
+		if hd.off || hd.event != name || hd.event == "output" {
+			continue
+		}
+		if hd.process != "" && !engine.Glob(hd.process, ev.Process) {
+			continue
+		}
+		h.enqueue(hd, ev)
+	}
+}
+
+// enqueue runs handlers one at a time: a handler call starts when the
+// previous one has finished (waits included).
+func (h *Host) enqueue(hd *handler, ev engine.Event) {
+	h.queue = append(h.queue, func() {
+		L := h.rt.L
+		t := eventTable(L, ev)
+		h.running = true
+		h.rt.Spawn("handler for "+hd.event+" ("+hd.where+")", hd.fn, []lua.LValue{t}, func(_ []lua.LValue, err error) {
+			if err != nil && !host.Cancelled(err) {
+				h.rt.OnError(err)
+			}
+			h.running = false
+			h.next()
+		})
+	})
+	if !h.running {
+		h.next()
+	}
+}
+
+// next starts queued handler calls while none is running. A call that
+// ends without waiting ends inside f(): the loop (not recursion) goes on.
+func (h *Host) next() {
+	if h.dispatching {
+		return
+	}
+	h.dispatching = true
+	defer func() { h.dispatching = false }()
+	for !h.running && len(h.queue) > 0 {
+		f := h.queue[0]
+		h.queue = h.queue[1:]
+		f()
+	}
+}
+
+func eventTable(L *lua.LState, ev engine.Event) *lua.LTable {
+	t := L.NewTable()
+	t.RawSetString("event", lua.LString(eventName(ev.Kind)))
+	set := func(k, v string) {
+		if v != "" {
+			t.RawSetString(k, lua.LString(v))
+		}
+	}
+	set("process", ev.Process)
+	set("machine", ev.Machine)
+	set("session", ev.Session)
+	set("message", ev.Message)
+	set("line", ev.Line)
+	t.RawSetString("time", lua.LNumber(float64(ev.Time.UnixNano())/1e9))
+	if ev.ExitCode != nil {
+		t.RawSetString("exit_code", lua.LNumber(*ev.ExitCode))
+	}
+	if ev.PID != 0 {
+		t.RawSetString("pid", lua.LNumber(ev.PID))
+	}
+	if ev.Kind == engine.Exited {
+		t.RawSetString("expected", lua.LBool(ev.Message == "stopped on request"))
+	}
+	return t
+}
+
+// followOutput follows the logs of the processes hd's filter names and
+// queues a handler call for each new line that matches. Lines are
+// filtered in Go, so a chatty process costs no Lua.
+func (h *Host) followOutput(hd *handler) {
+	re := regexp.MustCompile(hd.match.RawGetString("re").String())
+	var names []string
+	for _, p := range h.cfg.Processes {
+		if hd.process == "" || engine.Glob(hd.process, p.Name) {
+			names = append(names, p.Name)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(h.ctx)
+	hd.cancel = cancel
+	go func() {
+		_ = h.e.Watch(ctx, names, 0, func(l engine.LogLine) {
+			if l.Err != nil || !re.MatchString(engine.StripTimestamp(l.Line)) {
+				return
+			}
+			ev := engine.Event{Time: time.Now(), Kind: engine.Output, Process: l.Process, Line: engine.StripTimestamp(l.Line)}
+			if p := h.cfg.Process(l.Process); p != nil {
+				ev.Machine, ev.Session = p.Machine, p.Session
+			}
+			h.rt.Post(func() {
+				if !hd.off {
+					h.enqueue(hd, ev)
+				}
+			})
+		})
+	}()
+}
+
+// watcher is launcher.watch's handle: a follower goroutine fills a
+// bounded buffer; w:next() takes from it, waiting when it is empty.
+type watcher struct {
+	mu      sync.Mutex
+	lines   []string
+	dropped int
+	closed  bool
+	wake    chan struct{}
+	cancel  context.CancelFunc
+}
+
+const watchBuffer = 10000
+
+func (h *Host) watch(L *lua.LState) int {
+	p := h.process(L, 1)
+	o := host.CheckOptions(L, 2, "lines", "match")
+	n := 0
+	if v, ok := o.RawGetString("lines").(lua.LNumber); ok {
+		n = int(v)
+	}
+	var re *regexp.Regexp
+	if m := host.OptString(L, o, "match"); m != "" {
+		var err error
+		if re, err = regexp.Compile(m); err != nil {
+			host.ArgError(L, 2, "bad match: "+err.Error())
+		}
+	}
+	ctx, cancel := context.WithCancel(h.ctx)
+	w := &watcher{wake: make(chan struct{}, 1), cancel: cancel}
+	go func() {
+		_ = h.e.Watch(ctx, []string{p.Name}, n, func(l engine.LogLine) {
+			if l.Err != nil {
+				return
+			}
+			line := engine.StripTimestamp(l.Line)
+			if re != nil && !re.MatchString(line) {
+				return
+			}
+			w.mu.Lock()
+			if len(w.lines) >= watchBuffer {
+				w.lines = w.lines[1:]
+				w.dropped++
+			}
+			w.lines = append(w.lines, line)
+			w.mu.Unlock()
+			select {
+			case w.wake <- struct{}{}:
+			default:
+			}
+		})
+		w.mu.Lock()
+		w.closed = true
+		w.mu.Unlock()
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}()
+	ud := L.NewUserData()
+	ud.Value = w
+	mt := L.NewTable()
+	methods := L.NewTable()
+	methods.RawSetString("next", stdlib_shim(L, func(L *lua.LState) int {
+		w := checkWatcher(L)
+		o := host.CheckOptions(L, 2, "timeout")
+		timeout := host.OptDuration(L, o, "timeout")
+		L.Push(h.rt.Async(L, func(ctx context.Context) host.Converter {
+			var timer <-chan time.Time
+			if timeout > 0 {
+				t := time.NewTimer(timeout)
+				defer t.Stop()
+				timer = t.C
+			}
+			for {
+				w.mu.Lock()
+				if len(w.lines) > 0 {
+					line := w.lines[0]
+					w.lines = w.lines[1:]
+					w.mu.Unlock()
+					return host.Values(line)
+				}
+				closed := w.closed
+				w.mu.Unlock()
+				if closed {
+					return host.Fail("closed")
+				}
+				select {
+				case <-w.wake:
+				case <-timer:
+					return host.Fail("timeout")
+				case <-ctx.Done():
+					return host.Fail("cancelled")
+				}
+			}
+		}))
+		return 1
+	}, "watcher:next"))
+	methods.RawSetString("close", L.NewFunction(func(L *lua.LState) int {
+		w := checkWatcher(L)
+		w.cancel()
+		w.mu.Lock()
+		w.closed = true
+		w.lines = nil
+		w.mu.Unlock()
+		return 0
+	}))
+	mt.RawSetString("__index", methods)
+	mt.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
+		L.Push(lua.LString("launcher.Watch(" + p.Name + ")"))
+		return 1
+	}))
+	L.SetMetatable(ud, mt)
+	L.Push(ud)
+	return 1
+}
+
+func checkWatcher(L *lua.LState) *watcher {
+	ud := L.CheckUserData(1)
+	w, ok := ud.Value.(*watcher)
+	if !ok {
+		host.ArgError(L, 1, "expected a watcher (use w:next(), not w.next())")
+	}
+	return w
+}

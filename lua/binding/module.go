@@ -1,0 +1,382 @@
+package binding
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/robotlauncher/launcher/engine"
+	"github.com/robotlauncher/launcher/engine/config"
+	"github.com/robotlauncher/launcher/executor"
+	"github.com/robotlauncher/launcher/executor/shell"
+	"github.com/robotlauncher/launcher/lua/host"
+	"github.com/robotlauncher/launcher/stdlib"
+)
+
+// Functions is the registration table of the launcher module: every name
+// here is documented in stdlib/types/launcher.lua (a test checks both
+// ways). Names starting with "__" are the Go primitives behind waiting
+// shims and are not part of the API.
+var Functions = []string{
+	"start", "kill", "kill_all", "restart", "status", "wait_ready", "watch", "exec",
+	"on", "ready_check", "check", "command", "sleep", "supervise", "shell_quote", "run_log",
+}
+
+// Events are the event names launcher.on accepts.
+var Events = []string{"starting", "started", "ready", "failed", "exited", "stopping", "stopped", "output", "host_lost", "host_back"}
+
+func (h *Host) loader(L *lua.LState) int {
+	if h.module != nil {
+		L.Push(h.module)
+		return 1
+	}
+	m := L.NewTable()
+	async := func(name string, prim lua.LGFunction) {
+		m.RawSetString(name, stdlib.Shim(L, prim, "launcher."+name))
+	}
+	async("start", h.start)
+	async("kill", h.kill)
+	async("kill_all", h.killAll)
+	async("restart", h.restart)
+	async("status", h.status)
+	async("wait_ready", h.waitReady)
+	async("exec", h.exec)
+	async("sleep", h.sleep)
+	async("supervise", h.supervise)
+	async("run_log", h.runLog)
+	L.SetFuncs(m, map[string]lua.LGFunction{
+		"watch":       h.watch,
+		"on":          h.on,
+		"ready_check": h.readyCheck,
+		"check":       h.check,
+		"command":     h.command,
+		"shell_quote": func(L *lua.LState) int { L.Push(lua.LString(shell.Quote(host.Str(L, 1)))); return 1 },
+	})
+	m.RawSetString("log", stdlib.LogTable(L, h.opts.Log))
+	m.RawSetString("args", host.ToLua(L, h.args))
+	m.RawSetString("config", readOnly(L, h.configView(L)))
+	h.module = m
+	L.Push(m)
+	return 1
+}
+
+// configView is launcher.config: the session, params and processes.
+func (h *Host) configView(L *lua.LState) *lua.LTable {
+	t := L.NewTable()
+	t.RawSetString("session", lua.LString(h.cfg.Session))
+	t.RawSetString("file", lua.LString(h.cfg.File))
+	params := L.NewTable()
+	for _, p := range h.cfg.Params {
+		params.RawSetString(p.Name, lua.LString(p.Value))
+	}
+	t.RawSetString("params", readOnly(L, params))
+	procs := L.NewTable()
+	for _, p := range h.cfg.Processes {
+		pt := L.NewTable()
+		pt.RawSetString("name", lua.LString(p.Name))
+		pt.RawSetString("cmd", lua.LString(p.Cmd))
+		pt.RawSetString("machine", lua.LString(p.Machine))
+		pt.RawSetString("session", lua.LString(p.Session))
+		pt.RawSetString("docker", lua.LString(p.Docker))
+		pt.RawSetString("persistent", lua.LBool(p.Persistent))
+		pt.RawSetString("depends", readOnly(L, host.ToLua(L, append([]string{}, p.Depends...)).(*lua.LTable)))
+		procs.RawSetString(p.Name, readOnly(L, pt))
+	}
+	t.RawSetString("processes", readOnly(L, procs))
+	return t
+}
+
+// readOnly returns a proxy of t that refuses writes.
+func readOnly(L *lua.LState, t *lua.LTable) *lua.LTable {
+	proxy := L.NewTable()
+	mt := L.NewTable()
+	mt.RawSetString("__index", t)
+	mt.RawSetString("__newindex", L.NewFunction(func(L *lua.LState) int {
+		host.Raise(L, "launcher.config is read-only")
+		return 0
+	}))
+	mt.RawSetString("__len", L.NewFunction(func(L *lua.LState) int { L.Push(lua.LNumber(t.Len())); return 1 }))
+	L.SetMetatable(proxy, mt)
+	return proxy
+}
+
+func (h *Host) process(L *lua.LState, n int) *config.Process {
+	name := host.Str(L, n)
+	p, err := h.cfg.Lookup(name)
+	if err != nil {
+		host.ArgError(L, n, err.Error())
+	}
+	return p
+}
+
+func (h *Host) request(L *lua.LState, o *lua.LTable) config.Request {
+	req := config.Request{Variants: host.OptStrings(L, o, "variants")}
+	if pt, ok := o.RawGetString("params").(*lua.LTable); ok {
+		req.Params = map[string]string{}
+		pt.ForEach(func(k, v lua.LValue) { req.Params[k.String()] = v.String() })
+	} else if o.RawGetString("params") != lua.LNil {
+		host.Raise(L, "option params must be a table")
+	}
+	return req
+}
+
+// timed bounds ctx by a timeout option.
+func timed(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d > 0 {
+		return context.WithTimeout(ctx, d)
+	}
+	return context.WithCancel(ctx)
+}
+
+// result turns an operation's error into true | nil, err.
+func result(ctx context.Context, err error) host.Converter {
+	if err == nil {
+		return host.Values(true)
+	}
+	if ctx.Err() != nil {
+		return host.Fail(host.Waiter(ctx, ctx.Err()))
+	}
+	return host.Fail(err.Error())
+}
+
+func (h *Host) start(L *lua.LState) int {
+	p := h.process(L, 1)
+	o := host.CheckOptions(L, 2, "params", "variants", "timeout")
+	req := h.request(L, o)
+	timeout := host.OptDuration(L, o, "timeout")
+	plan, err := h.cfg.Resolve([]string{p.Name}, req)
+	if err != nil {
+		// Bad variants or params are data errors: nil, err.
+		L.Push(h.rt.Async(L, func(context.Context) host.Converter { return host.Fail(err.Error()) }))
+		return 1
+	}
+	L.Push(h.rt.Async(L, func(ctx context.Context) host.Converter {
+		ctx, cancel := timed(ctx, timeout)
+		defer cancel()
+		return result(ctx, h.e.StartPlan(ctx, plan))
+	}))
+	return 1
+}
+
+func (h *Host) kill(L *lua.LState) int {
+	p := h.process(L, 1)
+	o := host.CheckOptions(L, 2, "force", "timeout")
+	force, timeout := host.OptBool(L, o, "force"), host.OptDuration(L, o, "timeout")
+	L.Push(h.rt.Async(L, func(ctx context.Context) host.Converter {
+		ctx, cancel := timed(ctx, timeout)
+		defer cancel()
+		return result(ctx, h.e.Kill(ctx, []string{p.Name}, false, engine.KillOptions{Force: force}))
+	}))
+	return 1
+}
+
+func (h *Host) killAll(L *lua.LState) int {
+	o := host.CheckOptions(L, 1, "force", "timeout")
+	force, timeout := host.OptBool(L, o, "force"), host.OptDuration(L, o, "timeout")
+	L.Push(h.rt.Async(L, func(ctx context.Context) host.Converter {
+		ctx, cancel := timed(ctx, timeout)
+		defer cancel()
+		return result(ctx, h.e.Kill(ctx, nil, true, engine.KillOptions{Force: force}))
+	}))
+	return 1
+}
+
+func (h *Host) restart(L *lua.LState) int {
+	p := h.process(L, 1)
+	o := host.CheckOptions(L, 2, "params", "variants", "force", "timeout")
+	req := h.request(L, o)
+	force, timeout := host.OptBool(L, o, "force"), host.OptDuration(L, o, "timeout")
+	L.Push(h.rt.Async(L, func(ctx context.Context) host.Converter {
+		ctx, cancel := timed(ctx, timeout)
+		defer cancel()
+		return result(ctx, h.e.Restart(ctx, p.Name, req, engine.KillOptions{Force: force}))
+	}))
+	return 1
+}
+
+func statusTable(st engine.Status) map[string]any {
+	return map[string]any{"process": st.Process, "session": st.Session, "machine": st.Machine,
+		"state": string(st.State), "pid": st.PID, "exit_code": st.ExitCode, "error": st.Error}
+}
+
+func (h *Host) status(L *lua.LState) int {
+	var names []string
+	if L.GetTop() >= 1 && L.Get(1) != lua.LNil {
+		names = []string{h.process(L, 1).Name}
+	}
+	L.Push(h.rt.Async(L, func(ctx context.Context) host.Converter {
+		sts, err := h.e.Status(ctx, names)
+		if err != nil {
+			return host.Fail(err.Error())
+		}
+		if names != nil {
+			return host.Values(statusTable(sts[0]))
+		}
+		list := make([]any, len(sts))
+		for i, st := range sts {
+			list[i] = statusTable(st)
+		}
+		return host.Values(list)
+	}))
+	return 1
+}
+
+func (h *Host) waitReady(L *lua.LState) int {
+	p := h.process(L, 1)
+	o := host.CheckOptions(L, 2, "timeout")
+	timeout := host.OptDuration(L, o, "timeout")
+	L.Push(h.rt.Async(L, func(ctx context.Context) host.Converter {
+		ctx, cancel := timed(ctx, timeout)
+		defer cancel()
+		st, err := h.e.WaitReady(ctx, p.Name)
+		switch {
+		case err != nil:
+			return host.Fail(host.Waiter(ctx, err))
+		case st == engine.StateReady:
+			return host.Values(true)
+		case st == engine.StateConflict:
+			return host.Fail("conflict")
+		}
+		return host.Fail("exited")
+	}))
+	return 1
+}
+
+func (h *Host) exec(L *lua.LState) int {
+	target := host.Str(L, 1)
+	script := host.Str(L, 2)
+	o := host.CheckOptions(L, 3, "timeout")
+	timeout := host.OptDuration(L, o, "timeout")
+	if timeout == 0 {
+		timeout = 60 * time.Second
+	}
+	L.Push(h.rt.Async(L, func(ctx context.Context) host.Converter {
+		res, err := h.e.ExecTarget(ctx, target, script, timeout)
+		if err != nil {
+			return host.Fail(host.Waiter(ctx, err))
+		}
+		return host.Values(res.ExitCode, string(res.Stdout), string(res.Stderr))
+	}))
+	return 1
+}
+
+func (h *Host) runLog(L *lua.LState) int {
+	p := h.process(L, 1)
+	L.Push(h.rt.Async(L, func(ctx context.Context) host.Converter {
+		text, err := h.e.RunLog(ctx, p.Name, 1<<20)
+		if err != nil {
+			return host.Fail(err.Error())
+		}
+		return host.Values(text)
+	}))
+	return 1
+}
+
+func (h *Host) sleep(L *lua.LState) int {
+	d := time.Duration(float64(L.CheckNumber(1)) * float64(time.Second))
+	L.Push(h.rt.Async(L, func(ctx context.Context) host.Converter {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return host.Values(true)
+		case <-ctx.Done():
+			return host.Fail("cancelled")
+		}
+	}))
+	return 1
+}
+
+// supervise keeps the script alive (handlers keep firing, exits are
+// noticed) until Ctrl-C (nil, "cancelled") or the timeout (true).
+func (h *Host) supervise(L *lua.LState) int {
+	o := host.CheckOptions(L, 1, "timeout")
+	timeout := host.OptDuration(L, o, "timeout")
+	h.e.MonitorOnce(h.ctx, h.opts.MonitorEvery)
+	h.ensureSubscribed()
+	L.Push(h.rt.Async(L, func(ctx context.Context) host.Converter {
+		if timeout == 0 {
+			<-ctx.Done()
+			return host.Fail("cancelled")
+		}
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return host.Values(true)
+		case <-ctx.Done():
+			return host.Fail("cancelled")
+		}
+	}))
+	return 1
+}
+
+func (h *Host) readyCheck(L *lua.LState) int {
+	p := h.process(L, 1)
+	fn := host.Func(L, 2)
+	h.mu.Lock()
+	h.readyFns[p.Name] = fn
+	h.mu.Unlock()
+	return 0
+}
+
+func (h *Host) check(L *lua.LState) int {
+	kind := host.Str(L, 1)
+	fn := host.Func(L, 2)
+	o := host.CheckOptions(L, 3, "options")
+	k := &checkKind{fn: fn, where: where(L)}
+	if o.RawGetString("options") != lua.LNil {
+		k.options = host.OptStrings(L, o, "options")
+		if k.options == nil {
+			k.options = []string{}
+		}
+	}
+	if !regexp.MustCompile(`^[a-z][a-z0-9_]*$`).MatchString(kind) {
+		host.ArgError(L, 1, "a check kind is a lowercase name (letters, digits, _)")
+	}
+	h.mu.Lock()
+	h.kinds[kind] = k
+	h.mu.Unlock()
+	return 0
+}
+
+func (h *Host) command(L *lua.LState) int {
+	name := host.Str(L, 1)
+	o := host.CheckOptions(L, 2, "help", "usage")
+	fn := host.Func(L, 3)
+	if !regexp.MustCompile(`^[a-z][a-z0-9-]*$`).MatchString(name) {
+		host.ArgError(L, 1, "a command name is lowercase letters, digits and -")
+	}
+	for _, b := range h.opts.Builtins {
+		if b == name {
+			host.Raise(L, "launcher.command: %q is a built-in command; choose another name", name)
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range h.commands {
+		if c.Name == name {
+			host.Raise(L, "launcher.command: %q is already defined at %s", name, c.Where)
+		}
+	}
+	h.commands = append(h.commands, &Command{Name: name, Help: host.OptString(L, o, "help"), Usage: host.OptString(L, o, "usage"),
+		Where: where(L), fn: fn})
+	return 0
+}
+
+// errText is the message of an error for Lua.
+func errText(err error) string {
+	var u *executor.UnavailableError
+	if errors.As(err, &u) {
+		return u.Error()
+	}
+	return err.Error()
+}
+
+var _ = fmt.Sprint
+var _ = strings.TrimSpace

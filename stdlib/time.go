@@ -1,0 +1,33 @@
+package stdlib
+
+import (
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+)
+
+// time: now() -> seconds since the epoch (with fractions); format(t [,
+// layout]) -> string (a Go layout; default RFC 3339 with milliseconds);
+// since(t) -> seconds elapsed since t.
+func timeLoader(L *lua.LState) int {
+	m := L.NewTable()
+	toTime := func(f float64) time.Time { return time.Unix(0, int64(f*1e9)) }
+	L.SetFuncs(m, map[string]lua.LGFunction{
+		"now": func(L *lua.LState) int {
+			L.Push(lua.LNumber(float64(time.Now().UnixNano()) / 1e9))
+			return 1
+		},
+		"format": func(L *lua.LState) int {
+			t := toTime(float64(L.CheckNumber(1)))
+			layout := L.OptString(2, "2006-01-02T15:04:05.000Z07:00")
+			L.Push(lua.LString(t.Format(layout)))
+			return 1
+		},
+		"since": func(L *lua.LState) int {
+			L.Push(lua.LNumber(time.Since(toTime(float64(L.CheckNumber(1)))).Seconds()))
+			return 1
+		},
+	})
+	L.Push(m)
+	return 1
+}

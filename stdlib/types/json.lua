@@ -1,0 +1,14 @@
+---@meta json
+local json = {}
+---Encode a value as JSON (tables with keys 1..n are arrays).
+---@param value any
+---@param opts? {indent?: boolean}
+---@return string|nil json
+---@return string? err
+function json.encode(value, opts) end
+---Decode JSON (null becomes nil).
+---@param text string
+---@return any value
+---@return string? err
+function json.decode(text) end
+return json

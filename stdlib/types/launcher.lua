@@ -1,0 +1,172 @@
+---@meta launcher
+-- LuaLS type stubs for the `launcher` module (launcher lua-types writes
+-- them for your editor). Functions marked @async wait: call them from a
+-- script, an event handler, a check or a command, not while a module or a
+-- plugin is loading. Waiting works inside pcall and coroutines; read
+-- watchers with `while` loops (for-in iterators cannot wait).
+
+---@class launcher.Event
+---@field event string   starting|started|ready|failed|exited|stopping|stopped|output|host_lost|host_back
+---@field process? string
+---@field machine? string
+---@field session? string
+---@field time number     seconds since the epoch
+---@field exit_code? integer
+---@field message? string
+---@field line? string    output events: the matching line
+---@field pid? integer
+---@field expected? boolean exited events: true when a stop asked for the exit
+
+---@class launcher.Status
+---@field process string
+---@field session string
+---@field machine string
+---@field state string   STOPPED|STARTING|RUNNING|READY|STOPPING|DEAD|CONFLICT|UNAVAILABLE
+---@field pid? integer
+---@field exit_code? integer
+---@field error? string
+
+---@class launcher.Proc
+---@field name string
+---@field machine string
+---@field session string
+---@field docker string
+---@field cmd string
+---@field log string  the log file on its machine
+---@field pid integer
+
+---@class launcher.Subscription
+local Subscription = {}
+---Stop delivering events to this handler.
+function Subscription:off() end
+
+---@class launcher.Watch
+local Watch = {}
+---Next line of the log (filtered by match), waiting for it.
+---@async
+---@param opts? {timeout?: number}
+---@return string|nil line
+---@return string? err "timeout"|"closed"|"cancelled"
+function Watch:next(opts) end
+---Stop following.
+function Watch:close() end
+
+---@class launcher
+---@field args string[] the arguments after the script's name
+---@field config {session: string, file: string, params: table<string,string>, processes: table<string, {name: string, cmd: string, machine: string, session: string, docker: string, persistent: boolean, depends: string[]}>} read-only
+---@field log {info: fun(fmt: string, ...), warn: fun(fmt: string, ...), error: fun(fmt: string, ...)}
+local launcher = {}
+
+---Start a process and its dependencies, as `launcher run`; returns when it is ready.
+---@async
+---@param name string
+---@param opts? {params?: table<string,string>, variants?: string[], timeout?: number}
+---@return true|nil ok
+---@return string? err
+function launcher.start(name, opts) end
+
+---Stop a process (its dependants first), as `launcher kill`.
+---@async
+---@param name string
+---@param opts? {force?: boolean, timeout?: number}
+---@return true|nil ok
+---@return string? err
+function launcher.kill(name, opts) end
+
+---Stop every process of the config.
+---@async
+---@param opts? {force?: boolean, timeout?: number}
+---@return true|nil ok
+---@return string? err
+function launcher.kill_all(opts) end
+
+---Stop a process and start it again with the config's current command.
+---@async
+---@param name string
+---@param opts? {params?: table<string,string>, variants?: string[], force?: boolean, timeout?: number}
+---@return true|nil ok
+---@return string? err
+function launcher.restart(name, opts) end
+
+---State of one process, or of every process (a list) without a name.
+---@async
+---@param name? string
+---@return launcher.Status|launcher.Status[]|nil
+---@return string? err
+function launcher.status(name) end
+
+---Wait until a process is READY.
+---@async
+---@param name string
+---@param opts? {timeout?: number}
+---@return true|nil ok
+---@return string? err "timeout"|"exited"|"conflict"|"cancelled"
+function launcher.wait_ready(name, opts) end
+
+---Follow a process's log: the last `lines` lines, then new ones (only those matching `match`).
+---@param name string
+---@param opts? {lines?: integer, match?: string}
+---@return launcher.Watch
+function launcher.watch(name, opts) end
+
+---Run a shell command where `target` runs: a process name (its machine, inside its container) or a machine string.
+---@async
+---@param target string
+---@param cmd string
+---@param opts? {timeout?: number}
+---@return integer|nil code
+---@return string stdout_or_err
+---@return string? stderr
+function launcher.exec(target, cmd, opts) end
+
+---Call fn for each event; filter is a process name or glob, or {process=, match=} (output events need match).
+---@param event string
+---@param filter string|{process?: string, match?: string}|fun(ev: launcher.Event)
+---@param fn? fun(ev: launcher.Event)
+---@return launcher.Subscription
+function launcher.on(event, filter, fn) end
+
+---Add a Lua readiness function for a process: ready when it returns true; `false, reason` shows why not.
+---@param name string
+---@param fn fun(proc: launcher.Proc): boolean, string?
+function launcher.ready_check(name, fn) end
+
+---Add a check kind for YAML: `ready_check: {check: KIND, option: value}`.
+---@param kind string
+---@param fn fun(proc: launcher.Proc, opts: table): boolean, string?
+---@param opts? {options?: string[]}
+function launcher.check(kind, fn, opts) end
+
+---Add a subcommand: `launcher NAME ARGS…` runs fn(args).
+---@param name string
+---@param opts {help?: string, usage?: string}
+---@param fn fun(args: string[])
+function launcher.command(name, opts, fn) end
+
+---Wait for a number of seconds.
+---@async
+---@param seconds number
+---@return true|nil ok
+---@return string? err "cancelled"
+function launcher.sleep(seconds) end
+
+---Keep the script running (handlers keep firing, exits are noticed) until Ctrl-C or the timeout.
+---@async
+---@param opts? {timeout?: number}
+---@return true|nil ok true after the timeout
+---@return string? err "cancelled"
+function launcher.supervise(opts) end
+
+---Quote a string as one POSIX shell word.
+---@param s string
+---@return string
+function launcher.shell_quote(s) end
+
+---What the current run of a process wrote to its log (since it started).
+---@async
+---@param name string
+---@return string|nil text
+---@return string? err
+function launcher.run_log(name) end
+
+return launcher
