@@ -18,7 +18,7 @@ func netLoader(rt *host.Runtime) lua.LGFunction {
 		m := L.NewTable()
 		m.RawSetString("tcp_open", shim(L, func(L *lua.LState) int {
 			h := host.Str(L, 1)
-			port := L.CheckInt(2)
+			port := int(host.Num(L, 2))
 			timeout := time.Duration(float64(L.OptNumber(3, 2)) * float64(time.Second))
 			addr := net.JoinHostPort(h, strconv.Itoa(port))
 			L.Push(rt.Async(L, func(ctx context.Context) host.Converter {

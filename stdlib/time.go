@@ -4,6 +4,8 @@ import (
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
+
+	"github.com/robotlauncher/launcher/lua/host"
 )
 
 // time: now() -> seconds since the epoch (with fractions); format(t [,
@@ -18,13 +20,13 @@ func timeLoader(L *lua.LState) int {
 			return 1
 		},
 		"format": func(L *lua.LState) int {
-			t := toTime(float64(L.CheckNumber(1)))
+			t := toTime(host.Num(L, 1))
 			layout := L.OptString(2, "2006-01-02T15:04:05.000Z07:00")
 			L.Push(lua.LString(t.Format(layout)))
 			return 1
 		},
 		"since": func(L *lua.LState) int {
-			L.Push(lua.LNumber(time.Since(toTime(float64(L.CheckNumber(1)))).Seconds()))
+			L.Push(lua.LNumber(time.Since(toTime(host.Num(L, 1))).Seconds()))
 			return 1
 		},
 	})

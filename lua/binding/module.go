@@ -278,7 +278,7 @@ func (h *Host) runLog(L *lua.LState) int {
 }
 
 func (h *Host) sleep(L *lua.LState) int {
-	d := time.Duration(float64(L.CheckNumber(1)) * float64(time.Second))
+	d := time.Duration(host.Num(L, 1) * float64(time.Second))
 	L.Push(h.rt.Async(L, func(ctx context.Context) host.Converter {
 		t := time.NewTimer(d)
 		defer t.Stop()

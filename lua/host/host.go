@@ -85,12 +85,15 @@ type Options struct {
 // every pending wait) when ctx is cancelled.
 func New(ctx context.Context, o Options) (*Runtime, error) {
 	if o.CallStackSize == 0 {
-		o.CallStackSize = 4096
+		o.CallStackSize = 2048
 	}
 	if o.RegistryMaxSize == 0 {
 		o.RegistryMaxSize = 1 << 20
 	}
-	L := lua.NewState(lua.Options{CallStackSize: o.CallStackSize, RegistrySize: 1024, RegistryMaxSize: o.RegistryMaxSize, RegistryGrowStep: 32})
+	// Every task is a thread: stacks start small and grow, so a handler
+	// call or a check poll costs little.
+	L := lua.NewState(lua.Options{CallStackSize: o.CallStackSize, MinimizeStackMemory: true,
+		RegistrySize: 256, RegistryMaxSize: o.RegistryMaxSize, RegistryGrowStep: 64})
 	ctx, cancel := context.WithCancel(ctx)
 	rt := &Runtime{L: L, inbox: make(chan func(), 4096), ctx: ctx, cancel: cancel,
 		tasks: map[*lua.LState]*Task{}, ops: map[uint64]*op{}, traces: map[*lua.LState]string{}}

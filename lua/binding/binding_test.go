@@ -1,0 +1,468 @@
+package binding
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/robotlauncher/launcher/engine"
+	"github.com/robotlauncher/launcher/engine/config"
+	"github.com/robotlauncher/launcher/executor"
+	"github.com/robotlauncher/launcher/executor/fake"
+	"github.com/robotlauncher/launcher/stdlib"
+)
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type world struct {
+	h    *Host
+	e    *engine.Engine
+	m    *fake.Machine
+	log  *syncBuf
+	dir  string
+	cfg  string
+	conn *fake.Connector
+}
+
+// newWorld makes an engine on fake machines and a Lua host bound to it.
+func newWorld(t *testing.T, yaml string) *world {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "launcher.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := fake.NewConnector()
+	e := engine.New(engine.Options{Config: cfg, Connector: conn})
+	log := &syncBuf{}
+	ctx, cancel := context.WithCancel(context.Background())
+	h, err := New(ctx, e, Options{Log: log, Builtins: []string{"run", "kill"}, MonitorEvery: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); h.Close() })
+	m, _ := conn.Get("local")
+	return &world{h: h, e: e, m: m, log: log, dir: dir, cfg: path, conn: conn}
+}
+
+// script runs code as a script file and returns its error.
+func (w *world) script(t *testing.T, code string, args ...string) error {
+	t.Helper()
+	p := filepath.Join(w.dir, fmt.Sprintf("s%d.lua", time.Now().UnixNano()))
+	if err := os.WriteFile(p, []byte(code), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return w.h.RunScript(p, args)
+}
+
+func (w *world) mustScript(t *testing.T, code string) {
+	t.Helper()
+	if err := w.script(t, code); err != nil {
+		t.Fatalf("script: %v\nlog:\n%s", err, w.log)
+	}
+}
+
+func (w *world) plugin(t *testing.T, code string) error {
+	t.Helper()
+	p := filepath.Join(w.dir, fmt.Sprintf("p%d.lua", time.Now().UnixNano()))
+	if err := os.WriteFile(p, []byte(code), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return w.h.LoadPlugins([]string{p})
+}
+
+const robotYAML = `
+context: {session: s, params: {robot: kyon}}
+core: {cmd: core}
+ctrl: {cmd: "ctrl {robot}", depends: [core]}
+home: {cmd: home, persistent: false, depends: [ctrl]}
+`
+
+func TestScriptDrivesTheEngine(t *testing.T) {
+	w := newWorld(t, robotYAML)
+	w.mustScript(t, `
+local launcher = require("launcher")
+assert(launcher.start("ctrl", {params = {robot = "x"}}))
+local st = launcher.status("ctrl")
+assert(st.state == "READY", st.state)
+assert(st.machine == "local" and st.session == "s" and st.pid > 0)
+local all = launcher.status()
+assert(#all == 3 and all[1].process == "core")
+assert(launcher.wait_ready("core", {timeout = 1}))
+assert(launcher.kill("core"))
+assert(launcher.status("ctrl").state == "STOPPED", "dependant stopped first")
+local ok, err = launcher.wait_ready("core", {timeout = 1})
+assert(ok == nil and err == "exited", tostring(err))
+assert(launcher.kill_all())
+assert(launcher.config.session == "s" and launcher.config.params.robot == "kyon")
+assert(launcher.config.processes.ctrl.depends[1] == "core")
+assert(not pcall(function() launcher.config.session = "x" end), "config is read-only")
+`)
+	if w.m.Spawned("ctrl") != 1 || w.m.Spawned("core") != 1 {
+		t.Errorf("spawns: ctrl %d core %d", w.m.Spawned("ctrl"), w.m.Spawned("core"))
+	}
+}
+
+func TestOperationalFailuresReturnNilErr(t *testing.T) {
+	w := newWorld(t, robotYAML)
+	w.m.Behave = func(spec executor.SpawnSpec) fake.Behaviour {
+		if spec.Name == "home" {
+			return fake.Behaviour{ExitAfter: 5 * time.Millisecond, ExitCode: 3}
+		}
+		return fake.Behaviour{}
+	}
+	w.mustScript(t, `
+local launcher = require("launcher")
+local ok, err = launcher.start("home")
+assert(ok == nil and err:find("failed with exit code 3"), tostring(err))
+local ok2, err2 = launcher.start("core", {variants = {"nope"}})
+assert(ok2 == nil and err2:find("unknown variant"), tostring(err2))
+`)
+}
+
+func TestProgrammerErrorsNameTheCallersLine(t *testing.T) {
+	w := newWorld(t, robotYAML)
+	for code, want := range map[string]string{
+		"local l = require('launcher')\n\nl.start('core', {timout = 1})": `:3: unknown option timout`,
+		"require('launcher').start('nope')":                              `:1: bad argument #1: unknown process "nope"`,
+		"require('launcher').on('bogus', function() end)":                `:1: bad argument #1: unknown event bogus`,
+		"require('launcher').sleep('x')":                                 `:1: bad argument #1: number expected`,
+	} {
+		err := w.script(t, code)
+		if err == nil || !regexp.MustCompile(`s\d+\.lua`+regexp.QuoteMeta(want)).MatchString(err.Error()) {
+			t.Errorf("%q: %v", code, err)
+		}
+	}
+}
+
+func TestWaitsInPcallHandlersAndModules(t *testing.T) {
+	w := newWorld(t, robotYAML)
+	mod := filepath.Join(w.dir, "helpers.lua")
+	os.WriteFile(mod, []byte(`local launcher = require("launcher")
+local M = {}
+function M.bring(name) local ok, err = launcher.start(name) return ok end
+return M`), 0o644)
+	w.mustScript(t, `
+package.path = "`+w.dir+`/?.lua;" .. package.path
+local launcher = require("launcher")
+local helpers = require("helpers")
+assert(helpers.bring("core"))
+local ok, v = pcall(function() launcher.sleep(0.01) return launcher.status("core").state end)
+assert(ok and v == "READY", tostring(v))
+local seen = {}
+launcher.on("ready", "ctrl", function(ev)
+  -- a handler may wait, inside pcall too
+  local ok2 = pcall(launcher.sleep, 0.01)
+  seen[#seen + 1] = ev.process .. ":" .. tostring(ok2)
+end)
+assert(launcher.start("ctrl"))
+launcher.supervise({timeout = 0.3})
+assert(seen[1] == "ctrl:true", tostring(seen[1]))
+`)
+}
+
+func TestHandlersRunOneAtATimeAndErrorsDoNotStop(t *testing.T) {
+	w := newWorld(t, `
+context: {session: s}
+a: {cmd: a}
+b: {cmd: b}
+c: {cmd: c}
+`)
+	w.mustScript(t, `
+local launcher = require("launcher")
+local active, maxActive, calls = 0, 0, 0
+launcher.on("ready", function(ev)
+  active = active + 1
+  if active > maxActive then maxActive = active end
+  launcher.sleep(0.02)
+  calls = calls + 1
+  active = active - 1
+  if ev.process == "b" then error("handler failure for b") end
+end)
+for _, n in ipairs({"a", "b", "c"}) do assert(launcher.start(n)) end
+launcher.supervise({timeout = 0.5})
+assert(calls == 3, "calls " .. calls)
+assert(maxActive == 1, "handlers overlapped: " .. maxActive)
+`)
+	if !strings.Contains(w.log.String(), "handler failure for b") || !strings.Contains(w.log.String(), "stack traceback") {
+		t.Errorf("handler error not reported with a traceback:\n%s", w.log)
+	}
+}
+
+func TestExitedEventsReachHandlersQuickly(t *testing.T) {
+	w := newWorld(t, robotYAML)
+	go func() {
+		// The process dies on its own while the script supervises.
+		time.Sleep(300 * time.Millisecond)
+		w.m.Exit("core", 2)
+	}()
+	start := time.Now()
+	w.mustScript(t, `
+local launcher = require("launcher")
+assert(launcher.start("core"))
+local got
+launcher.on("exited", "co*", function(ev) got = ev end)
+while not got do launcher.sleep(0.01) end
+assert(got.process == "core" and got.exit_code == 2 and got.expected == false, got.message)
+`)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("exit noticed after %s", d)
+	}
+}
+
+func TestLuaReadyCheckAndCheckKinds(t *testing.T) {
+	w := newWorld(t, `
+context: {session: s}
+srv: {cmd: srv}
+cam: {cmd: cam, ready_check: {check: counting, after: 3}}
+`)
+	if err := w.plugin(t, `
+local launcher = require("launcher")
+polls = 0
+launcher.ready_check("srv", function(proc)
+  polls = polls + 1
+  if polls < 3 then return false, "warming up " .. polls end
+  return true
+end)
+kind_calls = 0
+launcher.check("counting", function(proc, o)
+  kind_calls = kind_calls + 1
+  return kind_calls >= tonumber(o.after), "count " .. kind_calls
+end, {options = {"after"}})
+`); err != nil {
+		t.Fatal(err)
+	}
+	w.mustScript(t, `
+local launcher = require("launcher")
+assert(launcher.start("srv"))
+assert(polls == 3, "polls " .. polls)
+assert(launcher.start("cam"))
+assert(kind_calls == 3, "kind calls " .. kind_calls)
+`)
+	// An unknown kind and an unknown option are config errors with line.
+	w2 := newWorld(t, "context: {session: s}\na: {cmd: a, ready_check: {check: nosuch}}\nb: {cmd: b, ready_check: {check: tcp, prot: 1}}\n")
+	err := w2.h.LoadPlugins(nil)
+	var ce config.Errors
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), `launcher.yaml:2:`) || !strings.Contains(err.Error(), `unknown check kind "nosuch"`) ||
+		!strings.Contains(err.Error(), `launcher.yaml:3:`) || !strings.Contains(err.Error(), `has no option "prot"`) {
+		t.Errorf("check kind validation: %v", err)
+	}
+}
+
+func TestWatchAndExec(t *testing.T) {
+	w := newWorld(t, robotYAML)
+	w.m.Behave = func(executor.SpawnSpec) fake.Behaviour {
+		return fake.Behaviour{Output: []string{"boot", "listening on 11311", "noise", "listening on 11312"}}
+	}
+	w.m.Check = func(spec executor.ExecSpec) executor.Result {
+		return executor.Result{ExitCode: 4, Stdout: []byte("out:" + spec.Script), Stderr: []byte("err")}
+	}
+	w.conn.Down["robot@10.0.0.9"] = true
+	w.mustScript(t, `
+local launcher = require("launcher")
+assert(launcher.start("core"))
+local wt = launcher.watch("core", {lines = 10, match = "listening"})
+local a = wt:next({timeout = 2})
+local b = wt:next({timeout = 2})
+assert(a == "listening on 11311" and b == "listening on 11312", tostring(a) .. "|" .. tostring(b))
+local none, err = wt:next({timeout = 0.1})
+assert(none == nil and err == "timeout", tostring(err))
+wt:close()
+local _, err2 = wt:next()
+assert(err2 == "closed", tostring(err2))
+local code, out, serr = launcher.exec("core", "echo hi", {timeout = 2})
+assert(code == 4 and out == "out:echo hi" and serr == "err")
+local nc, nerr = launcher.exec("robot@10.0.0.9", "true")
+assert(nc == nil and nerr ~= nil)
+`)
+}
+
+func TestCommandsAndTheirRules(t *testing.T) {
+	w := newWorld(t, robotYAML)
+	w.m.Behave = func(spec executor.SpawnSpec) fake.Behaviour {
+		if spec.Name == "home" {
+			return fake.Behaviour{ExitAfter: 5 * time.Millisecond}
+		}
+		return fake.Behaviour{}
+	}
+	if err := w.plugin(t, `require("launcher").command("homing", {help = "home the robot", usage = "[AXIS]"}, function(args)
+  assert(require("launcher").start("home"))
+  homed_axis = args[1]
+end)`); err != nil {
+		t.Fatal(err)
+	}
+	cmds := w.h.Commands()
+	if len(cmds) != 1 || cmds[0].Name != "homing" || cmds[0].Help != "home the robot" {
+		t.Fatalf("commands: %+v", cmds)
+	}
+	if err := w.h.RunCommand(cmds[0], []string{"z"}); err != nil {
+		t.Fatal(err)
+	}
+	if w.m.Spawned("home") != 1 {
+		t.Error("command did not run")
+	}
+	err := w.plugin(t, `require("launcher").command("run", {}, function() end)`)
+	var le *LoadError
+	if !errors.As(err, &le) || !strings.Contains(err.Error(), `"run" is a built-in command`) {
+		t.Errorf("clash: %v", err)
+	}
+	err = w.plugin(t, "local x = \n")
+	if !errors.As(err, &le) || !regexp.MustCompile(`p\d+\.lua:1: `).MatchString(err.Error()) {
+		t.Errorf("syntax error: %v", err)
+	}
+	err = w.plugin(t, `require("launcher").sleep(1)`)
+	if err == nil || !strings.Contains(err.Error(), "not while plugins load") {
+		t.Errorf("wait at load: %v", err)
+	}
+}
+
+func TestScriptErrorsAndCancellation(t *testing.T) {
+	w := newWorld(t, robotYAML)
+	err := w.script(t, "local function f() error('boom') end\nf()\n")
+	if err == nil || !strings.Contains(err.Error(), "boom") || !strings.Contains(err.Error(), "stack traceback") {
+		t.Errorf("runtime error: %v", err)
+	}
+	err = w.script(t, "x = = 1")
+	var le *LoadError
+	if !errors.As(err, &le) {
+		t.Errorf("syntax error: %v", err)
+	}
+	// Ctrl-C cancels a busy loop and a wait promptly.
+	for _, code := range []string{"while true do end", "require('launcher').supervise()"} {
+		ctx, cancel := context.WithCancel(context.Background())
+		cfg, _ := config.Load(w.cfg)
+		e := engine.New(engine.Options{Config: cfg, Connector: fake.NewConnector()})
+		h, err := New(ctx, e, Options{Log: &syncBuf{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(w.dir, "busy.lua")
+		os.WriteFile(p, []byte(code), 0o644)
+		time.AfterFunc(150*time.Millisecond, cancel)
+		start := time.Now()
+		_ = h.RunScript(p, nil)
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%q: cancelled after %s", code, d)
+		}
+		h.Close()
+	}
+}
+
+// TestStubsMatchTheRegistration fails when a function of the launcher
+// module has no LuaLS stub, or a stub documents a function that does not
+// exist.
+func TestStubsMatchTheRegistration(t *testing.T) {
+	data, err := stdlib.Lua.ReadFile("types/launcher.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stubbed := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^function launcher\.(\w+)\(`).FindAllStringSubmatch(string(data), -1) {
+		stubbed[m[1]] = true
+	}
+	w := newWorld(t, robotYAML)
+	var registered []string
+	err = w.h.Do(func() {
+		w.h.rt.L.DoString(`__names = {} for k, v in pairs(require("launcher")) do if type(v) == "function" then table.insert(__names, k) end end`)
+		t := w.h.rt.L.GetGlobal("__names")
+		for i := 1; i <= w.h.rt.L.ObjLen(t); i++ {
+			registered = append(registered, w.h.rt.L.GetTable(t, lnum(i)).String())
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := map[string]bool{}
+	for _, n := range registered {
+		reg[n] = true
+		if !stubbed[n] {
+			t.Errorf("launcher.%s has no stub in stdlib/types/launcher.lua", n)
+		}
+	}
+	for n := range stubbed {
+		if !reg[n] {
+			t.Errorf("the stub documents launcher.%s, which is not registered", n)
+		}
+	}
+	for _, n := range Functions {
+		if !reg[n] {
+			t.Errorf("Functions lists %s, which is not registered", n)
+		}
+	}
+}
+
+// BenchmarkEventDispatch: events from the engine's bus to a Lua handler.
+func BenchmarkEventDispatch(b *testing.B) {
+	cfg, _ := config.Parse("b.yaml", []byte("context: {session: s}\na: {cmd: a}\n"))
+	e := engine.New(engine.Options{Config: cfg, Connector: fake.NewConnector()})
+	h, err := New(context.Background(), e, Options{Log: &syncBuf{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	done := make(chan struct{})
+	n := b.N
+	h.Do(func() {
+		h.rt.L.DoString(`count = 0`)
+		h.rt.L.SetGlobal("__done", h.rt.L.NewFunction(func(L *luaState) int { close(done); return 0 }))
+		h.rt.L.DoString(fmt.Sprintf(`require("launcher").on("ready", function(ev) count = count + 1 if count == %d then __done() end end)`, n))
+	})
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		e.Bus().Publish(engine.Event{Kind: engine.Ready, Process: "a"})
+	}
+	<-done
+	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")
+}
+
+// BenchmarkLuaReadyCheckPoll: one poll of a Lua ready check, as the engine
+// runs it (the target is < 1 ms per poll).
+func BenchmarkLuaReadyCheckPoll(b *testing.B) {
+	cfg, _ := config.Parse("b.yaml", []byte("context: {session: s}\na: {cmd: a}\n"))
+	e := engine.New(engine.Options{Config: cfg, Connector: fake.NewConnector()})
+	h, err := New(context.Background(), e, Options{Log: &syncBuf{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	h.Do(func() {
+		h.rt.L.DoString(`local n = 0 require("launcher").ready_check("a", function(proc) n = n + 1 return proc.name == "a" end)`)
+	})
+	r, _ := cfg.Resolve([]string{"a"}, config.Request{})
+	probe := engine.Probe{Process: r.Get("a")}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if ok, _, err := h.Check(context.Background(), probe); !ok || err != nil {
+			b.Fatal(ok, err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/1000, "ms/poll")
+}
