@@ -42,6 +42,9 @@ type Event struct {
 	Line     string `json:"line,omitempty"`
 	// Op identifies the operation that emitted the event (0: the monitor).
 	Op uint64 `json:"op,omitempty"`
+	// Expected is set on Exited events that someone asked for: a stop, or
+	// a one-shot that succeeded.
+	Expected bool `json:"expected,omitempty"`
 }
 
 // Bus delivers events to subscribers. Each subscriber has its own queue

@@ -143,7 +143,7 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 			if !first && known && prev.alive && !alive && st.Window != nil && prev.window == id && !st.Window.Marks.OneShot {
 				ev := Event{Time: now, Kind: Exited, Process: st.Process, Machine: st.Machine, Session: st.Session, Message: "exited", ExitCode: st.ExitCode}
 				if op, ok := parseOp(st.Window.Marks.Op); ok && op.Kind == "stopping" {
-					ev.Message = "stopped on request"
+					ev.Message, ev.Expected = "stopped on request", true
 				}
 				em.publish(ev)
 			}

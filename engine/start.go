@@ -510,7 +510,7 @@ func (e *Engine) awaitOneShot(ctx context.Context, em emitter, r *config.Resolve
 	}
 	code := cur.ExitCode
 	if cur.ExitKnown && code == 0 {
-		em.publish(Event{Kind: Exited, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: "success", ExitCode: &code})
+		em.publish(Event{Kind: Exited, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: "success", ExitCode: &code, Expected: true})
 		if err := m.CloseWindow(ctx, cur.ID); err != nil {
 			em.emit(Info, p, level, "could not close its window: %v", err)
 		}

@@ -165,7 +165,10 @@ func (s *session) newApp() *cli.App {
 		EnableBashCompletion:      true,
 		DisableSliceFlagSeparator: true,
 		HideHelpCommand:           true,
-		ExitErrHandler:            func(*cli.Context, error) {},
+		// The common flags are also accepted before the command name (plugin
+		// commands, help).
+		Flags:          commonFlags(),
+		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
 			return &exitError{code: exitUsage, err: fmt.Errorf("%v (see launcher %s --help)", err, c.Command.Name)}
 		},

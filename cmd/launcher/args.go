@@ -42,11 +42,29 @@ func normalizeArgs(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return append(append(out, early...), args[i:]...)
 	}
+	if cmd.SkipFlagParsing {
+		// Plugin commands get their arguments untouched, except launcher's
+		// own common flags, which go before the command name.
+		var rest []string
+		for j := i + 1; j < len(args); j++ {
+			if args[j] == "--" {
+				rest = append(rest, args[j:]...)
+				break
+			}
+			if f := lookupFlag(commonFlags(), args[j]); f != nil {
+				early = append(early, args[j])
+				if flagTakesValue(f) && !strings.Contains(args[j], "=") && j+1 < len(args) {
+					early = append(early, args[j+1])
+					j++
+				}
+				continue
+			}
+			rest = append(rest, args[j])
+		}
+		return append(append(append(out, early...), args[i]), rest...)
+	}
 	out = append(out, args[i])
 	i++
-	if cmd.SkipFlagParsing {
-		return append(append(out, early...), args[i:]...)
-	}
 	args = append(append(append([]string{}, args[:i]...), early...), args[i:]...)
 	var flags, pos []string
 	passthrough := cmd.Name == "script" || isPluginCommand(cmd)

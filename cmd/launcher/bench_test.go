@@ -148,3 +148,22 @@ func BenchmarkLinkDropDetection(b *testing.B) {
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "detect-ms")
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N)/5000, "ratio-vs-5s")
 }
+
+// BenchmarkScriptEmpty: `launcher script` of an empty script against
+// `launcher --version` (the floor: process start-up alone).
+func BenchmarkScriptEmpty(b *testing.B) {
+	e := newEnv(b, "context: {session: be}\na: {cmd: 'true'}\n")
+	empty := e.dir + "/empty.lua"
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	var script, version time.Duration
+	for i := 0; i < b.N; i++ {
+		script += timed(e, "script", empty)
+		version += timed(e, "--version")
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(script.Microseconds())/n/1000, "script-ms")
+	b.ReportMetric(float64(version.Microseconds())/n/1000, "version-ms")
+	b.ReportMetric(float64(script)/float64(version), "ratio")
+}

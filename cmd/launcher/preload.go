@@ -9,7 +9,7 @@ import (
 )
 
 // Commands that never read the config (no plugins are loaded for them).
-var configless = map[string]bool{"completion": true, "lua-types": true, "help": true, "h": true}
+var configless = map[string]bool{"completion": true, "lua-types": true}
 
 // prescan reads the common flags and the command name from the raw
 // arguments, the way normalizeArgs will see them.
@@ -64,6 +64,18 @@ func (s *session) preload(args []string) error {
 	if cmd == "" || configless[cmd] {
 		return nil
 	}
+	if cmd == "help" || cmd == "h" {
+		// Help lists plugin commands when the config loads; a broken
+		// config must not hide the help.
+		if err := s.preloadConfig(f); err != nil {
+			s.cfg, s.engine, s.pool = nil, nil, nil
+		}
+		return nil
+	}
+	return s.preloadConfig(f)
+}
+
+func (s *session) preloadConfig(f flagValues) error {
 	path := f.config
 	if path == "" {
 		for _, env := range []string{"LAUNCHER_CONFIG", "CONCERT_LAUNCHER_DEFAULT_CONFIG"} {

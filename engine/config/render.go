@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -209,6 +210,10 @@ func quoteList(xs []string) string {
 // resolveOne applies the selected variants to p and renders its templates.
 func (c *Config) resolveOne(p *Process, req Request, selected map[string]bool) (*Resolved, error) {
 	params := map[string]string{}
+	// {config_dir}: the directory of the config file, for scripts beside it.
+	if dir, err := filepath.Abs(filepath.Dir(c.File)); err == nil {
+		params["config_dir"] = dir
+	}
 	for _, kv := range c.Params {
 		params[kv.Name] = kv.Value
 	}

@@ -165,7 +165,7 @@ func eventTable(L *lua.LState, ev engine.Event) *lua.LTable {
 		t.RawSetString("pid", lua.LNumber(ev.PID))
 	}
 	if ev.Kind == engine.Exited {
-		t.RawSetString("expected", lua.LBool(ev.Message == "stopped on request"))
+		t.RawSetString("expected", lua.LBool(ev.Expected))
 	}
 	return t
 }

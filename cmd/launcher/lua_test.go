@@ -1,0 +1,267 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/robotlauncher/launcher/executor/executortest"
+)
+
+// copyDir copies an example into the test's directory.
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		if fi.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, data, fi.Mode())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// alertServer records the JSON alerts posted to it (on loopback).
+type alertServer struct {
+	mu     sync.Mutex
+	alerts []map[string]any
+	url    string
+}
+
+func newAlertServer(t *testing.T) *alertServer {
+	a := &alertServer{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var v map[string]any
+		body, _ := io.ReadAll(r.Body)
+		if json.Unmarshal(body, &v) == nil {
+			a.mu.Lock()
+			a.alerts = append(a.alerts, v)
+			a.mu.Unlock()
+		}
+		w.WriteHeader(204)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	a.url = "http://" + ln.Addr().String() + "/alert"
+	return a
+}
+
+func (a *alertServer) find(process string) map[string]any {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, al := range a.alerts {
+		if al["process"] == process {
+			return al
+		}
+	}
+	return nil
+}
+
+func TestRobotExample(t *testing.T) {
+	e := newEnv(t, "context: {session: x}\nx: {cmd: 'true'}\n")
+	robot := filepath.Join(e.dir, "robot")
+	copyDir(t, "../../examples/robot", robot)
+	port := executortest.FreePort(t, "127.0.0.1")
+	cfgPath := filepath.Join(robot, "launcher.yaml")
+	cfg, _ := os.ReadFile(cfgPath)
+	if err := os.WriteFile(cfgPath, []byte(strings.Replace(string(cfg), "port: 11411", fmt.Sprintf("port: %d", port), 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg = cfgPath
+	alerts := newAlertServer(t)
+	e.extra = append(e.extra, "ROBOT_ALERT_URL="+alerts.url)
+
+	// The plugin command is listed and the check kind works for plain run.
+	if r := e.mustRun("--help"); !strings.Contains(r.stdout, "calibrate") || !strings.Contains(r.stdout, "plugin commands") {
+		t.Errorf("help lacks the plugin command:\n%s", r.stdout)
+	}
+	b := e.start("script", filepath.Join(robot, "bringup.lua"))
+	e.waitState("planner", "READY", 60*time.Second)
+	out := b.stderr()
+	for _, want := range []string{"stage core done", "stage control done", "stage homing done", "stage planning done", "supervising"} {
+		if !executortest.Poll(10*time.Second, func() bool { return strings.Contains(b.stderr(), want) }) {
+			t.Errorf("script output lacks %q:\n%s", want, out)
+		}
+	}
+	// roscore's readiness really depended on the Lua checks: its log line
+	// and the port came before "ready".
+	log := e.logOf("robot", "roscore")
+	if !strings.Contains(log, "started core service on port") {
+		t.Errorf("roscore log:\n%s", log)
+	}
+	// A process that dies unexpectedly: an alert with the right fields.
+	pid := e.pid("controller")
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var alert map[string]any
+	if !executortest.Poll(15*time.Second, func() bool { alert = alerts.find("controller"); return alert != nil }) {
+		t.Fatalf("no alert for controller; script stderr:\n%s", b.stderr())
+	}
+	if alert["exit_code"] != float64(137) || alert["machine"] != "local" || alert["robot"] != "demo-bot" || alert["alert"] != "process exited" || alert["time"] == nil {
+		t.Errorf("alert fields: %v", alert)
+	}
+	if alerts.find("homing") != nil {
+		t.Error("a successful one-shot was reported as unexpected")
+	}
+	// Ctrl-C ends the script (130); the processes keep running.
+	_ = b.cmd.Process.Signal(syscall.SIGINT)
+	if code := b.wait(t, 10*time.Second); code != 130 {
+		t.Errorf("script after Ctrl-C: exit %d", code)
+	}
+	for _, p := range []string{"roscore", "planner"} {
+		if s := e.state(p); s != "READY" {
+			t.Errorf("%s is %s after the script ended", p, s)
+		}
+	}
+	// The plugin command.
+	r := e.mustRun("calibrate", "z")
+	if !strings.Contains(r.stderr, "calibrated axis z: homed") || !strings.Contains(r.stdout, "homing demo-bot axis z") {
+		t.Errorf("calibrate:\n%s", r)
+	}
+	// A stop asked for is no alert.
+	e.mustRun("kill", "--all")
+	if alerts.find("planner") != nil {
+		t.Error("an expected stop was alerted")
+	}
+}
+
+func TestLuaErrorsChangeNothing(t *testing.T) {
+	e := newEnv(t, `
+context: {session: le, plugins: [plugin.lua]}
+a: {cmd: sleep 300}
+`)
+	write := func(name, code string) string {
+		p := filepath.Join(e.dir, name)
+		if err := os.WriteFile(p, []byte(code), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	untouched := func(what string) {
+		if out, err := e.tmux("list-windows", "-a"); err == nil && strings.TrimSpace(out) != "" {
+			t.Errorf("%s: tmux changed: %s", what, out)
+		}
+	}
+	// A plugin that fails to load stops every command before anything.
+	write("plugin.lua", "local launcher = require('launcher')\n\nlauncher.on('ready', function() end\n")
+	r := e.run("run", "a")
+	if r.code != 2 || !regexp.MustCompile(`plugin\.lua:3: `).MatchString(r.stderr) {
+		t.Errorf("broken plugin: %s", r)
+	}
+	untouched("broken plugin")
+	write("plugin.lua", "error('plugin says no')\n")
+	r = e.run("run", "a")
+	if r.code != 2 || !strings.Contains(r.stderr, "plugin says no") {
+		t.Errorf("plugin runtime error: %s", r)
+	}
+	untouched("failing plugin")
+	write("plugin.lua", "-- fine\n")
+	// Syntax error in a script: file:line, exit 2, nothing started.
+	bad := write("bad.lua", "local launcher = require('launcher')\nlauncher.start('a')\nlocal x = = 1\n")
+	r = e.run("script", bad)
+	if r.code != 2 || !strings.Contains(r.stderr, "bad.lua:3: ") {
+		t.Errorf("syntax error: %s", r)
+	}
+	untouched("syntax error")
+	// Runtime error: traceback, exit 1.
+	rt := write("rt.lua", "local function deep() error('kaputt') end\nlocal function mid() deep() end\nmid()\n")
+	r = e.run("script", rt)
+	if r.code != 1 || !strings.Contains(r.stderr, "rt.lua:1: kaputt") || !strings.Contains(r.stderr, "stack traceback") || !strings.Contains(r.stderr, "rt.lua:2:") {
+		t.Errorf("runtime error: %s", r)
+	}
+	// An unknown check kind in YAML is a config error with file:line.
+	e.writeConfig("context: {session: le}\n\na: {cmd: x, ready_check: {check: nosuch}}\n")
+	r = e.run("run", "a")
+	if r.code != 2 || !strings.Contains(r.stderr, "launcher.yaml:3:") || !strings.Contains(r.stderr, `unknown check kind "nosuch"`) {
+		t.Errorf("unknown check kind: %s", r)
+	}
+	untouched("unknown check kind")
+}
+
+func TestCtrlCCancelsScripts(t *testing.T) {
+	e := newEnv(t, "context: {session: cc}\na: {cmd: sleep 300}\n")
+	for name, code := range map[string]string{
+		"busy":    "local l = require('launcher')\nassert(l.start('a'))\nwhile true do end\n",
+		"waiting": "local l = require('launcher')\nassert(l.start('a'))\nl.sleep(600)\n",
+	} {
+		p := filepath.Join(e.dir, name+".lua")
+		os.WriteFile(p, []byte(code), 0o644)
+		b := e.start("script", p)
+		e.waitState("a", "READY", 20*time.Second)
+		_ = b.cmd.Process.Signal(syscall.SIGINT)
+		start := time.Now()
+		if code := b.wait(t, 10*time.Second); code != 130 {
+			t.Errorf("%s: exit %d", name, code)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%s: Ctrl-C took %s", name, d)
+		}
+		if e.state("a") != "READY" {
+			t.Errorf("%s: the started process did not keep running", name)
+		}
+	}
+}
+
+func TestUserPluginDirectoryAppliesToPlainCommands(t *testing.T) {
+	e := newEnv(t, "context: {session: up}\na: {cmd: sleep 300}\n")
+	dir := filepath.Join(e.home, ".config", "launcher", "plugins")
+	os.MkdirAll(dir, 0o755)
+	marker := filepath.Join(e.dir, "ready-seen")
+	os.WriteFile(filepath.Join(dir, "hooks.lua"), []byte(fmt.Sprintf(`
+local launcher = require("launcher")
+local fs = require("fs")
+launcher.on("ready", function(ev) fs.write(%q, ev.process) end)
+launcher.ready_check("a", function(proc) return fs.exists(%q), "waiting for the go file" end)
+`, marker, filepath.Join(e.dir, "go"))), 0o644)
+	b := e.start("run", "a")
+	e.waitState("a", "STARTING", 10*time.Second)
+	if err := os.WriteFile(filepath.Join(e.dir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := b.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("run: %d %s", code, b.stderr())
+	}
+	data, _ := os.ReadFile(marker)
+	if string(data) != "a" {
+		t.Errorf("the ready handler of the user plugin did not run: %q", data)
+	}
+}
+
+func TestLuaTypes(t *testing.T) {
+	e := newEnv(t, "context: {session: lt}\na: {cmd: 'true'}\n")
+	e.mustRun("lua-types")
+	stub, err := os.ReadFile(filepath.Join(e.dir, ".launcher", "types", "launcher.lua"))
+	if err != nil || !strings.Contains(string(stub), "---@meta launcher") || !strings.Contains(string(stub), "function launcher.start(") {
+		t.Fatalf("stub: %v %s", err, stub)
+	}
+	rc, err := os.ReadFile(filepath.Join(e.dir, ".luarc.json"))
+	var v map[string]any
+	if err != nil || json.Unmarshal(rc, &v) != nil || v["runtime.version"] != "Lua 5.1" {
+		t.Errorf(".luarc.json: %v %s", err, rc)
+	}
+}
