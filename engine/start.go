@@ -343,11 +343,12 @@ func (e *Engine) awaitReady(ctx context.Context, em emitter, r *config.Resolved,
 			return e.diedBeforeReady(ctx, em, p, level, m, *cur)
 		}
 		if ok {
+			// Told at once; the mark follows (dependants start after it).
+			em.publish(Event{Kind: Ready, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: "ready", PID: cur.PanePID})
 			if err := finish(map[string]string{"ready": "1"}); err != nil {
 				em.emit(Failed, p, level, "%v", err)
 				return err
 			}
-			em.publish(Event{Kind: Ready, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: "ready", PID: cur.PanePID})
 			return nil
 		}
 		if reason != lastReason && reason != "" && time.Since(pl.start) > fastPhase {

@@ -250,6 +250,29 @@ func (s *session) wire(cfg *config.Config, f flagValues) (*engine.Engine, error)
 	s.acceptNew = f.acceptNew
 	s.pool = pool.New(s.poolOptionsFrom(cfg, f))
 	s.engine = engine.New(engine.Options{Config: cfg, Connector: s.pool})
+	// Lua starts only when the config uses it (plugins, check kinds) or a
+	// script runs: plain commands stay fast.
+	files := binding.PluginFiles(cfg, s.getenv)
+	if len(files) == 0 && !usesCheckKinds(cfg) {
+		return s.engine, nil
+	}
+	return s.engine, s.startLua(files)
+}
+
+func usesCheckKinds(cfg *config.Config) bool {
+	for _, p := range cfg.Processes {
+		if p.ReadyCheck != nil && p.ReadyCheck.Kind != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// startLua creates the Lua host and loads the plugins.
+func (s *session) startLua(files []string) error {
+	if s.lua != nil {
+		return nil
+	}
 	var builtins []string
 	for _, c := range s.newApp().Commands {
 		builtins = append(builtins, c.Name)
@@ -258,18 +281,18 @@ func (s *session) wire(cfg *config.Config, f flagValues) (*engine.Engine, error)
 	builtins = append(builtins, "help", "h")
 	lh, err := binding.New(s.ctx, s.engine, binding.Options{Log: s.stderr, Builtins: builtins})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.lua = lh
-	if err := lh.LoadPlugins(binding.PluginFiles(cfg, s.getenv)); err != nil {
+	if err := lh.LoadPlugins(files); err != nil {
 		var le *binding.LoadError
 		var ce config.Errors
 		if errors.As(err, &le) || errors.As(err, &ce) {
-			return nil, &exitError{code: exitUsage, err: err}
+			return &exitError{code: exitUsage, err: err}
 		}
-		return nil, err
+		return err
 	}
-	return s.engine, nil
+	return nil
 }
 
 func (s *session) poolOptions(c *cli.Context, cfg *config.Config) pool.Options {

@@ -28,6 +28,9 @@ func (s *session) scriptCommand() *cli.Command {
 			if _, err := s.setup(c); err != nil {
 				return err
 			}
+			if err := s.startLua(binding.PluginFiles(s.cfg, s.getenv)); err != nil {
+				return err
+			}
 			file := c.Args().First()
 			if _, err := os.Stat(file); err != nil {
 				return usageErr("cannot read script %s: %v", file, errors.Unwrap(err))

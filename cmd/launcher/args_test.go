@@ -1,0 +1,65 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestFlagsAfterArguments checks, for every command, that flags placed
+// after the positional arguments are moved in front of them (urfave/cli
+// would otherwise take them for arguments, silently).
+func TestFlagsAfterArguments(t *testing.T) {
+	s := &session{getenv: func(string) string { return "" }}
+	app := s.newApp()
+	cases := []struct{ in, want string }{
+		{"run cartesio -v ec_idle -c robot.yaml", "run -v ec_idle -c robot.yaml -- cartesio"},
+		{"run cartesio -v ec_idle debug -c r.yaml", "run -v ec_idle -v debug -c r.yaml -- cartesio"},
+		{"run cartesio -p a:=1 b:=x:=y -w", "run -p a:=1 -p b:=x:=y -w -- cartesio"},
+		{"run -v debug cartesio", "run -v debug -- cartesio"},
+		{"-c r.yaml run cartesio --timeout 5s", "run -c r.yaml --timeout 5s -- cartesio"},
+		{"kill a b --force -c r.yaml", "kill --force -c r.yaml -- a b"},
+		{"kill --all -c r.yaml", "kill --all -c r.yaml"},
+		{"restart a --force -p k:=v", "restart --force -p k:=v -- a"},
+		{"status a --json -c r.yaml", "status --json -c r.yaml -- a"},
+		{"status -w a", "status -w -- a"},
+		{"watch a b -n 5", "watch -n 5 -- a b"},
+		{"mon --attach -c r.yaml", "mon --attach -c r.yaml"},
+		{"plan a --json -v x", "plan --json -v x -- a"},
+		{"validate -c r.yaml", "validate -c r.yaml"},
+		{"script b.lua --robot kyon -c r.yaml", "script -c r.yaml -- b.lua --robot kyon"},
+		{"attach a --wait", "attach --wait -- a"},
+		{"lua-types dir", "lua-types -- dir"},
+		{"run a -- -weird", "run -- a -weird"},
+		{"status --bogus a", "status --bogus -- a"},
+	}
+	for _, c := range cases {
+		got := strings.Join(normalizeArgs(app, append([]string{"launcher"}, strings.Fields(c.in)...))[1:], " ")
+		if got != c.want {
+			t.Errorf("%q:\n got %q\nwant %q", c.in, got, c.want)
+		}
+	}
+	// Every command of the app has a case above.
+	covered := map[string]bool{}
+	for _, c := range cases {
+		for _, w := range strings.Fields(c.in) {
+			covered[w] = true
+		}
+	}
+	for _, cmd := range app.Commands {
+		if !cmd.Hidden && cmd.Name != "completion" && !covered[cmd.Name] {
+			t.Errorf("command %s has no flag-order case", cmd.Name)
+		}
+	}
+}
+
+func TestParseParams(t *testing.T) {
+	p, err := parseParams([]string{"a:=1", "url:=http://x:=y", "empty:="})
+	if err != nil || p["a"] != "1" || p["url"] != "http://x:=y" || p["empty"] != "" {
+		t.Errorf("%v %v", p, err)
+	}
+	for _, bad := range []string{"novalue", ":=x"} {
+		if _, err := parseParams([]string{bad}); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

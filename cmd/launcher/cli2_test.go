@@ -1,0 +1,119 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/robotlauncher/launcher/executor/executortest"
+)
+
+func TestFlagsAfterArgumentsEndToEnd(t *testing.T) {
+	e := newEnv(t, "context: {session: wrong}\nother: {cmd: 'true'}\n")
+	other := filepath.Join(e.dir, "robot.yaml")
+	os.WriteFile(other, []byte("context: {session: fa, params: {n: 0}}\ncartesio:\n  cmd: echo n={n} mode={mode}; sleep 300\n  variants:\n    mode:\n      - ec_idle: {params: {mode: idle}}\n      - ec_pos: {params: {mode: pos}}\n"), 0o644)
+	e.mustRun("run", "cartesio", "-v", "ec_idle", "-p", "n:=7", "-c", other)
+	e.waitLog("fa", "cartesio", "n=7 mode=idle")
+	r := e.mustRun("status", "cartesio", "--json", "-c", other)
+	if !strings.Contains(r.stdout, `"state": "READY"`) {
+		t.Errorf("status: %s", r)
+	}
+	if r := e.run("status", "--bogus", "-c", other); r.code != 2 || !strings.Contains(r.stderr, "bogus") {
+		t.Errorf("unknown flag: %s", r)
+	}
+	if r := e.run("run", "nosuch", "-c", other); r.code != 2 || !strings.Contains(r.stderr, `unknown process "nosuch"`) {
+		t.Errorf("unknown process: %s", r)
+	}
+	e.mustRun("kill", "cartesio", "-c", other)
+}
+
+// TestBrokenConfigsChangeNothing runs every broken config of the corpus:
+// exit 2, the error at its file:line, and no tmux server touched.
+func TestBrokenConfigsChangeNothing(t *testing.T) {
+	e := newEnv(t, "context: {session: x}\nx: {cmd: 'true'}\n")
+	dir, _ := filepath.Abs("../../engine/config/testdata/broken")
+	files, _ := filepath.Glob(dir + "/*.yaml")
+	if len(files) < 30 {
+		t.Fatalf("%d broken configs", len(files))
+	}
+	want := regexp.MustCompile(`(?m)^# error: (?:(\d+)(?::(\d+))?: )?(.*)$`)
+	for _, f := range files {
+		data, _ := os.ReadFile(f)
+		m := want.FindStringSubmatch(string(data))
+		r := e.run("run", "a", "-c", f)
+		loc := filepath.Base(f)
+		if m[1] != "" {
+			loc += ":" + m[1]
+		}
+		if r.code != 2 || !strings.Contains(r.stderr, loc) || !strings.Contains(r.stderr, m[3]) {
+			t.Errorf("%s: want exit 2 with %q and %q, got %s", filepath.Base(f), loc, m[3], r)
+		}
+	}
+	if _, err := os.Stat(e.sock); err == nil {
+		t.Error("a tmux server was started by a broken config")
+	}
+}
+
+func TestCtrlCDuringRun(t *testing.T) {
+	e := newEnv(t, "context: {session: ci}\nslow: {cmd: sleep 300, ready_check: 'false'}\n")
+	b := e.start("run", "slow")
+	e.waitState("slow", "STARTING", 10*time.Second)
+	_ = b.cmd.Process.Signal(syscall.SIGINT)
+	if code := b.wait(t, 10*time.Second); code != 130 {
+		t.Errorf("exit %d", code)
+	}
+	if !strings.Contains(b.stderr(), "interrupted") || !strings.Contains(b.stderr(), "keep running") {
+		t.Errorf("message: %s", b.stderr())
+	}
+	if s := e.state("slow"); s != "RUNNING" {
+		t.Errorf("after Ctrl-C: %s", s)
+	}
+}
+
+func TestCompletion(t *testing.T) {
+	e := newEnv(t, "context: {session: co}\nroscore: {cmd: 'true'}\nplanner: {cmd: 'true'}\n")
+	r := e.mustRun("run", "--generate-bash-completion")
+	if !strings.Contains(r.stdout, "roscore") || !strings.Contains(r.stdout, "planner") {
+		t.Errorf("process names: %s", r)
+	}
+	r = e.mustRun("completion", "bash")
+	if !strings.Contains(r.stdout, "complete -o bashdefault -o default -F _launcher_complete launcher") {
+		t.Errorf("script: %s", r)
+	}
+	if r := e.run("completion", "fish"); r.code != 2 {
+		t.Errorf("unsupported shell: %s", r)
+	}
+}
+
+func TestStatusWatchFrames(t *testing.T) {
+	e := newEnv(t, "context: {session: sw}\na: {cmd: sleep 300}\n")
+	e.mustRun("run", "a")
+	b := e.start("status", "-w")
+	executortest.Eventually(t, 10*time.Second, "two frames", func() bool { return strings.Count(b.stdout(), "Updated: ") >= 2 })
+	_ = b.cmd.Process.Signal(syscall.SIGINT)
+	b.wait(t, 5*time.Second)
+	if !regexp.MustCompile(`Updated: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\nPROCESS`).MatchString(b.stdout()) {
+		t.Errorf("frames:\n%s", b.stdout())
+	}
+}
+
+func TestQuickstartExample(t *testing.T) {
+	e := newEnv(t, "context: {session: x}\nx: {cmd: 'true'}\n")
+	e.cfg, _ = filepath.Abs("../../examples/quickstart/launcher.yaml")
+	r := e.mustRun("run", "planner")
+	st := e.status()
+	for _, p := range []string{"server", "controller", "planner"} {
+		if st[p].State != "READY" {
+			t.Errorf("%s: %s\n%s", p, st[p].State, r)
+		}
+	}
+	if st["homing"].State != "STOPPED" || !strings.Contains(r.stdout, "[homing] | homed") {
+		t.Errorf("homing: %+v", st["homing"])
+	}
+	e.waitLog("quickstart", "controller", "control loop 2 at 2 Hz")
+	e.mustRun("kill", "--all")
+}
