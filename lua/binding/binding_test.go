@@ -218,22 +218,28 @@ assert(maxActive == 1, "handlers overlapped: " .. maxActive)
 
 func TestExitedEventsReachHandlersQuickly(t *testing.T) {
 	w := newWorld(t, robotYAML)
+	subscribed := make(chan struct{})
+	w.h.Do(func() {
+		w.h.rt.L.SetGlobal("__subscribed", w.h.rt.L.NewFunction(func(*luaState) int { close(subscribed); return 0 }))
+	})
+	var start time.Time
 	go func() {
-		// The process dies on its own while the script supervises.
-		time.Sleep(300 * time.Millisecond)
+		// The process dies on its own once the script listens.
+		<-subscribed
+		start = time.Now()
 		w.m.Exit("core", 2)
 	}()
-	start := time.Now()
 	w.mustScript(t, `
 local launcher = require("launcher")
 assert(launcher.start("core"))
 local got
 launcher.on("exited", "co*", function(ev) got = ev end)
+__subscribed()
 while not got do launcher.sleep(0.01) end
 assert(got.process == "core" and got.exit_code == 2 and got.expected == false, got.message)
 `)
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("exit noticed after %s", d)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("exit reached the handler after %s, want within 1s", d)
 	}
 }
 
