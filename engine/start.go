@@ -130,14 +130,8 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 		}
 	}()
 	for attempt := 0; ; attempt++ {
-		snap, err := snaps.get(ctx, time.Now())
+		w, err := currentWindow(ctx, em, p, level, snaps)
 		if err != nil {
-			em.emit(Failed, p, level, "%v", err)
-			return err
-		}
-		w, err := findWindow(snap, p)
-		if err != nil {
-			em.emit(Failed, p, level, "%v", err)
 			return err
 		}
 		now := time.Now()
@@ -214,6 +208,20 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 		}
 		return e.awaitReady(ctx, em, r, level, m, snaps, nw, false, offset)
 	}
+}
+
+// currentWindow lists the machine's windows now and finds p's, reporting a
+// failure (unreachable machine, CONFLICT) as an event.
+func currentWindow(ctx context.Context, em emitter, p *config.Process, level int, snaps *snapshots) (*executor.Window, error) {
+	snap, err := snaps.get(ctx, time.Now())
+	if err == nil {
+		var w *executor.Window
+		if w, err = findWindow(snap, p); err == nil {
+			return w, nil
+		}
+	}
+	em.emit(Failed, p, level, "%v", err)
+	return nil, err
 }
 
 func toExecEnv(env []config.EnvVar) []executor.EnvVar {

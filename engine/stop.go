@@ -99,14 +99,8 @@ func (e *Engine) stopOne(ctx context.Context, em emitter, p *config.Process, lev
 	lk := e.lock(p.Machine, p.Session, p.Name)
 	lk.Lock()
 	defer lk.Unlock()
-	snap, err := snaps.get(ctx, time.Now())
+	w, err := currentWindow(ctx, em, p, level, snaps)
 	if err != nil {
-		em.emit(Failed, p, level, "%v", err)
-		return err
-	}
-	w, err := findWindow(snap, p)
-	if err != nil {
-		em.emit(Failed, p, level, "%v", err)
 		return err
 	}
 	if w == nil {

@@ -44,7 +44,7 @@ func jsonLoader(L *lua.LState) int {
 				L.Push(lua.LString("invalid JSON: " + err.Error()))
 				return 2
 			}
-			L.Push(fromJSON(L, v))
+			L.Push(host.ToLua(L, v))
 			return 1
 		},
 	})
@@ -73,30 +73,4 @@ func sorted(v any) any {
 		}
 	}
 	return v
-}
-
-func fromJSON(L *lua.LState, v any) lua.LValue {
-	switch x := v.(type) {
-	case nil:
-		return lua.LNil
-	case bool:
-		return lua.LBool(x)
-	case float64:
-		return lua.LNumber(x)
-	case string:
-		return lua.LString(x)
-	case []any:
-		t := L.CreateTable(len(x), 0)
-		for i, e := range x {
-			t.RawSetInt(i+1, fromJSON(L, e))
-		}
-		return t
-	case map[string]any:
-		t := L.CreateTable(0, len(x))
-		for k, e := range x {
-			t.RawSetString(k, fromJSON(L, e))
-		}
-		return t
-	}
-	return lua.LNil
 }

@@ -33,6 +33,34 @@ func (s *session) request(c *cli.Context) (config.Request, error) {
 	return config.Request{Params: params, Variants: c.StringSlice("variant")}, nil
 }
 
+// oneProcess is the start of commands on one process: wiring, the name
+// (checked against the config) and the -p/-v request.
+func (s *session) oneProcess(c *cli.Context, cmd string) (*engine.Engine, string, config.Request, error) {
+	if c.NArg() != 1 {
+		return nil, "", config.Request{}, usageErr("%s needs exactly one process name (got %d)", cmd, c.NArg())
+	}
+	e, err := s.setup(c)
+	if err != nil {
+		return nil, "", config.Request{}, err
+	}
+	name := c.Args().First()
+	if err := s.checkNames([]string{name}); err != nil {
+		return nil, "", config.Request{}, err
+	}
+	req, err := s.request(c)
+	return e, name, req, err
+}
+
+// someProcesses is the start of commands on any number of processes.
+func (s *session) someProcesses(c *cli.Context) (*engine.Engine, []string, error) {
+	e, err := s.setup(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	names := c.Args().Slice()
+	return e, names, s.checkNames(names)
+}
+
 func (s *session) completeProcesses(c *cli.Context) {
 	cfg, err := s.load(c)
 	if err != nil {
@@ -73,18 +101,7 @@ func (s *session) runCommand() *cli.Command {
 		)...),
 		BashComplete: s.completeProcesses,
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return usageErr("run needs exactly one process name (got %d)", c.NArg())
-			}
-			e, err := s.setup(c)
-			if err != nil {
-				return err
-			}
-			name := c.Args().First()
-			if err := s.checkNames([]string{name}); err != nil {
-				return err
-			}
-			req, err := s.request(c)
+			e, name, req, err := s.oneProcess(c, "run")
 			if err != nil {
 				return err
 			}
@@ -200,18 +217,7 @@ func (s *session) restartCommand() *cli.Command {
 		)...),
 		BashComplete: s.completeProcesses,
 		Action: func(c *cli.Context) error {
-			if c.NArg() != 1 {
-				return usageErr("restart needs exactly one process name")
-			}
-			e, err := s.setup(c)
-			if err != nil {
-				return err
-			}
-			name := c.Args().First()
-			if err := s.checkNames([]string{name}); err != nil {
-				return err
-			}
-			req, err := s.request(c)
+			e, name, req, err := s.oneProcess(c, "restart")
 			if err != nil {
 				return err
 			}

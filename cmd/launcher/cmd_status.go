@@ -25,12 +25,8 @@ func (s *session) statusCommand() *cli.Command {
 		),
 		BashComplete: s.completeProcesses,
 		Action: func(c *cli.Context) error {
-			e, err := s.setup(c)
+			e, names, err := s.someProcesses(c)
 			if err != nil {
-				return err
-			}
-			names := c.Args().Slice()
-			if err := s.checkNames(names); err != nil {
 				return err
 			}
 			st := newStyle(s.color)
@@ -137,12 +133,8 @@ func (s *session) watchCommand() *cli.Command {
 		),
 		BashComplete: s.completeProcesses,
 		Action: func(c *cli.Context) error {
-			e, err := s.setup(c)
+			e, names, err := s.someProcesses(c)
 			if err != nil {
-				return err
-			}
-			names := c.Args().Slice()
-			if err := s.checkNames(names); err != nil {
 				return err
 			}
 			n, err := parseNumLines(c.String("num-lines"))

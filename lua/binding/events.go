@@ -63,25 +63,35 @@ func (h *Host) on(L *lua.LState) int {
 	} else {
 		h.ensureSubscribed()
 	}
-	ud := L.NewUserData()
-	ud.Value = hd
-	mt := L.NewTable()
-	methods := L.NewTable()
-	methods.RawSetString("off", L.NewFunction(func(L *lua.LState) int {
-		hd.off = true
-		if hd.cancel != nil {
-			hd.cancel()
-		}
-		return 0
+	L.Push(newHandle(L, hd, "launcher.Subscription("+hd.event+")", map[string]lua.LValue{
+		"off": L.NewFunction(func(L *lua.LState) int {
+			hd.off = true
+			if hd.cancel != nil {
+				hd.cancel()
+			}
+			return 0
+		}),
 	}))
-	mt.RawSetString("__index", methods)
+	return 1
+}
+
+// newHandle makes a userdata with methods and a readable tostring. The Go
+// value stays owned by the host (the GC of Lua does not end it).
+func newHandle(L *lua.LState, v any, name string, methods map[string]lua.LValue) *lua.LUserData {
+	ud := L.NewUserData()
+	ud.Value = v
+	mt := L.NewTable()
+	idx := L.NewTable()
+	for k, m := range methods {
+		idx.RawSetString(k, m)
+	}
+	mt.RawSetString("__index", idx)
 	mt.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
-		L.Push(lua.LString("launcher.Subscription(" + hd.event + ")"))
+		L.Push(lua.LString(name))
 		return 1
 	}))
 	L.SetMetatable(ud, mt)
-	L.Push(ud)
-	return 1
+	return ud
 }
 
 // ensureSubscribed connects the engine's bus to the handlers, once.
@@ -262,61 +272,52 @@ func (h *Host) watch(L *lua.LState) int {
 		default:
 		}
 	}()
-	ud := L.NewUserData()
-	ud.Value = w
-	mt := L.NewTable()
-	methods := L.NewTable()
-	methods.RawSetString("next", stdlib_shim(L, func(L *lua.LState) int {
-		w := checkWatcher(L)
-		o := host.CheckOptions(L, 2, "timeout")
-		timeout := host.OptDuration(L, o, "timeout")
-		L.Push(h.rt.Async(L, func(ctx context.Context) host.Converter {
-			var timer <-chan time.Time
-			if timeout > 0 {
-				t := time.NewTimer(timeout)
-				defer t.Stop()
-				timer = t.C
-			}
-			for {
-				w.mu.Lock()
-				if len(w.lines) > 0 {
-					line := w.lines[0]
-					w.lines = w.lines[1:]
+	L.Push(newHandle(L, w, "launcher.Watch("+p.Name+")", map[string]lua.LValue{
+		"next": stdlib_shim(L, func(L *lua.LState) int {
+			w := checkWatcher(L)
+			o := host.CheckOptions(L, 2, "timeout")
+			timeout := host.OptDuration(L, o, "timeout")
+			L.Push(h.rt.Async(L, func(ctx context.Context) host.Converter {
+				var timer <-chan time.Time
+				if timeout > 0 {
+					t := time.NewTimer(timeout)
+					defer t.Stop()
+					timer = t.C
+				}
+				for {
+					w.mu.Lock()
+					if len(w.lines) > 0 {
+						line := w.lines[0]
+						w.lines = w.lines[1:]
+						w.mu.Unlock()
+						return host.Values(line)
+					}
+					closed := w.closed
 					w.mu.Unlock()
-					return host.Values(line)
+					if closed {
+						return host.Fail("closed")
+					}
+					select {
+					case <-w.wake:
+					case <-timer:
+						return host.Fail("timeout")
+					case <-ctx.Done():
+						return host.Fail("cancelled")
+					}
 				}
-				closed := w.closed
-				w.mu.Unlock()
-				if closed {
-					return host.Fail("closed")
-				}
-				select {
-				case <-w.wake:
-				case <-timer:
-					return host.Fail("timeout")
-				case <-ctx.Done():
-					return host.Fail("cancelled")
-				}
-			}
-		}))
-		return 1
-	}, "watcher:next"))
-	methods.RawSetString("close", L.NewFunction(func(L *lua.LState) int {
-		w := checkWatcher(L)
-		w.cancel()
-		w.mu.Lock()
-		w.closed = true
-		w.lines = nil
-		w.mu.Unlock()
-		return 0
+			}))
+			return 1
+		}, "watcher:next"),
+		"close": L.NewFunction(func(L *lua.LState) int {
+			w := checkWatcher(L)
+			w.cancel()
+			w.mu.Lock()
+			w.closed = true
+			w.lines = nil
+			w.mu.Unlock()
+			return 0
+		}),
 	}))
-	mt.RawSetString("__index", methods)
-	mt.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
-		L.Push(lua.LString("launcher.Watch(" + p.Name + ")"))
-		return 1
-	}))
-	L.SetMetatable(ud, mt)
-	L.Push(ud)
 	return 1
 }
 
