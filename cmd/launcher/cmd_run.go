@@ -34,21 +34,34 @@ func (s *session) request(c *cli.Context) (config.Request, error) {
 }
 
 // oneProcess is the start of commands on one process: wiring, the name
-// (checked against the config) and the -p/-v request.
-func (s *session) oneProcess(c *cli.Context, cmd string) (*engine.Engine, string, config.Request, error) {
+// (checked against the config), the -p/-v request and its plan; every
+// input error is exit 2 before anything runs.
+func (s *session) oneProcess(c *cli.Context, cmd string) (e *engine.Engine, name string, req config.Request, plan *config.Plan, err error) {
 	if c.NArg() != 1 {
-		return nil, "", config.Request{}, usageErr("%s needs exactly one process name (got %d)", cmd, c.NArg())
+		return nil, "", req, nil, usageErr("%s needs exactly one process name (got %d)", cmd, c.NArg())
 	}
-	e, err := s.setup(c)
-	if err != nil {
-		return nil, "", config.Request{}, err
+	if e, err = s.setup(c); err != nil {
+		return nil, "", req, nil, err
 	}
-	name := c.Args().First()
-	if err := s.checkNames([]string{name}); err != nil {
-		return nil, "", config.Request{}, err
+	name = c.Args().First()
+	if err = s.checkNames([]string{name}); err != nil {
+		return nil, "", req, nil, err
 	}
-	req, err := s.request(c)
-	return e, name, req, err
+	if req, err = s.request(c); err != nil {
+		return nil, "", req, nil, err
+	}
+	if plan, err = s.cfg.Resolve([]string{name}, req); err != nil {
+		return nil, "", req, nil, &exitError{code: exitUsage, err: err}
+	}
+	return e, name, req, plan, nil
+}
+
+// timeoutContext bounds the command by --timeout, when given.
+func timeoutContext(c *cli.Context) (context.Context, context.CancelFunc) {
+	if d := c.Duration("timeout"); d > 0 {
+		return context.WithTimeout(c.Context, d)
+	}
+	return context.WithCancel(c.Context)
 }
 
 // someProcesses is the start of commands on any number of processes.
@@ -101,20 +114,12 @@ func (s *session) runCommand() *cli.Command {
 		)...),
 		BashComplete: s.completeProcesses,
 		Action: func(c *cli.Context) error {
-			e, name, req, err := s.oneProcess(c, "run")
+			e, name, _, plan, err := s.oneProcess(c, "run")
 			if err != nil {
 				return err
 			}
-			plan, err := s.cfg.Resolve([]string{name}, req)
-			if err != nil {
-				return &exitError{code: exitUsage, err: err}
-			}
-			ctx := c.Context
-			if d := c.Duration("timeout"); d > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, d)
-				defer cancel()
-			}
+			ctx, cancel := timeoutContext(c)
+			defer cancel()
 			flush := s.watchEvents(c, e)
 			err = e.StartPlan(ctx, plan)
 			for try := 0; try < c.Int("ssh-retries") && executor.IsUnavailable(err) && ctx.Err() == nil; try++ {
@@ -217,19 +222,12 @@ func (s *session) restartCommand() *cli.Command {
 		)...),
 		BashComplete: s.completeProcesses,
 		Action: func(c *cli.Context) error {
-			e, name, req, err := s.oneProcess(c, "restart")
+			e, name, req, _, err := s.oneProcess(c, "restart")
 			if err != nil {
 				return err
 			}
-			if _, err := s.cfg.Resolve([]string{name}, req); err != nil {
-				return &exitError{code: exitUsage, err: err}
-			}
-			ctx := c.Context
-			if d := c.Duration("timeout"); d > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, d)
-				defer cancel()
-			}
+			ctx, cancel := timeoutContext(c)
+			defer cancel()
 			flush := s.watchEvents(c, e)
 			err = e.Restart(ctx, name, req, engine.KillOptions{Force: c.Bool("force")})
 			flush()
