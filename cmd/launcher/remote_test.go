@@ -260,7 +260,7 @@ func TestHostileParamsNeverRunAsCode(t *testing.T) {
 	w.extra = append(w.extra, "DOCKER_HOST="+d.Host())
 	d.Run(t, "hostile-c")
 	pwned := filepath.Join(os.TempDir(), "launcher-pwned-"+strconv.Itoa(os.Getpid()))
-	hostile := "x; touch " + pwned + " $(touch " + pwned + ") `touch " + pwned + "` 'q' \"dq\" \\back"
+	hostile := "x; touch " + pwned + " $(touch " + pwned + ") `touch " + pwned + "` $(id) 'q' \"dq\" \\back\nsecond line; touch " + pwned
 	tmpl := `printf 'MSG=[%s]\n' "$MSG"; sleep 300`
 	w.writeConfig(fmt.Sprintf(`
 context: {session: hp}
@@ -275,12 +275,17 @@ ssh_docker_p: {<<: *base, docker: hostile-c, machine: %[2]s}
 all: {cmd: "true", persistent: false, depends: [local_p, ssh_p, docker_p, ssh_docker_p]}
 `, tmpl, w.hosts[0].Machine()))
 	w.mustRun("run", "all", "-p", "msg:="+hostile)
-	want := "MSG=[" + hostile + "]"
+	// The value arrives whole: its first line, then its second line.
+	first, second, _ := strings.Cut(hostile, "\n")
+	want := []string{"] MSG=[" + first + "\n", "] " + second + "]\n"}
+	has := func(log string) bool { return strings.Contains(log, want[0]) && strings.Contains(log, want[1]) }
 	for _, p := range []string{"local_p", "docker_p"} {
-		w.waitLog("hp", p, want)
+		if !executortest.Poll(10*time.Second, func() bool { return has(e2log(w, p)) }) {
+			t.Errorf("%s log: %s", p, e2log(w, p))
+		}
 	}
 	for _, p := range []string{"ssh_p", "ssh_docker_p"} {
-		if !executortest.Poll(10*time.Second, func() bool { return strings.Contains(remoteLog(w.hosts[0], "hp", p), want) }) {
+		if !executortest.Poll(10*time.Second, func() bool { return has(remoteLog(w.hosts[0], "hp", p)) }) {
 			t.Errorf("%s log: %s", p, remoteLog(w.hosts[0], "hp", p))
 		}
 	}
@@ -382,3 +387,5 @@ local_talker: {cmd: 'for i in $(seq 1000); do echo "local says $i"; sleep 0.5; d
 		t.Fatalf("monitor panes do not show the windows:\n%s", captured())
 	}
 }
+
+func e2log(w *sshWorld, p string) string { return w.logOf("hp", p) }
