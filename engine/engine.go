@@ -67,6 +67,9 @@ type Engine struct {
 	mu    sync.Mutex
 	snaps map[string]*snapshots
 	locks map[string]*sync.Mutex
+	// spawned is the window each persistent process got from this engine,
+	// so Monitor's first poll still reports an exit that came before it.
+	spawned map[string]string
 
 	monitorOnce sync.Once
 }
@@ -74,7 +77,7 @@ type Engine struct {
 // New returns an Engine.
 func New(o Options) *Engine {
 	e := &Engine{cfg: o.Config, conn: o.Connector, bus: o.Bus, checker: o.Checker, owner: o.Owner,
-		checkTimeout: o.CheckTimeout, snaps: map[string]*snapshots{}, locks: map[string]*sync.Mutex{}}
+		checkTimeout: o.CheckTimeout, snaps: map[string]*snapshots{}, locks: map[string]*sync.Mutex{}, spawned: map[string]string{}}
 	if e.bus == nil {
 		e.bus = NewBus()
 	}

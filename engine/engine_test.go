@@ -388,3 +388,48 @@ func TestGlob(t *testing.T) {
 		}
 	}
 }
+
+// An exit between Start and the monitor's first poll (a script that
+// subscribes just after starting) must still be reported.
+func TestMonitorReportsExitBeforeItsFirstPoll(t *testing.T) {
+	e, conn, _ := newTestEngine(t, `
+context: {session: s}
+core: {cmd: core}
+other: {cmd: other}
+`)
+	m := local(t, conn)
+	if err := e.Start(ctxT(t), []string{"core"}, config.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	// "other" was started by someone else and is already dead: not news.
+	if _, err := m.Spawn(ctxT(t), executor.SpawnSpec{Session: "s", Name: "other", Script: "other", Marks: executor.Marks{Managed: true}}); err != nil {
+		t.Fatal(err)
+	}
+	m.Exit("other", 1)
+	m.Exit("core", 3)
+	got := make(chan Event, 4)
+	unsub := e.Bus().Subscribe(func(ev Event) bool { return ev.Kind == Exited }, func(ev Event) { got <- ev })
+	defer unsub()
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	done := make(chan struct{})
+	go func() { e.Monitor(ctx, 10*time.Millisecond); close(done) }()
+	select {
+	case ev := <-got:
+		if ev.Process != "core" || ev.ExitCode == nil || *ev.ExitCode != 3 || ev.Expected {
+			t.Fatalf("event %+v, want core exited with 3", ev)
+		}
+	case <-ctx.Done():
+		t.Fatal("no exited event for core")
+	}
+	// The poll that reported core has finished once Monitor returns: it
+	// reported nothing for "other".
+	cancel()
+	<-done
+	e.Bus().Flush()
+	select {
+	case ev := <-got:
+		t.Fatalf("unexpected event %+v", ev)
+	default:
+	}
+}

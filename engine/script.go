@@ -112,15 +112,21 @@ func (e *Engine) RunLog(ctx context.Context, name string, max int) (string, erro
 // that exits (Exited, with its exit code; Message "stopped on request" when
 // a stop asked for it), a machine that becomes unreachable (HostLost) or
 // reachable again (HostBack). It polls every `every` (one window listing
-// per machine), so an exit reaches subscribers within that time.
+// per machine), so an exit reaches subscribers within that time. A
+// process this engine started counts as running at the first poll, so an
+// exit that came before the monitor began is reported too.
 func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 	type seen struct {
 		alive  bool
 		window string
 	}
 	last := map[string]seen{}
+	e.mu.Lock()
+	for name, id := range e.spawned {
+		last[name] = seen{alive: true, window: id}
+	}
+	e.mu.Unlock()
 	lost := map[string]bool{}
-	first := true
 	em := emitter{bus: e.bus}
 	for {
 		sts, err := e.Status(ctx, nil)
@@ -140,7 +146,7 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 				id = st.Window.ID
 			}
 			prev, known := last[st.Process]
-			if !first && known && prev.alive && !alive && st.Window != nil && prev.window == id && !st.Window.Marks.OneShot {
+			if known && prev.alive && !alive && st.Window != nil && prev.window == id && !st.Window.Marks.OneShot {
 				ev := Event{Time: now, Kind: Exited, Process: st.Process, Machine: st.Machine, Session: st.Session, Message: "exited", ExitCode: st.ExitCode}
 				if op, ok := parseOp(st.Window.Marks.Op); ok && op.Kind == "stopping" {
 					ev.Message, ev.Expected = "stopped on request", true
@@ -161,7 +167,6 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 				em.publish(Event{Time: now, Kind: HostBack, Machine: m, Message: "reachable again"})
 			}
 		}
-		first = false
 		if sleepCtx(ctx, every) != nil {
 			return
 		}

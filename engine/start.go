@@ -201,6 +201,11 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 		}
 		lk.Unlock()
 		locked = false
+		if p.Persistent {
+			e.mu.Lock()
+			e.spawned[p.Name] = nw.ID
+			e.mu.Unlock()
+		}
 		em.publish(Event{Kind: Started, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level,
 			Message: fmt.Sprintf("started (pid %d)", nw.PanePID), PID: nw.PanePID})
 		if !p.Persistent {

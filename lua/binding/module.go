@@ -280,16 +280,21 @@ func (h *Host) runLog(L *lua.LState) int {
 func (h *Host) sleep(L *lua.LState) int {
 	d := time.Duration(host.Num(L, 1) * float64(time.Second))
 	L.Push(h.rt.Async(L, func(ctx context.Context) host.Converter {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return host.Values(true)
-		case <-ctx.Done():
-			return host.Fail("cancelled")
-		}
+		return wait(ctx, d)
 	}))
 	return 1
+}
+
+// wait returns true after d, or (nil, "cancelled") when ctx ends first.
+func wait(ctx context.Context, d time.Duration) host.Converter {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return host.Values(true)
+	case <-ctx.Done():
+		return host.Fail("cancelled")
+	}
 }
 
 // supervise keeps the script alive (handlers keep firing, exits are
@@ -300,18 +305,11 @@ func (h *Host) supervise(L *lua.LState) int {
 	h.e.MonitorOnce(h.ctx, h.opts.MonitorEvery)
 	h.ensureSubscribed()
 	L.Push(h.rt.Async(L, func(ctx context.Context) host.Converter {
-		if timeout == 0 {
+		if timeout == 0 { // no timeout: until Ctrl-C
 			<-ctx.Done()
 			return host.Fail("cancelled")
 		}
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return host.Values(true)
-		case <-ctx.Done():
-			return host.Fail("cancelled")
-		}
+		return wait(ctx, timeout)
 	}))
 	return 1
 }
