@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -115,14 +116,39 @@ func BenchmarkRemoteStatus3x20(b *testing.B) {
 	if err := os.WriteFile(one, []byte(oneYAML.String()), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	var t3, t1 time.Duration
+	// The floor: OpenSSH's own client running `true` on one host, then on
+	// the three at once. It shows what parallel connections cost on this
+	// machine, where the three sshd share the client's cores.
+	sshTrue := func(h *executortest.SSHD) {
+		out, err := exec.Command("ssh", "-F", "/dev/null", "-i", w.key, "-o", "UserKnownHostsFile="+w.known,
+			"-o", "BatchMode=yes", "-p", strconv.Itoa(h.Port), executortest.TestUser+"@"+h.Addr, "true").CombinedOutput()
+		if err != nil {
+			b.Fatalf("ssh %s: %v\n%s", h.Machine(), err, out)
+		}
+	}
+	var t3, t1, s3, s1 time.Duration
 	for i := 0; i < b.N; i++ {
 		t3 += timed(w.tenv, "status", "-c", threeCfg)
 		t1 += timed(w.tenv, "status", "-c", one)
+		start := time.Now()
+		sshTrue(w.hosts[0])
+		s1 += time.Since(start)
+		start = time.Now()
+		var wg sync.WaitGroup
+		for _, h := range w.hosts {
+			wg.Add(1)
+			go func() { defer wg.Done(); sshTrue(h) }()
+		}
+		wg.Wait()
+		s3 += time.Since(start)
 	}
-	b.ReportMetric(float64(t3.Milliseconds())/float64(b.N), "3hosts-ms")
-	b.ReportMetric(float64(t1.Milliseconds())/float64(b.N), "1host-ms")
+	n := float64(b.N)
+	b.ReportMetric(float64(t3.Milliseconds())/n, "3hosts-ms")
+	b.ReportMetric(float64(t1.Milliseconds())/n, "1host-ms")
 	b.ReportMetric(float64(t3)/float64(t1), "ratio")
+	b.ReportMetric(float64(s1.Milliseconds())/n, "ssh-true-1host-ms")
+	b.ReportMetric(float64(s3)/float64(s1), "ssh-true-3v1-ratio")
+	b.ReportMetric(float64(t3)/float64(t1)/(float64(s3)/float64(s1)), "ratio-vs-ssh-floor")
 }
 
 // BenchmarkLinkDropDetection: how long after a link stalls a running
