@@ -105,6 +105,29 @@ after:
 	}
 }
 
+// --timeout gives up waiting for readiness, says so, and leaves what
+// started running: for run and for restart.
+func TestTimeoutLeavesProcessesRunning(t *testing.T) {
+	e := newEnv(t, `
+context: {session: to}
+slow:
+  cmd: sleep 300
+  ready_check: "false"
+`)
+	prev := 0
+	for _, args := range [][]string{{"run", "slow", "--timeout", "500ms"}, {"restart", "slow", "--timeout", "500ms"}} {
+		r := e.run(args...)
+		if r.code != 1 || !strings.Contains(r.stderr, "not ready after --timeout 500ms; processes that started keep running") {
+			t.Fatalf("%v: want exit 1 and the timeout message:\n%s", args, r)
+		}
+		st := e.status()["slow"]
+		if st.State != "RUNNING" || st.PID == nil || !alive(*st.PID) || *st.PID == prev {
+			t.Fatalf("%v: a new slow must keep running: %+v", args, st)
+		}
+		prev = *st.PID
+	}
+}
+
 func TestFailedOneShotFailsDependants(t *testing.T) {
 	e := newEnv(t, `
 context: {session: os}

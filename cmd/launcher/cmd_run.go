@@ -132,17 +132,14 @@ func (s *session) runCommand() *cli.Command {
 			}
 			flush()
 			if err != nil {
-				if errors.Is(err, context.DeadlineExceeded) && c.Context.Err() == nil {
-					return &exitError{code: exitFailed, err: fmt.Errorf("not ready after --timeout %s; processes that started keep running", c.Duration("timeout"))}
-				}
-				return s.opError(err)
+				return s.opError(c, err)
 			}
 			if !c.Bool("watch") {
 				return nil
 			}
 			code, err := e.Follow(c.Context, name, func(line string) { fmt.Fprintln(s.stdout, line) })
 			if err != nil {
-				return s.opError(err)
+				return s.opError(c, err)
 			}
 			if code != 0 {
 				return &exitError{code: code}
@@ -154,7 +151,10 @@ func (s *session) runCommand() *cli.Command {
 
 // opError turns an operation error into an exit status: its details were
 // already printed as events.
-func (s *session) opError(err error) error {
+func (s *session) opError(c *cli.Context, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) && c.Duration("timeout") > 0 && c.Context.Err() == nil {
+		return &exitError{code: exitFailed, err: fmt.Errorf("not ready after --timeout %s; processes that started keep running", c.Duration("timeout"))}
+	}
 	var pe *engine.ProcessError
 	var ce *engine.ConflictError
 	if errors.As(err, &pe) || errors.As(err, &ce) {
@@ -203,7 +203,7 @@ func (s *session) killCommand() *cli.Command {
 			err = e.Kill(c.Context, names, all, engine.KillOptions{Force: c.Bool("force")})
 			flush()
 			if err != nil {
-				return s.opError(err)
+				return s.opError(c, err)
 			}
 			return nil
 		},
@@ -232,7 +232,7 @@ func (s *session) restartCommand() *cli.Command {
 			err = e.Restart(ctx, name, req, engine.KillOptions{Force: c.Bool("force")})
 			flush()
 			if err != nil {
-				return s.opError(err)
+				return s.opError(c, err)
 			}
 			return nil
 		},
