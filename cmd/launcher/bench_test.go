@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -39,19 +38,6 @@ func timed(e *tenv, args ...string) time.Duration {
 	return time.Since(start)
 }
 
-// proxied puts a connection-counting proxy in front of host h and trusts it.
-func proxied(b testing.TB, w *sshWorld, h *executortest.SSHD) (*executortest.Proxy, string) {
-	p := executortest.NewProxy(b, "127.0.0.1:0", net.JoinHostPort(h.Addr, strconv.Itoa(h.Port)))
-	line := fmt.Sprintf("[127.0.0.1]:%d %s\n", p.Addr().Port, h.HostKeyPub)
-	f, err := os.OpenFile(w.known, os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		b.Fatal(err)
-	}
-	fmt.Fprint(f, line)
-	f.Close()
-	return p, fmt.Sprintf("%s@127.0.0.1:%d", executortest.TestUser, p.Addr().Port)
-}
-
 func resetRemote(h *executortest.SSHD) {
 	_ = exec.Command("su", executortest.TestUser, "-c", "TMUX_TMPDIR="+h.TmuxTmpDir+" tmux kill-server").Run()
 }
@@ -61,7 +47,7 @@ func resetRemote(h *executortest.SSHD) {
 func BenchmarkRemoteBringUp20(b *testing.B) {
 	w := newSSHWorld(b, []string{"127.0.0.2"}, executortest.SSHDOptions{})
 	h := w.hosts[0]
-	proxy, machine := proxied(b, w, h)
+	proxy, machine := w.proxied(h)
 	var local, remote, connect time.Duration
 	var conns int64
 	for i := 0; i < b.N; i++ {
@@ -155,7 +141,7 @@ func BenchmarkRemoteStatus3x20(b *testing.B) {
 // launcher (watch) notices it.
 func BenchmarkLinkDropDetection(b *testing.B) {
 	w := newSSHWorld(b, []string{"127.0.0.2"}, executortest.SSHDOptions{})
-	proxy, machine := proxied(b, w, w.hosts[0])
+	proxy, machine := w.proxied(w.hosts[0])
 	w.writeConfig(fmt.Sprintf("context: {session: ld}\nt: {cmd: 'while true; do echo tick; sleep 0.2; done', machine: %s}\n", machine))
 	w.mustRun("run", "t")
 	var total time.Duration

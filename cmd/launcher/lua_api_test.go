@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -122,11 +121,7 @@ func TestLuaRemoteAndDocker(t *testing.T) {
 	w.extra = append(w.extra, "DOCKER_HOST="+d.Host())
 	h := w.hosts[0]
 	d.Run(t, "lua-c")
-	proxy := executortest.NewProxy(t, "127.0.0.1:0", net.JoinHostPort(h.Addr, strconv.Itoa(h.Port)))
-	f, _ := os.OpenFile(w.known, os.O_APPEND|os.O_WRONLY, 0o600)
-	fmt.Fprintf(f, "[127.0.0.1]:%d %s\n", proxy.Addr().Port, h.HostKeyPub)
-	f.Close()
-	machine := fmt.Sprintf("%s@127.0.0.1:%d", executortest.TestUser, proxy.Addr().Port)
+	proxy, machine := w.proxied(h)
 	server, _ := filepath.Abs("../../examples/robot/bin/fake_roscore.pl")
 	port := executortest.FreePort(t, "127.0.0.1")
 	w.writeConfig(fmt.Sprintf(`

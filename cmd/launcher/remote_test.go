@@ -44,6 +44,23 @@ func newSSHWorld(t testing.TB, addrs []string, opts executortest.SSHDOptions) *s
 	return w
 }
 
+// proxied puts a TCP proxy (which counts connections and can stall or
+// drop the link) in front of host h, trusts h's key at the proxy's address
+// and returns the machine string that goes through it.
+func (w *sshWorld) proxied(h *executortest.SSHD) (*executortest.Proxy, string) {
+	w.t.Helper()
+	p := executortest.NewProxy(w.t, "127.0.0.1:0", net.JoinHostPort(h.Addr, strconv.Itoa(h.Port)))
+	f, err := os.OpenFile(w.known, os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	fmt.Fprintf(f, "[127.0.0.1]:%d %s\n", p.Addr().Port, h.HostKeyPub)
+	if err := f.Close(); err != nil {
+		w.t.Fatal(err)
+	}
+	return p, fmt.Sprintf("%s@127.0.0.1:%d", executortest.TestUser, p.Addr().Port)
+}
+
 // remoteLog reads a process log on host h (its state directory is on this
 // very machine).
 func remoteLog(h *executortest.SSHD, session, proc string) string {
@@ -153,18 +170,13 @@ also_down: {cmd: sleep 300, machine: nobody@127.0.0.9:%d, session: other}
 func TestLinkLoss(t *testing.T) {
 	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{})
 	h := w.hosts[0]
-	proxy := executortest.NewProxy(t, "127.0.0.1:0", net.JoinHostPort(h.Addr, strconv.Itoa(h.Port)))
-	// known_hosts names the proxy's address: that is where launcher connects.
-	line := fmt.Sprintf("[127.0.0.1]:%d %s\n", proxy.Addr().Port, h.HostKeyPub)
-	if err := os.WriteFile(w.known, []byte(line), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	proxy, machine := w.proxied(h)
 	w.writeConfig(fmt.Sprintf(`
 context: {session: ll}
 ticker:
-  machine: %s@127.0.0.1:%d
+  machine: %s
   cmd: i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 0.05; done
-`, executortest.TestUser, proxy.Addr().Port))
+`, machine))
 	w.mustRun("run", "ticker")
 	watch := w.start("watch", "ticker", "-n", "0")
 	executortest.Eventually(t, 10*time.Second, "watch shows ticks", func() bool { return strings.Count(watch.stdout(), "tick ") > 5 })
@@ -209,12 +221,8 @@ ticker:
 func TestRunSSHRetries(t *testing.T) {
 	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{})
 	h := w.hosts[0]
-	proxy := executortest.NewProxy(t, "127.0.0.1:0", net.JoinHostPort(h.Addr, strconv.Itoa(h.Port)))
-	line := fmt.Sprintf("[127.0.0.1]:%d %s\n", proxy.Addr().Port, h.HostKeyPub)
-	if err := os.WriteFile(w.known, []byte(line), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	w.writeConfig(fmt.Sprintf("context: {session: rt}\np: {cmd: sleep 300, machine: %s@127.0.0.1:%d}\n", executortest.TestUser, proxy.Addr().Port))
+	proxy, machine := w.proxied(h)
+	w.writeConfig(fmt.Sprintf("context: {session: rt}\np: {cmd: sleep 300, machine: %s}\n", machine))
 	proxy.Refuse(true)
 	if r := w.run("run", "p"); r.code != 1 {
 		t.Fatalf("without retries: %s", r)
