@@ -10,6 +10,7 @@ import (
 
 	"github.com/robotlauncher/launcher/engine/config"
 	"github.com/robotlauncher/launcher/executor"
+	"github.com/robotlauncher/launcher/executor/executortest"
 	"github.com/robotlauncher/launcher/executor/fake"
 )
 
@@ -281,17 +282,13 @@ never: {cmd: never}
 	ctx := ctxT(t)
 	_ = e.Start(ctx, []string{"dead"}, config.Request{})
 	var sts []Status
-	var err error
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	executortest.Eventually(t, 5*time.Second, "dead is DEAD", func() bool {
+		var err error
 		if sts, err = e.Status(ctx, nil); err != nil {
 			t.Fatal(err)
 		}
-		if sts[1].State == StateDead || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return sts[1].State == StateDead
+	})
 	want := map[string]State{"web": StateConflict, "dead": StateDead, "far": StateUnavailable, "never": StateStopped}
 	for _, st := range sts {
 		if st.State != want[st.Process] {
