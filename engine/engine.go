@@ -7,7 +7,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -200,11 +199,4 @@ func findWindow(snap executor.Snapshot, p *config.Process) (*executor.Window, er
 	}
 	w := ws[0]
 	return &w, nil
-}
-
-// errorsAs is errors.As with a typed target, for brevity.
-func errorsAs[T error](err error) (T, bool) {
-	var t T
-	ok := errors.As(err, &t)
-	return t, ok
 }

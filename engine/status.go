@@ -59,12 +59,12 @@ func (e *Engine) stateOf(snap executor.Snapshot, p *config.Process, now time.Tim
 	if w.Marks.Started > 0 {
 		st.Started = time.UnixMilli(w.Marks.Started)
 	}
+	op, opOK := parseOp(w.Marks.Op)
 	if w.Dead {
 		if w.ExitKnown {
 			c := w.ExitCode
 			st.ExitCode = &c
 		}
-		op, _ := parseOp(w.Marks.Op)
 		if w.ExitKnown && CleanExit(w.ExitCode) || op.Kind == "stopping" {
 			// A clean exit, or the end of a stop launcher asked for.
 			st.State = StateStopped
@@ -75,7 +75,7 @@ func (e *Engine) stateOf(snap executor.Snapshot, p *config.Process, now time.Tim
 	}
 	pid := w.PanePID
 	st.PID = &pid
-	if op, ok := parseOp(w.Marks.Op); ok && op.live(e.owner, now) {
+	if opOK && op.live(e.owner, now) {
 		if op.Kind == "stopping" {
 			st.State = StateStopping
 		} else {

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -118,5 +117,3 @@ func (s *session) luaTypesCommand() *cli.Command {
 		},
 	}
 }
-
-var _ = strings.TrimSpace

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -161,5 +160,3 @@ func (s *session) attachCommand() *cli.Command {
 		},
 	}
 }
-
-var _ = context.Background

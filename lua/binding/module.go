@@ -2,17 +2,13 @@ package binding
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"regexp"
-	"strings"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/robotlauncher/launcher/engine"
 	"github.com/robotlauncher/launcher/engine/config"
-	"github.com/robotlauncher/launcher/executor"
 	"github.com/robotlauncher/launcher/executor/shell"
 	"github.com/robotlauncher/launcher/lua/host"
 	"github.com/robotlauncher/launcher/stdlib"
@@ -366,15 +362,3 @@ func (h *Host) command(L *lua.LState) int {
 		Where: where(L), fn: fn})
 	return 0
 }
-
-// errText is the message of an error for Lua.
-func errText(err error) string {
-	var u *executor.UnavailableError
-	if errors.As(err, &u) {
-		return u.Error()
-	}
-	return err.Error()
-}
-
-var _ = fmt.Sprint
-var _ = strings.TrimSpace
