@@ -150,6 +150,10 @@ type Marks struct {
 	Docker  string // @launcher_docker: container the process runs in
 	Log     string // @launcher_log: log file of the process
 	OneShot bool   // @launcher_oneshot: a one-shot command
+	// Name is the process the window runs (@launcher_name). Windows are
+	// identified by it, not by their tmux name, which a program printing a
+	// title escape or a user's rename-window can change.
+	Name string
 }
 
 // Snapshot is the state of every window on a machine's tmux server, taken
@@ -159,16 +163,27 @@ type Snapshot struct {
 	Windows []Window
 }
 
-// Find returns the windows of session that carry name (there may be several:
-// a foreign duplicate makes the target ambiguous).
+// Find returns the windows of session that hold process name (there may be
+// several: a foreign duplicate makes the target ambiguous). A launcher window
+// is found by its @launcher_name mark whatever its tmux name is now; a window
+// without that mark (a foreign one, or one started by an older launcher) by
+// its tmux name.
 func (s Snapshot) Find(session, name string) []Window {
 	var out []Window
 	for _, w := range s.Windows {
-		if w.Session == session && w.Name == name {
+		if w.Session == session && w.Holds(name) {
 			out = append(out, w)
 		}
 	}
 	return out
+}
+
+// Holds reports whether w is (or claims to be) the window of process name.
+func (w Window) Holds(name string) bool {
+	if w.Marks.Managed && w.Marks.Name != "" {
+		return w.Marks.Name == name
+	}
+	return w.Name == name
 }
 
 // HasSession reports whether the snapshot saw session.

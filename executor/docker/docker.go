@@ -21,16 +21,18 @@ type ExecOptions struct {
 	Script string
 }
 
-// ExecArgv returns `docker exec -i[t] [-e K=V]… [-w DIR] CONTAINER bash -ic SCRIPT`.
+// ExecArgv returns `docker exec -i[t] [-e NAME]… [-w DIR] CONTAINER bash -ic SCRIPT`.
 // The script is one argv element, so it reaches the container's bash byte for
-// byte whatever quotes or metacharacters it holds.
+// byte whatever quotes or metacharacters it holds. Only the names of Env are
+// on the command line: docker takes the values from its own environment, so
+// the caller runs it with Env set (a secret never shows in `ps`).
 func ExecArgv(container string, o ExecOptions) []string {
 	argv := []string{"docker", "exec", "-i"}
 	if o.TTY {
 		argv[2] = "-it"
 	}
 	for _, e := range o.Env {
-		argv = append(argv, "-e", e.Name+"="+e.Value)
+		argv = append(argv, "-e", e.Name)
 	}
 	if o.Cwd != "" {
 		argv = append(argv, "-w", o.Cwd)

@@ -450,13 +450,12 @@ func script(cmd executor.Command) string {
 	if cmd.Dir != "" {
 		b.WriteString("cd -- " + shell.Quote(cmd.Dir) + " || exit 1\n")
 	}
-	b.WriteString("exec ")
-	if len(cmd.Env) > 0 {
-		b.WriteString("env ")
-		for _, e := range cmd.Env {
-			b.WriteString(shell.Quote(e.Name+"="+e.Value) + " ")
-		}
+	// Variables are exported by the script (never `env K=V` on a command
+	// line, where every user of the machine could read them with ps).
+	for _, e := range cmd.Env {
+		b.WriteString(e.Name + "=" + shell.Quote(e.Value) + "; export " + e.Name + "\n")
 	}
+	b.WriteString("exec ")
 	b.WriteString(shell.Join(cmd.Args))
 	b.WriteString("\n")
 	return b.String()

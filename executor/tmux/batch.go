@@ -35,7 +35,6 @@ type batchReq struct {
 	out   []string
 	err   error
 	done  chan struct{}
-	tries int
 }
 
 type batcher struct {
@@ -161,15 +160,10 @@ func (m *Machine) runBatch(reqs []*batchReq) {
 			r.err = &tmuxError{machine: m.Machine(), msg: stderr}
 		}
 		close(r.done)
-		var again []*batchReq
-		for _, rest := range reqs[k+1:] {
-			if rest.tries++; rest.tries > 3 {
-				rest.err = fmt.Errorf("tmux on %s: command not run after 3 attempts: %s", m.Machine(), stderr)
-				close(rest.done)
-				continue
-			}
-			again = append(again, rest)
-		}
+		// The requests after r did not run through no fault of theirs: they
+		// go again (each invocation settles at least one request, so this
+		// ends).
+		again := reqs[k+1:]
 		if len(again) > 0 {
 			b := &m.batcher
 			b.mu.Lock()

@@ -16,10 +16,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/robotlauncher/launcher/executor"
@@ -28,9 +30,10 @@ import (
 )
 
 var (
-	// prologue is what the pane's interactive bash runs: it frames the log
-	// with start and exit lines and runs the user's command, which it gets
-	// from the environment ($LAUNCHER_CMD), never from a built string.
+	// prologue is what the pane's interactive bash sources: it reads the
+	// run's env file, frames the log with start and exit lines and runs the
+	// user's command, which it gets from $LAUNCHER_CMD, never from a built
+	// string.
 	//go:embed scripts/prologue.bash
 	prologue string
 	//go:embed scripts/logwriter.pl
@@ -188,7 +191,7 @@ var listFields = []string{
 	"session_name", "window_id", "window_index", "window_name", "pane_pid", "pane_dead",
 	"pane_dead_status", "pane_dead_signal", "@launcher", "@launcher_op", "@launcher_hash",
 	"@launcher_ready", "@launcher_started", "@launcher_tag", "@launcher_docker", "@launcher_log",
-	"@launcher_oneshot", "pid",
+	"@launcher_oneshot", "pid", "@launcher_name",
 }
 
 const sep = "\x1f"
@@ -284,6 +287,7 @@ func ParseWindows(out []byte) []executor.Window {
 		}
 		w.Marks.Started, _ = strconv.ParseInt(f[12], 10, 64)
 		w.ServerPID, _ = strconv.Atoi(f[17])
+		w.Marks.Name = f[18]
 		ws = append(ws, w)
 	}
 	return ws
@@ -315,8 +319,16 @@ func markOptions(target string, mk executor.Marks) [][]string {
 		{"@launcher_docker", mk.Docker},
 		{"@launcher_log", mk.Log},
 		{"@launcher_oneshot", b(mk.OneShot)},
+		{"@launcher_name", mk.Name},
 	}
-	cmds := [][]string{{"set-option", "-w", "-t", target, "remain-on-exit", "on"}}
+	// A title escape (ESC k … ESC \) or tmux's automatic renaming must not
+	// change the window's name under an operator's eyes; launcher itself
+	// finds the window by @launcher_name either way.
+	cmds := [][]string{
+		{"set-option", "-w", "-t", target, "remain-on-exit", "on"},
+		{"set-option", "-w", "-t", target, "allow-rename", "off"},
+		{"set-option", "-w", "-t", target, "automatic-rename", "off"},
+	}
 	for _, p := range kv {
 		cmds = append(cmds, []string{"set-option", "-w", "-t", target, p[0], p[1]})
 	}
@@ -325,49 +337,65 @@ func markOptions(target string, mk executor.Marks) [][]string {
 
 // pipeCommand is the shell command tmux runs (with /bin/sh -c, on the
 // machine) to write the pane's output to the log. tmux expands formats and
-// strftime sequences in it, so it is escaped for that too.
+// strftime sequences in it, so it is escaped for that too. A symbolic link
+// planted where the log goes is refused (the log directory is checked to be
+// the caller's; this closes the remaining gap).
 func (m *Machine) pipeCommand(logPath string) string {
 	q := shell.Quote
 	var sh string
 	if m.scripts.writer == "perl" {
-		sh = "exec perl " + q(m.scripts.path(perlWriter, ".pl")) + " >>" + q(logPath)
+		sh = "exec perl " + q(m.scripts.path(perlWriter, "logwriter.pl")) + " >>" + q(logPath)
 	} else {
-		sh = "exec bash " + q(m.scripts.path(bashWriter, ".bash")) + " >>" + q(logPath)
+		sh = "exec bash " + q(m.scripts.path(bashWriter, "logwriter.bash")) + " >>" + q(logPath)
 	}
-	return escapeFormat("umask 077; " + sh)
+	return escapeFormat("umask 077; [ -L " + q(logPath) + " ] && exit 1; " + sh)
 }
 
-// scripts are the helper scripts a machine runs (pane wrapper, log
+// scripts are the helper scripts a machine runs (pane prologue, log
 // writers), installed once into the per-user state directory under names
 // that carry a hash of their content: an old launcher's helpers never
 // shadow a new one's, and nothing lives in shared /tmp.
 type scripts struct {
 	mu     sync.Mutex
 	done   bool
-	dir    string
+	dir    string // <state>/bin
+	runDir string // <state>/run: one env file per spawn, removed once read
 	writer string // "perl" or "bash": the log writer this machine can run
 }
 
-func (s *scripts) path(content, ext string) string {
+func (s *scripts) path(content, name string) string {
 	sum := sha256.Sum256([]byte(content))
-	name := strings.TrimPrefix(ext, ".")
-	return s.dir + "/" + name + "-" + hex.EncodeToString(sum[:6]) + ext
+	return s.dir + "/" + name + "-" + hex.EncodeToString(sum[:6])
 }
 
-const installScript = `umask 077
-d=$1; shift
-mkdir -p -- "$d" || exit 1
-while [ $# -ge 2 ]; do
-  if [ ! -f "$d/$1" ]; then
-    printf '%s' "$2" > "$d/$1.tmp.$$" && mv -f -- "$d/$1.tmp.$$" "$d/$1" || exit 1
-  fi
-  shift 2
-done
-if perl -MTime::HiRes -e 1 2>/dev/null; then echo perl; else echo bash; fi`
+//go:embed scripts/prepare.sh
+var prepareScript string
 
-// install puts the helper scripts in place (once per Machine) and finds
-// out whether Perl with Time::HiRes is there (fast writer, millisecond
-// timestamps) or the bash writer must do.
+// helpers are the files install puts in <state>/bin.
+var helpers = []struct{ content, name string }{{perlWriter, "logwriter.pl"}, {bashWriter, "logwriter.bash"}, {prologue, "prologue.bash"}}
+
+// prepareErr turns a failed prepare.sh into an error: exit 3 is a refusal
+// (a directory other users could write), which is bad input, not a fault.
+func (m *Machine) prepareErr(what string, res executor.Result) error {
+	msg := strings.TrimSpace(string(res.Stderr))
+	if res.ExitCode == 3 {
+		return &UnsafePathError{Machine: m.Machine(), Msg: strings.TrimPrefix(msg, "launcher: ")}
+	}
+	return fmt.Errorf("cannot prepare %s on %s: %s", what, m.Machine(), msg)
+}
+
+// UnsafePathError is a state, log or helper directory that another user
+// could write: launcher refuses to use it.
+type UnsafePathError struct {
+	Machine string
+	Msg     string
+}
+
+func (e *UnsafePathError) Error() string { return e.Msg + " (on " + e.Machine + ")" }
+
+// install checks the state directory, puts the helper scripts in place
+// (once per Machine) and finds out whether Perl with Time::HiRes is there
+// (fast writer, millisecond timestamps) or the bash writer must do.
 func (m *Machine) install(ctx context.Context) error {
 	s := &m.scripts
 	s.mu.Lock()
@@ -375,10 +403,11 @@ func (m *Machine) install(ctx context.Context) error {
 	if s.done {
 		return nil
 	}
-	s.dir = strings.TrimRight(m.opts.StateDir, "/") + "/bin"
-	args := []string{"sh", "-c", installScript, "sh", s.dir}
-	for _, f := range []struct{ content, ext string }{{perlWriter, ".pl"}, {bashWriter, ".bash"}} {
-		p := s.path(f.content, f.ext)
+	state := strings.TrimRight(m.opts.StateDir, "/")
+	s.dir, s.runDir = state+"/bin", state+"/run"
+	args := []string{"sh", "-c", prepareScript, "sh", "install", state}
+	for _, f := range helpers {
+		p := s.path(f.content, f.name)
 		args = append(args, p[strings.LastIndex(p, "/")+1:], f.content)
 	}
 	res, err := m.Host.Run(ctx, executor.Command{Args: args})
@@ -386,28 +415,29 @@ func (m *Machine) install(ctx context.Context) error {
 		return err
 	}
 	if res.ExitCode != 0 {
-		return fmt.Errorf("cannot install launcher's helper scripts in %s on %s: %s", s.dir, m.Machine(), strings.TrimSpace(string(res.Stderr)))
+		return m.prepareErr("launcher's state directory "+state, res)
 	}
 	s.writer = strings.TrimSpace(string(res.Stdout))
 	s.done = true
 	return nil
 }
 
-// ensureDir creates a log directory (and its parents) with mode 0700, once.
+// ensureDir creates a log directory (and its parents) with mode 0700 and
+// checks that no other user can write it, once.
 func (m *Machine) ensureDir(ctx context.Context, dir string) error {
 	// Held while creating: concurrent spawns wait instead of each running
-	// its own mkdir.
+	// their own mkdir.
 	m.dirMu.Lock()
 	defer m.dirMu.Unlock()
 	if m.dirs[dir] {
 		return nil
 	}
-	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c", `umask 077 && mkdir -p -- "$1"`, "sh", dir}})
+	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c", prepareScript, "sh", "dir", dir}})
 	if err != nil {
 		return err
 	}
 	if res.ExitCode != 0 {
-		return fmt.Errorf("cannot create the log directory %s on %s: %s", dir, m.Machine(), strings.TrimSpace(string(res.Stderr)))
+		return m.prepareErr("the log directory "+dir, res)
 	}
 	m.dirs[dir] = true
 	return nil
@@ -418,13 +448,15 @@ func escapeFormat(s string) string {
 	return strings.NewReplacer("#", "##", "%", "%%").Replace(s)
 }
 
-// paneEnv returns the pane's argv and its launcher variables: the pane runs
-// `bash -ic PROLOGUE` (so .bashrc functions and aliases such as ros1 work),
-// and the prologue evals $LAUNCHER_CMD, the user's command, exactly once. For
-// a container, the host's bash evals $LAUNCHER_RUN instead: a quoted
-// `docker exec -it … NAME bash -ic "$LAUNCHER_CMD"`, so the command reaches
-// the container's bash as one argument, byte for byte.
-func (m *Machine) paneEnv(spec executor.SpawnSpec) ([]string, []executor.EnvVar) {
+// paneEnv returns the pane's argv and the variables of its run: the pane
+// runs `bash -ic '. PROLOGUE ENVFILE'` (so .bashrc functions and aliases
+// such as ros1 work), and the prologue exports the variables from ENVFILE and
+// evals $LAUNCHER_CMD, the user's command, exactly once. For a container,
+// the host's bash evals $LAUNCHER_RUN instead: a quoted `docker exec -it -e
+// NAME… NAME bash -ic "$LAUNCHER_CMD"`, so the command reaches the
+// container's bash as one argument, byte for byte, and values reach docker
+// through its environment, never its command line.
+func (m *Machine) paneEnv(spec executor.SpawnSpec, envFile string) ([]string, []executor.EnvVar) {
 	vars := []executor.EnvVar{
 		{Name: "LAUNCHER_TAG", Value: spec.Marks.Tag},
 		{Name: "LAUNCHER_PROCESS", Value: spec.Name},
@@ -436,7 +468,7 @@ func (m *Machine) paneEnv(spec executor.SpawnSpec) ([]string, []executor.EnvVar)
 	cwd := m.expandHome(spec.Cwd)
 	if spec.Docker != "" {
 		argv := docker.ExecArgv(spec.Docker, docker.ExecOptions{
-			TTY: true, Env: append([]executor.EnvVar{{Name: "LAUNCHER_TAG", Value: spec.Marks.Tag}}, spec.Env...),
+			TTY: true, Env: append([]executor.EnvVar{{Name: "LAUNCHER_TAG"}}, spec.Env...),
 			Cwd: cwd, Script: "",
 		})
 		// Everything but the script, quoted; the script is the variable.
@@ -444,9 +476,72 @@ func (m *Machine) paneEnv(spec executor.SpawnSpec) ([]string, []executor.EnvVar)
 		vars = append(vars, executor.EnvVar{Name: "LAUNCHER_RUN", Value: run}, executor.EnvVar{Name: "LAUNCHER_CWD"})
 	} else {
 		vars = append(vars, executor.EnvVar{Name: "LAUNCHER_RUN"}, executor.EnvVar{Name: "LAUNCHER_CWD", Value: cwd})
-		vars = append(vars, spec.Env...)
 	}
-	return []string{"bash", "-ic", prologue}, vars
+	vars = append(vars, spec.Env...)
+	q := shell.Quote
+	return []string{"bash", "-ic", ". " + q(m.scripts.path(prologue, "prologue.bash")) + " " + q(envFile)}, vars
+}
+
+// envFileText is the env file of one run: `export NAME='value'` lines.
+func envFileText(vars []executor.EnvVar) []byte {
+	var b strings.Builder
+	for _, v := range vars {
+		b.WriteString("export " + v.Name + "=" + shell.Quote(v.Value) + "\n")
+	}
+	return []byte(b.String())
+}
+
+// writeEnvFile creates path (0600, never following or replacing an
+// existing file) with the run's variables, on the machine.
+func (m *Machine) writeEnvFile(ctx context.Context, path string, vars []executor.EnvVar) error {
+	text := envFileText(vars)
+	if executor.IsLocal(m.Host) {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+		if err != nil {
+			return fmt.Errorf("cannot write the env file of the run: %w", err)
+		}
+		_, err = f.Write(text)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}
+	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c", `umask 077; set -C; cat > "$1"`, "sh", path}, Stdin: text})
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("cannot write %s on %s: %s", path, m.Machine(), strings.TrimSpace(string(res.Stderr)))
+	}
+	return nil
+}
+
+// removeEnvFile removes the env file of a spawn that did not start.
+func (m *Machine) removeEnvFile(path string) {
+	if executor.IsLocal(m.Host) {
+		_ = os.Remove(path)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = m.Host.Run(ctx, executor.Command{Args: []string{"rm", "-f", "--", path}})
+}
+
+// guard is the start of a new-window command list that fails ("already
+// set") when session already holds a window for name, managed or foreign,
+// alive or dead. tmux runs one client's command list without interleaving
+// other clients' commands, so the check and the creation after it are
+// atomic: two launchers starting the same process at the same moment get
+// one window, and the loser looks again and finds it.
+func guard(session, name string) [][]string {
+	t := "=" + session + ":"
+	cond := "#{W:#{?#{||:#{==:#{@launcher_name}," + name + "},#{==:#{window_name}," + name + "}},1,}}"
+	return [][]string{
+		{"set-option", "-u", "-t", t, "@launcher_guard"},
+		{"if-shell", "-F", "-t", t, cond, "set-option -t " + t + " @launcher_guard 1"},
+		{"set-option", "-o", "-t", t, "@launcher_guard", "1"},
+		{"set-option", "-u", "-t", t, "@launcher_guard"},
+	}
 }
 
 // Spawn creates (or respawns) the window for spec in one tmux invocation:
@@ -459,20 +554,32 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 	if spec.Marks.Log == "" {
 		spec.Marks.Log, _ = m.LogPath(ctx, spec.Session, spec.Name)
 	}
+	if spec.Marks.Tag == "" {
+		spec.Marks.Tag = newToken()[4:]
+	}
 	// The container is recorded on the window: stops must reach into it
 	// even after the config changed.
 	spec.Marks.Docker = spec.Docker
-	if err := m.ensureDir(ctx, spec.Marks.Log[:strings.LastIndex(spec.Marks.Log, "/")]); err != nil {
-		return executor.Window{}, err
-	}
+	spec.Marks.Name = spec.Name
 	if err := m.install(ctx); err != nil {
 		return executor.Window{}, err
 	}
-	pane, vars := m.paneEnv(spec)
-	env := []string{}
-	for _, e := range vars {
-		env = append(env, "-e", e.Name+"="+e.Value)
+	if err := m.ensureDir(ctx, spec.Marks.Log[:strings.LastIndex(spec.Marks.Log, "/")]); err != nil {
+		return executor.Window{}, err
 	}
+	envFile := m.scripts.runDir + "/" + spec.Marks.Tag + "-" + newToken()[4:12] + ".env"
+	pane, vars := m.paneEnv(spec, envFile)
+	if err := m.writeEnvFile(ctx, envFile, vars); err != nil {
+		return executor.Window{}, err
+	}
+	w, err := m.spawnWindow(ctx, spec, pane)
+	if err != nil {
+		m.removeEnvFile(envFile)
+	}
+	return w, err
+}
+
+func (m *Machine) spawnWindow(ctx context.Context, spec executor.SpawnSpec, pane []string) (executor.Window, error) {
 	finish := func(target string) [][]string {
 		cmds := markOptions(target, spec.Marks)
 		cmds = append(cmds,
@@ -483,8 +590,7 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 	}
 
 	if spec.Replace != "" {
-		cmd := append([]string{"respawn-window", "-t", spec.Replace}, env...)
-		cmd = append(append(cmd, "--"), pane...)
+		cmd := append([]string{"respawn-window", "-t", spec.Replace, "--"}, pane...)
 		out, err := m.batch(ctx, append([][]string{cmd}, finish(spec.Replace)...))
 		if err != nil && (err == errServerGone || strings.Contains(err.Error(), "still active")) {
 			return executor.Window{}, executor.ErrRaced
@@ -497,14 +603,13 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 		if err != nil {
 			return executor.Window{}, err
 		}
-		var cmd []string
+		var cmds [][]string
 		if create {
-			cmd = append([]string{"new-session", "-d", "-s", spec.Session, "-n", spec.Name, "-x", "200", "-y", "50"}, env...)
+			cmds = [][]string{append([]string{"new-session", "-d", "-s", spec.Session, "-n", spec.Name, "-x", "200", "-y", "50", "--"}, pane...)}
 		} else {
-			cmd = append([]string{"new-window", "-d", "-t", target, "-n", spec.Name}, env...)
+			cmds = append(guard(spec.Session, spec.Name), append([]string{"new-window", "-d", "-t", target, "-n", spec.Name, "--"}, pane...))
 		}
-		cmd = append(append(cmd, "--"), pane...)
-		out, err := m.batch(ctx, append([][]string{cmd}, finish(target)...))
+		out, err := m.batch(ctx, append(cmds, finish(target)...))
 		if err == errServerGone {
 			if create {
 				m.sessionCreated(spec.Session, -1)
@@ -512,7 +617,11 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 			// Whether it ran is unknown: the caller looks again.
 			return executor.Window{}, executor.ErrRaced
 		}
-		if err != nil && raced(err.Error()) {
+		if err != nil && strings.Contains(err.Error(), "already set: @launcher_guard") {
+			// Another client created the window first.
+			return executor.Window{}, executor.ErrRaced
+		}
+		if err != nil && (raced(err.Error()) || strings.Contains(err.Error(), "can't find session")) {
 			if create {
 				m.sessionCreated(spec.Session, -1)
 			}
@@ -778,6 +887,7 @@ func (m *Machine) Exec(ctx context.Context, spec executor.ExecSpec) (executor.Re
 	cmd := executor.Command{}
 	if spec.Docker != "" {
 		argv = append(argv, docker.ExecArgv(spec.Docker, docker.ExecOptions{Env: spec.Env, Cwd: cwd, Script: spec.Script})...)
+		cmd.Env = spec.Env
 	} else {
 		argv = append(argv, "bash", "-c", spec.Script)
 		cmd.Env, cmd.Dir = spec.Env, cwd

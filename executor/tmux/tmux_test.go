@@ -45,7 +45,13 @@ func TestConformanceLocal(t *testing.T) {
 }
 
 func TestParseWindows(t *testing.T) {
-	row := func(f ...string) string { return strings.Join(append(f, "4242", "end"), sep) }
+	row := func(f ...string) string {
+		name := ""
+		if f[3] == "web" {
+			name = "web-proc" // the @launcher_name mark
+		}
+		return strings.Join(append(f, "4242", name, "end"), sep)
+	}
 	out := strings.Join([]string{
 		row("s", "@1", "0", "web", "100", "0", "", "", "1", "", "abc", "1", "1700000000000", "tag", "", "/l/web.log", "0"),
 		row("s", "@2", "1", "dead", "101", "1", "3", "", "1", "stopping h 1 2 3", "", "0", "", "", "", "", "1"),
@@ -57,7 +63,7 @@ func TestParseWindows(t *testing.T) {
 	if len(ws) != 3 {
 		t.Fatalf("parsed %d windows: %+v", len(ws), ws)
 	}
-	if w := ws[0]; w.Name != "web" || w.Dead || !w.Marks.Managed || !w.Marks.Ready || w.Marks.Started != 1700000000000 || w.Marks.Log != "/l/web.log" {
+	if w := ws[0]; w.Name != "web" || w.Dead || !w.Marks.Managed || !w.Marks.Ready || w.Marks.Started != 1700000000000 || w.Marks.Log != "/l/web.log" || w.Marks.Name != "web-proc" || !w.Holds("web-proc") || w.Holds("web") {
 		t.Errorf("live window: %+v", w)
 	}
 	if w := ws[1]; !w.Dead || !w.ExitKnown || w.ExitCode != 3 || w.Marks.Op != "stopping h 1 2 3" || !w.Marks.OneShot {

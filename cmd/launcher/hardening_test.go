@@ -1,0 +1,162 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/robotlauncher/launcher/executor/executortest"
+)
+
+// graphYAML is a fresh graph of n independent processes under one root.
+func graphYAML(session string, n int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "context:\n  session: %s\n", session)
+	var deps []string
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("p%02d", i)
+		deps = append(deps, name)
+		fmt.Fprintf(&b, "%s:\n  cmd: sleep 300\n", name)
+	}
+	fmt.Fprintf(&b, "top:\n  cmd: sleep 300\n  depends: [%s]\n", strings.Join(deps, ", "))
+	return b.String()
+}
+
+// windowsByName counts the windows of the test's tmux server per name.
+func (e *tenv) windowsByName() map[string]int {
+	e.t.Helper()
+	out, err := e.tmux("list-windows", "-a", "-F", "#{window_name}")
+	if err != nil {
+		e.t.Fatalf("list-windows: %v %s", err, out)
+	}
+	n := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if l != "" {
+			n[l]++
+		}
+	}
+	return n
+}
+
+// Hardening 1: concurrent runs of one graph start every process once.
+func TestConcurrentRunsStartEachProcessOnce(t *testing.T) {
+	e := newEnv(t, graphYAML("race", 20))
+	const runs = 4
+	var wg sync.WaitGroup
+	res := make([]result, runs)
+	for i := 0; i < runs; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i] = e.run("run", "top")
+		}()
+	}
+	wg.Wait()
+	for i, r := range res {
+		if r.code != 0 {
+			t.Errorf("run %d: %s", i, r)
+		}
+	}
+	for name, n := range e.windowsByName() {
+		if n != 1 {
+			t.Errorf("%s has %d windows, want 1", name, n)
+		}
+	}
+	if n := len(e.windowsByName()); n != 21 {
+		t.Errorf("%d processes have windows, want 21", n)
+	}
+	r := e.mustRun("kill", "--all")
+	if out, _ := e.tmux("list-windows", "-a", "-F", "#{pane_dead}"); strings.Contains(out, "0") {
+		t.Errorf("live windows after kill --all:\n%s\n%s", out, r)
+	}
+}
+
+// Hardening 5: a process's env reaches that process only; a window the
+// user opens in the session inherits nothing of launcher's; env values never
+// appear on a command line.
+func TestEnvIsPerProcessAndOffCommandLines(t *testing.T) {
+	e := newEnv(t, `
+context:
+  session: envs
+first:
+  cmd: echo "first sees [$SECRET_TOKEN]"; sleep 300
+  env: {SECRET_TOKEN: hunter2-very-secret}
+second:
+  cmd: echo "second sees [$SECRET_TOKEN] tag [$LAUNCHER_TAG]"; sleep 300
+  depends: [first]
+`)
+	e.mustRun("run", "second")
+	e.waitLog("envs", "first", "first sees [hunter2-very-secret]")
+	e.waitLog("envs", "second", "second sees [] tag [")
+	if out, _ := e.tmux("show-environment", "-t", "=envs:"); strings.Contains(out, "SECRET_TOKEN") || strings.Contains(out, "LAUNCHER_") {
+		t.Errorf("session environment carries launcher's env:\n%s", out)
+	}
+	// No process of this machine shows the secret on its command line.
+	matches, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range matches {
+		data, err := os.ReadFile(f)
+		if err == nil && strings.Contains(string(data), "hunter2-very-secret") {
+			t.Errorf("%s shows the secret: %q", f, strings.ReplaceAll(string(data), "\x00", " "))
+		}
+	}
+	// A window the user opens in the session carries no tag, and a stop's
+	// escalation sweep does not reach it.
+	if out, err := e.tmux("new-window", "-d", "-t", "=envs:", "-n", "mine", "bash --norc -c 'echo tag=[$LAUNCHER_TAG]; trap \"\" INT; sleep 300'"); err != nil {
+		t.Fatal(out)
+	}
+	out, _ := e.tmux("list-windows", "-t", "=envs:", "-F", "#{window_name} #{pane_pid}")
+	var mine string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "mine ") {
+			mine = strings.TrimPrefix(l, "mine ")
+		}
+	}
+	environ, _ := os.ReadFile("/proc/" + mine + "/environ")
+	if strings.Contains(string(environ), "LAUNCHER_TAG") || strings.Contains(string(environ), "SECRET_TOKEN") {
+		t.Errorf("a user's window inherits launcher's env: %q", environ)
+	}
+	e.mustRun("kill", "--all")
+	if out, _ := e.tmux("list-windows", "-t", "=envs:", "-F", "#{window_name} #{pane_dead}"); !strings.Contains(out, "mine 0") {
+		t.Errorf("the user's window was touched by kill --all:\n%s", out)
+	}
+}
+
+// Hardening 15: a long command runs (it is not limited by tmux's message size).
+func TestLongCommandRuns(t *testing.T) {
+	long := "echo start; : " + strings.Repeat("x", 20000) + "; echo long-done; sleep 300"
+	e := newEnv(t, fmt.Sprintf("context:\n  session: longc\nbig:\n  cmd: %q\nsmall:\n  cmd: sleep 300\n", long))
+	e.mustRun("run", "big")
+	e.waitLog("longc", "big", "long-done")
+	if st := e.state("big"); st != "READY" {
+		t.Errorf("big is %s", st)
+	}
+}
+
+// Hardening 7: a process that renames its window stays launcher's.
+func TestRenamedWindowStaysManaged(t *testing.T) {
+	e := newEnv(t, `
+context:
+  session: ren
+namer:
+  cmd: printf '\033kevil-title\033\\'; printf 'renamed\n'; sleep 300
+`)
+	// The user's tmux configuration allows renaming.
+	e.tmux("start-server", ";", "set-option", "-g", "allow-rename", "on", ";", "new-session", "-d", "-s", "other")
+	e.mustRun("run", "namer")
+	e.waitLog("ren", "namer", "renamed")
+	if st := e.state("namer"); st != "READY" {
+		t.Errorf("namer is %s after printing a title", st)
+	}
+	e.mustRun("run", "namer")
+	if n := e.windowsByName()["namer"]; n != 1 {
+		t.Errorf("namer has %d windows after a second run (%v)", n, e.windowsByName())
+	}
+	e.mustRun("kill", "--all")
+	executortest.Eventually(t, 10*time.Second, "namer stopped", func() bool { return e.state("namer") == "STOPPED" })
+	_ = exec.Command("true").Run()
+}
