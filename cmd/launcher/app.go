@@ -19,6 +19,7 @@ import (
 	"github.com/robotlauncher/launcher/engine/config"
 	"github.com/robotlauncher/launcher/executor"
 	"github.com/robotlauncher/launcher/executor/pool"
+	"github.com/robotlauncher/launcher/executor/tmux"
 	"github.com/robotlauncher/launcher/lua/binding"
 )
 
@@ -130,10 +131,11 @@ func exitCode(ctx context.Context, err error) int {
 	var cerr *config.Error
 	var cerrs config.Errors
 	var unknown *config.UnknownProcessError
+	var unsafe *tmux.UnsafePathError
 	switch {
 	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
 		return exitInterrupted
-	case errors.As(err, &cerr), errors.As(err, &cerrs), errors.As(err, &unknown):
+	case errors.As(err, &cerr), errors.As(err, &cerrs), errors.As(err, &unknown), errors.As(err, &unsafe):
 		return exitUsage
 	}
 	return exitFailed
@@ -248,7 +250,11 @@ type flagValues struct {
 func (s *session) wire(cfg *config.Config, f flagValues) (*engine.Engine, error) {
 	s.cfg = cfg
 	s.acceptNew = f.acceptNew
-	s.pool = pool.New(s.poolOptionsFrom(cfg, f))
+	o, err := s.poolOptionsFrom(cfg, f)
+	if err != nil {
+		return nil, err
+	}
+	s.pool = pool.New(o)
 	s.engine = engine.New(engine.Options{Config: cfg, Connector: s.pool})
 	// Lua starts only when the config uses it (plugins, check kinds) or a
 	// script runs: plain commands stay fast.
@@ -295,14 +301,26 @@ func (s *session) startLua(files []string) error {
 	return nil
 }
 
-func (s *session) poolOptions(c *cli.Context, cfg *config.Config) pool.Options {
+func (s *session) poolOptions(c *cli.Context, cfg *config.Config) (pool.Options, error) {
 	return s.poolOptionsFrom(cfg, flagValues{socket: c.String("tmux-socket"), tmuxConfig: c.String("tmux-config")})
 }
 
-func (s *session) poolOptionsFrom(cfg *config.Config, f flagValues) pool.Options {
+// poolOptionsFrom builds the executor options, refusing local paths that
+// would lose logs or hand control to another user (exit 2, nothing done).
+func (s *session) poolOptionsFrom(cfg *config.Config, f flagValues) (pool.Options, error) {
 	o := pool.Options{TmuxSocket: f.socket, TmuxConfig: f.tmuxConfig, LogDir: cfg.LogDir}
 	if o.TmuxSocket == "" {
 		o.TmuxSocket = s.getenv("LAUNCHER_TMUX_SOCKET")
+	}
+	if err := pool.CheckStateDir(); err != nil {
+		return o, &exitError{code: exitUsage, err: err}
+	}
+	if o.TmuxSocket != "" {
+		sock, err := pool.PrepareSocket(o.TmuxSocket)
+		if err != nil {
+			return o, &exitError{code: exitUsage, err: err}
+		}
+		o.TmuxSocket = sock
 	}
 	if o.TmuxConfig == "" {
 		o.TmuxConfig = s.getenv("LAUNCHER_TMUX_CONFIG")
@@ -311,7 +329,7 @@ func (s *session) poolOptionsFrom(cfg *config.Config, f flagValues) pool.Options
 	if s.getenv("LAUNCHER_TRACE") != "" {
 		o.Trace = s.stderr
 	}
-	return o
+	return o, nil
 }
 
 // checkNames validates process arguments before anything runs, so a typo

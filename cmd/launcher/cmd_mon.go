@@ -24,9 +24,22 @@ func (s *session) selfArgv(c *cli.Context) []string {
 	if err != nil {
 		self = os.Args[0]
 	}
-	argv := []string{self}
-	if sock := s.poolOptions(c, s.cfg).TmuxSocket; sock != "" {
-		argv = append(argv, "--tmux-socket", sock)
+	// The pane runs under the tmux server's environment, which may predate
+	// this shell: what reaches machines is passed explicitly.
+	argv := []string{"env"}
+	for _, k := range []string{"LAUNCHER_SSH_KEY", "CONCERT_LAUNCHER_SSH_KEY", "LAUNCHER_KNOWN_HOSTS",
+		"CONCERT_LAUNCHER_KNOWN_HOSTS", "LAUNCHER_SSH_TIMEOUT", "LAUNCHER_STATE_DIR", "LAUNCHER_ACCEPT_NEW_HOST_KEYS",
+		"SSH_AUTH_SOCK", "HOME", "XDG_STATE_HOME"} {
+		if v := s.getenv(k); v != "" {
+			argv = append(argv, k+"="+v)
+		}
+	}
+	argv = append(argv, self)
+	if opts, err := s.poolOptions(c, s.cfg); err == nil && opts.TmuxSocket != "" {
+		argv = append(argv, "--tmux-socket", opts.TmuxSocket)
+	}
+	if s.acceptNew {
+		argv = append(argv, "--accept-new-host-keys")
 	}
 	if path, err := filepath.Abs(s.cfg.File); err == nil {
 		argv = append(argv, "--config", path)
@@ -45,7 +58,10 @@ func (s *session) monCommand() *cli.Command {
 			if _, err := s.setup(c); err != nil {
 				return err
 			}
-			opts := s.poolOptions(c, s.cfg)
+			opts, err := s.poolOptions(c, s.cfg)
+			if err != nil {
+				return err
+			}
 			home, _ := os.UserHomeDir()
 			m, err := tmux.New(c.Context, local.Host{}, tmux.Options{Socket: opts.TmuxSocket, Config: opts.TmuxConfig, StateDir: pool.LocalStateDir(), Home: home})
 			if err != nil {
@@ -67,7 +83,8 @@ func (s *session) monCommand() *cli.Command {
 				return usageErr("the config has no persistent process to monitor")
 			}
 			name := s.cfg.Session + "_mon"
-			if err := m.BuildMonitor(c.Context, name, panes); err != nil {
+			owner, _ := filepath.Abs(s.cfg.File)
+			if err := m.BuildMonitor(c.Context, name, owner, panes); err != nil {
 				return err
 			}
 			fmt.Fprintf(s.stdout, "monitor session %s: %d panes (tmux%s attach -t %s)\n", name, len(panes), socketHint(opts.TmuxSocket), name)
@@ -113,7 +130,7 @@ func (s *session) attachCommand() *cli.Command {
 				return &exitError{code: exitUsage, err: err}
 			}
 			view := fmt.Sprintf("%s-view-%s-%d", p.Session, strings.ReplaceAll(p.Name, ".", "_"), os.Getpid())
-			waiting := false
+			waiting := ""
 			for {
 				sts, err := s.engine.Status(c.Context, []string{name})
 				if err != nil {
@@ -121,12 +138,16 @@ func (s *session) attachCommand() *cli.Command {
 				}
 				st := sts[0]
 				if st.Window == nil {
-					if !c.Bool("wait") {
-						return &exitError{code: exitFailed, err: fmt.Errorf("%s is not running (%s)", name, st.State)}
+					why := string(st.State)
+					if st.Error != "" {
+						why += ": " + st.Error
 					}
-					if !waiting {
-						fmt.Fprintf(s.stdout, "waiting for %s on %s to start… (%s)\n", name, p.Machine, st.State)
-						waiting = true
+					if !c.Bool("wait") {
+						return &exitError{code: exitFailed, err: fmt.Errorf("%s is not running (%s)", name, why)}
+					}
+					if why != waiting {
+						fmt.Fprintf(s.stdout, "waiting for %s on %s to start… (%s)\n", name, p.Machine, why)
+						waiting = why
 					}
 					select {
 					case <-c.Context.Done():
@@ -135,7 +156,7 @@ func (s *session) attachCommand() *cli.Command {
 					}
 					continue
 				}
-				waiting = false
+				waiting = ""
 				m, err := s.pool.Machine(c.Context, p.Machine)
 				if err != nil {
 					return err

@@ -160,3 +160,129 @@ namer:
 	executortest.Eventually(t, 10*time.Second, "namer stopped", func() bool { return e.state("namer") == "STOPPED" })
 	_ = exec.Command("true").Run()
 }
+
+// noServer fails the test when the test's tmux server runs (a refused
+// command must change nothing).
+func (e *tenv) noWindows() {
+	e.t.Helper()
+	if out, err := e.tmux("list-windows", "-a"); err == nil && strings.TrimSpace(out) != "" {
+		e.t.Errorf("windows exist after a refused command:\n%s", out)
+	}
+}
+
+// Hardening 14: a relative state directory is refused (it would lose every log).
+func TestRelativeStateDirRefused(t *testing.T) {
+	e := newEnv(t, "context: {session: rel}\na:\n  cmd: sleep 300\n")
+	e.extra = append(e.extra, "LAUNCHER_STATE_DIR=state-rel")
+	r := e.run("run", "a")
+	if r.code != 2 || !strings.Contains(r.stderr, "LAUNCHER_STATE_DIR must be an absolute path") {
+		t.Fatalf("relative state dir: %s", r)
+	}
+	e.noWindows()
+}
+
+// Hardening 16: a socket whose folder does not exist works (the folder is
+// created 0700).
+func TestSocketFolderCreated(t *testing.T) {
+	e := newEnv(t, "context: {session: sockf}\na:\n  cmd: sleep 300\n")
+	e.sock = filepath.Join(e.dir, "new", "sub", "tmux.sock")
+	e.mustRun("run", "a")
+	fi, err := os.Stat(filepath.Dir(e.sock))
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("socket folder: %v %v", fi, err)
+	}
+	if st := e.state("a"); st != "READY" {
+		t.Errorf("a is %s", st)
+	}
+}
+
+// Hardening 9: state directories, helpers and sockets other users could
+// control are refused with the path and the reason; nothing runs.
+func TestUnsafePathsRefused(t *testing.T) {
+	if os.Getuid() != 0 {
+		executortest.Skip(t, "needs root to give files to another user")
+	}
+	const nobody = 65534
+	cfg := "context: {session: unsafe}\na:\n  cmd: touch " + "ran-a; sleep 300\n"
+	t.Run("world-writable state dir", func(t *testing.T) {
+		e := newEnv(t, cfg)
+		os.MkdirAll(e.stateDir, 0o777)
+		os.Chmod(e.stateDir, 0o777)
+		r := e.run("run", "a")
+		if r.code != 2 || !strings.Contains(r.stderr, e.stateDir) || !strings.Contains(r.stderr, "777") {
+			t.Fatalf("%s", r)
+		}
+		e.noWindows()
+	})
+	t.Run("state dir of another user with a planted helper", func(t *testing.T) {
+		e := newEnv(t, cfg)
+		planted := filepath.Join(e.dir, "planted-ran")
+		bin := filepath.Join(e.stateDir, "bin")
+		os.MkdirAll(bin, 0o700)
+		for _, n := range []string{"logwriter.pl", "prologue.bash"} {
+			os.WriteFile(filepath.Join(bin, n), []byte("system('touch "+planted+"');\ntouch "+planted+"\n"), 0o755)
+		}
+		os.Chown(bin, nobody, nobody)
+		os.Chown(e.stateDir, nobody, nobody)
+		r := e.run("run", "a")
+		if r.code != 2 || !strings.Contains(r.stderr, "uid 65534") {
+			t.Fatalf("%s", r)
+		}
+		if _, err := os.Stat(planted); err == nil {
+			t.Error("a planted helper ran")
+		}
+		e.noWindows()
+	})
+	t.Run("tmux socket of another user", func(t *testing.T) {
+		e := newEnv(t, cfg)
+		// Another user's server.
+		cmd := exec.Command("tmux", "-S", e.sock, "-f", "/dev/null", "new-session", "-d", "-s", "theirs", "sleep 300")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatal(string(out))
+		}
+		os.Chown(e.sock, nobody, nobody)
+		r := e.run("kill", "--all")
+		if r.code != 2 || !strings.Contains(r.stderr, "owned by uid 65534") {
+			t.Fatalf("%s", r)
+		}
+		if out, _ := e.tmux("list-windows", "-a", "-F", "#{pane_dead}"); strings.TrimSpace(out) != "0" {
+			t.Errorf("their window was touched: %q", out)
+		}
+	})
+	t.Run("log through a planted symlink", func(t *testing.T) {
+		e := newEnv(t, cfg)
+		target := filepath.Join(e.dir, "victim")
+		os.WriteFile(target, nil, 0o644)
+		os.MkdirAll(filepath.Join(e.stateDir, "unsafe"), 0o700)
+		os.Symlink(target, filepath.Join(e.stateDir, "unsafe", "a.log"))
+		e.run("run", "a")
+		executortest.Eventually(t, 5*time.Second, "a ran", func() bool {
+			_, err := os.Stat(filepath.Join(e.dir, "ran-a"))
+			return err == nil
+		})
+		if data, _ := os.ReadFile(target); len(data) != 0 {
+			t.Errorf("the log was written through a symlink: %q", data)
+		}
+	})
+}
+
+// Hardening 6: mon never destroys a session launcher did not create.
+func TestMonLeavesForeignSessionAlone(t *testing.T) {
+	e := newEnv(t, "context: {session: robot}\na:\n  cmd: sleep 300\n")
+	if out, err := e.tmux("new-session", "-d", "-s", "robot_mon", "sleep 300"); err != nil {
+		t.Fatal(out)
+	}
+	before, _ := e.tmux("list-panes", "-t", "=robot_mon:", "-F", "#{pane_pid}")
+	r := e.run("mon")
+	if r.code == 0 || !strings.Contains(r.stderr, "robot_mon") {
+		t.Fatalf("mon over a foreign session: %s", r)
+	}
+	after, _ := e.tmux("list-panes", "-t", "=robot_mon:", "-F", "#{pane_pid}")
+	if before != after || strings.TrimSpace(after) == "" {
+		t.Errorf("foreign session changed: %q -> %q", before, after)
+	}
+	// Its own monitor session is replaced on a second mon.
+	e.tmux("kill-session", "-t", "=robot_mon:")
+	e.mustRun("mon")
+	e.mustRun("mon")
+}

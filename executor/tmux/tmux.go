@@ -969,13 +969,29 @@ type MonitorPane struct {
 const PanesPerWindow = 6
 
 // BuildMonitor (re)creates session name with one pane per entry, tiled, at
-// most PanesPerWindow per window, each titled. Any previous session of that
-// name is replaced.
-func (m *Machine) BuildMonitor(ctx context.Context, name string, panes []MonitorPane) error {
+// most PanesPerWindow per window, each titled. A previous monitor session
+// of that name built for the same owner (the config file) is replaced; any
+// other session of that name is never touched: BuildMonitor refuses.
+func (m *Machine) BuildMonitor(ctx context.Context, name, owner string, panes []MonitorPane) error {
 	if len(panes) == 0 {
 		return fmt.Errorf("nothing to monitor")
 	}
-	_, _ = m.run(ctx, []string{"kill-session", "-t", "=" + name})
+	res, err := m.run(ctx, []string{"show-options", "-v", "-t", "=" + name + ":", "@launcher_mon"})
+	if err != nil {
+		return err
+	}
+	switch cur := strings.TrimSpace(string(res.Stdout)); {
+	case res.ExitCode != 0 && (noServer(res.Stderr) || strings.Contains(string(res.Stderr), "can't find")):
+		// No such session: nothing to replace.
+	case res.ExitCode == 0 && cur == owner:
+		if res, err := m.run(ctx, []string{"kill-session", "-t", "=" + name + ":"}); err != nil || res.ExitCode != 0 {
+			return fmt.Errorf("cannot replace the monitor session %s: %v %s", name, err, strings.TrimSpace(string(res.Stderr)))
+		}
+	case res.ExitCode == 0 && cur != "":
+		return fmt.Errorf("tmux session %s is the monitor of another config (%s): close it, or run mon with that config", name, cur)
+	default:
+		return fmt.Errorf("tmux session %s exists and was not created by launcher mon: rename or close it (launcher never destroys what it does not own)", name)
+	}
 	var cmds [][]string
 	for i, p := range panes {
 		win := fmt.Sprintf("mon%d", i/PanesPerWindow+1)
@@ -989,6 +1005,7 @@ func (m *Machine) BuildMonitor(ctx context.Context, name string, panes []Monitor
 				[]string{"set-option", "-t", "=" + name + ":", "status-style", "bg=magenta"},
 				[]string{"set-option", "-t", "=" + name + ":", "mouse", "on"},
 				[]string{"set-option", "-t", "=" + name + ":", "@launcher_view", "1"},
+				[]string{"set-option", "-t", "=" + name + ":", "@launcher_mon", owner},
 				[]string{"set-option", "-w", "-t", target, "pane-border-status", "top"})
 		case i%PanesPerWindow == 0:
 			cmds = append(cmds,
@@ -1002,7 +1019,7 @@ func (m *Machine) BuildMonitor(ctx context.Context, name string, panes []Monitor
 		}
 		cmds = append(cmds, []string{"select-pane", "-t", target, "-T", p.Title})
 	}
-	res, err := m.run(ctx, cmds...)
+	res, err = m.run(ctx, cmds...)
 	if err != nil {
 		return err
 	}
