@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -285,4 +286,27 @@ func TestMonLeavesForeignSessionAlone(t *testing.T) {
 	e.tmux("kill-session", "-t", "=robot_mon:")
 	e.mustRun("mon")
 	e.mustRun("mon")
+}
+
+// Hardening 11: hostile config input ends quickly with exit 2: a merge-key
+// alias bomb, an endless device, a FIFO nobody writes.
+func TestHostileConfigInput(t *testing.T) {
+	e := newEnv(t, "context: {session: hostile}\na:\n  cmd: sleep 1\n")
+	bomb, _ := os.ReadFile("../../engine/config/testdata/broken/37-merge-bomb.yaml")
+	bombPath := filepath.Join(e.dir, "bomb.yaml")
+	os.WriteFile(bombPath, bomb, 0o644)
+	fifo := filepath.Join(e.dir, "fifo.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ path, want string }{
+		{bombPath, "alias bomb"},
+		{"/dev/zero", "not a regular file"},
+		{fifo, "it is a FIFO"},
+	} {
+		r := e.run("-c", c.path, "validate")
+		if r.code != 2 || !strings.Contains(r.stderr, c.want) || !strings.Contains(r.stderr, c.path) {
+			t.Errorf("%s: %s", c.path, r)
+		}
+	}
 }

@@ -3,11 +3,13 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -31,14 +33,57 @@ var (
 // MaxNameLen bounds process and session names (they become file names).
 const MaxNameLen = 100
 
-// Load reads and validates the config at path.
+// MaxConfigSize bounds a config file: larger input (or an endless one such
+// as /dev/zero) is refused instead of filling memory.
+const MaxConfigSize = 4 << 20
+
+// maxMergeVisits bounds the key/value pairs that YAML merge keys (<<) may
+// expand to: a few hundred bytes of nested aliases can otherwise describe
+// billions of pairs (an "alias bomb").
+const maxMergeVisits = 1 << 20
+
+// Load reads and validates the config at path. Only regular files are read
+// (a FIFO would block forever, a device never end), and at most
+// MaxConfigSize bytes.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, &Error{Pos: Pos{File: path}, Msg: "cannot read config: " + errText(err),
 			Hint: "pass --config FILE, or set LAUNCHER_CONFIG"}
 	}
+	if !fi.Mode().IsRegular() {
+		return nil, &Error{Pos: Pos{File: path}, Msg: fmt.Sprintf("cannot read config: it is %s, not a regular file", fileKind(fi.Mode())),
+			Hint: "pass the path of a YAML file"}
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, &Error{Pos: Pos{File: path}, Msg: "cannot read config: " + errText(err),
+			Hint: "pass --config FILE, or set LAUNCHER_CONFIG"}
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
+	if err != nil {
+		return nil, &Error{Pos: Pos{File: path}, Msg: "cannot read config: " + errText(err)}
+	}
+	if len(data) > MaxConfigSize {
+		return nil, &Error{Pos: Pos{File: path}, Msg: fmt.Sprintf("the config is larger than %d MiB", MaxConfigSize>>20),
+			Hint: "split it, or check that --config names the right file"}
+	}
 	return Parse(path, data)
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file"
 }
 
 func errText(err error) string {
@@ -52,6 +97,9 @@ func errText(err error) string {
 type loader struct {
 	file string
 	errs Errors
+	// visits counts pairs produced by merge keys, against maxMergeVisits.
+	visits   int
+	exploded bool
 }
 
 func (l *loader) pos(n *yaml.Node) Pos { return Pos{File: l.file, Line: n.Line, Col: n.Column} }
@@ -83,6 +131,14 @@ func Parse(file string, data []byte) (*Config, error) {
 			Hint: "it needs a context with a session, and one entry per process"}}
 	}
 	cfg := l.config(doc.Content[0])
+	if l.exploded {
+		// Everything after the explosion is noise.
+		for _, e := range l.errs {
+			if strings.Contains(e.Msg, "alias bomb") {
+				return nil, Errors{e}
+			}
+		}
+	}
 	if len(l.errs) > 0 {
 		return nil, l.errs.sorted()
 	}
@@ -106,6 +162,9 @@ func (l *loader) pairs(n *yaml.Node) []pair {
 }
 
 func (l *loader) pairsDepth(n *yaml.Node, depth int) []pair {
+	if l.exploded {
+		return nil
+	}
 	n = resolve(n)
 	if depth > 32 {
 		l.errs.add(l.pos(n), "", "merge keys nest too deeply")
@@ -133,7 +192,16 @@ func (l *loader) pairsDepth(n *yaml.Node, depth int) []pair {
 					l.errs.add(l.pos(v), "", "a merge key (<<) needs a mapping or a list of mappings")
 					continue
 				}
-				merged = append(merged, l.pairsDepth(s, depth+1)...)
+				sub := l.pairsDepth(s, depth+1)
+				if l.visits += len(sub); l.visits > maxMergeVisits {
+					if !l.exploded {
+						l.exploded = true
+						l.errs.add(l.pos(v), "use fewer nested merge keys (<<) and aliases",
+							"merge keys expand to more than %d entries (a YAML alias bomb?)", maxMergeVisits)
+					}
+					return nil
+				}
+				merged = append(merged, sub...)
 			}
 			continue
 		}
