@@ -29,6 +29,11 @@ func (e *Engine) Watch(ctx context.Context, names []string, n int, fn func(LogLi
 	if err != nil {
 		return err
 	}
+	if len(names) > 0 {
+		if err := e.refuseConflicts(ctx, names); err != nil {
+			return err
+		}
+	}
 	var mu sync.Mutex
 	deliver := func(l LogLine) {
 		mu.Lock()
@@ -221,6 +226,11 @@ func (e *Engine) Trees(ctx context.Context, names []string) ([]Tree, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(names) > 0 {
+		if err := conflictIn(sts); err != nil {
+			return nil, err
+		}
+	}
 	tables := map[string][]executor.ProcessInfo{}
 	errs := map[string]error{}
 	var out []Tree
@@ -244,6 +254,10 @@ func (e *Engine) Trees(ctx context.Context, names []string) ([]Tree, error) {
 			t.Root = buildTree(tables[st.Machine], st.Window.PanePID)
 			if t.Root == nil {
 				t.Error = fmt.Sprintf("pid %d not found", st.Window.PanePID)
+			} else if p := e.cfg.Process(st.Process); p != nil {
+				// The pane's bash runs launcher's prologue: show the user's
+				// command instead of its text; its children are the user's.
+				t.Root.Args = "bash -ic " + oneLine(p.Cmd, 160)
 			}
 		}
 		out = append(out, t)
@@ -292,4 +306,33 @@ func FormatTree(n *TreeNode) string {
 	}
 	walk(n, 0)
 	return b.String()
+}
+
+// oneLine shortens a command to one line of at most n bytes.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return s
+}
+
+// refuseConflicts fails with the ConflictError of the first named process
+// whose window launcher does not own: commands aimed at it refuse, like run
+// and kill do, instead of showing nothing.
+func (e *Engine) refuseConflicts(ctx context.Context, names []string) error {
+	sts, err := e.Status(ctx, names)
+	if err != nil {
+		return err
+	}
+	return conflictIn(sts)
+}
+
+func conflictIn(sts []Status) error {
+	for _, st := range sts {
+		if st.State == StateConflict {
+			return &ConflictError{Process: st.Process, Session: st.Session, Machine: st.Machine, Ambiguous: strings.Contains(st.Error, "ambiguous")}
+		}
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -308,5 +309,26 @@ func TestHostileConfigInput(t *testing.T) {
 		if r.code != 2 || !strings.Contains(r.stderr, c.want) || !strings.Contains(r.stderr, c.path) {
 			t.Errorf("%s: %s", c.path, r)
 		}
+	}
+}
+
+// Hardening 20 and 22: watch and pstree refuse a CONFLICT window; pstree
+// shows the user's command, not launcher's prologue.
+func TestWatchAndPstreeRefuseConflict(t *testing.T) {
+	e := newEnv(t, "context: {session: cfl}\nmine:\n  cmd: sleep 300\ntheirs:\n  cmd: sleep 300\n")
+	e.mustRun("run", "mine")
+	if out, err := e.tmux("new-window", "-d", "-t", "=cfl:", "-n", "theirs", "sleep 300"); err != nil {
+		t.Fatal(out)
+	}
+	for _, args := range [][]string{{"watch", "theirs"}, {"status", "--pstree", "theirs"}} {
+		r := e.run(args...)
+		if r.code == 0 || !strings.Contains(r.stderr, "unmanaged tmux window") {
+			t.Errorf("%v: %s", args, r)
+		}
+	}
+	r := e.mustRun("status", "--pstree", "mine")
+	if strings.Contains(r.stdout, "trap") || strings.Contains(r.stdout, "prologue") || !strings.Contains(r.stdout, "bash -ic sleep 300") ||
+		!regexp.MustCompile(`\n\s+PID: \d+ \(sleep 300\)`).MatchString(r.stdout) {
+		t.Errorf("pstree:\n%s", r)
 	}
 }
