@@ -332,3 +332,20 @@ func TestWatchAndPstreeRefuseConflict(t *testing.T) {
 		t.Errorf("pstree:\n%s", r)
 	}
 }
+
+// Hardening 18: a path param in its quoted form is data, whatever the
+// folder is called.
+func TestConfigDirQuotedForm(t *testing.T) {
+	e := newEnv(t, "context: {session: qdir}\n")
+	dir := filepath.Join(e.dir, "my robot $(touch PWNED)")
+	os.MkdirAll(dir, 0o755)
+	e.cfg = filepath.Join(dir, "launcher.yaml")
+	e.writeConfig("context: {session: qdir}\nat:\n  cmd: cd {config_dir:q} && echo \"in [$PWD]\"; sleep 300\n")
+	e.mustRun("run", "at")
+	e.waitLog("qdir", "at", "in ["+dir+"]")
+	for _, d := range []string{e.dir, dir, e.home} {
+		if _, err := os.Stat(filepath.Join(d, "PWNED")); err == nil {
+			t.Errorf("the folder name ran as a command (%s/PWNED)", d)
+		}
+	}
+}

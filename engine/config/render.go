@@ -6,10 +6,13 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/robotlauncher/launcher/executor/shell"
 )
 
-// Render replaces every {name} in tmpl by params[name]. {{ and }} are literal
-// braces. Braces that do not hold an identifier ({print $1}, {a,b}) and shell
+// Render replaces every {name} in tmpl by params[name], and every {name:q}
+// by params[name] quoted as one shell word (for paths and other data that
+// may hold spaces or shell syntax). {{ and }} are literal braces. Braces that do not hold an identifier ({print $1}, {a,b}) and shell
 // parameter expansions (${HOME}) are left alone, so shell code needs no
 // escaping. It returns the first missing parameter name, if any.
 func Render(tmpl string, params map[string]string) (string, string) {
@@ -29,11 +32,16 @@ func Render(tmpl string, params map[string]string) (string, string) {
 				continue
 			}
 			end := identEnd(tmpl, i+1)
-			if end > i+1 && end < len(tmpl) && tmpl[end] == '}' {
+			quoted := end > i+1 && strings.HasPrefix(tmpl[end:], ":q}")
+			if end > i+1 && (quoted || end < len(tmpl) && tmpl[end] == '}') {
 				name := tmpl[i+1 : end]
 				v, ok := params[name]
 				if !ok {
 					return "", name
+				}
+				if quoted {
+					v = shell.Quote(v)
+					end += 2
 				}
 				b.WriteString(v)
 				i = end

@@ -285,3 +285,14 @@ other: {cmd: o}
 		t.Errorf("order %s", got)
 	}
 }
+
+func TestRenderQuotedForm(t *testing.T) {
+	got, missing := Render("cd {dir:q} && echo {dir} {{dir:q}}", map[string]string{"dir": "my robot $(touch X)"})
+	want := `cd 'my robot $(touch X)' && echo my robot $(touch X) {dir:q}`
+	if missing != "" || got != want {
+		t.Errorf("got %q (missing %q), want %q", got, missing, want)
+	}
+	if _, missing := Render("{nope:q}", nil); missing != "nope" {
+		t.Errorf("missing = %q", missing)
+	}
+}
