@@ -349,3 +349,40 @@ func TestConfigDirQuotedForm(t *testing.T) {
 		}
 	}
 }
+
+// Hardening 4: a thousand processes and a one-shot that needs them all come
+// up with exit 0 (bookkeeping behind a long queue of tmux work never turns a
+// success into a failure).
+func TestThousandProcesses(t *testing.T) {
+	const n = 1000
+	var b strings.Builder
+	b.WriteString("context: {session: big}\n")
+	var deps []string
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "p%04d:\n  cmd: sleep 600\n", i)
+		deps = append(deps, fmt.Sprintf("p%04d", i))
+	}
+	fmt.Fprintf(&b, "done:\n  cmd: echo all up\n  persistent: false\n  depends: [%s]\n", strings.Join(deps, ", "))
+	e := newEnv(t, b.String())
+	r := e.run("run", "done")
+	if r.code != 0 || strings.Contains(r.stdout+r.stderr, "deadline") {
+		t.Fatalf("exit %d; last lines:\n%s\n%s", r.code, lastN(r.stdout, 5), r.stderr)
+	}
+	ready := 0
+	for _, st := range e.status() {
+		if st.State == "READY" {
+			ready++
+		}
+	}
+	if ready != n {
+		t.Errorf("%d of %d processes READY", ready, n)
+	}
+}
+
+func lastN(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
