@@ -156,13 +156,28 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 				em.emit(Info, p, level, "one-shot already running: waiting for it")
 				return e.awaitOneShot(ctx, em, r, level, m, snaps, *w, -1)
 			}
+			// A check that reads this run's output needs where it starts:
+			// the run's start line, found by its tag, since the launcher
+			// that started it may be gone.
+			offset := int64(-1)
+			if e.needsOffset(r) {
+				offset = e.runOffset(ctx, m, *w)
+			}
 			if w.Marks.Ready {
-				ev := Event{Kind: Ready, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: "already running", PID: w.PanePID}
-				em.publish(ev)
-				return nil
+				// Readiness is checked again before dependants rely on it: a
+				// process can stop being ready while it runs.
+				ok, reason := e.checkOnce(ctx, r, m, *w, offset)
+				if ok {
+					ev := Event{Kind: Ready, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: "already running", PID: w.PanePID}
+					em.publish(ev)
+					return nil
+				}
+				em.emit(Checking, p, level, "already running, but not ready any more (%s): waiting for it", reason)
+				_ = m.SetMarks(ctx, w.ID, map[string]string{"ready": "0"}, nil)
+				return e.awaitReady(ctx, em, r, level, m, snaps, *w, true, offset)
 			}
 			em.emit(Info, p, level, "already running, not ready yet")
-			return e.awaitReady(ctx, em, r, level, m, snaps, *w, true, -1)
+			return e.awaitReady(ctx, em, r, level, m, snaps, *w, true, offset)
 		}
 		if r.Docker != "" {
 			if err := m.CheckContainer(ctx, r.Docker); err != nil {
@@ -183,8 +198,7 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 			spec.Replace = w.ID
 		}
 		offset := int64(-1)
-		if !p.Persistent || r.CheckKind != "" || (e.checker != nil && e.checker.HasCustom(p.Name)) ||
-			strings.Contains(r.ReadyCheck, "LAUNCHER_LOG_START") {
+		if !p.Persistent || e.needsOffset(r) {
 			// Output of this run starts here: one-shot output and log checks
 			// read from this offset.
 			if offset, _, err = logHead(ctx, m, spec.Marks.Log, 0); err != nil {
@@ -387,6 +401,54 @@ func (e *Engine) awaitReady(ctx context.Context, em emitter, r *config.Resolved,
 			return failf(em, p, level, "%s", msg)
 		}
 	}
+}
+
+// needsOffset reports whether r's checks read this run's output.
+func (e *Engine) needsOffset(r *config.Resolved) bool {
+	return r.CheckKind != "" || (e.checker != nil && e.checker.HasCustom(r.Name)) || strings.Contains(r.ReadyCheck, "LAUNCHER_LOG_START")
+}
+
+// runOffset finds where the output of the run in w starts in its log (the
+// byte offset of its "[launcher] starting … (run TAG)" line); 0 when the
+// line is not there (a log rotated away, an old launcher's window).
+func (e *Engine) runOffset(ctx context.Context, m executor.Machine, w executor.Window) int64 {
+	if w.Marks.Log == "" || w.Marks.Tag == "" {
+		return 0
+	}
+	res, err := m.Exec(ctx, executor.ExecSpec{
+		Script:  `grep -a -b -F -- "$LAUNCHER_MARK" "$LAUNCHER_LOG" | tail -n 1 | cut -d: -f1`,
+		Env:     []executor.EnvVar{{Name: "LAUNCHER_MARK", Value: "(run " + w.Marks.Tag + ")"}, {Name: "LAUNCHER_LOG", Value: w.Marks.Log}},
+		Timeout: 10 * time.Second,
+	})
+	if err != nil || res.ExitCode != 0 {
+		return 0
+	}
+	var off int64
+	if _, err := fmt.Sscan(strings.TrimSpace(string(res.Stdout)), &off); err != nil {
+		return 0
+	}
+	return off
+}
+
+// checkOnce runs r's ready checks once against the window w (true when it
+// has none).
+func (e *Engine) checkOnce(ctx context.Context, r *config.Resolved, m executor.Machine, w executor.Window, offset int64) (bool, string) {
+	ok, reason := true, ""
+	if r.ReadyCheck != "" {
+		ok, reason = e.shellCheck(ctx, m, r, w.Marks.Log, offset)
+	}
+	hasCustom := r.CheckKind != "" || (e.checker != nil && e.checker.HasCustom(r.Name))
+	if ok && hasCustom && e.checker != nil {
+		if offset < 0 {
+			offset = 0
+		}
+		var err error
+		ok, reason, err = e.checker.Check(ctx, Probe{Process: r, Machine: m, Window: w, LogPath: w.Marks.Log, LogOffset: offset})
+		if err != nil {
+			ok, reason = false, err.Error()
+		}
+	}
+	return ok, reason
 }
 
 func windowByID(snap executor.Snapshot, id string) *executor.Window {

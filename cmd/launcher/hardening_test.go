@@ -386,3 +386,47 @@ func lastN(s string, n int) string {
 	}
 	return strings.Join(l, "\n")
 }
+
+// Hardening 3: a run that takes over a process another launcher started
+// (and died during) gives its check this run's $LAUNCHER_LOG_START; a READY
+// process is checked again before dependants rely on it.
+func TestTakeoverChecksReadiness(t *testing.T) {
+	e := newEnv(t, "")
+	gate, okFile := filepath.Join(e.dir, "GO"), filepath.Join(e.dir, "OK")
+	e.writeConfig(fmt.Sprintf(`
+context: {session: take}
+slow:
+  cmd: while [ ! -e %[1]s ]; do sleep 0.05; done; echo up-now; sleep 300
+  ready_check: tail -c "+$LAUNCHER_LOG_START" "$LAUNCHER_LOG" | grep -q up-now
+  ready_timeout: 20s
+base:
+  cmd: touch %[2]s; sleep 300
+  ready_check: test -e %[2]s
+  ready_timeout: 1s
+child:
+  cmd: sleep 300
+  depends: [base]
+`, gate, okFile))
+	b := e.start("run", "slow")
+	e.waitState("slow", "STARTING", 10*time.Second)
+	_ = b.cmd.Process.Kill()
+	b.wait(t, 10*time.Second)
+	later := e.start("run", "slow")
+	os.WriteFile(gate, nil, 0o644)
+	if code := later.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("takeover run: exit %d\n%s\n%s", code, later.stdout(), later.stderr())
+	}
+	if n := e.windowsByName()["slow"]; n != 1 {
+		t.Errorf("slow has %d windows", n)
+	}
+
+	e.mustRun("run", "base")
+	os.Remove(okFile)
+	r := e.run("run", "child")
+	if r.code != 1 || !strings.Contains(r.stdout, "not ready any more") {
+		t.Errorf("dependency no longer ready: %s", r)
+	}
+	if st := e.state("child"); st != "STOPPED" {
+		t.Errorf("child started on a dependency that is not ready: %s", st)
+	}
+}
