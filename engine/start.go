@@ -93,10 +93,50 @@ func (e *Engine) StartPlan(ctx context.Context, plan *config.Plan) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return e.startOne(ctx, em, r, level)
+		// A stop wins over a start: a dependency stopped (or being
+		// stopped) since it was ready fails this start instead of leaving
+		// a dependant running on nothing.
+		if err := e.depsStillUp(ctx, r.Process); err != nil {
+			return failf(em, r.Process, level, "not started: %v", err)
+		}
+		err := e.startOne(ctx, em, r, level)
+		if err == nil && len(r.Depends) > 0 {
+			if derr := e.depsStillUp(ctx, r.Process); derr != nil {
+				// The stop came while this one started: undo our start.
+				_ = e.stopOne(ctx, em, r.Process, level, false)
+				return failf(em, r.Process, level, "stopped again: %v", derr)
+			}
+		}
+		return err
 	}
 	errs := g.all(ctx, plan.Roots, 0)
 	return errors.Join(errs...)
+}
+
+// depsStillUp fails when a persistent dependency of p is no longer running
+// (it was stopped, or a stop of it is under way).
+func (e *Engine) depsStillUp(ctx context.Context, p *config.Process) error {
+	var deps []string
+	for _, d := range p.Depends {
+		if q := e.cfg.Process(d); q != nil && q.Persistent {
+			deps = append(deps, d)
+		}
+	}
+	if len(deps) == 0 {
+		return nil
+	}
+	sts, err := e.Status(ctx, deps)
+	if err != nil {
+		return err
+	}
+	for _, st := range sts {
+		switch st.State {
+		case StateReady, StateRunning, StateStarting, StateUnavailable:
+		default:
+			return fmt.Errorf("dependency %s is %s (a stop wins over a start; run again to bring it up)", st.Process, st.State)
+		}
+	}
+	return nil
 }
 
 func newTag() string {
@@ -137,15 +177,8 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 		now := time.Now()
 		if w != nil && !w.Dead {
 			if op, ok := parseOp(w.Marks.Op); ok && op.Kind == "stopping" && op.Owner != e.owner && op.live(e.owner, now) {
-				// Another launcher is stopping it: let that finish, then start.
-				lk.Unlock()
-				locked = false
-				if err := e.waitDead(ctx, snaps, w.ID, 0); err != nil {
-					return err
-				}
-				lk.Lock()
-				locked = true
-				continue
+				// Another launcher is stopping it, and a stop wins.
+				return failf(em, p, level, "is being stopped by another launcher (a stop wins over a start; run again once it has stopped)")
 			}
 			if w.Marks.Hash != "" && w.Marks.Hash != r.Hash {
 				em.emit(Info, p, level, "is running a different command than the config gives now; run `launcher restart %s` to apply it", p.Name)

@@ -62,7 +62,66 @@ func (e *Engine) Kill(ctx context.Context, names []string, all bool, opts KillOp
 		}
 		return e.stopOne(ctx, em, p, level, opts.Force)
 	}
-	return errors.Join(g.all(ctx, names, 0)...)
+	if err := errors.Join(g.all(ctx, names, 0)...); err != nil {
+		return err
+	}
+	// A stop wins over a start racing it: a dependant that a concurrent run
+	// started after this stop passed it is stopped too (a few rounds: each
+	// one only finds processes started during the previous).
+	for round := 0; round < 3; round++ {
+		late := e.startedBehind(ctx, names, all)
+		if len(late) == 0 {
+			return nil
+		}
+		em.emit(Info, nil, 0, "stopping %s, started while this stop ran", strings.Join(late, ", "))
+		g = &graph{tasks: map[string]*task{}, run: g.run}
+		if err := errors.Join(g.all(ctx, late, 0)...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startedBehind lists the persistent processes a stop of names covers
+// (every process with all) that run now.
+func (e *Engine) startedBehind(ctx context.Context, names []string, all bool) []string {
+	covered := map[string]bool{}
+	if all {
+		for _, n := range e.cfg.Names() {
+			covered[n] = true
+		}
+	} else {
+		for _, n := range names {
+			var walk func(n string)
+			walk = func(n string) {
+				for _, d := range e.persistentDependants(n) {
+					if !covered[d] {
+						covered[d] = true
+						walk(d)
+					}
+				}
+			}
+			covered[n] = true
+			walk(n)
+		}
+	}
+	var list []string
+	for _, p := range e.cfg.Processes {
+		if covered[p.Name] && p.Persistent {
+			list = append(list, p.Name)
+		}
+	}
+	sts, err := e.Status(ctx, list)
+	if err != nil {
+		return nil
+	}
+	var late []string
+	for _, st := range sts {
+		if st.State == StateReady || st.State == StateRunning || st.State == StateStarting {
+			late = append(late, st.Process)
+		}
+	}
+	return late
 }
 
 // persistentDependants are the persistent processes that depend on name,

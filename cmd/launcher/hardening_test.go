@@ -430,3 +430,50 @@ child:
 		t.Errorf("child started on a dependency that is not ready: %s", st)
 	}
 }
+
+// Hardening 2: run and kill --all racing. A stop wins: whatever the
+// interleaving, nothing runs afterwards whose dependency is down, and the
+// run that lost says so.
+func TestRunAndKillRace(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("context: {session: rk}\n")
+	levels, width := 4, 3
+	for l := 0; l < levels; l++ {
+		for i := 0; i < width; i++ {
+			fmt.Fprintf(&b, "l%d_%d:\n  cmd: sleep 300\n  ready_check: sleep 0.1\n", l, i)
+			if l > 0 {
+				fmt.Fprintf(&b, "  depends: [l%d_0, l%d_1, l%d_2]\n", l-1, l-1, l-1)
+			}
+		}
+	}
+	fmt.Fprintf(&b, "top:\n  cmd: sleep 300\n  depends: [l%d_0, l%d_1, l%d_2]\n", levels-1, levels-1, levels-1)
+	e := newEnv(t, b.String())
+	deps := map[string][]string{"top": {fmt.Sprintf("l%d_0", levels-1), fmt.Sprintf("l%d_1", levels-1), fmt.Sprintf("l%d_2", levels-1)}}
+	for l := 1; l < levels; l++ {
+		for i := 0; i < width; i++ {
+			deps[fmt.Sprintf("l%d_%d", l, i)] = []string{fmt.Sprintf("l%d_0", l-1), fmt.Sprintf("l%d_1", l-1), fmt.Sprintf("l%d_2", l-1)}
+		}
+	}
+	for trial, delay := range []time.Duration{300 * time.Millisecond, 600 * time.Millisecond, 900 * time.Millisecond, 1200 * time.Millisecond} {
+		run := e.start("run", "top")
+		time.Sleep(delay) // the race itself: kill issued at this point of the bring-up
+		kill := e.start("kill", "--all")
+		if code := kill.wait(t, 60*time.Second); code != 0 {
+			t.Fatalf("trial %d: kill exit %d\n%s%s", trial, code, kill.stdout(), kill.stderr())
+		}
+		code := run.wait(t, 60*time.Second)
+		st := e.status()
+		up := func(n string) bool { s := st[n].State; return s == "READY" || s == "RUNNING" || s == "STARTING" }
+		for p, ds := range deps {
+			for _, d := range ds {
+				if up(p) && !up(d) {
+					t.Errorf("trial %d: %s is %s while its dependency %s is %s (run exit %d)\n%s", trial, p, st[p].State, d, st[d].State, code, run.stdout())
+				}
+			}
+		}
+		if code != 0 && !strings.Contains(run.stdout()+run.stderr(), "stop") {
+			t.Errorf("trial %d: run failed without saying a stop won:\n%s%s", trial, run.stdout(), run.stderr())
+		}
+		e.mustRun("kill", "--all")
+	}
+}
