@@ -151,6 +151,7 @@ func commonFlags() []cli.Flag {
 		&cli.StringFlag{Name: "tmux-socket", Usage: "use the local tmux server at `PATH` (default: $LAUNCHER_TMUX_SOCKET, else tmux's own)"},
 		&cli.StringFlag{Name: "tmux-config", Usage: "tmux config `FILE` used when launcher starts the local server ($LAUNCHER_TMUX_CONFIG)", Hidden: true},
 		&cli.BoolFlag{Name: "accept-new-host-keys", Usage: "record the host keys of SSH machines not yet in known_hosts (changed keys are still refused)"},
+		&cli.BoolFlag{Name: "no-plugins", Usage: "load no Lua plugins (e.g. to stop a robot whose plugin is broken) ($LAUNCHER_NO_PLUGINS)"},
 	}
 }
 
@@ -234,7 +235,7 @@ func (s *session) setup(c *cli.Context) (*engine.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := flagValues{config: cfg.File, socket: c.String("tmux-socket"), tmuxConfig: c.String("tmux-config"), acceptNew: c.Bool("accept-new-host-keys")}
+	f := flagValues{config: cfg.File, socket: c.String("tmux-socket"), tmuxConfig: c.String("tmux-config"), acceptNew: c.Bool("accept-new-host-keys"), noPlugins: c.Bool("no-plugins")}
 	return s.wire(cfg, f)
 }
 
@@ -242,7 +243,7 @@ func (s *session) setup(c *cli.Context) (*engine.Engine, error) {
 // (plugins load first) or from it.
 type flagValues struct {
 	config, socket, tmuxConfig string
-	acceptNew                  bool
+	acceptNew, noPlugins       bool
 }
 
 // wire creates the executors, the engine and the Lua host for cfg, and
@@ -259,6 +260,16 @@ func (s *session) wire(cfg *config.Config, f flagValues) (*engine.Engine, error)
 	// Lua starts only when the config uses it (plugins, check kinds) or a
 	// script runs: plain commands stay fast.
 	files := binding.PluginFiles(cfg, s.getenv)
+	if f.noPlugins || truthy(s.getenv("LAUNCHER_NO_PLUGINS")) {
+		files = nil
+	}
+	for _, file := range files {
+		// A plugin runs as the caller: one that another user could have
+		// written is refused (--no-plugins keeps status and kill usable).
+		if err := pool.SafeFile(file); err != nil {
+			return nil, &exitError{code: exitUsage, err: fmt.Errorf("plugin %v (fix it, or run with --no-plugins)", err)}
+		}
+	}
 	if len(files) == 0 && !usesCheckKinds(cfg) {
 		return s.engine, nil
 	}

@@ -477,3 +477,38 @@ func TestRunAndKillRace(t *testing.T) {
 		e.mustRun("kill", "--all")
 	}
 }
+
+// Hardening 10: a plugin another user could have written is refused, even
+// on a plain status; --no-plugins keeps status and kill usable.
+func TestUnsafePluginRefused(t *testing.T) {
+	if os.Getuid() != 0 {
+		executortest.Skip(t, "needs root to give files to another user")
+	}
+	e := newEnv(t, "context: {session: plug}\na:\n  cmd: sleep 300\n")
+	dir := filepath.Join(e.home, ".config", "launcher", "plugins")
+	os.MkdirAll(dir, 0o755)
+	ran := filepath.Join(e.dir, "evil-ran")
+	os.WriteFile(filepath.Join(dir, "evil.lua"), []byte(fmt.Sprintf("io.open(%q, 'w'):close()\n", ran)), 0o644)
+	os.Chown(filepath.Join(dir, "evil.lua"), 65534, 65534)
+	r := e.run("status")
+	if r.code != 2 || !strings.Contains(r.stderr, "evil.lua") || !strings.Contains(r.stderr, "uid 65534") || !strings.Contains(r.stderr, "--no-plugins") {
+		t.Errorf("status with another user's plugin: %s", r)
+	}
+	os.Chown(filepath.Join(dir, "evil.lua"), 0, 0)
+	os.Chmod(dir, 0o777)
+	r = e.run("status")
+	if r.code != 2 || !strings.Contains(r.stderr, "writable by other users") && !strings.Contains(r.stderr, "0777") {
+		t.Errorf("status with a world-writable plugin folder: %s", r)
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Error("the plugin ran")
+	}
+	for _, args := range [][]string{{"status", "--no-plugins"}, {"--no-plugins", "kill", "--all"}} {
+		if r := e.run(args...); r.code != 0 {
+			t.Errorf("%v: %s", args, r)
+		}
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Error("the plugin ran with --no-plugins")
+	}
+}

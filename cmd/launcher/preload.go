@@ -47,6 +47,8 @@ func prescan(args []string) (flagValues, string) {
 			f.tmuxConfig = next()
 		case "accept-new-host-keys":
 			f.acceptNew = !hasVal || val == "true"
+		case "no-plugins":
+			f.noPlugins = !hasVal || val == "true"
 		case "help", "h", "version", "generate-bash-completion":
 			if cmd == "" {
 				return f, "help"

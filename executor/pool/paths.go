@@ -61,7 +61,7 @@ func PrepareSocket(path string) (string, error) {
 }
 
 // SafeDir applies OpenSSH's StrictModes rule to dir: it must be the
-// caller's and not group/world writable, and every folder above it root's
+// caller's (or root's) and not group/world writable, and every folder above it root's
 // or the caller's and not group/world writable, unless root-owned and
 // sticky like /tmp (nobody else can replace what is in it).
 func SafeDir(dir string) error {
@@ -79,7 +79,7 @@ func SafeDir(dir string) error {
 		uid, mode := int(st.Uid), fi.Mode()
 		writable := mode.Perm()&0o022 != 0
 		switch {
-		case first && uid != me:
+		case first && uid != me && uid != 0:
 			return &UnsafePathError{Path: p, Msg: fmt.Sprintf("it is owned by uid %d, not by you (uid %d): use a folder of your own", uid, me)}
 		case first && writable:
 			return &UnsafePathError{Path: p, Msg: fmt.Sprintf("its mode %04o lets other users write in it: chmod go-w %s", mode.Perm(), p)}
@@ -94,4 +94,25 @@ func SafeDir(dir string) error {
 		}
 		p = parent
 	}
+}
+
+// SafeFile applies the same rule to a file the caller will run (a Lua
+// plugin): a regular file, the caller's or root's, not group/world
+// writable, in a SafeDir.
+func SafeFile(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return &UnsafePathError{Path: path, Msg: err.Error()}
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	me := os.Getuid()
+	switch {
+	case !fi.Mode().IsRegular():
+		return &UnsafePathError{Path: path, Msg: "it is not a regular file"}
+	case int(st.Uid) != me && st.Uid != 0:
+		return &UnsafePathError{Path: path, Msg: fmt.Sprintf("it is owned by uid %d, not by you (uid %d)", st.Uid, me)}
+	case fi.Mode().Perm()&0o022 != 0:
+		return &UnsafePathError{Path: path, Msg: fmt.Sprintf("its mode %04o lets other users change it: chmod go-w %s", fi.Mode().Perm(), path)}
+	}
+	return SafeDir(filepath.Dir(path))
 }
