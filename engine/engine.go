@@ -28,6 +28,17 @@ type Checker interface {
 	Check(ctx context.Context, p Probe) (ok bool, reason string, err error)
 }
 
+// CheckError is a custom check that raised an error (rather than answering
+// "not ready"): the start fails at once with its message.
+type CheckError struct{ Msg string }
+
+func (e *CheckError) Error() string { return "its ready check raised an error: " + e.Msg }
+
+// DefaultCustomReadyTimeout bounds the wait for a custom (Lua) ready check
+// when the process sets no ready_timeout: a check that never passes must not
+// hang a bring-up forever.
+const DefaultCustomReadyTimeout = 2 * time.Minute
+
 // Probe is what a custom check gets to look at.
 type Probe struct {
 	Process *config.Resolved

@@ -354,9 +354,13 @@ func (e *Engine) awaitReady(ctx context.Context, em emitter, r *config.Resolved,
 		return m.SetMarks(cctx, w.ID, set, []string{"op"})
 	}
 	rctx := ctx
-	if r.ReadyTimeout > 0 {
+	readyTimeout := time.Duration(r.ReadyTimeout)
+	if readyTimeout <= 0 && hasCustom {
+		readyTimeout = DefaultCustomReadyTimeout
+	}
+	if readyTimeout > 0 {
 		var cancel context.CancelFunc
-		rctx, cancel = context.WithTimeout(ctx, time.Duration(r.ReadyTimeout))
+		rctx, cancel = context.WithTimeout(ctx, readyTimeout)
 		defer cancel()
 	}
 	if hasShell || hasCustom {
@@ -387,6 +391,12 @@ func (e *Engine) awaitReady(ctx context.Context, em emitter, r *config.Resolved,
 		if ok && hasCustom && e.checker != nil {
 			var err error
 			ok, reason, err = e.checker.Check(rctx, Probe{Process: r, Machine: m, Window: w, LogPath: w.Marks.Log, LogOffset: offset})
+			var ce *CheckError
+			if errors.As(err, &ce) {
+				<-snapc
+				_ = finish(nil)
+				return failf(em, p, level, "%v; it keeps running", ce)
+			}
 			if err != nil {
 				ok, reason = false, err.Error()
 			}
@@ -427,7 +437,7 @@ func (e *Engine) awaitReady(ctx context.Context, em emitter, r *config.Resolved,
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			msg := fmt.Sprintf("not ready after %s (ready_timeout); it keeps running", time.Duration(r.ReadyTimeout))
+			msg := fmt.Sprintf("not ready after %s (ready_timeout); it keeps running", readyTimeout)
 			if lastReason != "" {
 				msg += ": " + lastReason
 			}

@@ -512,3 +512,25 @@ func TestUnsafePluginRefused(t *testing.T) {
 		t.Error("the plugin ran with --no-plugins")
 	}
 }
+
+// Hardening 25: a Lua ready check that raises fails the start at once with
+// its message (one traceback), instead of being retried forever.
+func TestRaisingLuaCheckFails(t *testing.T) {
+	e := newEnv(t, "")
+	plugin := filepath.Join(e.dir, "checks.lua")
+	os.WriteFile(plugin, []byte(`
+local launcher = require("launcher")
+launcher.ready_check("broken", function(proc) error("sensor table missing") end)
+`), 0o644)
+	e.writeConfig(fmt.Sprintf("context: {session: raise, plugins: [%q]}\nbroken:\n  cmd: sleep 300\n", plugin))
+	r := e.run("run", "broken")
+	if r.code != 1 || !strings.Contains(r.stdout+r.stderr, "sensor table missing") {
+		t.Fatalf("raising check: %s", r)
+	}
+	if n := strings.Count(r.stderr, "stack traceback"); n > 1 {
+		t.Errorf("%d tracebacks, want at most 1:\n%s", n, r.stderr)
+	}
+	if st := e.state("broken"); st != "RUNNING" {
+		t.Errorf("the process is %s; a failed check leaves it running", st)
+	}
+}

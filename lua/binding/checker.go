@@ -1,6 +1,7 @@
 package binding
 
 import (
+	"strings"
 	"context"
 	"fmt"
 
@@ -110,9 +111,14 @@ func (h *Host) runCheck(ctx context.Context, fn *lua.LFunction, p engine.Probe, 
 			if host.Cancelled(r.err) {
 				return false, "cancelled", nil
 			}
-			// Reported with its traceback; the engine goes on polling.
+			// Reported once with its traceback; a check that raises is a
+			// failure of the start, not a reason to poll forever.
 			h.rt.Post(func() { h.rt.OnError(r.err) })
-			return false, "the Lua check failed (see the error above)", nil
+			msg := r.err.Error()
+			if i := strings.Index(msg, "\n"); i >= 0 {
+				msg = msg[:i]
+			}
+			return false, msg, &engine.CheckError{Msg: msg}
 		}
 		return r.ok, r.reason, nil
 	case <-ctx.Done():
