@@ -1,9 +1,9 @@
 package binding
 
 import (
-	"strings"
 	"context"
 	"fmt"
+	"strings"
 
 	lua "github.com/yuin/gopher-lua"
 
