@@ -111,6 +111,9 @@ func (e *Engine) startedBehind(ctx context.Context, names []string, all bool) []
 			list = append(list, p.Name)
 		}
 	}
+	if len(list) == 0 {
+		return nil // (Status of no names would mean all of them)
+	}
 	sts, err := e.Status(ctx, list)
 	if err != nil {
 		return nil

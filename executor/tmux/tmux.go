@@ -981,7 +981,7 @@ func (m *Machine) BuildMonitor(ctx context.Context, name, owner string, panes []
 		return err
 	}
 	switch cur := strings.TrimSpace(string(res.Stdout)); {
-	case res.ExitCode != 0 && (noServer(res.Stderr) || strings.Contains(string(res.Stderr), "can't find")):
+	case res.ExitCode != 0 && (noServer(res.Stderr) || strings.Contains(string(res.Stderr), "no such session")):
 		// No such session: nothing to replace.
 	case res.ExitCode == 0 && cur == owner:
 		if res, err := m.run(ctx, []string{"kill-session", "-t", "=" + name + ":"}); err != nil || res.ExitCode != 0 {
