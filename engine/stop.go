@@ -92,17 +92,8 @@ func (e *Engine) startedBehind(ctx context.Context, names []string, all bool) []
 		}
 	} else {
 		for _, n := range names {
-			var walk func(n string)
-			walk = func(n string) {
-				for _, d := range e.persistentDependants(n) {
-					if !covered[d] {
-						covered[d] = true
-						walk(d)
-					}
-				}
-			}
 			covered[n] = true
-			walk(n)
+			e.collectDependants(n, covered)
 		}
 	}
 	var list []string
@@ -252,6 +243,17 @@ func (e *Engine) stopOne(ctx context.Context, em emitter, p *config.Process, lev
 	}
 }
 
+// collectDependants adds to seen every persistent process that depends on
+// name, transitively.
+func (e *Engine) collectDependants(name string, seen map[string]bool) {
+	for _, q := range e.persistentDependants(name) {
+		if !seen[q] {
+			seen[q] = true
+			e.collectDependants(q, seen)
+		}
+	}
+}
+
 // abandonStop removes the stopping mark of a stop that did not complete.
 func (e *Engine) abandonStop(m executor.Machine, id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -270,16 +272,7 @@ func (e *Engine) Restart(ctx context.Context, name string, req config.Request, o
 	// Which dependants run now (they come back after the restart)?
 	var running []string
 	seen := map[string]bool{}
-	var collect func(n string)
-	collect = func(n string) {
-		for _, q := range e.persistentDependants(n) {
-			if !seen[q] {
-				seen[q] = true
-				collect(q)
-			}
-		}
-	}
-	collect(name)
+	e.collectDependants(name, seen)
 	if len(seen) > 0 {
 		var names []string
 		for _, p := range e.cfg.Processes {
