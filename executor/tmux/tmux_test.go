@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/robotlauncher/launcher/executor"
 	"github.com/robotlauncher/launcher/executor/executortest"
@@ -150,4 +151,40 @@ func TestConformanceLocalDocker(t *testing.T) {
 	t.Setenv("DOCKER_HOST", d.Host())
 	d.Run(t, "conf-local")
 	executortest.Suite(t, executortest.Target{Machine: newLocal(t), Container: "conf-local", Session: "dock"})
+}
+
+// TestBashWriterLongLines: the bash writer is linear in a line's length
+// (it used to take 22 s for one 64 KB line and never end for 1 MB) and
+// still agrees with the Perl writer.
+func TestBashWriterLongLines(t *testing.T) {
+	executortest.RequireTool(t, "perl", "bash")
+	inputs := map[string]string{
+		"64 KB plain":           strings.Repeat("x", 64<<10),
+		"1 MB plain":            strings.Repeat("y", 1<<20),
+		"64 KB coloured":        strings.Repeat("\x1b[31mred\x1b[0m plain ", 4000),
+		"300 KB escapes+ctl":    strings.Repeat("\x1b[1;32mok\x1b[0m\x01 z ", 20000),
+		"200 KB control chars":  strings.Repeat("c\x01\x02 ", 50000),
+		"progress bar rewrites": strings.Repeat("10%\r", 20000) + "100%",
+	}
+	for name, in := range inputs {
+		run := func(args ...string) string {
+			// The bound only ends a regression; the assertion is equality.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+			cmd.Stdin = strings.NewReader(in + "\n")
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("%s: %v: %v", name, args[0], err)
+			}
+			if len(out) < 27 {
+				t.Fatalf("%s: %v: short output %q", name, args[0], out)
+			}
+			return string(out[26:])
+		}
+		perl, bash := run("perl", "-e", perlWriter), run("bash", "-c", bashWriter)
+		if perl != bash {
+			t.Errorf("%s: writers disagree (perl %d bytes, bash %d bytes)", name, len(perl), len(bash))
+		}
+	}
 }

@@ -1,14 +1,59 @@
 # Log writer for machines without Perl's Time::HiRes: same output as
-# logwriter.pl, slower.
-shopt -s extglob
+# logwriter.pl, slower. bash's extglob replacement is worse than quadratic
+# in the length it scans, so escape sequences are removed piece by piece:
+# the line is split at ESC and each piece's head (at most 64 bytes) is
+# matched with an anchored regex, in pieces of at most 64 KiB cut before an
+# ESC. Control characters go with tr in long lines (each bash replacement
+# copies the line). The cost is linear in the line's length.
+strip_escapes() {
+  local IFS=$'\e' parts p h i osc=0
+  read -r -a parts <<< "$1"
+  out=${parts[0]}
+  for (( i = 1; i < ${#parts[@]}; i++ )); do
+    p=${parts[i]} h=${p:0:64}
+    if (( osc )); then
+      # An OSC ended by ESC \ : drop the backslash.
+      osc=0
+      [[ $h == \\* ]] && { out+=${p:1}; continue; }
+    fi
+    if [[ $h =~ ^\[[0-?]*[\ -/]*[@-~] ]]; then
+      out+=${p:${#BASH_REMATCH}}
+    elif [[ $h == \]* ]]; then
+      if [[ $h =~ ^\][^$'\a']*$'\a' ]]; then out+=${p:${#BASH_REMATCH}}; else osc=1; fi
+    elif [[ $h =~ ^[\(\)*+][0-9A-Za-z] ]]; then
+      out+=${p:2}
+    elif [[ $h =~ ^[@-Z\\_=\>-] ]]; then
+      out+=${p:1}
+    else
+      out+=$p
+    fi
+  done
+}
 while IFS= read -r l || [[ -n $l ]]; do
-  l=${l%%+($'\r')}
-  l=${l##*$'\r'}
-  l=${l//$'\e['*([0-?])*([ -\/])[@-~]/}
-  l=${l//$'\e]'*([!$'\a'$'\e'])@($'\a'|$'\e\\')/}
-  l=${l//$'\e'[()*+][0-9A-Za-z]/}
-  l=${l//$'\e'[@-Z\\\-_=>]/}
-  l=${l//[$'\x01'-$'\x08'$'\x0b'-$'\x1f'$'\x7f']/}
+  if [[ $l == *$'\r'* ]]; then
+    # Progress-bar rewrites: keep what follows the last CR (split with read:
+    # ${l##*CR} is quadratic).
+    while [[ $l == *$'\r' ]]; do l=${l%$'\r'}; done
+    if [[ $l == *$'\r'* ]]; then IFS=$'\r' read -r -a segs <<< "$l"; l=${segs[${#segs[@]}-1]}; fi
+  fi
+  if [[ $l == *$'\e'* ]]; then
+    res=
+    while (( ${#l} > 65536 )); do
+      # Cut before the piece's last ESC, so no sequence is split.
+      c=${l:0:65536} h=${c%$'\e'*}
+      [[ -z $h ]] && h=$c
+      strip_escapes "$h"; res+=$out; l=${l:${#h}}
+    done
+    strip_escapes "$l"; l=$res$out
+  fi
+  if [[ $l == *[$'\x01'-$'\x08'$'\x0b'-$'\x1f'$'\x7f']* ]]; then
+    if (( ${#l} < 4096 )); then
+      l=${l//[$'\x01'-$'\x08'$'\x0b'-$'\x1f'$'\x7f']/}
+    else
+      # Each bash replacement copies the line: tr is linear.
+      l=$(printf '%s' "$l" | tr -d '\001-\010\013-\037\177'; printf .); l=${l%.}
+    fi
+  fi
   t=${EPOCHREALTIME:-}
   t=${t/,/.}
   if [[ $t == *.* ]]; then s=${t%.*} ms=${t#*.}; ms=${ms:0:3}; else s=-1 ms=000; fi
