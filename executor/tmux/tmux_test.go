@@ -2,10 +2,13 @@ package tmux
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -186,5 +189,69 @@ func TestBashWriterLongLines(t *testing.T) {
 		if perl != bash {
 			t.Errorf("%s: writers disagree (perl %d bytes, bash %d bytes)", name, len(perl), len(bash))
 		}
+	}
+}
+
+// TestLogWritersRecoverFromFullDisk: after ENOSPC a writer keeps going
+// once space is freed, and records how many lines were lost (both used to
+// stop writing for good).
+func TestLogWritersRecoverFromFullDisk(t *testing.T) {
+	executortest.RequireTool(t, "perl", "bash", "mount")
+	if os.Getuid() != 0 {
+		executortest.Skip(t, "needs root to mount a small tmpfs")
+	}
+	for _, w := range []struct{ name, prog, script string }{{"perl", "perl", perlWriter}, {"bash", "bash", bashWriter}} {
+		t.Run(w.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
+				executortest.Skip(t, "cannot mount a tmpfs: "+string(out))
+			}
+			defer exec.Command("umount", dir).Run()
+			logPath := filepath.Join(dir, "p.log")
+			f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			flag := "-e"
+			if w.prog == "bash" {
+				flag = "-c"
+			}
+			cmd := exec.Command(w.prog, flag, w.script)
+			cmd.Stdout = f
+			in, _ := cmd.StdinPipe()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			for i := 0; i < 3000; i++ {
+				fmt.Fprintf(in, "line %d\n", i)
+			}
+			executortest.Eventually(t, 30*time.Second, "the disk fills up", func() bool {
+				fi, err := os.Stat(logPath)
+				return err == nil && fi.Size() > 60000
+			})
+			// Lines written while the disk is full are lost (and counted).
+			executortest.Eventually(t, 30*time.Second, "the writer reads on", func() bool {
+				fmt.Fprintf(in, "still full\n")
+				var st syscall.Statfs_t
+				return syscall.Statfs(dir, &st) == nil && st.Bavail == 0
+			})
+			if err := os.Truncate(logPath, 0); err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(in, "after the disk was freed\n")
+			in.Close()
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("writer: %v", err)
+			}
+			data, _ := os.ReadFile(logPath)
+			log := string(data)
+			if !strings.Contains(log, "] after the disk was freed") {
+				t.Errorf("nothing written after space was freed:\n%s", log)
+			}
+			if !regexp.MustCompile(`\[launcher\] \d+ line(s|\(s\))? of output lost`).MatchString(log) {
+				t.Errorf("no record of the lost lines:\n%s", log)
+			}
+		})
 	}
 }

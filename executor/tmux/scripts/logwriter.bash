@@ -29,6 +29,7 @@ strip_escapes() {
     fi
   done
 }
+lost=0
 while IFS= read -r l || [[ -n $l ]]; do
   if [[ $l == *$'\r'* ]]; then
     # Progress-bar rewrites: keep what follows the last CR (split with read:
@@ -57,5 +58,13 @@ while IFS= read -r l || [[ -n $l ]]; do
   t=${EPOCHREALTIME:-}
   t=${t/,/.}
   if [[ $t == *.* ]]; then s=${t%.*} ms=${t#*.}; ms=${ms:0:3}; else s=-1 ms=000; fi
-  printf '[%(%Y-%m-%d %H:%M:%S)T.%s] %s\n' "$s" "$ms" "$l"
+  if (( lost )); then
+    # The disk was full: once writing works again, say what was lost.
+    if printf '[%(%Y-%m-%d %H:%M:%S)T.%s] [launcher] %d line(s) of output lost: %s\n' "$s" "$ms" "$lost" "write failed (no space left on device?)" 2>/dev/null; then
+      lost=0
+    else
+      (( lost++ )); continue
+    fi
+  fi
+  printf '[%(%Y-%m-%d %H:%M:%S)T.%s] %s\n' "$s" "$ms" "$l" 2>/dev/null || (( lost++ ))
 done
