@@ -2,11 +2,17 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/robotlauncher/launcher/executor"
 )
+
+// ListTimeout bounds one listing of a machine's windows: a tmux server that
+// is stopped (SIGSTOP) or hung makes the machine UNAVAILABLE instead of
+// blocking a status.
+const ListTimeout = 10 * time.Second
 
 // snapshots coalesces window listings per machine: every goroutine waiting
 // for a process on that machine (readiness, stop, one-shot exit) shares one
@@ -40,20 +46,28 @@ func (s *snapshots) get(ctx context.Context, after time.Time) (executor.Snapshot
 			s.inflight = call
 			s.mu.Unlock()
 			// The listing is shared: one caller's cancellation must not fail
-			// the others, so it runs on its own bounded context.
-			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			call.snap, call.err = s.m.Snapshot(lctx)
-			cancel()
-			s.mu.Lock()
-			s.inflight = nil
-			if call.err == nil {
-				s.last = call
-			}
+			// the others, so it runs on its own bounded context, and every
+			// caller (this one included) waits for it or for its own ctx:
+			// Ctrl-C acts at once even when the tmux server hangs.
+			go func() {
+				lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ListTimeout)
+				call.snap, call.err = s.m.Snapshot(lctx)
+				if call.err != nil && lctx.Err() == context.DeadlineExceeded {
+					call.err = &executor.UnavailableError{Machine: s.m.Machine(), Op: "list windows",
+						Err: fmt.Errorf("tmux did not answer within %s (is its server stopped or hung?)", ListTimeout)}
+				}
+				cancel()
+				s.mu.Lock()
+				s.inflight = nil
+				if call.err == nil {
+					s.last = call
+				}
+				s.mu.Unlock()
+				close(call.done)
+			}()
+		} else {
 			s.mu.Unlock()
-			close(call.done)
-			return call.snap, call.err
 		}
-		s.mu.Unlock()
 		select {
 		case <-call.done:
 		case <-ctx.Done():

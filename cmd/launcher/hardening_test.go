@@ -534,3 +534,54 @@ launcher.ready_check("broken", function(proc) error("sensor table missing") end)
 		t.Errorf("the process is %s; a failed check leaves it running", st)
 	}
 }
+
+// Hardening 17: a stopped (SIGSTOP) tmux server makes status say so within
+// a bounded time, and Ctrl-C acts at once.
+func TestStoppedTmuxServer(t *testing.T) {
+	e := newEnv(t, "context: {session: stp}\na:\n  cmd: sleep 300\n")
+	e.mustRun("run", "a")
+	out, err := e.tmux("display-message", "-p", "#{pid}")
+	if err != nil {
+		t.Fatal(out)
+	}
+	var server int
+	fmt.Sscan(strings.TrimSpace(out), &server)
+	syscall.Kill(server, syscall.SIGSTOP)
+	t.Cleanup(func() { syscall.Kill(server, syscall.SIGCONT) })
+
+	b := e.start("status")
+	executortest.Eventually(t, 10*time.Second, "status waits on the stopped server", func() bool {
+		return hasChild(b.cmd.Process.Pid, "tmux")
+	})
+	b.cmd.Process.Signal(syscall.SIGINT)
+	if code := b.wait(t, 5*time.Second); code != 130 {
+		t.Errorf("Ctrl-C during a hung status: exit %d\n%s", code, b.stderr())
+	}
+
+	r := e.run("status", "--json")
+	if r.code != 0 || !strings.Contains(r.stdout, "UNAVAILABLE") || !strings.Contains(r.stdout, "did not answer within") {
+		t.Errorf("status with a stopped server: %s", r)
+	}
+}
+
+// hasChild reports whether pid has a child process whose name starts with
+// comm (tmux names its client "tmux: client").
+func hasChild(pid int, comm string) bool {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, f := range stats {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		s := string(data)
+		open, end := strings.Index(s, "("), strings.LastIndex(s, ")")
+		if open < 0 || end < open {
+			continue
+		}
+		fields := strings.Fields(s[end+1:])
+		if len(fields) > 1 && strings.HasPrefix(s[open+1:end], comm) && fields[1] == fmt.Sprint(pid) {
+			return true
+		}
+	}
+	return false
+}
