@@ -3,10 +3,81 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/robotlauncher/launcher/engine/config"
+	"github.com/robotlauncher/launcher/executor"
+	"github.com/robotlauncher/launcher/executor/docker"
+	"github.com/robotlauncher/launcher/executor/shell"
 )
+
+// commandLine is what runs r on its target, as one line an operator can
+// paste into a terminal (launcher itself passes the env through a file and
+// frames the run with log lines; the effect is this).
+func commandLine(r *config.Resolved) string {
+	return onMachine(r.Machine, inTarget(r, r.Cmd, true), true)
+}
+
+// readyCommandLine is the same for r's ready check.
+func readyCommandLine(r *config.Resolved) string {
+	if r.Docker != "" {
+		return onMachine(r.Machine, inTarget(r, r.ReadyCheck, false), false)
+	}
+	return onMachine(r.Machine, withEnv(r, []string{"bash", "-c", r.ReadyCheck}), false)
+}
+
+func inTarget(r *config.Resolved, script string, tty bool) []string {
+	if r.Docker == "" {
+		return withEnv(r, []string{"bash", "-ic", script})
+	}
+	var env []executor.EnvVar
+	for _, e := range r.Env {
+		env = append(env, executor.EnvVar{Name: e.Name})
+	}
+	argv := docker.ExecArgv(r.Docker, docker.ExecOptions{TTY: tty, Env: env, Cwd: r.Cwd, Script: script})
+	return withEnv(&config.Resolved{Env: r.Env}, argv)
+}
+
+// withEnv prefixes argv with `env K=V…` and a `cd` when r has them.
+func withEnv(r *config.Resolved, argv []string) []string {
+	var pre []string
+	if r.Cwd != "" {
+		pre = append(pre, "env", "-C", r.Cwd)
+	}
+	if len(r.Env) > 0 {
+		if len(pre) == 0 {
+			pre = append(pre, "env")
+		}
+		for _, e := range r.Env {
+			pre = append(pre, e.Name+"="+e.Value)
+		}
+	}
+	return append(pre, argv...)
+}
+
+// onMachine wraps argv in ssh for a remote machine (user@host:port or an
+// ssh_config alias).
+func onMachine(machine string, argv []string, tty bool) string {
+	if machine == "" || machine == executor.Local {
+		return shell.Join(argv)
+	}
+	ssh := []string{"ssh"}
+	if tty {
+		ssh = append(ssh, "-t")
+	}
+	host := machine
+	if i := strings.LastIndex(machine, ":"); i > 0 {
+		if _, err := strconv.Atoi(machine[i+1:]); err == nil {
+			ssh = append(ssh, "-p", machine[i+1:])
+			host = machine[:i]
+		}
+	}
+	ssh = append(ssh, host, shell.Join(argv))
+	return shell.Join(ssh)
+}
 
 func (s *session) planCommand() *cli.Command {
 	return &cli.Command{
@@ -35,7 +106,18 @@ func (s *session) planCommand() *cli.Command {
 				return &exitError{code: exitUsage, err: err}
 			}
 			if c.Bool("json") {
-				b, _ := json.MarshalIndent(plan, "", "  ")
+				procs := make([]map[string]any, 0, len(plan.Processes))
+				for _, r := range plan.Processes {
+					var m map[string]any
+					b, _ := json.Marshal(r)
+					_ = json.Unmarshal(b, &m)
+					m["command_line"] = commandLine(r)
+					if r.ReadyCheck != "" {
+						m["ready_command_line"] = readyCommandLine(r)
+					}
+					procs = append(procs, m)
+				}
+				b, _ := json.MarshalIndent(map[string]any{"roots": plan.Roots, "processes": procs}, "", "  ")
 				fmt.Fprintln(s.stdout, string(b))
 				return nil
 			}
@@ -55,8 +137,10 @@ func (s *session) planCommand() *cli.Command {
 					fmt.Fprintf(s.stdout, "     after: %s\n", strings.Join(r.Depends, ", "))
 				}
 				fmt.Fprintf(s.stdout, "     cmd:   %s\n", r.Cmd)
+				fmt.Fprintf(s.stdout, "     runs:  %s\n", commandLine(r))
 				if r.ReadyCheck != "" {
 					fmt.Fprintf(s.stdout, "     ready: %s\n", r.ReadyCheck)
+					fmt.Fprintf(s.stdout, "     check: %s\n", readyCommandLine(r))
 				}
 				if r.CheckKind != "" {
 					fmt.Fprintf(s.stdout, "     ready: check %s %v\n", r.CheckKind, r.CheckOptions)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -584,4 +585,51 @@ func hasChild(pid int, comm string) bool {
 		}
 	}
 	return false
+}
+
+// Hardening 21: plan shows the exact command line that runs on the target,
+// copy-pasteable (docker exec -it … bash -ic '…' behind ssh for a remote
+// container; -i for its check).
+func TestPlanShowsExactCommandLine(t *testing.T) {
+	e := newEnv(t, `
+context: {session: pl}
+drv:
+  cmd: ros2 run drv node --ros-args -p path:=/tmp/x.yaml
+  docker: kyon-dev
+  machine: kyon@10.0.0.2:2222
+  ready_check: timeout 5 ros2 topic echo /x --once
+loc:
+  cmd: echo "it's [$GREETING] in $PWD"
+  env: {GREETING: "hello world"}
+  cwd: /tmp
+`)
+	r := e.mustRun("plan", "drv")
+	for _, want := range []string{
+		`runs:  ssh -t -p 2222 kyon@10.0.0.2 'docker exec -it kyon-dev bash -ic '\''ros2 run drv node --ros-args -p path:=/tmp/x.yaml'\'''`,
+		`check: ssh -p 2222 kyon@10.0.0.2 'docker exec -i kyon-dev bash -ic '\''timeout 5 ros2 topic echo /x --once'\'''`,
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("plan lacks %s\n%s", want, r.stdout)
+		}
+	}
+	r = e.mustRun("plan", "loc")
+	var line string
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "runs:") {
+			line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "runs:"))
+		}
+	}
+	out, err := exec.Command("bash", "-c", line).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "it's [hello world] in /tmp") {
+		t.Errorf("pasting %q: %v %s", line, err, out)
+	}
+	var doc struct {
+		Processes []struct {
+			Name        string `json:"name"`
+			CommandLine string `json:"command_line"`
+		} `json:"processes"`
+	}
+	if err := json.Unmarshal([]byte(e.mustRun("plan", "--json", "loc").stdout), &doc); err != nil || len(doc.Processes) != 1 || doc.Processes[0].CommandLine != line {
+		t.Errorf("plan --json command_line: %+v %v", doc, err)
+	}
 }
