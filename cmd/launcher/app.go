@@ -170,7 +170,9 @@ func (s *session) newApp() *cli.App {
 		HideHelpCommand:           true,
 		// The common flags are also accepted before the command name (plugin
 		// commands, help).
-		Flags:          commonFlags(),
+		// urfave/cli adds --help only when it adds its own help command,
+		// which ours replaces.
+		Flags:          append(commonFlags(), cli.HelpFlag),
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
 			return &exitError{code: exitUsage, err: fmt.Errorf("%v (see launcher %s --help)", err, c.Command.Name)}
@@ -178,8 +180,16 @@ func (s *session) newApp() *cli.App {
 		Commands: append([]*cli.Command{
 			s.runCommand(), s.killCommand(), s.restartCommand(), s.statusCommand(), s.watchCommand(),
 			s.monCommand(), s.planCommand(), s.validateCommand(), s.scriptCommand(), s.luaTypesCommand(),
-			s.attachCommand(), s.completionCommand(),
+			s.attachCommand(), s.completionCommand(), helpCommand(),
 		}, s.pluginCommands()...),
+		// A word that is no command is a usage error (exit 2), not "no help
+		// topic" with exit 1.
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageErr("unknown command %q (see launcher --help)", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
 	}
 	for _, c := range app.Commands {
 		if c.OnUsageError == nil {
@@ -187,6 +197,36 @@ func (s *session) newApp() *cli.App {
 		}
 	}
 	return app
+}
+
+// helpCommand is `launcher help [COMMAND]` (urfave/cli's own is hidden and
+// answers "No help topic" with exit 1).
+func helpCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "help",
+		Aliases:   []string{"h"},
+		Usage:     "show the commands, or one command's help",
+		ArgsUsage: "[COMMAND]",
+		Flags:     withCommon(),
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return cli.ShowAppHelp(c)
+			}
+			name := c.Args().First()
+			cmd := c.App.Command(name)
+			if cmd == nil {
+				return usageErr("unknown command %q (see launcher --help)", name)
+			}
+			showCommandHelp(c, cmd)
+			return nil
+		},
+	}
+}
+
+// showCommandHelp prints cmd's help (cli.ShowCommandHelp looks only among
+// the subcommands of the context it is given).
+func showCommandHelp(c *cli.Context, cmd *cli.Command) {
+	cli.HelpPrinter(c.App.Writer, cli.CommandHelpTemplate, cmd)
 }
 
 // configPath finds the config: --config, $LAUNCHER_CONFIG,

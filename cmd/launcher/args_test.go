@@ -31,6 +31,7 @@ func TestFlagsAfterArguments(t *testing.T) {
 		{"lua-types dir", "lua-types -- dir"},
 		{"run a -- -weird", "run -- a -weird"},
 		{"status --bogus a", "status --bogus -- a"},
+		{"help run -c r.yaml", "help -c r.yaml -- run"},
 	}
 	for _, c := range cases {
 		got := strings.Join(normalizeArgs(app, append([]string{"launcher"}, strings.Fields(c.in)...))[1:], " ")

@@ -73,6 +73,12 @@ func (s *session) pluginCommands() []*cli.Command {
 			Category:        pluginCategory,
 			SkipFlagParsing: true,
 			Action: func(c *cli.Context) error {
+				// Its arguments go to Lua unparsed, except a request for
+				// help: that never runs the command.
+				if a := c.Args().First(); a == "--help" || a == "-h" || a == "help" && c.NArg() == 1 {
+					showCommandHelp(c, c.App.Command(pc.Name))
+					return nil
+				}
 				return s.runLua(c, func() error { return s.lua.RunCommand(pc, c.Args().Slice()) })
 			},
 		})

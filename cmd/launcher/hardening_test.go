@@ -633,3 +633,52 @@ loc:
 		t.Errorf("plan --json command_line: %+v %v", doc, err)
 	}
 }
+
+// Hardening 23: help never runs a plugin command; help and unknown
+// commands have the right exit codes; --help before -c lists plugin commands.
+func TestHelpAndPluginCommands(t *testing.T) {
+	e := newEnv(t, "")
+	ran := filepath.Join(e.dir, "cmd-ran")
+	plugin := filepath.Join(e.dir, "cmds.lua")
+	os.WriteFile(plugin, []byte(fmt.Sprintf(`
+local launcher = require("launcher")
+launcher.command("homing", {help = "home the robot", usage = "[axis]"}, function(args)
+  io.open(%q, "w"):close()
+end)
+`, ran)), 0o644)
+	e.writeConfig(fmt.Sprintf("context: {session: hp, plugins: [%q]}\na:\n  cmd: sleep 300\n", plugin))
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"homing", "--help"}, 0, "home the robot"},
+		{[]string{"homing", "-h"}, 0, "home the robot"},
+		{[]string{"help", "homing"}, 0, "home the robot"},
+		{[]string{"help"}, 0, "homing"},
+		{[]string{"help", "run"}, 0, "launcher run"},
+		{[]string{"--help", "-c", e.cfg}, 0, "homing"},
+		{[]string{"nosuchcmd"}, 2, `unknown command "nosuchcmd"`},
+		{[]string{"help", "nosuch"}, 2, `unknown command "nosuch"`},
+	} {
+		r := e.run(c.args...)
+		if r.code != c.code || !strings.Contains(r.stdout+r.stderr, c.want) {
+			t.Errorf("%v: want exit %d and %q: %s", c.args, c.code, c.want, r)
+		}
+	}
+	// From a folder without a config and with no $LAUNCHER_CONFIG: only the
+	// -c after --help names the config.
+	cmd := exec.Command(launcherBin, "--help", "-c", e.cfg)
+	cmd.Env = append(e.environ(), "LAUNCHER_CONFIG=")
+	cmd.Dir = e.home
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "homing") {
+		t.Errorf("--help -c CFG from elsewhere: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Error("asking for help ran the plugin command")
+	}
+	e.mustRun("homing")
+	if _, err := os.Stat(ran); err != nil {
+		t.Error("the plugin command does not run")
+	}
+}

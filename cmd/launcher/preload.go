@@ -16,6 +16,7 @@ var configless = map[string]bool{"completion": true, "lua-types": true}
 func prescan(args []string) (flagValues, string) {
 	var f flagValues
 	cmd := ""
+	helpSeen := false
 	for i := 1; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
@@ -50,10 +51,15 @@ func prescan(args []string) (flagValues, string) {
 		case "no-plugins":
 			f.noPlugins = !hasVal || val == "true"
 		case "help", "h", "version", "generate-bash-completion":
+			// Read on: a -c after --help still selects the config whose
+			// plugin commands the help lists.
 			if cmd == "" {
-				return f, "help"
+				helpSeen = true
 			}
 		}
+	}
+	if cmd == "" && helpSeen {
+		cmd = "help"
 	}
 	return f, cmd
 }
