@@ -28,6 +28,9 @@ var version = "dev"
 
 const pluginCategory = "plugin commands"
 
+// drainTimeout bounds the wait for event handlers at exit.
+const drainTimeout = 5 * time.Second
+
 // Exit codes.
 const (
 	exitOK          = 0
@@ -99,9 +102,16 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(
 	}
 	app := s.newApp()
 	err := app.RunContext(ctx, normalizeArgs(app, args))
-	if s.lua != nil && err == nil {
-		// Events of the last operation reach their handlers.
-		s.lua.Drain(5 * time.Second)
+	if s.lua != nil {
+		// Events of the last operation reach their handlers whatever the
+		// outcome (a failure's alerts above all), within a bound: a handler
+		// that never yields is stopped when the Lua host closes.
+		if !s.lua.Drain(drainTimeout) {
+			fmt.Fprintf(s.stderr, "launcher: Lua event handlers still running after %s were stopped\n", drainTimeout)
+		}
+	}
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err() // Ctrl-C while handlers ran: 130, not 0
 	}
 	return s.report(ctx, err)
 }

@@ -682,3 +682,49 @@ end)
 		t.Error("the plugin command does not run")
 	}
 }
+
+// Hardening 24: handlers finish on every exit path (a failed bring-up's
+// alerts all arrive), and a handler that never yields is bounded: the run
+// ends, and Ctrl-C during it exits 130.
+func TestHandlersRunOnEveryExitPath(t *testing.T) {
+	e := newEnv(t, "")
+	alerts := filepath.Join(e.dir, "alerts")
+	plugin := filepath.Join(e.dir, "alerts.lua")
+	os.WriteFile(plugin, []byte(fmt.Sprintf(`
+local launcher = require("launcher")
+launcher.on("failed", function(ev)
+  launcher.sleep(0.3) -- a slow webhook
+  local f = io.open(%q, "a"); f:write(ev.process, "\n"); f:close()
+end)
+launcher.on("ready", {process = "spin"}, function(ev) while true do end end)
+`, alerts)), 0o644)
+	var b strings.Builder
+	fmt.Fprintf(&b, "context: {session: alerts, plugins: [%q]}\n", plugin)
+	for i := 0; i < 6; i++ {
+		fmt.Fprintf(&b, "n%d:\n  cmd: sleep 300\n  ready_check: \"false\"\n  ready_timeout: 500ms\n", i)
+	}
+	b.WriteString("all:\n  cmd: sleep 300\n  depends: [n0, n1, n2, n3, n4, n5]\nspin:\n  cmd: sleep 300\n")
+	e.writeConfig(b.String())
+	r := e.run("run", "all")
+	if r.code != 1 {
+		t.Fatalf("run: %s", r)
+	}
+	data, _ := os.ReadFile(alerts)
+	for i := 0; i < 6; i++ {
+		if !strings.Contains(string(data), fmt.Sprintf("n%d\n", i)) {
+			t.Errorf("alert for n%d lost; alerts:\n%s\n%s", i, data, r)
+		}
+	}
+
+	r = e.run("run", "spin")
+	if r.code != 0 || !strings.Contains(r.stderr, "still running after") {
+		t.Errorf("a busy handler: %s", r)
+	}
+	e.mustRun("kill", "spin")
+	bg := e.start("run", "spin")
+	executortest.Eventually(t, 10*time.Second, "spin is ready", func() bool { return strings.Contains(bg.stdout(), "[spin] ready") })
+	bg.cmd.Process.Signal(syscall.SIGINT)
+	if code := bg.wait(t, 10*time.Second); code != 130 {
+		t.Errorf("Ctrl-C with a busy handler: exit %d\n%s", code, bg.stderr())
+	}
+}

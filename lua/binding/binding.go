@@ -363,14 +363,31 @@ func (h *Host) runTask(name string, fn *lua.LFunction, args []lua.LValue) error 
 }
 
 // Drain waits (at most d) for handler tasks that are still queued or
-// running, so events of the last operation reach their handlers.
-func (h *Host) Drain(d time.Duration) {
+// running, so events of the last operation reach their handlers. It
+// reports false when handlers were still busy at the deadline.
+func (h *Host) Drain(d time.Duration) bool {
 	h.e.Bus().Flush()
 	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
+	for {
 		busy := true
-		if h.Do(func() { busy = h.running || len(h.queue) > 0 }) != nil || !busy {
-			return
+		done := make(chan struct{})
+		if !h.rt.Post(func() { defer close(done); busy = h.running || len(h.queue) > 0 }) {
+			return true // closed: nothing can run any more
+		}
+		// A handler that never yields keeps the owner goroutine: the wait
+		// for it is bounded too.
+		select {
+		case <-done:
+		case <-h.ctx.Done():
+			return true
+		case <-time.After(time.Until(deadline)):
+			return false
+		}
+		if !busy {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
