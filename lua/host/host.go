@@ -16,6 +16,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -365,6 +366,34 @@ func Cancelled(err error) bool {
 	return err != nil && (errors.Is(err, context.Canceled) || strings.Contains(err.Error(), context.Canceled.Error()))
 }
 
+// ErrCannotPause is the message for a wait where Lua cannot pause.
+const ErrCannotPause = "this launcher function waits, and Lua cannot pause here: inside a for-in iterator, a metamethod, a table.sort comparator or a string.gsub callback. Call it outside (collect values first; read watchers with `while` and w:next())"
+
+// nestedVM reports whether the running Lua code was called back from Go
+// (a for-in iterator, a metamethod, table.sort, string.gsub) rather than
+// run by the task's own VM loop: on this goroutine, between here and the
+// start of the running coroutine (threadRun), the VM loop appears more
+// than once.
+func nestedVM() bool {
+	pcs := make([]uintptr, 512)
+	n := runtime.Callers(3, pcs)
+	frames := runtime.CallersFrames(pcs[:n])
+	loops := 0
+	for {
+		f, more := frames.Next()
+		fn := f.Function
+		switch {
+		case strings.HasSuffix(fn, "gopher-lua.mainLoop"), strings.HasSuffix(fn, "gopher-lua.mainLoopWithContext"):
+			loops++
+		case strings.HasSuffix(fn, "gopher-lua.threadRun"):
+			return loops > 1
+		}
+		if !more {
+			return false // no Resume within reach: do not guess
+		}
+	}
+}
+
 // Converter builds the Lua values of an answer on the owner goroutine (Lua
 // values must not be created elsewhere).
 type Converter func(L *lua.LState) []lua.LValue
@@ -382,6 +411,13 @@ func (rt *Runtime) Async(L *lua.LState, work func(ctx context.Context) Converter
 		// The main state (a plugin being loaded, a sync hook): no task to
 		// park.
 		L.RaiseError("this function waits, and can only be called from a script, an event handler or a check (not while plugins load)")
+		return 0
+	}
+	if nestedVM() {
+		// Checked before yielding: gopher-lua cannot pause a Lua function
+		// that Go called back (it would fail later with a nil pointer
+		// dereference or end the task silently).
+		Raise(L, "%s", ErrCannotPause)
 		return 0
 	}
 	rt.nextOp++

@@ -30,7 +30,13 @@ func newTestRuntime(t *testing.T, ctx context.Context) *Runtime {
 		}))
 		return 1
 	}))
-	if err := rt.L.DoString(`function sleep(s) return __await(__sleep(s), "sleep") end`); err != nil {
+	// Named like launcher's own shims, so errors point past it at the caller.
+	shim, err := rt.L.Load(strings.NewReader(`function sleep(s) return __await(__sleep(s), "sleep") end`), "[launcher test]")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.L.Push(shim)
+	if err := rt.L.PCall(0, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	return rt
@@ -188,4 +194,35 @@ func BenchmarkTaskWait(b *testing.B) {
 	finished := false
 	rt.Spawn("b", fn, []lua.LValue{lua.LNumber(b.N)}, func([]lua.LValue, error) { finished = true })
 	_ = rt.Loop(func() bool { return finished })
+}
+
+// TestCannotPauseIsCaughtAtTheCallersLine: a wait where gopher-lua cannot
+// pause is the documented error at the caller's file:line (it used to be a
+// nil pointer dereference with no position, or a wrong message), and pcall
+// catches it.
+func TestCannotPauseIsCaughtAtTheCallersLine(t *testing.T) {
+	rt := newTestRuntime(t, context.Background())
+	defer rt.Close()
+	cases := map[string]string{
+		"for-in":      `for x in function() sleep(0.01) return nil end do end`,
+		"metamethod":  `local t = setmetatable({}, {__index = function() sleep(0.01) return 1 end}) return t.x`,
+		"table.sort":  `local t = {3, 1, 2} table.sort(t, function(a, b) sleep(0.01) return a < b end)`,
+		"string.gsub": `string.gsub("abc", "%w", function(c) sleep(0.01) return c end)`,
+	}
+	for name, code := range cases {
+		_, err := run(t, rt, "\n"+code)
+		if err == nil || !strings.Contains(err.Error(), ":2: "+ErrCannotPause) {
+			t.Errorf("%s: want %q at line 2, got %v", name, ErrCannotPause, err)
+		}
+		ret, err := run(t, rt, "local ok, msg = pcall(function()\n"+code+"\nend) return tostring(ok) .. ' ' .. tostring(msg)")
+		if err != nil || !strings.HasPrefix(ret[0].String(), "false ") || !strings.Contains(ret[0].String(), ErrCannotPause) {
+			t.Errorf("%s under pcall: %v %v", name, ret, err)
+		}
+	}
+	// Waits in the user's own coroutines and in pcall still work.
+	if ret, err := run(t, rt, `local ok, v = pcall(function() sleep(0.01) return 7 end)
+local co = coroutine.wrap(function() sleep(0.01) coroutine.yield(5) end)
+return tostring(ok) .. v .. co()`); err != nil || ret[0].String() != "true75" {
+		t.Errorf("waits in pcall and coroutines: %v %v", ret, err)
+	}
 }
