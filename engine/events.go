@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -45,6 +46,9 @@ type Event struct {
 	// Expected is set on Exited events that someone asked for: a stop, or
 	// a one-shot that succeeded.
 	Expected bool `json:"expected,omitempty"`
+	// Already is set on Ready events of processes that were ready before
+	// the operation (a re-run found them running).
+	Already bool `json:"already,omitempty"`
 }
 
 // Bus delivers events to subscribers. Each subscriber has its own queue
@@ -155,35 +159,12 @@ func (b *Bus) Publish(ev Event) {
 }
 
 // Glob reports whether name matches pattern, where * matches any run of
-// characters and ? one character (process filters in scripts).
+// characters, ? one character and [ab] a class (process filters in
+// scripts; path.Match syntax).
 func Glob(pattern, name string) bool {
-	if !strings.ContainsAny(pattern, "*?") {
+	if !strings.ContainsAny(pattern, "*?[") {
 		return pattern == name
 	}
-	return globMatch(pattern, name)
-}
-
-func globMatch(p, s string) bool {
-	for len(p) > 0 {
-		switch p[0] {
-		case '*':
-			for i := len(s); i >= 0; i-- {
-				if globMatch(p[1:], s[i:]) {
-					return true
-				}
-			}
-			return false
-		case '?':
-			if len(s) == 0 {
-				return false
-			}
-			p, s = p[1:], s[1:]
-		default:
-			if len(s) == 0 || s[0] != p[0] {
-				return false
-			}
-			p, s = p[1:], s[1:]
-		}
-	}
-	return len(s) == 0
+	ok, err := path.Match(pattern, name)
+	return err == nil && ok
 }

@@ -134,7 +134,10 @@ func isExitMarker(line, tag string) bool {
 		(tag == "" || strings.HasSuffix(line, "(run "+tag+")"))
 }
 
-// isLauncherLine tells the wrapper's own lines from the process's output.
+// IsLauncherLine tells the wrapper's own lines ("[launcher] starting …")
+// from the process's output.
+func IsLauncherLine(line string) bool { return isLauncherLine(line) }
+
 func isLauncherLine(line string) bool {
 	i := strings.Index(line, "] ")
 	return i >= 0 && strings.HasPrefix(line[i+2:], "[launcher] ")

@@ -201,7 +201,7 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 				// process can stop being ready while it runs.
 				ok, reason := e.checkOnce(ctx, r, m, *w, offset)
 				if ok {
-					ev := Event{Kind: Ready, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: "already running", PID: w.PanePID}
+					ev := Event{Kind: Ready, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: "already running", PID: w.PanePID, Already: true}
 					em.publish(ev)
 					return nil
 				}

@@ -3,6 +3,7 @@ package stdlib
 import (
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +30,7 @@ func LogTable(L *lua.LState, w io.Writer) *lua.LTable {
 		m.RawSetString(level, L.NewFunction(func(L *lua.LState) int {
 			msg := host.Str(L, 1)
 			if L.GetTop() > 1 {
+				checkFormatArgs(L, level, msg)
 				// string.format does the formatting, as in Lua.
 				format := L.GetField(L.GetGlobal("string"), "format")
 				if err := L.CallByParam(lua.P{Fn: format, NRet: 1, Protect: true}, argsFrom(L)...); err != nil {
@@ -52,4 +54,31 @@ func argsFrom(L *lua.LState) []lua.LValue {
 		args[i] = L.Get(i + 1)
 	}
 	return args
+}
+
+// checkFormatArgs raises when a numeric verb (%d, %x, %f…) gets an
+// argument that is not a number: gopher-lua's string.format would print 0.
+func checkFormatArgs(L *lua.LState, level, format string) {
+	arg := 2
+	for i := 0; i < len(format); i++ {
+		if format[i] != '%' {
+			continue
+		}
+		i++
+		for i < len(format) && strings.IndexByte("-+ #0123456789.", format[i]) >= 0 {
+			i++
+		}
+		if i >= len(format) || format[i] == '%' {
+			continue
+		}
+		if strings.IndexByte("cdiouxXeEfgG", format[i]) >= 0 {
+			v := L.Get(arg)
+			if _, ok := v.(lua.LNumber); !ok {
+				if s, isStr := v.(lua.LString); !isStr || lua.LVAsNumber(s) == 0 && strings.TrimSpace(string(s)) != "0" {
+					host.Raise(L, "log.%s: bad argument #%d (%%%c needs a number, got %s %q)", level, arg, format[i], v.Type().String(), v.String())
+				}
+			}
+		}
+		arg++
+	}
 }

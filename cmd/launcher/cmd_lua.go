@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -89,13 +90,18 @@ func (s *session) pluginCommands() []*cli.Command {
 func (s *session) luaTypesCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "lua-types",
-		Usage:     "write LuaLS type stubs of the Lua API (and a .luarc.json) for your editor",
+		Usage:     "write LuaLS type stubs of the Lua API to DIR/.launcher/types (and DIR/.luarc.json) for your editor",
 		ArgsUsage: "[DIR]",
 		Action: func(c *cli.Context) error {
-			dir := c.Args().First()
-			if dir == "" {
-				dir = filepath.Join(".launcher", "types")
+			// DIR is the project (the scripts' folder): the stubs go in a
+			// folder of their own inside it, so no file of the user's is
+			// ever overwritten and the scripts are not taken as a library.
+			project := c.Args().First()
+			if project == "" {
+				project = "."
 			}
+			rel := filepath.Join(".launcher", "types")
+			dir := filepath.Join(project, rel)
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return err
 			}
@@ -105,20 +111,25 @@ func (s *session) luaTypesCommand() *cli.Command {
 			}
 			for _, e := range entries {
 				data, _ := fs.ReadFile(stdlib.Lua, "types/"+e.Name())
-				if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o644); err != nil {
+				path := filepath.Join(dir, e.Name())
+				if old, err := os.ReadFile(path); err == nil && !bytes.HasPrefix(old, []byte("---@meta")) {
+					return &exitError{code: exitUsage, err: fmt.Errorf("%s exists and is not a launcher stub: move it away (nothing was written over it)", path)}
+				}
+				if err := os.WriteFile(path, data, 0o644); err != nil {
 					return err
 				}
 			}
 			fmt.Fprintf(s.stdout, "wrote %d stubs to %s\n", len(entries), dir)
-			rc := fmt.Sprintf("{\n  \"runtime.version\": \"Lua 5.1\",\n  \"workspace.library\": [%q],\n  \"diagnostics.globals\": []\n}\n", dir)
-			if _, err := os.Stat(".luarc.json"); err == nil {
-				fmt.Fprintf(s.stdout, ".luarc.json exists; add %q to its workspace.library\n", dir)
+			rc := fmt.Sprintf("{\n  \"runtime.version\": \"Lua 5.1\",\n  \"workspace.library\": [%q],\n  \"diagnostics.globals\": []\n}\n", rel)
+			rcPath := filepath.Join(project, ".luarc.json")
+			if _, err := os.Stat(rcPath); err == nil {
+				fmt.Fprintf(s.stdout, "%s exists; add %q to its workspace.library\n", rcPath, rel)
 				return nil
 			}
-			if err := os.WriteFile(".luarc.json", []byte(rc), 0o644); err != nil {
+			if err := os.WriteFile(rcPath, []byte(rc), 0o644); err != nil {
 				return err
 			}
-			fmt.Fprintln(s.stdout, "wrote .luarc.json")
+			fmt.Fprintln(s.stdout, "wrote "+rcPath)
 			return nil
 		},
 	}

@@ -728,3 +728,88 @@ launcher.on("ready", {process = "spin"}, function(ev) while true do end end)
 		t.Errorf("Ctrl-C with a busy handler: exit %d\n%s", code, bg.stderr())
 	}
 }
+
+// Hardening 27: the Lua API's rough edges, asserted in Lua against real tmux.
+func TestLuaAPIEdges(t *testing.T) {
+	e := newEnv(t, `
+context: {session: edges, params: {robot: kyon}}
+a:
+  cmd: echo hello-a; sleep 300
+  env: {FOO: bar}
+  ready_check: "true"
+  ready_timeout: 5s
+  variants:
+    verbose: {cmd: "{cmd} -v"}
+    mode:
+      - sim: {params: {x: "1"}}
+      - real: {params: {x: "2"}}
+b:
+  cmd: sleep 300
+  depends: [a]
+`)
+	script := filepath.Join(e.dir, "edges.lua")
+	os.WriteFile(script, []byte(`
+local launcher = require("launcher")
+local names = {}
+for name, p in pairs(launcher.config.processes) do names[#names + 1] = name end
+table.sort(names)
+assert(table.concat(names, ",") == "a,b", table.concat(names, ","))
+local params = {}
+for k, v in pairs(launcher.config.params) do params[#params + 1] = k .. "=" .. v end
+assert(params[1] == "robot=kyon", tostring(params[1]))
+local a = launcher.config.processes.a
+assert(a.env.FOO == "bar" and a.ready_check.cmd == "true" and a.ready_timeout == 5, "process fields")
+assert(#a.variants == 2 and a.variants[2].name == "mode" and a.variants[2].group and a.variants[2].choices[2] == "real", "variants")
+local deps = {}
+for _, d in ipairs(launcher.config.processes.b.depends) do deps[#deps + 1] = d end
+assert(deps[1] == "a", "ipairs over depends")
+
+-- ready fires once per start, not again for a process already running.
+local readies = 0
+launcher.on("ready", "[ab]", function(ev) readies = readies + 1 end)
+assert(launcher.start("b"))
+assert(launcher.start("b"))
+launcher.sleep(0.3)
+assert(readies == 2, "ready handlers ran " .. readies .. " times (want 2: a and b once)")
+
+-- watch gives the process's output only, like run_log.
+local w = launcher.watch("a", {lines = 10})
+local l = assert(w:next({timeout = 5}))
+assert(l == "hello-a", "first watched line: " .. l)
+w:close()
+assert(launcher.status("a").error == nil, "error of a healthy process")
+
+-- Argument errors under pcall keep the caller's file:line.
+local ok, err = pcall(launcher.start, 42)
+assert(not ok and err:find("edges.lua:%d+: bad argument #1"), err)
+-- A plugin cannot silently replace a built-in check kind.
+ok, err = pcall(launcher.check, "tcp", function() return true end)
+assert(not ok and err:find('check kind "tcp" exists already'), err)
+-- A wrong format type is an error, not "0".
+ok, err = pcall(launcher.log.info, "%d items", "many")
+assert(not ok and err:find("needs a number"), err)
+launcher.log.info("edges all good")
+`), 0o644)
+	r := e.run("script", script)
+	if r.code != 0 || !strings.Contains(r.stderr, "edges all good") {
+		t.Fatalf("script: %s", r)
+	}
+	// lua-types never overwrites a user's file and points the library at
+	// its own folder.
+	proj := filepath.Join(e.dir, "proj")
+	os.MkdirAll(filepath.Join(proj, ".launcher", "types"), 0o755)
+	mine := filepath.Join(proj, "log.lua")
+	os.WriteFile(mine, []byte("-- my own module\n"), 0o644)
+	e.mustRun("lua-types", proj)
+	if data, _ := os.ReadFile(mine); string(data) != "-- my own module\n" {
+		t.Errorf("lua-types overwrote %s", mine)
+	}
+	rc, _ := os.ReadFile(filepath.Join(proj, ".luarc.json"))
+	if !strings.Contains(string(rc), `".launcher/types"`) {
+		t.Errorf(".luarc.json: %s", rc)
+	}
+	os.WriteFile(filepath.Join(proj, ".launcher", "types", "fs.lua"), []byte("-- not a stub\n"), 0o644)
+	if r := e.run("lua-types", proj); r.code != 2 || !strings.Contains(r.stderr, "not a launcher stub") {
+		t.Errorf("lua-types over a foreign file: %s", r)
+	}
+}

@@ -108,6 +108,9 @@ func eventName(k engine.Kind) string { return string(k) }
 // dispatch queues a handler call for every handler ev matches (owner).
 func (h *Host) dispatch(ev engine.Event) {
 	name := eventName(ev.Kind)
+	if ev.Kind == engine.Ready && ev.Already {
+		return // it was ready before this start: not news
+	}
 	for _, hd := range h.handlers {
 		if hd.off || hd.event != name || hd.event == "output" {
 			continue
@@ -198,7 +201,7 @@ func (h *Host) followOutput(hd *handler) {
 	hd.cancel = cancel
 	go func() {
 		_ = h.e.Watch(ctx, names, 0, func(l engine.LogLine) {
-			if l.Err != nil || !re.MatchString(engine.StripTimestamp(l.Line)) {
+			if l.Err != nil || engine.IsLauncherLine(l.Line) || !re.MatchString(engine.StripTimestamp(l.Line)) {
 				return
 			}
 			ev := engine.Event{Time: time.Now(), Kind: engine.Output, Process: l.Process, Line: engine.StripTimestamp(l.Line)}
@@ -245,7 +248,8 @@ func (h *Host) watch(L *lua.LState) int {
 	w := &watcher{wake: make(chan struct{}, 1), cancel: cancel}
 	go func() {
 		_ = h.e.Watch(ctx, []string{p.Name}, n, func(l engine.LogLine) {
-			if l.Err != nil {
+			// The process's output only, as run_log gives it.
+			if l.Err != nil || engine.IsLauncherLine(l.Line) {
 				return
 			}
 			line := engine.StripTimestamp(l.Line)

@@ -2,7 +2,9 @@ package binding
 
 import (
 	"context"
+	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
@@ -81,6 +83,44 @@ func (h *Host) configView(L *lua.LState) *lua.LTable {
 		pt.RawSetString("docker", lua.LString(p.Docker))
 		pt.RawSetString("persistent", lua.LBool(p.Persistent))
 		pt.RawSetString("depends", readOnly(L, host.ToLua(L, append([]string{}, p.Depends...)).(*lua.LTable)))
+		env := L.NewTable()
+		for _, e := range p.Env {
+			env.RawSetString(e.Name, lua.LString(e.Value))
+		}
+		pt.RawSetString("env", readOnly(L, env))
+		if p.Cwd != "" {
+			pt.RawSetString("cwd", lua.LString(p.Cwd))
+		}
+		if rc := p.ReadyCheck; rc != nil {
+			rt := L.NewTable()
+			if rc.Kind != "" {
+				rt.RawSetString("check", lua.LString(rc.Kind))
+				for _, o := range rc.Options {
+					rt.RawSetString(o.Name, host.ToLua(L, o.Value))
+				}
+			} else {
+				rt.RawSetString("cmd", lua.LString(rc.Cmd))
+			}
+			pt.RawSetString("ready_check", readOnly(L, rt))
+		}
+		for k, d := range map[string]time.Duration{"ready_timeout": p.ReadyTimeout, "ready_period": p.ReadyPeriod, "stop_timeout": p.StopTimeout} {
+			if d > 0 {
+				pt.RawSetString(k, lua.LNumber(d.Seconds()))
+			}
+		}
+		variants := L.NewTable()
+		for _, v := range p.Variants {
+			vt := L.NewTable()
+			vt.RawSetString("name", lua.LString(v.Name))
+			vt.RawSetString("group", lua.LBool(v.Group))
+			choices := L.NewTable()
+			for _, c := range v.Choices {
+				choices.Append(lua.LString(c.Name))
+			}
+			vt.RawSetString("choices", readOnly(L, choices))
+			variants.Append(readOnly(L, vt))
+		}
+		pt.RawSetString("variants", readOnly(L, variants))
 		procs.RawSetString(p.Name, readOnly(L, pt))
 	}
 	t.RawSetString("processes", readOnly(L, procs))
@@ -97,6 +137,29 @@ func readOnly(L *lua.LState, t *lua.LTable) *lua.LTable {
 		return 0
 	}))
 	mt.RawSetString("__len", L.NewFunction(func(L *lua.LState) int { L.Push(lua.LNumber(t.Len())); return 1 }))
+	// Iteration sees the real table (pairs and ipairs honour these).
+	next := L.GetGlobal("next")
+	mt.RawSetString("__pairs", L.NewFunction(func(L *lua.LState) int {
+		L.Push(next)
+		L.Push(t)
+		L.Push(lua.LNil)
+		return 3
+	}))
+	mt.RawSetString("__ipairs", L.NewFunction(func(L *lua.LState) int {
+		L.Push(L.NewFunction(func(L *lua.LState) int {
+			i := L.CheckInt(2) + 1
+			v := t.RawGetInt(i)
+			if v == lua.LNil {
+				return 0
+			}
+			L.Push(lua.LNumber(i))
+			L.Push(v)
+			return 2
+		}))
+		L.Push(t)
+		L.Push(lua.LNumber(0))
+		return 3
+	}))
 	L.SetMetatable(proxy, mt)
 	return proxy
 }
@@ -196,8 +259,12 @@ func (h *Host) restart(L *lua.LState) int {
 }
 
 func statusTable(st engine.Status) map[string]any {
-	return map[string]any{"process": st.Process, "session": st.Session, "machine": st.Machine,
-		"state": string(st.State), "pid": st.PID, "exit_code": st.ExitCode, "error": st.Error}
+	t := map[string]any{"process": st.Process, "session": st.Session, "machine": st.Machine,
+		"state": string(st.State), "pid": st.PID, "exit_code": st.ExitCode}
+	if st.Error != "" {
+		t["error"] = st.Error // nil when there is none
+	}
+	return t
 }
 
 func (h *Host) status(L *lua.LState) int {
@@ -334,8 +401,20 @@ func (h *Host) check(L *lua.LState) int {
 		host.ArgError(L, 1, "a check kind is a lowercase name (letters, digits, _)")
 	}
 	h.mu.Lock()
-	h.kinds[kind] = k
+	prev := h.kinds[kind]
+	if prev == nil {
+		h.kinds[kind] = k
+	}
 	h.mu.Unlock()
+	if prev != nil {
+		// Like commands: a plugin never silently replaces a kind (the
+		// built-in tcp, http and log above all).
+		where := "built in"
+		if prev.where != "" && !strings.HasPrefix(prev.where, "[launcher") {
+			where = "defined at " + prev.where
+		}
+		host.ArgError(L, 1, fmt.Sprintf("check kind %q exists already (%s): choose another name", kind, where))
+	}
 	return 0
 }
 

@@ -87,3 +87,17 @@ function require(name)
   if not ok then error(mod, 0) end
   return mod
 end
+
+-- pairs and ipairs honour __pairs and __ipairs (Lua 5.2 style), so
+-- read-only views such as launcher.config can be iterated.
+local raw_pairs, raw_ipairs, getmetatable = pairs, ipairs, getmetatable
+function pairs(t)
+  local mt = getmetatable(t)
+  if type(mt) == "table" and mt.__pairs then return mt.__pairs(t) end
+  return raw_pairs(t)
+end
+function ipairs(t)
+  local mt = getmetatable(t)
+  if type(mt) == "table" and mt.__ipairs then return mt.__ipairs(t) end
+  return raw_ipairs(t)
+end

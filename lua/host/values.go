@@ -239,18 +239,23 @@ func Raise(L *lua.LState, format string, args ...any) {
 	L.Error(lua.LString(msg), 0)
 }
 
-// UserWhere is "file:line:" of the innermost frame of the user's code.
+// UserWhere is "file:line:" of the innermost frame of the user's code. It
+// looks through the threads that resumed this one too: under the
+// coroutine-based pcall, pcall(launcher.start, 42) runs in a thread of its
+// own whose only frames are launcher's.
 func UserWhere(L *lua.LState) string {
-	for i := 0; i < 32; i++ {
-		dbg, ok := L.GetStack(i)
-		if !ok {
-			break
-		}
-		if _, err := L.GetInfo("Sl", dbg, lua.LNil); err != nil {
-			continue
-		}
-		if dbg.CurrentLine > 0 && !strings.HasPrefix(dbg.Source, "[launcher") {
-			return fmt.Sprintf("%s:%d:", dbg.Source, dbg.CurrentLine)
+	for l := L; l != nil; l = l.Parent {
+		for i := 0; i < 32; i++ {
+			dbg, ok := l.GetStack(i)
+			if !ok {
+				break
+			}
+			if _, err := l.GetInfo("Sl", dbg, lua.LNil); err != nil {
+				continue
+			}
+			if dbg.CurrentLine > 0 && !strings.HasPrefix(dbg.Source, "[launcher") {
+				return fmt.Sprintf("%s:%d:", dbg.Source, dbg.CurrentLine)
+			}
 		}
 	}
 	return ""
