@@ -70,13 +70,32 @@ func (e *Engine) Start(ctx context.Context, names []string, req config.Request) 
 	return e.StartPlan(ctx, plan)
 }
 
+// StartOptions tune a start (scripts use them).
+type StartOptions struct {
+	// NoDeps starts only the plan's roots: their dependencies must be up
+	// already (a dependency that is not fails the start).
+	NoDeps bool
+	// Done names one-shots that already succeeded (in this script): they
+	// are not run again.
+	Done map[string]bool
+}
+
 // StartPlan runs a resolved plan (see Start).
 func (e *Engine) StartPlan(ctx context.Context, plan *config.Plan) error {
+	return e.StartPlanWith(ctx, plan, StartOptions{})
+}
+
+// StartPlanWith runs a resolved plan with options.
+func (e *Engine) StartPlanWith(ctx context.Context, plan *config.Plan, opts StartOptions) error {
 	em := e.newEmitter()
 	g := &graph{tasks: map[string]*task{}}
 	g.run = func(ctx context.Context, name string, level int) error {
 		r := plan.Get(name)
-		if len(r.Depends) > 0 {
+		if !r.Persistent && opts.Done[name] {
+			em.emit(Info, r.Process, level, "one-shot already done (not run again)")
+			return nil
+		}
+		if len(r.Depends) > 0 && !opts.NoDeps {
 			em.emit(Waiting, r.Process, level, "depends on %s", strings.Join(r.Depends, ", "))
 			errs := g.all(ctx, r.Depends, level+1)
 			for i, err := range errs {

@@ -813,3 +813,61 @@ launcher.log.info("edges all good")
 		t.Errorf("lua-types over a foreign file: %s", r)
 	}
 }
+
+// Hardening 28: a one-shot that succeeded in a script is not re-run by
+// later starts; deps = false starts only the named process; a list starts
+// independent processes concurrently.
+func TestScriptOneShotsAndLists(t *testing.T) {
+	e := newEnv(t, "")
+	count := filepath.Join(e.dir, "homed")
+	e.writeConfig(fmt.Sprintf(`
+context: {session: once}
+homing:
+  cmd: echo x >> %s
+  persistent: false
+driver:
+  cmd: sleep 300
+  depends: [homing]
+imu:
+  cmd: sleep 300
+  depends: [homing]
+slow1:
+  cmd: sleep 300
+  ready_check: sleep 1
+slow2:
+  cmd: sleep 300
+  ready_check: sleep 1
+`, count))
+	script := filepath.Join(e.dir, "once.lua")
+	os.WriteFile(script, []byte(`
+local launcher = require("launcher")
+local time = require("time")
+assert(launcher.start("driver"))
+assert(launcher.start("imu"))
+assert(launcher.start({"driver", "imu"}))
+-- deps = false: only the named process (its dependency is up).
+assert(launcher.kill("imu"))
+assert(launcher.start("imu", {deps = false}))
+-- rerun = true runs the one-shot again.
+assert(launcher.start("homing", {rerun = true}))
+-- Two processes whose checks take 1 s each come up together.
+local t0 = time.now()
+assert(launcher.start({"slow1", "slow2"}))
+launcher.log.info("list took %.1f s", time.since(t0))
+assert(time.since(t0) < 1.9, "a list started one after the other")
+launcher.log.info("once all good")
+`), 0o644)
+	r := e.run("script", script)
+	if r.code != 0 || !strings.Contains(r.stderr, "once all good") {
+		t.Fatalf("script: %s", r)
+	}
+	data, _ := os.ReadFile(count)
+	if n := strings.Count(string(data), "x"); n != 2 {
+		t.Errorf("homing ran %d times, want 2 (once, then once on rerun)", n)
+	}
+	// A one-shot that is the session's first window closes it (and the
+	// tmux server with it) when it succeeds: the next spawn creates both
+	// again.
+	e.tmux("kill-server")
+	e.mustRun("run", "driver")
+}

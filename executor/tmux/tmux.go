@@ -621,7 +621,7 @@ func (m *Machine) spawnWindow(ctx context.Context, spec executor.SpawnSpec, pane
 			// Another client created the window first.
 			return executor.Window{}, executor.ErrRaced
 		}
-		if err != nil && (raced(err.Error()) || strings.Contains(err.Error(), "can't find session")) {
+		if err != nil && (raced(err.Error()) || gone(err.Error())) {
 			if create {
 				m.sessionCreated(spec.Session, -1)
 			}
@@ -740,6 +740,14 @@ func (m *Machine) sessionCreated(session string, firstIndex int) {
 	} else {
 		delete(m.sessions, session)
 	}
+}
+
+// gone reports that the session (or the whole server) went away since it
+// was listed: its last window closed (a one-shot that succeeded), or a user
+// killed it. The spawn looks again and creates it.
+func gone(s string) bool {
+	return strings.Contains(s, "can't find session") || strings.Contains(s, "no such session") ||
+		strings.Contains(s, "no server running") || strings.Contains(s, "error connecting to")
 }
 
 func raced(s string) bool {

@@ -65,6 +65,8 @@ type Host struct {
 	readyFns map[string]*lua.LFunction
 	kinds    map[string]*checkKind
 	commands []*Command
+	// doneOneShots are the one-shots that succeeded in this script.
+	doneOneShots map[string]bool
 }
 
 type checkKind struct {
@@ -113,7 +115,7 @@ func New(ctx context.Context, e *engine.Engine, o Options) (*Host, error) {
 		return nil, err
 	}
 	h := &Host{rt: rt, e: e, cfg: e.Config(), opts: o, ctx: ctx, stop: stop, loop: make(chan struct{}),
-		readyFns: map[string]*lua.LFunction{}, kinds: map[string]*checkKind{}}
+		readyFns: map[string]*lua.LFunction{}, kinds: map[string]*checkKind{}, doneOneShots: map[string]bool{}}
 	rt.OnError = func(err error) { fmt.Fprintf(h.opts.Errors, "launcher: lua: %v\n", err) }
 	stdlib.Preload(rt, stdlib.Options{Log: o.Log})
 	rt.L.PreloadModule("launcher", h.loader)

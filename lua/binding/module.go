@@ -204,11 +204,37 @@ func result(ctx context.Context, err error) host.Converter {
 }
 
 func (h *Host) start(L *lua.LState) int {
-	p := h.process(L, 1)
-	o := host.CheckOptions(L, 2, "params", "variants", "timeout")
+	// One name, or a list started at once (independent ones concurrently).
+	var names []string
+	if t, ok := L.Get(1).(*lua.LTable); ok {
+		for i := 1; i <= t.Len(); i++ {
+			n, ok := t.RawGetInt(i).(lua.LString)
+			if !ok {
+				host.ArgError(L, 1, "a list of process names holds only strings")
+			}
+			if _, err := h.cfg.Lookup(string(n)); err != nil {
+				host.ArgError(L, 1, err.Error())
+			}
+			names = append(names, string(n))
+		}
+		if len(names) == 0 {
+			host.ArgError(L, 1, "an empty list of processes")
+		}
+	} else {
+		names = []string{h.process(L, 1).Name}
+	}
+	o := host.CheckOptions(L, 2, "params", "variants", "timeout", "deps", "rerun")
 	req := h.request(L, o)
 	timeout := host.OptDuration(L, o, "timeout")
-	plan, err := h.cfg.Resolve([]string{p.Name}, req)
+	opts := engine.StartOptions{NoDeps: o.RawGetString("deps") == lua.LFalse, Done: map[string]bool{}}
+	if o.RawGetString("rerun") != lua.LTrue {
+		h.mu.Lock()
+		for n := range h.doneOneShots {
+			opts.Done[n] = true
+		}
+		h.mu.Unlock()
+	}
+	plan, err := h.cfg.Resolve(names, req)
 	if err != nil {
 		// Bad variants or params are data errors: nil, err.
 		L.Push(h.rt.Async(L, func(context.Context) host.Converter { return host.Fail(err.Error()) }))
@@ -217,9 +243,30 @@ func (h *Host) start(L *lua.LState) int {
 	L.Push(h.rt.Async(L, func(ctx context.Context) host.Converter {
 		ctx, cancel := timed(ctx, timeout)
 		defer cancel()
-		return result(ctx, h.e.StartPlan(ctx, plan))
+		err := h.e.StartPlanWith(ctx, plan, opts)
+		if err == nil {
+			// Every one-shot of the plan succeeded: a later start in this
+			// script does not run them again (homing the robot once).
+			h.mu.Lock()
+			for _, r := range plan.Processes {
+				if !r.Persistent && (!opts.NoDeps || contains(names, r.Name)) {
+					h.doneOneShots[r.Name] = true
+				}
+			}
+			h.mu.Unlock()
+		}
+		return result(ctx, err)
 	}))
 	return 1
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *Host) kill(L *lua.LState) int {

@@ -58,9 +58,13 @@ function Watch:close() end
 local launcher = {}
 
 ---Start a process and its dependencies, as `launcher run`; returns when it is ready.
+---A list of names starts them at once (independent ones concurrently).
+---A one-shot that already succeeded in this script is not run again (homing
+---happens once per bring-up); `rerun = true` runs it anyway. `deps = false`
+---starts only the named processes (their dependencies must be up already).
 ---@async
----@param name string
----@param opts? {params?: table<string,string>, variants?: string[], timeout?: number}
+---@param name string|string[]
+---@param opts? {params?: table<string,string>, variants?: string[], timeout?: number, deps?: boolean, rerun?: boolean}
 ---@return true|nil ok
 ---@return string? err
 function launcher.start(name, opts) end
