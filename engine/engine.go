@@ -139,10 +139,63 @@ func (e *Engine) lock(machine, session, name string) *sync.Mutex {
 	return l
 }
 
-// emitter publishes the events of one operation.
+// emitter publishes the events of one operation, and holds what the
+// operation shares between its processes.
 type emitter struct {
-	bus *Bus
-	op  uint64
+	bus   *Bus
+	op    uint64
+	scans *scans
+}
+
+// scans runs one scan of launcher's processes per machine and operation
+// (a bring-up of a thousand processes reads /proc once per machine).
+type scans struct {
+	mu sync.Mutex
+	by map[executor.Machine]*scanCall
+	// stopped are the runs a kill stopped, per machine, swept at its end
+	// for processes that escaped the pane.
+	stopped map[executor.Machine][]stoppedRun
+}
+
+type stoppedRun struct {
+	p     *config.Process
+	level int
+	tag   string
+}
+
+func (s *scans) noteStopped(m executor.Machine, r stoppedRun) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped == nil {
+		s.stopped = map[executor.Machine][]stoppedRun{}
+	}
+	s.stopped[m] = append(s.stopped[m], r)
+}
+
+type scanCall struct {
+	done   chan struct{}
+	tagged []executor.TaggedProcess
+	err    error
+}
+
+func (s *scans) get(ctx context.Context, m executor.Machine) ([]executor.TaggedProcess, error) {
+	s.mu.Lock()
+	c := s.by[m]
+	if c == nil {
+		c = &scanCall{done: make(chan struct{})}
+		s.by[m] = c
+		s.mu.Unlock()
+		c.tagged, c.err = m.Tagged(ctx)
+		close(c.done)
+	} else {
+		s.mu.Unlock()
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return c.tagged, c.err
 }
 
 func (em emitter) emit(kind Kind, p *config.Process, level int, format string, args ...any) Event {
@@ -165,7 +218,9 @@ func (em emitter) publish(ev Event) {
 	em.bus.Publish(ev)
 }
 
-func (e *Engine) newEmitter() emitter { return emitter{bus: e.bus, op: e.opSeq.Add(1)} }
+func (e *Engine) newEmitter() emitter {
+	return emitter{bus: e.bus, op: e.opSeq.Add(1), scans: &scans{by: map[executor.Machine]*scanCall{}}}
+}
 
 // ProcessError is a failure of a process (it exited, timed out, a
 // dependency failed): the CLI exits 1 for it.

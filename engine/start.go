@@ -231,6 +231,17 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 			em.emit(Info, p, level, "already running, not ready yet")
 			return e.awaitReady(ctx, em, r, level, m, snaps, *w, true, offset)
 		}
+		// Processes of an earlier run that outlived their window would be
+		// a second copy next to the new one (two drivers on the hardware).
+		if tagged, err := em.scans.get(ctx, m); err == nil {
+			if pids, _ := orphansOf(p, w, tagged); len(pids) > 0 && p.Persistent {
+				// They may be a concurrent launcher's new window: look again.
+				if cur, err := currentWindow(ctx, em, p, level, snaps); err == nil && cur != nil && !cur.Dead && attempt < 3 {
+					continue
+				}
+				return failf(em, p, level, "not started: processes of an earlier run still run (pids %s); `launcher kill %s` ends them", joinInts(pids), p.Name)
+			}
+		}
 		if r.Docker != "" {
 			if err := m.CheckContainer(ctx, r.Docker); err != nil {
 				return failf(em, p, level, "%v", err)

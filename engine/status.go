@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +26,10 @@ const (
 	StateDead        State = "DEAD"
 	StateConflict    State = "CONFLICT"
 	StateUnavailable State = "UNAVAILABLE"
+	// StateOrphaned: no live window, but processes of one of its runs
+	// (found by their LAUNCHER_TAG) still run: a daemon that escaped the
+	// pane, or children that outlived a killed tmux server.
+	StateOrphaned State = "ORPHANED"
 )
 
 // Status is one row of `status`.
@@ -34,8 +40,11 @@ type Status struct {
 	State    State  `json:"state"`
 	PID      *int   `json:"pid"`
 	ExitCode *int   `json:"exit_code"`
-	// Error explains CONFLICT and UNAVAILABLE.
+	// Error explains CONFLICT, UNAVAILABLE and ORPHANED.
 	Error string `json:"error,omitempty"`
+	// Orphans are the pids of processes of an earlier run (or of a window
+	// that is gone) that still run.
+	Orphans []int `json:"orphans,omitempty"`
 	// Drift is set when the running command differs from the config's.
 	Started time.Time        `json:"-"`
 	Window  *executor.Window `json:"-"`
@@ -110,10 +119,18 @@ func (e *Engine) Status(ctx context.Context, names []string) ([]Status, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, snaps, err := e.machine(ctx, machine)
+			m, snaps, err := e.machine(ctx, machine)
 			var snap executor.Snapshot
+			var tagged []executor.TaggedProcess
 			if err == nil {
+				// The process scan runs beside the listing (same latency).
+				tc := make(chan []executor.TaggedProcess, 1)
+				go func() {
+					t, _ := m.Tagged(ctx) // best effort: no scan, no orphans shown
+					tc <- t
+				}()
 				snap, err = snaps.get(ctx, time.Now())
+				tagged = <-tc
 			}
 			now := time.Now()
 			for _, i := range idx {
@@ -122,7 +139,7 @@ func (e *Engine) Status(ctx context.Context, names []string) ([]Status, error) {
 					out[i] = Status{Process: p.Name, Session: p.Session, Machine: p.Machine, State: StateUnavailable, Error: err.Error()}
 					continue
 				}
-				out[i] = e.stateOf(snap, p, now)
+				out[i] = withOrphans(e.stateOf(snap, p, now), p, tagged)
 			}
 		}()
 	}
@@ -150,4 +167,50 @@ func (e *Engine) selectProcs(names []string) ([]*config.Process, error) {
 		}
 	}
 	return out, nil
+}
+
+// orphansOf are the pids of p's processes that do not belong to its live
+// window's run.
+func orphansOf(p *config.Process, w *executor.Window, tagged []executor.TaggedProcess) (pids []int, tags []string) {
+	live := ""
+	if w != nil && !w.Dead {
+		live = w.Marks.Tag
+	}
+	seen := map[string]bool{}
+	for _, tp := range tagged {
+		if tp.Session == p.Session && tp.Process == p.Name && tp.Tag != live {
+			pids = append(pids, tp.PID)
+			if !seen[tp.Tag] {
+				seen[tp.Tag] = true
+				tags = append(tags, tp.Tag)
+			}
+		}
+	}
+	return pids, tags
+}
+
+// withOrphans marks st ORPHANED when p has no live window but processes of
+// one of its runs still run (status never says STOPPED then).
+func withOrphans(st Status, p *config.Process, tagged []executor.TaggedProcess) Status {
+	if st.State == StateConflict || !p.Persistent && st.Window == nil {
+		return st
+	}
+	pids, _ := orphansOf(p, st.Window, tagged)
+	if len(pids) == 0 {
+		return st
+	}
+	st.Orphans = pids
+	msg := fmt.Sprintf("processes of an earlier run still run (pids %s): `launcher kill %s` ends them", joinInts(pids), p.Name)
+	if st.State == StateStopped || st.State == StateDead {
+		st.State, st.Error = StateOrphaned, msg
+	}
+	return st
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = fmt.Sprint(n)
+	}
+	return strings.Join(s, " ")
 }

@@ -65,6 +65,9 @@ func (e *Engine) Kill(ctx context.Context, names []string, all bool, opts KillOp
 	if err := errors.Join(g.all(ctx, names, 0)...); err != nil {
 		return err
 	}
+	if err := e.sweepEscaped(ctx, em); err != nil {
+		return err
+	}
 	// A stop wins over a start racing it: a dependant that a concurrent run
 	// started after this stop passed it is stopped too (a few rounds: each
 	// one only finds processes started during the previous).
@@ -156,6 +159,14 @@ func (e *Engine) stopOne(ctx context.Context, em emitter, p *config.Process, lev
 	if err != nil {
 		return err
 	}
+	if w == nil || w.Dead {
+		// No live window; processes of one of its runs may still run.
+		if tagged, err := em.scans.get(ctx, m); err == nil && p.Persistent {
+			if _, tags := orphansOf(p, nil, tagged); len(tags) > 0 {
+				return e.endRuns(ctx, em, m, p, level, tags)
+			}
+		}
+	}
 	if w == nil {
 		if p.Persistent {
 			em.emit(Stopped, p, level, "not running")
@@ -204,6 +215,11 @@ func (e *Engine) stopOne(ctx context.Context, em emitter, p *config.Process, lev
 			return err
 		}
 		cur := windowByID(snap, w.ID)
+		if cur != nil && cur.Dead || cur == nil {
+			// Processes of this run that left the pane are swept at the
+			// end of the kill (one scan per machine).
+			em.scans.noteStopped(m, stoppedRun{p: p, level: level, tag: w.Marks.Tag})
+		}
 		if cur == nil {
 			em.emit(Stopped, p, level, "stopped (window closed)")
 			return nil
@@ -300,4 +316,86 @@ func (e *Engine) Restart(ctx context.Context, name string, req config.Request, o
 		return e.Start(ctx, running, req)
 	}
 	return nil
+}
+
+// sweepEscaped ends the processes of the runs this kill stopped that
+// outlived their pane (a daemon that called setsid, a child that ignores
+// SIGHUP): a stop ends the whole run.
+func (e *Engine) sweepEscaped(ctx context.Context, em emitter) error {
+	em.scans.mu.Lock()
+	stopped := em.scans.stopped
+	em.scans.stopped = nil
+	em.scans.mu.Unlock()
+	var errs []error
+	for m, runs := range stopped {
+		tagged, err := m.Tagged(ctx)
+		if err != nil {
+			continue // best effort: the stop itself succeeded
+		}
+		live := map[string]bool{}
+		for _, tp := range tagged {
+			live[tp.Tag] = true
+		}
+		for _, r := range runs {
+			if r.tag != "" && live[r.tag] {
+				errs = append(errs, e.endRuns(ctx, em, m, r.p, r.level, []string{r.tag}))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// endRuns stops every process of the given runs of p that still runs
+// without a window: SIGTERM, then SIGKILL after half of stop_timeout.
+func (e *Engine) endRuns(ctx context.Context, em emitter, m executor.Machine, p *config.Process, level int, tags []string) error {
+	timeout := p.StopTimeout
+	if timeout <= 0 {
+		timeout = config.DefaultStopTimeout
+	}
+	remaining := func() []int {
+		tagged, err := m.Tagged(ctx)
+		if err != nil {
+			return nil
+		}
+		want := map[string]bool{}
+		for _, t := range tags {
+			want[t] = true
+		}
+		var pids []int
+		for _, tp := range tagged {
+			if want[tp.Tag] {
+				pids = append(pids, tp.PID)
+			}
+		}
+		return pids
+	}
+	pids := remaining()
+	if len(pids) == 0 {
+		return nil
+	}
+	em.emit(Stopping, p, level, "ending processes that outlived its window (pids %s) with SIGTERM", joinInts(pids))
+	for _, sig := range []executor.Signal{executor.SIGTERM, executor.SIGKILL} {
+		if err := m.SignalTagged(ctx, tags, sig); err != nil {
+			return failf(em, p, level, "%v", err)
+		}
+		wait := timeout / 2
+		if sig == executor.SIGKILL {
+			wait = 5 * time.Second
+		}
+		deadline := time.Now().Add(wait)
+		for len(pids) > 0 && time.Now().Before(deadline) {
+			if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+				return err
+			}
+			pids = remaining()
+		}
+		if len(pids) == 0 {
+			em.emit(Stopped, p, level, "stopped the processes that outlived its window")
+			return nil
+		}
+		if sig == executor.SIGTERM {
+			em.emit(Stopping, p, level, "still running (pids %s): SIGKILL", joinInts(pids))
+		}
+	}
+	return failf(em, p, level, "processes that outlived its window still run 5s after SIGKILL (pids %s)", joinInts(pids))
 }

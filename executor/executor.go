@@ -229,6 +229,14 @@ type ExecSpec struct {
 	Timeout time.Duration
 }
 
+// TaggedProcess is a process that carries a launcher run's environment.
+type TaggedProcess struct {
+	PID     int
+	Tag     string
+	Process string
+	Session string
+}
+
 // ProcessInfo is one row of a process table read on a machine.
 type ProcessInfo struct {
 	PID, PPID int
@@ -271,6 +279,13 @@ type Machine interface {
 	FollowLog(ctx context.Context, path string, offset int64) (Stream, error)
 	// Processes reads the machine's process table (for pstree).
 	Processes(ctx context.Context) ([]ProcessInfo, error)
+	// Tagged lists the processes on the machine that carry a launcher
+	// run's environment (LAUNCHER_TAG, _PROCESS, _SESSION): with the
+	// windows, it finds processes that outlived their pane.
+	Tagged(ctx context.Context) ([]TaggedProcess, error)
+	// SignalTagged sends sig to every process of the given runs (by
+	// LAUNCHER_TAG), wherever they are on the machine.
+	SignalTagged(ctx context.Context, tags []string, sig Signal) error
 	// AttachCommand is the argv that attaches a terminal to the window
 	// (used by `launcher attach` and `mon`); it runs on the machine.
 	AttachCommand(session, windowID, viewSession string) []string

@@ -871,3 +871,66 @@ launcher.log.info("once all good")
 	e.tmux("kill-server")
 	e.mustRun("run", "driver")
 }
+
+// taggedPIDs are the pids of processes whose environment holds
+// LAUNCHER_PROCESS=proc and whose command line contains cmd.
+func taggedPIDs(proc, cmd string) []int {
+	var pids []int
+	envs, _ := filepath.Glob("/proc/[0-9]*/environ")
+	for _, f := range envs {
+		env, err := os.ReadFile(f)
+		if err != nil || !strings.Contains("\x00"+string(env), "\x00LAUNCHER_PROCESS="+proc+"\x00") {
+			continue
+		}
+		dir := filepath.Dir(f)
+		line, _ := os.ReadFile(filepath.Join(dir, "cmdline"))
+		if strings.Contains(strings.ReplaceAll(string(line), "\x00", " "), cmd) {
+			var pid int
+			fmt.Sscan(filepath.Base(dir), &pid)
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// Hardening 8: processes that outlive their pane. A stop ends a daemon that
+// escaped with setsid; after the tmux server is gone, status shows ORPHANED
+// with the pids (never STOPPED), run refuses a second copy, kill ends them.
+func TestProcessesThatOutliveTheirPane(t *testing.T) {
+	e := newEnv(t, `
+context: {session: orph}
+daemon:
+  cmd: setsid -f sleep 3001; sleep 300
+hupper:
+  cmd: nohup sleep 3002 >/dev/null 2>&1 & sleep 300
+`)
+	e.mustRun("run", "daemon")
+	executortest.Eventually(t, 10*time.Second, "the daemon runs", func() bool { return len(taggedPIDs("daemon", "sleep 3001")) == 1 })
+	d := taggedPIDs("daemon", "sleep 3001")[0]
+	e.mustRun("kill", "daemon")
+	executortest.Eventually(t, 10*time.Second, "the escaped daemon ends with its run", func() bool { return !alive(d) })
+	if st := e.state("daemon"); st != "STOPPED" {
+		t.Errorf("daemon is %s after kill", st)
+	}
+
+	e.mustRun("run", "hupper")
+	executortest.Eventually(t, 10*time.Second, "the child runs", func() bool { return len(taggedPIDs("hupper", "sleep 3002")) == 1 })
+	child := taggedPIDs("hupper", "sleep 3002")[0]
+	e.tmux("kill-server")
+	st := e.status()["hupper"]
+	if st.State != "ORPHANED" || !strings.Contains(st.Error, fmt.Sprint(child)) {
+		t.Fatalf("after kill-server: %+v (child %d alive: %v)", st, child, alive(child))
+	}
+	if r := e.run("run", "hupper"); r.code != 1 || !strings.Contains(r.stdout+r.stderr, "earlier run still run") {
+		t.Errorf("run next to an orphan: %s", r)
+	}
+	if n := len(taggedPIDs("hupper", "sleep 3002")); n != 1 {
+		t.Errorf("%d copies of the child run", n)
+	}
+	e.mustRun("kill", "hupper")
+	executortest.Eventually(t, 10*time.Second, "kill ends the orphan", func() bool { return !alive(child) })
+	if st := e.state("hupper"); st != "STOPPED" {
+		t.Errorf("hupper is %s after kill", st)
+	}
+	e.mustRun("run", "hupper")
+}

@@ -385,6 +385,14 @@ func (m *Machine) AttachCommand(session, windowID, view string) []string { retur
 // Close does nothing.
 func (m *Machine) Close() error { return nil }
 
+// Tagged reports no process outside the fake windows.
+func (m *Machine) Tagged(ctx context.Context) ([]executor.TaggedProcess, error) { return nil, nil }
+
+// SignalTagged has nothing to signal outside the fake windows.
+func (m *Machine) SignalTagged(ctx context.Context, tags []string, sig executor.Signal) error {
+	return nil
+}
+
 // Connector hands out fake machines by name, creating them on demand.
 type Connector struct {
 	mu       sync.Mutex

@@ -1085,3 +1085,80 @@ func (m *Machine) RunTerminal(ctx context.Context, cmd executor.Command, stdin i
 	}
 	return t.RunTerminal(ctx, cmd, stdin, stdout, stderr)
 }
+
+// taggedScript prints, NUL-separated, "/proc/PID/environ:VAR=value" for
+// the launcher variables of every process that has them (one grep finds the
+// processes, one reads their variables).
+const taggedScript = `files=$(grep -lzF LAUNCHER_TAG= /proc/[0-9]*/environ 2>/dev/null)
+[ -n "$files" ] || exit 0
+grep -azH -E '^LAUNCHER_(TAG|PROCESS|SESSION)=' $files 2>/dev/null
+exit 0`
+
+// Tagged lists the processes of the machine that carry launcher's run
+// variables (the pane's shell and everything it started, unless a
+// process cleared its environment).
+func (m *Machine) Tagged(ctx context.Context) ([]executor.TaggedProcess, error) {
+	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c", taggedScript}})
+	if err != nil {
+		return nil, err
+	}
+	if res.ExitCode != 0 {
+		return nil, fmt.Errorf("listing launcher's processes on %s: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
+	}
+	return ParseTagged(res.Stdout), nil
+}
+
+// ParseTagged parses taggedScript's output.
+func ParseTagged(out []byte) []executor.TaggedProcess {
+	byPID := map[int]*executor.TaggedProcess{}
+	var order []int
+	for _, rec := range strings.Split(string(out), "\x00") {
+		path, kv, ok := strings.Cut(rec, ":")
+		if !ok || !strings.HasPrefix(path, "/proc/") {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(path, "/proc/"), "/environ"))
+		if err != nil {
+			continue
+		}
+		k, v, _ := strings.Cut(kv, "=")
+		tp := byPID[pid]
+		if tp == nil {
+			tp = &executor.TaggedProcess{PID: pid}
+			byPID[pid] = tp
+			order = append(order, pid)
+		}
+		switch k {
+		case "LAUNCHER_TAG":
+			tp.Tag = v
+		case "LAUNCHER_PROCESS":
+			tp.Process = v
+		case "LAUNCHER_SESSION":
+			tp.Session = v
+		}
+	}
+	var ps []executor.TaggedProcess
+	for _, pid := range order {
+		if tp := byPID[pid]; tp.Tag != "" {
+			ps = append(ps, *tp)
+		}
+	}
+	return ps
+}
+
+// SignalTagged signals every process of the given runs on the machine.
+func (m *Machine) SignalTagged(ctx context.Context, tags []string, sig executor.Signal) error {
+	for _, tag := range tags {
+		if tag == "" {
+			continue
+		}
+		res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c", signalScript, "sh", string(sig), "-", "0", tag}})
+		if err != nil {
+			return err
+		}
+		if res.ExitCode != 0 {
+			return fmt.Errorf("signal %s on %s: %s", sig, m.Machine(), strings.TrimSpace(string(res.Stderr)))
+		}
+	}
+	return nil
+}

@@ -1,9 +1,10 @@
 # Signals every process of a pane's session (the pane process is the session
 # leader, so its sid is the pane pid), plus any process of ours that carries
 # the run's LAUNCHER_TAG (escaped with setsid). SKIP_PID (0: none) is spared.
+# SID "-" signals by tag only (processes that outlived their pane).
 # Arguments: SIGNAL SID SKIP_PID TAG
 sig=$1 sid=$2 skip=$3 tag=$4
-for d in /proc/[0-9]*; do
+[ "$sid" = - ] || for d in /proc/[0-9]*; do
   p=${d#/proc/}
   [ "$p" = "$skip" ] && continue
   read -r st < "$d/stat" 2>/dev/null || continue
