@@ -139,7 +139,11 @@ func (e *Engine) Status(ctx context.Context, names []string) ([]Status, error) {
 					out[i] = Status{Process: p.Name, Session: p.Session, Machine: p.Machine, State: StateUnavailable, Error: err.Error()}
 					continue
 				}
-				out[i] = withOrphans(e.stateOf(snap, p, now), p, tagged)
+				var logPath string
+				if len(tagged) > 0 {
+					logPath, _ = m.LogPath(ctx, p.Session, p.Name)
+				}
+				out[i] = withOrphans(e.stateOf(snap, p, now), p, logPath, tagged)
 			}
 		}()
 	}
@@ -171,14 +175,14 @@ func (e *Engine) selectProcs(names []string) ([]*config.Process, error) {
 
 // orphansOf are the pids of p's processes that do not belong to its live
 // window's run.
-func orphansOf(p *config.Process, w *executor.Window, tagged []executor.TaggedProcess) (pids []int, tags []string) {
+func orphansOf(p *config.Process, w *executor.Window, logPath string, tagged []executor.TaggedProcess) (pids []int, tags []string) {
 	live := ""
 	if w != nil && !w.Dead {
 		live = w.Marks.Tag
 	}
 	seen := map[string]bool{}
 	for _, tp := range tagged {
-		if tp.Session == p.Session && tp.Process == p.Name && tp.Tag != live {
+		if tp.Session == p.Session && tp.Process == p.Name && tp.Tag != live && (tp.Log == "" || logPath == "" || tp.Log == logPath) {
 			pids = append(pids, tp.PID)
 			if !seen[tp.Tag] {
 				seen[tp.Tag] = true
@@ -191,11 +195,11 @@ func orphansOf(p *config.Process, w *executor.Window, tagged []executor.TaggedPr
 
 // withOrphans marks st ORPHANED when p has no live window but processes of
 // one of its runs still run (status never says STOPPED then).
-func withOrphans(st Status, p *config.Process, tagged []executor.TaggedProcess) Status {
+func withOrphans(st Status, p *config.Process, logPath string, tagged []executor.TaggedProcess) Status {
 	if st.State == StateConflict || !p.Persistent && st.Window == nil {
 		return st
 	}
-	pids, _ := orphansOf(p, st.Window, tagged)
+	pids, _ := orphansOf(p, st.Window, logPath, tagged)
 	if len(pids) == 0 {
 		return st
 	}

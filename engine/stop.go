@@ -162,7 +162,8 @@ func (e *Engine) stopOne(ctx context.Context, em emitter, p *config.Process, lev
 	if w == nil || w.Dead {
 		// No live window; processes of one of its runs may still run.
 		if tagged, err := em.scans.get(ctx, m); err == nil && p.Persistent {
-			if _, tags := orphansOf(p, nil, tagged); len(tags) > 0 {
+			logPath, _ := m.LogPath(ctx, p.Session, p.Name)
+			if _, tags := orphansOf(p, nil, logPath, tagged); len(tags) > 0 {
 				return e.endRuns(ctx, em, m, p, level, tags)
 			}
 		}

@@ -235,6 +235,9 @@ type TaggedProcess struct {
 	Tag     string
 	Process string
 	Session string
+	// Log is the run's log file: it tells apart launchers with other
+	// state directories (another user setup, a test) on one machine.
+	Log string
 }
 
 // ProcessInfo is one row of a process table read on a machine.

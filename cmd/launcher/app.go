@@ -106,12 +106,13 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(
 		// Events of the last operation reach their handlers whatever the
 		// outcome (a failure's alerts above all), within a bound: a handler
 		// that never yields is stopped when the Lua host closes.
+		before := ctx.Err()
 		if !s.lua.Drain(drainTimeout) {
 			fmt.Fprintf(s.stderr, "launcher: Lua event handlers still running after %s were stopped\n", drainTimeout)
 		}
-	}
-	if err == nil && ctx.Err() != nil {
-		err = ctx.Err() // Ctrl-C while handlers ran: 130, not 0
+		if err == nil && before == nil && ctx.Err() != nil {
+			err = ctx.Err() // Ctrl-C while handlers ran: 130, not 0
+		}
 	}
 	return s.report(ctx, err)
 }

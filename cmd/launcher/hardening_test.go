@@ -933,4 +933,5 @@ hupper:
 		t.Errorf("hupper is %s after kill", st)
 	}
 	e.mustRun("run", "hupper")
+	e.mustRun("kill", "hupper") // its nohup'd child would outlive the test
 }

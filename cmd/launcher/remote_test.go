@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -397,3 +398,87 @@ local_talker: {cmd: 'for i in $(seq 1000); do echo "local says $i"; sleep 0.5; d
 }
 
 func e2log(w *sshWorld, p string) string { return w.logOf("hp", p) }
+
+// TestMonPanesCarrySSHSettings (hardening 19): with a tmux server started
+// earlier, without launcher's SSH settings in its environment, monitor
+// panes still reach the remote process (the pane gets them explicitly), and
+// a pane that waits says why.
+func TestMonPanesCarrySSHSettings(t *testing.T) {
+	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{})
+	w.writeConfig(fmt.Sprintf(`
+context: {session: mon2}
+remote_talker: {cmd: 'for i in $(seq 1000); do echo "remote tells $i"; sleep 0.5; done', machine: %s}
+nowhere: {cmd: 'sleep 300', machine: "nobody@127.0.0.9:1"}
+`, w.hosts[0].Machine()))
+	// The user's tmux server predates this shell's SSH settings.
+	cmd := exec.Command("tmux", "-S", w.sock, "-f", "/dev/null", "new-session", "-d", "-s", "mine", "sleep 600")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + w.home, "TERM=dumb"}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatal(string(out))
+	}
+	w.mustRun("run", "remote_talker")
+	w.mustRun("mon")
+	captured := func() string {
+		out, _ := w.tmux("list-panes", "-s", "-t", "=mon2_mon:", "-F", "#{pane_id}")
+		var all strings.Builder
+		for _, p := range strings.Fields(out) {
+			c, _ := w.tmux("capture-pane", "-p", "-t", p)
+			all.WriteString(c)
+		}
+		return all.String()
+	}
+	if !executortest.Poll(30*time.Second, func() bool {
+		c := captured()
+		return strings.Contains(c, "remote tells") && strings.Contains(c, "UNAVAILABLE:")
+	}) {
+		t.Fatalf("monitor panes:\n%s", captured())
+	}
+}
+
+// TestConcurrentRunsOverSSH (hardening 1, remote): three launchers bring up
+// the same graph on an SSH host at once; every process gets one window in
+// the remote tmux server.
+func TestConcurrentRunsOverSSH(t *testing.T) {
+	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{})
+	h := w.hosts[0]
+	var b strings.Builder
+	b.WriteString("context: {session: rrace}\n")
+	var deps []string
+	for i := 0; i < 10; i++ {
+		fmt.Fprintf(&b, "r%d: {cmd: 'sleep 300', machine: %s}\n", i, h.Machine())
+		deps = append(deps, fmt.Sprintf("r%d", i))
+	}
+	fmt.Fprintf(&b, "top: {cmd: 'sleep 300', machine: %s, depends: [%s]}\n", h.Machine(), strings.Join(deps, ", "))
+	w.writeConfig(b.String())
+	var wg sync.WaitGroup
+	res := make([]result, 3)
+	for i := range res {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i] = w.run("run", "top")
+		}()
+	}
+	wg.Wait()
+	for i, r := range res {
+		if r.code != 0 {
+			t.Errorf("run %d: %s", i, r)
+		}
+	}
+	out, err := exec.Command("su", executortest.TestUser, "-c", "TMUX_TMPDIR="+h.TmuxTmpDir+" tmux list-windows -a -F '#{window_name}'").CombinedOutput()
+	if err != nil {
+		t.Fatalf("remote list-windows: %v %s", err, out)
+	}
+	count := map[string]int{}
+	for _, n := range strings.Fields(string(out)) {
+		count[n]++
+	}
+	if len(count) != 11 {
+		t.Errorf("%d processes have windows, want 11: %v", len(count), count)
+	}
+	for n, c := range count {
+		if c != 1 {
+			t.Errorf("%s has %d windows on the remote host", n, c)
+		}
+	}
+}

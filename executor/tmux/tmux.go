@@ -1091,7 +1091,7 @@ func (m *Machine) RunTerminal(ctx context.Context, cmd executor.Command, stdin i
 // processes, one reads their variables).
 const taggedScript = `files=$(grep -lzF LAUNCHER_TAG= /proc/[0-9]*/environ 2>/dev/null)
 [ -n "$files" ] || exit 0
-grep -azH -E '^LAUNCHER_(TAG|PROCESS|SESSION)=' $files 2>/dev/null
+grep -azH -E '^LAUNCHER_(TAG|PROCESS|SESSION|LOG)=' $files 2>/dev/null
 exit 0`
 
 // Tagged lists the processes of the machine that carry launcher's run
@@ -1135,6 +1135,8 @@ func ParseTagged(out []byte) []executor.TaggedProcess {
 			tp.Process = v
 		case "LAUNCHER_SESSION":
 			tp.Session = v
+		case "LAUNCHER_LOG":
+			tp.Log = v
 		}
 	}
 	var ps []executor.TaggedProcess
