@@ -258,13 +258,30 @@ func TestUnsafePathsRefused(t *testing.T) {
 		os.WriteFile(target, nil, 0o644)
 		os.MkdirAll(filepath.Join(e.stateDir, "unsafe"), 0o700)
 		os.Symlink(target, filepath.Join(e.stateDir, "unsafe", "a.log"))
-		e.run("run", "a")
-		executortest.Eventually(t, 5*time.Second, "a ran", func() bool {
-			_, err := os.Stat(filepath.Join(e.dir, "ran-a"))
-			return err == nil
-		})
+		r := e.run("run", "a")
+		if r.code != 2 || !strings.Contains(r.stderr, "symbolic link") {
+			t.Errorf("a symlinked log: %s", r)
+		}
 		if data, _ := os.ReadFile(target); len(data) != 0 {
 			t.Errorf("the log was written through a symlink: %q", data)
+		}
+		e.noWindows()
+	})
+	t.Run("pre-made logs", func(t *testing.T) {
+		e := newEnv(t, cfg)
+		log := filepath.Join(e.stateDir, "unsafe", "a.log")
+		os.MkdirAll(filepath.Dir(log), 0o700)
+		os.WriteFile(log, nil, 0o666)
+		os.Chmod(log, 0o666)
+		os.Chown(log, nobody, nobody)
+		if r := e.run("run", "a"); r.code != 2 || !strings.Contains(r.stderr, "owned by uid 65534") {
+			t.Errorf("another user's log file: %s", r)
+		}
+		e.noWindows()
+		os.Chown(log, 0, 0)
+		e.mustRun("run", "a")
+		if fi, err := os.Stat(log); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("a world-writable log was not made private: %v %v", fi.Mode(), err)
 		}
 	})
 }

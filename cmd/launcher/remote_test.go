@@ -482,3 +482,47 @@ func TestConcurrentRunsOverSSH(t *testing.T) {
 		}
 	}
 }
+
+// TestEnvOverSSHOffCommandLines (hardening 5, remote): env values reach a
+// remote process and its ready check, and never show on a command line of
+// the machine (the SSH host is this machine).
+func TestEnvOverSSHOffCommandLines(t *testing.T) {
+	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{})
+	const secret = "s3cr3t-over-ssh-4711"
+	w.writeConfig(fmt.Sprintf(`
+context: {session: sshenv}
+talker:
+  cmd: echo "talker has [$API_TOKEN]"; sleep 300
+  machine: %s
+  env: {API_TOKEN: %s}
+  ready_check: test "$API_TOKEN" = %s && sleep 0.5
+`, w.hosts[0].Machine(), secret, secret))
+	done, stop := make(chan struct{}), make(chan struct{})
+	var seen []string
+	go func() {
+		defer close(done)
+		// Look while the spawn and the ready checks run.
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			files, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+			for _, f := range files {
+				if data, err := os.ReadFile(f); err == nil && strings.Contains(string(data), secret) {
+					seen = append(seen, strings.ReplaceAll(string(data), "\x00", " "))
+				}
+			}
+		}
+	}()
+	w.mustRun("run", "talker")
+	close(stop)
+	<-done
+	executortest.Eventually(t, 10*time.Second, "the remote process got its env", func() bool {
+		return strings.Contains(remoteLog(w.hosts[0], "sshenv", "talker"), "talker has ["+secret+"]")
+	})
+	if len(seen) > 0 {
+		t.Errorf("the secret showed on command lines: %q", seen)
+	}
+}

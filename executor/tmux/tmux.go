@@ -180,8 +180,9 @@ func (m *Machine) run(ctx context.Context, cmds ...[]string) (executor.Result, e
 // errNoServer tells apart "nothing is running" from real failures.
 func noServer(stderr []byte) bool {
 	s := string(stderr)
+	// "no current target": a server that has no session (yet, or any more).
 	return strings.Contains(s, "no server running") || strings.Contains(s, "error connecting to") ||
-		strings.Contains(s, "can't find session")
+		strings.Contains(s, "can't find session") || strings.Contains(s, "no current target")
 }
 
 // Field order of a listing row. Values are separated by \x1f, which tmux
@@ -493,9 +494,25 @@ func envFileText(vars []executor.EnvVar) []byte {
 
 // writeEnvFile creates path (0600, never following or replacing an
 // existing file) with the run's variables, on the machine.
-func (m *Machine) writeEnvFile(ctx context.Context, path string, vars []executor.EnvVar) error {
+//
+// It also checks the log the run appends to: a symbolic link, or a file of
+// another user, is refused; a file others may write is made private first.
+func (m *Machine) writeEnvFile(ctx context.Context, path, logPath string, vars []executor.EnvVar) error {
 	text := envFileText(vars)
 	if executor.IsLocal(m.Host) {
+		if fi, err := os.Lstat(logPath); err == nil {
+			st, _ := fi.Sys().(*syscall.Stat_t)
+			switch {
+			case fi.Mode()&os.ModeSymlink != 0:
+				return &UnsafePathError{Machine: m.Machine(), Msg: "refusing to use " + logPath + ": it is a symbolic link (remove it)"}
+			case st != nil && int(st.Uid) != os.Getuid():
+				return &UnsafePathError{Machine: m.Machine(), Msg: fmt.Sprintf("refusing to use %s: it is owned by uid %d, not by you", logPath, st.Uid)}
+			case fi.Mode().Perm()&0o077 != 0:
+				if err := os.Chmod(logPath, 0o600); err != nil {
+					return err
+				}
+			}
+		}
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 		if err != nil {
 			return fmt.Errorf("cannot write the env file of the run: %w", err)
@@ -506,9 +523,18 @@ func (m *Machine) writeEnvFile(ctx context.Context, path string, vars []executor
 		}
 		return err
 	}
-	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c", `umask 077; set -C; cat > "$1"`, "sh", path}, Stdin: text})
+	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c", `umask 077; f=$2
+if [ -L "$f" ]; then echo "refusing to use $f: it is a symbolic link (remove it)" >&2; exit 3; fi
+if [ -e "$f" ]; then
+  [ -O "$f" ] || { echo "refusing to use $f: it is owned by another user" >&2; exit 3; }
+  chmod go-rwx "$f" || exit 1
+fi
+set -C; cat > "$1"`, "sh", path, logPath}, Stdin: text})
 	if err != nil {
 		return err
+	}
+	if res.ExitCode == 3 {
+		return &UnsafePathError{Machine: m.Machine(), Msg: strings.TrimSpace(string(res.Stderr))}
 	}
 	if res.ExitCode != 0 {
 		return fmt.Errorf("cannot write %s on %s: %s", path, m.Machine(), strings.TrimSpace(string(res.Stderr)))
@@ -569,7 +595,7 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 	}
 	envFile := m.scripts.runDir + "/" + spec.Marks.Tag + "-" + newToken()[4:12] + ".env"
 	pane, vars := m.paneEnv(spec, envFile)
-	if err := m.writeEnvFile(ctx, envFile, vars); err != nil {
+	if err := m.writeEnvFile(ctx, envFile, spec.Marks.Log, vars); err != nil {
 		return executor.Window{}, err
 	}
 	w, err := m.spawnWindow(ctx, spec, pane)
