@@ -495,8 +495,8 @@ talker:
   cmd: echo "talker has [$API_TOKEN]"; sleep 300
   machine: %s
   env: {API_TOKEN: %s}
-  ready_check: test "$API_TOKEN" = %s && sleep 0.5
-`, w.hosts[0].Machine(), secret, secret))
+  ready_check: test "${#API_TOKEN}" = %d && sleep 0.5
+`, w.hosts[0].Machine(), secret, len(secret)))
 	done, stop := make(chan struct{}), make(chan struct{})
 	var seen []string
 	go func() {
