@@ -22,6 +22,9 @@ import (
 // (tmux stops a command list at the first failure) is told apart from one
 // that did.
 
+// batchTimeout bounds one tmux invocation.
+const batchTimeout = 60 * time.Second
+
 // tmux refuses a command list larger than its message size (16 KiB).
 const (
 	maxBatchRequests = 64
@@ -117,8 +120,11 @@ func (m *Machine) runBatch(reqs []*batchReq) {
 	}
 	// The invocation serves many callers: no single caller's context may
 	// cancel it.
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	res, err := m.Host.Run(ctx, executor.Command{Args: m.tmux(args...)})
+	if err != nil && ctx.Err() == context.DeadlineExceeded {
+		err = fmt.Errorf("tmux on %s did not answer `%s` within %s (is its server stopped or hung?)", m.Machine(), reqs[0].cmds[0][0], batchTimeout)
+	}
 	cancel()
 	if err == nil && res.ExitCode == 127 {
 		err = fmt.Errorf("tmux is not installed or not in PATH on %s", m.Machine())
@@ -155,7 +161,7 @@ func (m *Machine) runBatch(reqs []*batchReq) {
 		case serverGone(stderr):
 			r.err = errServerGone
 		case res.ExitCode == 0:
-			r.err = fmt.Errorf("tmux on %s gave no answer for a command", m.Machine())
+			r.err = fmt.Errorf("tmux on %s gave no answer for `%s` (its server may have restarted meanwhile; try again)", m.Machine(), strings.Join(r.cmds[0], " "))
 		default:
 			r.err = &tmuxError{machine: m.Machine(), msg: stderr}
 		}
