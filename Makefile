@@ -15,7 +15,7 @@ FUZZ_QUOTE  ?= 3000x
 TEST_PKGS := tmux perl procps openssh-server openssh-client docker.io busybox-static
 DEMO_PKGS := tmux perl procps
 
-.PHONY: all build test test-unit test-race fuzz vet fmt-check deps deps-demo demo bench clean stubs check-stubs
+.PHONY: all build test test-unit lint fuzz vet fmt-check deps deps-demo demo bench clean
 
 all: build
 
@@ -49,6 +49,13 @@ fmt-check:
 test: deps fmt-check vet
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) fuzz
+
+# A newcomer's first command: the tests that need neither root, nor tmux,
+# sshd or Docker (config, engine on the fake executor, Lua host and
+# bindings, stdlib, quoting). `make test` is the whole suite.
+UNIT_PKGS := ./engine/... ./lua/... ./stdlib/... ./executor/shell ./executor/fake
+test-unit: fmt-check vet
+	$(GO) test -race -count=1 $(UNIT_PKGS)
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_PARSE) ./engine/config

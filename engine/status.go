@@ -45,7 +45,8 @@ type Status struct {
 	// Orphans are the pids of processes of an earlier run (or of a window
 	// that is gone) that still run.
 	Orphans []int `json:"orphans,omitempty"`
-	// Drift is set when the running command differs from the config's.
+	// Started is when the window's run started (from its mark); Window is
+	// the window itself, for commands that act on it.
 	Started time.Time        `json:"-"`
 	Window  *executor.Window `json:"-"`
 }

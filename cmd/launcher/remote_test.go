@@ -526,3 +526,22 @@ talker:
 		t.Errorf("the secret showed on command lines: %q", seen)
 	}
 }
+
+// TestCtrlCDuringSSHHandshake (issue 8, %w wrapping): Ctrl-C while the SSH
+// handshake hangs (the link is stalled) exits 130, not 1.
+func TestCtrlCDuringSSHHandshake(t *testing.T) {
+	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{})
+	proxy, machine := w.proxied(w.hosts[0])
+	w.writeConfig(fmt.Sprintf("context: {session: hs}\nfar: {cmd: 'sleep 300', machine: %s}\n", machine))
+	proxy.Stall()
+	for _, args := range [][]string{{"run", "far"}, {"kill", "far"}, {"restart", "far"}, {"status", "--pstree", "far"}} {
+		before := proxy.Accepted()
+		b := w.start(args...)
+		executortest.Eventually(t, 10*time.Second, "the launcher connects", func() bool { return proxy.Accepted() > before })
+		_ = b.cmd.Process.Signal(syscall.SIGINT)
+		if code := b.wait(t, 10*time.Second); code != 130 {
+			t.Errorf("%v: Ctrl-C during the handshake: exit %d\n%s%s", args, code, b.stdout(), b.stderr())
+		}
+	}
+	proxy.Resume()
+}

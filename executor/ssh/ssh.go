@@ -232,7 +232,7 @@ func keepAlive(c *ssh.Client, every time.Duration) error {
 			select {
 			case err := <-reply:
 				if err != nil {
-					why = fmt.Errorf("connection lost: %v", err)
+					why = fmt.Errorf("connection lost: %w", err)
 				}
 			case <-time.After(2*every + time.Second):
 				why = errors.New("no answer to keepalives: link down")
@@ -289,17 +289,17 @@ func (t *Transport) dial(ctx context.Context, tg target, depth int) (*ssh.Client
 	if len(tg.ProxyJump) > 0 {
 		hop, err := t.cfg.resolve(tg.ProxyJump[len(tg.ProxyJump)-1])
 		if err != nil {
-			return nil, fmt.Errorf("ProxyJump %s: %v", tg.ProxyJump[len(tg.ProxyJump)-1], err)
+			return nil, fmt.Errorf("ProxyJump %s: %w", tg.ProxyJump[len(tg.ProxyJump)-1], err)
 		}
 		hop.ProxyJump = append(hop.ProxyJump, tg.ProxyJump[:len(tg.ProxyJump)-1]...)
 		jc, err := t.dial(ctx, hop, depth+1)
 		if err != nil {
-			return nil, fmt.Errorf("via jump host %s: %v", hop, err)
+			return nil, fmt.Errorf("via jump host %s: %w", hop, err)
 		}
 		conn, err = jc.DialContext(ctx, "tcp", tg.addr())
 		if err != nil {
 			jc.Close()
-			return nil, fmt.Errorf("jump host %s cannot reach %s: %v", hop, tg.addr(), err)
+			return nil, fmt.Errorf("jump host %s cannot reach %s: %w", hop, tg.addr(), err)
 		}
 	} else {
 		var d net.Dialer
@@ -337,7 +337,7 @@ func (t *Transport) dial(ctx context.Context, tg target, depth int) (*ssh.Client
 	case <-ctx.Done():
 		conn.Close()
 		<-res
-		return nil, fmt.Errorf("connecting to %s: %v", tg, ctx.Err())
+		return nil, fmt.Errorf("connecting to %s: %w", tg, ctx.Err())
 	}
 	if r.err != nil {
 		conn.Close()
@@ -345,7 +345,7 @@ func (t *Transport) dial(ctx context.Context, tg target, depth int) (*ssh.Client
 		if errors.As(r.err, &hk) {
 			return nil, hk
 		}
-		return nil, fmt.Errorf("connecting to %s: %v", tg, r.err)
+		return nil, fmt.Errorf("connecting to %s: %w", tg, r.err)
 	}
 	_ = conn.SetDeadline(time.Time{})
 	return ssh.NewClient(r.c, r.ch, r.req), nil
