@@ -46,7 +46,7 @@ fmt-check:
 
 # The whole suite: unit, integration (real tmux, sshd, dockerd), race
 # detector, and a short fuzzing run of the loader and the renderer.
-test: deps fmt-check vet
+test: deps fmt-check vet lint
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) fuzz
 
@@ -56,6 +56,18 @@ test: deps fmt-check vet
 UNIT_PKGS := ./engine/... ./lua/... ./stdlib/... ./executor/shell ./executor/fake
 test-unit: fmt-check vet
 	$(GO) test -race -count=1 $(UNIT_PKGS)
+
+# golangci-lint, built from the module proxy into ./bin on first use (no
+# download of a prebuilt binary is possible here): staticcheck and the
+# layering rules of .golangci.yml (depguard).
+GOLANGCI_VERSION := v2.15.0
+GOLANGCI := bin/golangci-lint-$(GOLANGCI_VERSION)
+$(GOLANGCI):
+	GOBIN=$(CURDIR)/bin $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
+	mv bin/golangci-lint $(GOLANGCI)
+
+lint: $(GOLANGCI)
+	$(GOLANGCI) run ./...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_PARSE) ./engine/config

@@ -98,7 +98,7 @@ func splitMachine(machine string) (userPart, host string, port int, err error) {
 			}
 			return userPart, hostPart[1:end], 0, nil
 		}
-		host, port, err = h, 0, nil
+		host = h
 		if port, err = strconv.Atoi(p); err != nil {
 			return "", "", 0, fmt.Errorf("machine %q: bad port %q", machine, p)
 		}
