@@ -17,7 +17,6 @@ import (
 
 	"github.com/robotlauncher/launcher/engine"
 	"github.com/robotlauncher/launcher/engine/config"
-	"github.com/robotlauncher/launcher/executor"
 	"github.com/robotlauncher/launcher/executor/pool"
 	"github.com/robotlauncher/launcher/executor/tmux"
 	"github.com/robotlauncher/launcher/lua/binding"
@@ -243,21 +242,31 @@ func showCommandHelp(c *cli.Context, cmd *cli.Command) {
 // configPath finds the config: --config, $LAUNCHER_CONFIG,
 // $CONCERT_LAUNCHER_DEFAULT_CONFIG, ./launcher.yaml.
 func (s *session) configPath(c *cli.Context) (string, error) {
-	if p := c.String("config"); p != "" {
+	if p, ok := s.findConfig(c.String("config")); ok {
 		return p, nil
+	}
+	return "", usageErr("no configuration found; use --config FILE or set LAUNCHER_CONFIG")
+}
+
+// findConfig is the one config lookup order (the command line's, and the
+// plugin preload's before the command line is parsed): flag, the two
+// environment variables (made absolute), then ./launcher.yaml if it exists.
+func (s *session) findConfig(flag string) (string, bool) {
+	if flag != "" {
+		return flag, true
 	}
 	for _, env := range []string{"LAUNCHER_CONFIG", "CONCERT_LAUNCHER_DEFAULT_CONFIG"} {
 		if p := s.getenv(env); p != "" {
 			if abs, err := filepath.Abs(p); err == nil {
-				return abs, nil
+				return abs, true
 			}
-			return p, nil
+			return p, true
 		}
 	}
 	if _, err := os.Stat("launcher.yaml"); err == nil {
-		return "launcher.yaml", nil
+		return "launcher.yaml", true
 	}
-	return "", usageErr("no configuration found; use --config FILE or set LAUNCHER_CONFIG")
+	return "", false
 }
 
 // load reads the config.
@@ -401,16 +410,6 @@ func (s *session) checkNames(names []string) error {
 		if _, err := s.cfg.Lookup(n); err != nil {
 			return &exitError{code: exitUsage, err: err}
 		}
-	}
-	return nil
-}
-
-// remoteDialer is replaced when SSH support is compiled in.
-var remoteDialerHook func(s *session) func(ctx context.Context, machine string) (executor.Host, error)
-
-func (s *session) remoteDialer() func(ctx context.Context, machine string) (executor.Host, error) {
-	if remoteDialerHook != nil {
-		return remoteDialerHook(s)
 	}
 	return nil
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/robotlauncher/launcher/engine/config"
@@ -84,20 +82,9 @@ func (s *session) preload(args []string) error {
 }
 
 func (s *session) preloadConfig(f flagValues) error {
-	path := f.config
-	if path == "" {
-		for _, env := range []string{"LAUNCHER_CONFIG", "CONCERT_LAUNCHER_DEFAULT_CONFIG"} {
-			if p := s.getenv(env); p != "" {
-				path, _ = filepath.Abs(p)
-				break
-			}
-		}
-	}
-	if path == "" {
-		if _, err := os.Stat("launcher.yaml"); err != nil {
-			return nil
-		}
-		path = "launcher.yaml"
+	path, ok := s.findConfig(f.config)
+	if !ok {
+		return nil // the command reports it when it needs a config
 	}
 	cfg, err := config.Load(path)
 	if err != nil {

@@ -14,23 +14,22 @@ import (
 	"github.com/robotlauncher/launcher/executor/ssh"
 )
 
-// The SSH transport, created on first use of a remote machine.
-func init() {
-	remoteDialerHook = func(s *session) func(ctx context.Context, machine string) (executor.Host, error) {
-		var once sync.Once
-		var tr *ssh.Transport
-		var trErr error
-		return func(ctx context.Context, machine string) (executor.Host, error) {
-			once.Do(func() { tr, trErr = s.sshTransport() })
-			if trErr != nil {
-				return nil, trErr
-			}
-			h, err := tr.Host(machine)
-			if err != nil {
-				return nil, &executor.UnavailableError{Machine: machine, Op: "resolve", Err: err}
-			}
-			return h, nil
+// remoteDialer dials remote machines over SSH; the transport is created on
+// first use of a remote machine.
+func (s *session) remoteDialer() func(ctx context.Context, machine string) (executor.Host, error) {
+	var once sync.Once
+	var tr *ssh.Transport
+	var trErr error
+	return func(ctx context.Context, machine string) (executor.Host, error) {
+		once.Do(func() { tr, trErr = s.sshTransport() })
+		if trErr != nil {
+			return nil, trErr
 		}
+		h, err := tr.Host(machine)
+		if err != nil {
+			return nil, &executor.UnavailableError{Machine: machine, Op: "resolve", Err: err}
+		}
+		return h, nil
 	}
 }
 
