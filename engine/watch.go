@@ -293,21 +293,6 @@ func buildTree(ps []executor.ProcessInfo, root int) *TreeNode {
 	return build(*self, 0)
 }
 
-// FormatTree renders a tree as indented lines:
-// "PID: 123 (roscore -p 11311) RAM: 12.34 MB CPU: 1.0%".
-func FormatTree(n *TreeNode) string {
-	var b strings.Builder
-	var walk func(n *TreeNode, depth int)
-	walk = func(n *TreeNode, depth int) {
-		fmt.Fprintf(&b, "%sPID: %d (%s) RAM: %.2f MB CPU: %.1f%%\n", strings.Repeat("  ", depth), n.PID, n.Args, float64(n.RSSKiB)/1024, n.CPU)
-		for _, c := range n.Children {
-			walk(c, depth+1)
-		}
-	}
-	walk(n, 0)
-	return b.String()
-}
-
 // oneLine shortens a command to one line of at most n bytes.
 func oneLine(s string, n int) string {
 	s = strings.Join(strings.Fields(s), " ")

@@ -47,7 +47,7 @@ func (s *session) statusCommand() *cli.Command {
 							fmt.Fprintf(&b, "  %s\n", t.Error)
 							continue
 						}
-						for _, l := range strings.Split(strings.TrimRight(engine.FormatTree(t.Root), "\n"), "\n") {
+						for _, l := range strings.Split(strings.TrimRight(formatTree(t.Root), "\n"), "\n") {
 							b.WriteString("  " + l + "\n")
 						}
 					}
@@ -168,4 +168,19 @@ func parseNumLines(v string) (int, error) {
 		return 0, usageErr("-n expects a number of lines or +1, got %q", v)
 	}
 	return n, nil
+}
+
+// formatTree renders a tree as indented lines:
+// "PID: 123 (roscore -p 11311) RAM: 12.34 MB CPU: 1.0%".
+func formatTree(n *engine.TreeNode) string {
+	var b strings.Builder
+	var walk func(n *engine.TreeNode, depth int)
+	walk = func(n *engine.TreeNode, depth int) {
+		fmt.Fprintf(&b, "%sPID: %d (%s) RAM: %.2f MB CPU: %.1f%%\n", strings.Repeat("  ", depth), n.PID, n.Args, float64(n.RSSKiB)/1024, n.CPU)
+		for _, c := range n.Children {
+			walk(c, depth+1)
+		}
+	}
+	walk(n, 0)
+	return b.String()
 }

@@ -1,0 +1,92 @@
+package tmux
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/robotlauncher/launcher/executor"
+	"github.com/robotlauncher/launcher/executor/docker"
+)
+
+// Exec runs a short command: `bash -c` on the host, or `docker exec -i …
+// bash -ic` in a container, bounded on the machine by coreutils timeout so a
+// hung check cannot outlive its deadline even over SSH.
+func (m *Machine) Exec(ctx context.Context, spec executor.ExecSpec) (executor.Result, error) {
+	var argv []string
+	if spec.Timeout > 0 && !executor.IsLocal(m.Host) {
+		// Locally the context kills the process group; over SSH closing the
+		// channel does not stop the remote command, so it bounds itself.
+		secs := spec.Timeout.Seconds()
+		argv = append(argv, "timeout", "-k", "2", strconv.FormatFloat(secs, 'f', 3, 64))
+	}
+	if spec.Timeout > 0 {
+		limit := spec.Timeout
+		if !executor.IsLocal(m.Host) {
+			limit += 3 * time.Second // the remote timeout fires first
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, limit)
+		defer cancel()
+	}
+	if strings.HasPrefix(spec.Cwd, "~") {
+		if err := m.resolve(ctx); err != nil {
+			return executor.Result{}, err
+		}
+	}
+	cwd := m.expandHome(spec.Cwd)
+	cmd := executor.Command{}
+	if spec.Docker != "" {
+		argv = append(argv, docker.ExecArgv(spec.Docker, docker.ExecOptions{Env: spec.Env, Cwd: cwd, Script: spec.Script})...)
+		cmd.Env = spec.Env
+	} else {
+		argv = append(argv, "bash", "-c", spec.Script)
+		cmd.Env, cmd.Dir = spec.Env, cwd
+	}
+	cmd.Args = argv
+	res, err := m.Host.Run(ctx, cmd)
+	if err != nil && spec.Timeout > 0 && ctx.Err() == context.DeadlineExceeded {
+		return executor.Result{ExitCode: 124, Stderr: []byte("timed out")}, nil
+	}
+	return res, err
+}
+
+// CheckContainer fails unless the container exists and runs on this machine.
+func (m *Machine) CheckContainer(ctx context.Context, name string) error {
+	return docker.Check(ctx, m.Host, name)
+}
+
+// Processes reads the process table with ps (procps or busybox).
+func (m *Machine) Processes(ctx context.Context) ([]executor.ProcessInfo, error) {
+	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"ps", "-e", "-o", "pid=,ppid=,rss=,pcpu=,args="}})
+	if err != nil {
+		return nil, err
+	}
+	if res.ExitCode != 0 {
+		return nil, fmt.Errorf("ps on %s: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
+	}
+	return ParsePS(res.Stdout), nil
+}
+
+// ParsePS parses `ps -o pid=,ppid=,rss=,pcpu=,args=` output.
+func ParsePS(out []byte) []executor.ProcessInfo {
+	var ps []executor.ProcessInfo
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 {
+			continue
+		}
+		pid, err1 := strconv.Atoi(f[0])
+		ppid, err2 := strconv.Atoi(f[1])
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		rss, _ := strconv.ParseInt(f[2], 10, 64)
+		cpu, _ := strconv.ParseFloat(f[3], 64)
+		args := strings.Join(f[4:], " ")
+		ps = append(ps, executor.ProcessInfo{PID: pid, PPID: ppid, RSSKiB: rss, CPU: cpu, Args: args})
+	}
+	return ps
+}

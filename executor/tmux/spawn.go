@@ -1,0 +1,364 @@
+package tmux
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/robotlauncher/launcher/executor"
+	"github.com/robotlauncher/launcher/executor/docker"
+	"github.com/robotlauncher/launcher/executor/shell"
+)
+
+// paneEnv returns the pane's argv and the variables of its run: the pane
+// runs `bash -ic '. PROLOGUE ENVFILE'` (so .bashrc functions and aliases
+// such as ros1 work), and the prologue exports the variables from ENVFILE and
+// evals $LAUNCHER_CMD, the user's command, exactly once. For a container,
+// the host's bash evals $LAUNCHER_RUN instead: a quoted `docker exec -it -e
+// NAME… NAME bash -ic "$LAUNCHER_CMD"`, so the command reaches the
+// container's bash as one argument, byte for byte, and values reach docker
+// through its environment, never its command line.
+func (m *Machine) paneEnv(spec executor.SpawnSpec, envFile string) ([]string, []executor.EnvVar) {
+	vars := []executor.EnvVar{
+		{Name: "LAUNCHER_TAG", Value: spec.Marks.Tag},
+		{Name: "LAUNCHER_PROCESS", Value: spec.Name},
+		{Name: "LAUNCHER_SESSION", Value: spec.Session},
+		{Name: "LAUNCHER_LOG", Value: spec.Marks.Log},
+		{Name: "LAUNCHER_CMD", Value: spec.Script},
+		{Name: "PYTHONUNBUFFERED", Value: "1"},
+	}
+	cwd := m.expandHome(spec.Cwd)
+	if spec.Docker != "" {
+		argv := docker.ExecArgv(spec.Docker, docker.ExecOptions{
+			TTY: true, Env: append([]executor.EnvVar{{Name: "LAUNCHER_TAG"}}, spec.Env...),
+			Cwd: cwd, Script: "",
+		})
+		// Everything but the script, quoted; the script is the variable.
+		run := shell.Join(argv[:len(argv)-1]) + ` "$LAUNCHER_CMD"`
+		vars = append(vars, executor.EnvVar{Name: "LAUNCHER_RUN", Value: run}, executor.EnvVar{Name: "LAUNCHER_CWD"})
+	} else {
+		vars = append(vars, executor.EnvVar{Name: "LAUNCHER_RUN"}, executor.EnvVar{Name: "LAUNCHER_CWD", Value: cwd})
+	}
+	vars = append(vars, spec.Env...)
+	q := shell.Quote
+	return []string{"bash", "-ic", ". " + q(m.scripts.path(prologue, "prologue.bash")) + " " + q(envFile)}, vars
+}
+
+// envFileText is the env file of one run: `export NAME='value'` lines.
+func envFileText(vars []executor.EnvVar) []byte {
+	var b strings.Builder
+	for _, v := range vars {
+		b.WriteString("export " + v.Name + "=" + shell.Quote(v.Value) + "\n")
+	}
+	return []byte(b.String())
+}
+
+// writeEnvFile creates path (0600, never following or replacing an
+// existing file) with the run's variables, on the machine.
+//
+// It also checks the log the run appends to: a symbolic link, or a file of
+// another user, is refused; a file others may write is made private first.
+func (m *Machine) writeEnvFile(ctx context.Context, path, logPath string, vars []executor.EnvVar) error {
+	text := envFileText(vars)
+	if executor.IsLocal(m.Host) {
+		if fi, err := os.Lstat(logPath); err == nil {
+			st, _ := fi.Sys().(*syscall.Stat_t)
+			switch {
+			case fi.Mode()&os.ModeSymlink != 0:
+				return &UnsafePathError{Machine: m.Machine(), Msg: "refusing to use " + logPath + ": it is a symbolic link (remove it)"}
+			case st != nil && int(st.Uid) != os.Getuid():
+				return &UnsafePathError{Machine: m.Machine(), Msg: fmt.Sprintf("refusing to use %s: it is owned by uid %d, not by you", logPath, st.Uid)}
+			case fi.Mode().Perm()&0o077 != 0:
+				if err := os.Chmod(logPath, 0o600); err != nil {
+					return err
+				}
+			}
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+		if err != nil {
+			return fmt.Errorf("cannot write the env file of the run: %w", err)
+		}
+		_, err = f.Write(text)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}
+	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c", `umask 077; f=$2
+if [ -L "$f" ]; then echo "refusing to use $f: it is a symbolic link (remove it)" >&2; exit 3; fi
+if [ -e "$f" ]; then
+  [ -O "$f" ] || { echo "refusing to use $f: it is owned by another user" >&2; exit 3; }
+  chmod go-rwx "$f" || exit 1
+fi
+set -C; cat > "$1"`, "sh", path, logPath}, Stdin: text})
+	if err != nil {
+		return err
+	}
+	if res.ExitCode == 3 {
+		return &UnsafePathError{Machine: m.Machine(), Msg: strings.TrimSpace(string(res.Stderr))}
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("cannot write %s on %s: %s", path, m.Machine(), strings.TrimSpace(string(res.Stderr)))
+	}
+	return nil
+}
+
+// removeEnvFile removes the env file of a spawn that did not start.
+func (m *Machine) removeEnvFile(path string) {
+	if executor.IsLocal(m.Host) {
+		_ = os.Remove(path)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = m.Host.Run(ctx, executor.Command{Args: []string{"rm", "-f", "--", path}})
+}
+
+// guard is the start of a new-window command list that fails ("already
+// set") when session already holds a window for name, managed or foreign,
+// alive or dead. tmux runs one client's command list without interleaving
+// other clients' commands, so the check and the creation after it are
+// atomic: two launchers starting the same process at the same moment get
+// one window, and the loser looks again and finds it.
+func guard(session, name string) [][]string {
+	t := "=" + session + ":"
+	cond := "#{W:#{?#{||:#{==:#{@launcher_name}," + name + "},#{==:#{window_name}," + name + "}},1,}}"
+	return [][]string{
+		{"set-option", "-u", "-t", t, "@launcher_guard"},
+		{"if-shell", "-F", "-t", t, cond, "set-option -t " + t + " @launcher_guard 1"},
+		{"set-option", "-o", "-t", t, "@launcher_guard", "1"},
+		{"set-option", "-u", "-t", t, "@launcher_guard"},
+	}
+}
+
+// Spawn creates (or respawns) the window for spec in one tmux invocation:
+// window, remain-on-exit, marks and the log pipe are in place before the
+// server reads the first byte of output.
+func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.Window, error) {
+	if err := m.resolve(ctx); err != nil {
+		return executor.Window{}, err
+	}
+	if spec.Marks.Log == "" {
+		spec.Marks.Log, _ = m.LogPath(ctx, spec.Session, spec.Name)
+	}
+	if spec.Marks.Tag == "" {
+		spec.Marks.Tag = newToken()[4:]
+	}
+	// The container is recorded on the window: stops must reach into it
+	// even after the config changed.
+	spec.Marks.Docker = spec.Docker
+	spec.Marks.Name = spec.Name
+	if err := m.install(ctx); err != nil {
+		return executor.Window{}, err
+	}
+	if err := m.ensureDir(ctx, spec.Marks.Log[:strings.LastIndex(spec.Marks.Log, "/")]); err != nil {
+		return executor.Window{}, err
+	}
+	envFile := m.scripts.runDir + "/" + spec.Marks.Tag + "-" + newToken()[4:12] + ".env"
+	pane, vars := m.paneEnv(spec, envFile)
+	if err := m.writeEnvFile(ctx, envFile, spec.Marks.Log, vars); err != nil {
+		return executor.Window{}, err
+	}
+	w, err := m.spawnWindow(ctx, spec, pane)
+	if err != nil {
+		m.removeEnvFile(envFile)
+	}
+	return w, err
+}
+
+func (m *Machine) spawnWindow(ctx context.Context, spec executor.SpawnSpec, pane []string) (executor.Window, error) {
+	finish := func(target string) [][]string {
+		cmds := markOptions(target, spec.Marks)
+		cmds = append(cmds,
+			[]string{"pipe-pane", "-t", target},
+			[]string{"pipe-pane", "-t", target, m.pipeCommand(spec.Marks.Log)},
+			[]string{"display-message", "-p", "-t", target, "#{window_id}" + sep + "#{window_index}" + sep + "#{pane_pid}"})
+		return cmds
+	}
+
+	if spec.Replace != "" {
+		cmd := append([]string{"respawn-window", "-t", spec.Replace, "--"}, pane...)
+		out, err := m.batch(ctx, append([][]string{cmd}, finish(spec.Replace)...))
+		if err != nil && (err == errServerGone || strings.Contains(err.Error(), "still active")) {
+			return executor.Window{}, executor.ErrRaced
+		}
+		return m.spawned(spec, out, err)
+	}
+
+	for attempt := 0; ; attempt++ {
+		target, create, err := m.allocate(ctx, spec, attempt > 0)
+		if err != nil {
+			return executor.Window{}, err
+		}
+		var cmds [][]string
+		if create {
+			cmds = [][]string{append([]string{"new-session", "-d", "-s", spec.Session, "-n", spec.Name, "-x", "200", "-y", "50", "--"}, pane...)}
+		} else {
+			cmds = append(guard(spec.Session, spec.Name), append([]string{"new-window", "-d", "-t", target, "-n", spec.Name, "--"}, pane...))
+		}
+		out, err := m.batch(ctx, append(cmds, finish(target)...))
+		if err == errServerGone {
+			if create {
+				m.sessionCreated(spec.Session, -1)
+			}
+			// Whether it ran is unknown: the caller looks again.
+			return executor.Window{}, executor.ErrRaced
+		}
+		if err != nil && strings.Contains(err.Error(), "already set: @launcher_guard") {
+			// Another client created the window first.
+			return executor.Window{}, executor.ErrRaced
+		}
+		if err != nil && (raced(err.Error()) || gone(err.Error())) {
+			if create {
+				m.sessionCreated(spec.Session, -1)
+			}
+			if attempt < 3 {
+				continue // another client took the index or created the session
+			}
+			return executor.Window{}, executor.ErrRaced
+		}
+		w, err := m.spawned(spec, out, err)
+		if create {
+			idx := -1
+			if err == nil {
+				idx = w.Index
+			}
+			m.sessionCreated(spec.Session, idx)
+		}
+		return w, err
+	}
+}
+
+// allocate picks where a new window goes: a new session, or the next free
+// index of an existing one. Indexes are handed out here so that concurrent
+// spawns in one launcher never collide; a fresh listing is taken when the
+// session is unknown or after a collision with another client. Creating a
+// session is exclusive: other spawns in it wait until it exists.
+func (m *Machine) allocate(ctx context.Context, spec executor.SpawnSpec, relist bool) (target string, create bool, err error) {
+	m.spawnMu.Lock()
+	defer m.spawnMu.Unlock()
+	for {
+		st := m.sessions[spec.Session]
+		if st != nil && st.creating != nil {
+			ch := st.creating
+			m.spawnMu.Unlock()
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				m.spawnMu.Lock()
+				return "", false, ctx.Err()
+			}
+			m.spawnMu.Lock()
+			continue
+		}
+		if st == nil || relist {
+			m.spawnMu.Unlock()
+			snap, err := m.Snapshot(ctx)
+			m.spawnMu.Lock()
+			if err != nil {
+				return "", false, err
+			}
+			m.learn(snap)
+			relist = false
+			if m.sessions[spec.Session] == nil {
+				m.sessions[spec.Session] = &sessionState{exists: false}
+			}
+			continue
+		}
+		if !st.exists {
+			st.creating = make(chan struct{})
+			return "=" + spec.Session + ":", true, nil
+		}
+		idx := st.next
+		st.next++
+		return "=" + spec.Session + ":" + strconv.Itoa(idx), false, nil
+	}
+}
+
+// sessionState is what a Machine knows of one session between listings.
+type sessionState struct {
+	exists   bool
+	next     int           // next free window index
+	creating chan struct{} // closed when a pending new-session finished
+}
+
+// learn updates the known sessions and free indexes from a listing.
+func (m *Machine) learn(snap executor.Snapshot) {
+	seen := map[string]int{}
+	for _, w := range snap.Windows {
+		if n, ok := seen[w.Session]; !ok || w.Index+1 > n {
+			seen[w.Session] = w.Index + 1
+		}
+	}
+	for name, st := range m.sessions {
+		if st.creating != nil {
+			continue
+		}
+		if n, ok := seen[name]; ok {
+			st.exists = true
+			if n > st.next {
+				st.next = n
+			}
+		} else {
+			st.exists, st.next = false, 0
+		}
+	}
+	for name, n := range seen {
+		if m.sessions[name] == nil {
+			m.sessions[name] = &sessionState{exists: true, next: n}
+		}
+	}
+}
+
+// sessionCreated ends a pending session creation; firstIndex is the index
+// of its first window (which depends on the user's base-index), or -1 when
+// the creation failed and the next spawn must look again.
+func (m *Machine) sessionCreated(session string, firstIndex int) {
+	m.spawnMu.Lock()
+	defer m.spawnMu.Unlock()
+	st := m.sessions[session]
+	if st == nil || st.creating == nil {
+		return
+	}
+	close(st.creating)
+	st.creating = nil
+	if firstIndex >= 0 {
+		st.exists, st.next = true, firstIndex+1
+	} else {
+		delete(m.sessions, session)
+	}
+}
+
+// gone reports that the session (or the whole server) went away since it
+// was listed: its last window closed (a one-shot that succeeded), or a user
+// killed it. The spawn looks again and creates it.
+func gone(s string) bool {
+	return strings.Contains(s, "can't find session") || strings.Contains(s, "no such session") ||
+		strings.Contains(s, "no server running") || strings.Contains(s, "error connecting to")
+}
+
+func raced(s string) bool {
+	return strings.Contains(s, "index") && strings.Contains(s, "in use") || strings.Contains(s, "duplicate session")
+}
+
+func (m *Machine) spawned(spec executor.SpawnSpec, out []string, err error) (executor.Window, error) {
+	if err != nil {
+		return executor.Window{}, fmt.Errorf("tmux could not start %s on %s: %w", spec.Name, m.Machine(), err)
+	}
+	if len(out) == 0 {
+		return executor.Window{}, fmt.Errorf("tmux gave no answer when starting %s on %s", spec.Name, m.Machine())
+	}
+	f := strings.Split(out[len(out)-1], sep)
+	if len(f) != 3 {
+		return executor.Window{}, fmt.Errorf("tmux gave an unexpected answer for %s: %q", spec.Name, out)
+	}
+	w := executor.Window{Session: spec.Session, ID: f[0], Name: spec.Name, Marks: spec.Marks}
+	w.Marks.Managed = true
+	w.Index, _ = strconv.Atoi(f[1])
+	w.PanePID, _ = strconv.Atoi(f[2])
+	return w, nil
+}

@@ -1,0 +1,204 @@
+package tmux
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/robotlauncher/launcher/executor"
+)
+
+// Field order of a listing row. Values are separated by \x1f, which tmux
+// prints verbatim and names do not contain in practice; rows that do not
+// parse are skipped, so a strange foreign window can never be misread.
+var listFields = []string{
+	"session_name", "window_id", "window_index", "window_name", "pane_pid", "pane_dead",
+	"pane_dead_status", "pane_dead_signal", "@launcher", "@launcher_op", "@launcher_hash",
+	"@launcher_ready", "@launcher_started", "@launcher_tag", "@launcher_docker", "@launcher_log",
+	"@launcher_oneshot", "pid", "@launcher_name",
+}
+
+const sep = "\x1f"
+
+func listFormat() string {
+	parts := make([]string, 0, len(listFields)+1)
+	for _, f := range listFields {
+		parts = append(parts, "#{"+f+"}")
+	}
+	parts = append(parts, "end")
+	return strings.Join(parts, sep)
+}
+
+// Snapshot lists every window of the server with one list-windows -a.
+func (m *Machine) Snapshot(ctx context.Context) (executor.Snapshot, error) {
+	snap := executor.Snapshot{Taken: time.Now()}
+	var res executor.Result
+	var err error
+	for attempt := 0; ; attempt++ {
+		res, err = m.run(ctx, []string{"list-windows", "-a", "-F", listFormat()})
+		if err != nil {
+			return snap, err
+		}
+		// A server still shutting down after kill-server, or one that just
+		// lost its last session: ask again.
+		if res.ExitCode == 0 || !serverGone(string(res.Stderr)) || attempt >= 5 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if res.ExitCode != 0 {
+		if noServer(res.Stderr) {
+			return snap, nil
+		}
+		return snap, fmt.Errorf("tmux list-windows on %s failed: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
+	}
+	snap.Windows = ParseWindows(res.Stdout)
+	for _, w := range snap.Windows {
+		// tmux fills in the exit status of a pane when it reaps the process,
+		// a moment after the pane died. Debian's tmux (built with
+		// libutempter) can miss the SIGCHLD altogether and keep the zombie
+		// forever (tmux#311, #4559): a SIGCHLD of our own makes it reap.
+		if n, _ := ctx.Value(retryKey{}).(int); w.Marks.Managed && w.Dead && !w.ExitKnown && n < 5 {
+			if n >= 1 && w.ServerPID > 0 {
+				_, _ = m.Host.Run(ctx, executor.Command{Args: []string{"kill", "-s", "CHLD", strconv.Itoa(w.ServerPID)}})
+			}
+			time.Sleep(20 * time.Millisecond)
+			return m.Snapshot(context.WithValue(ctx, retryKey{}, n+1))
+		}
+	}
+	m.spawnMu.Lock()
+	m.learn(snap)
+	m.spawnMu.Unlock()
+	return snap, nil
+}
+
+type retryKey struct{}
+
+// ParseWindows parses list-windows output in listFormat. Malformed rows are
+// dropped.
+func ParseWindows(out []byte) []executor.Window {
+	var ws []executor.Window
+	for _, line := range bytes.Split(out, []byte("\n")) {
+		f := strings.Split(string(line), sep)
+		if len(f) != len(listFields)+1 || f[len(f)-1] != "end" {
+			continue
+		}
+		w := executor.Window{Session: f[0], ID: f[1], Name: f[3]}
+		var err error
+		if w.Index, err = strconv.Atoi(f[2]); err != nil {
+			continue
+		}
+		if w.PanePID, err = strconv.Atoi(f[4]); err != nil {
+			continue
+		}
+		w.Dead = f[5] == "1"
+		if w.Dead {
+			if n, err := strconv.Atoi(f[6]); err == nil {
+				w.ExitCode, w.ExitKnown = n, true
+			} else if n, err := strconv.Atoi(f[7]); err == nil && n > 0 {
+				w.ExitCode, w.ExitKnown = 128+n, true
+			}
+		}
+		w.Marks = executor.Marks{
+			Managed: f[8] == "1",
+			Op:      f[9],
+			Hash:    f[10],
+			Ready:   f[11] == "1",
+			Tag:     f[13],
+			Docker:  f[14],
+			Log:     f[15],
+			OneShot: f[16] == "1",
+		}
+		w.Marks.Started, _ = strconv.ParseInt(f[12], 10, 64)
+		w.ServerPID, _ = strconv.Atoi(f[17])
+		w.Marks.Name = f[18]
+		ws = append(ws, w)
+	}
+	return ws
+}
+
+// markOptions turns marks into "set-option" commands for target.
+func markOptions(target string, mk executor.Marks) [][]string {
+	b := func(v bool) string {
+		if v {
+			return "1"
+		}
+		return "0"
+	}
+	kv := [][2]string{
+		{"@launcher", "1"},
+		{"@launcher_op", mk.Op},
+		{"@launcher_hash", mk.Hash},
+		{"@launcher_ready", b(mk.Ready)},
+		{"@launcher_started", strconv.FormatInt(mk.Started, 10)},
+		{"@launcher_tag", mk.Tag},
+		{"@launcher_docker", mk.Docker},
+		{"@launcher_log", mk.Log},
+		{"@launcher_oneshot", b(mk.OneShot)},
+		{"@launcher_name", mk.Name},
+	}
+	// A title escape (ESC k … ESC \) or tmux's automatic renaming must not
+	// change the window's name under an operator's eyes; launcher itself
+	// finds the window by @launcher_name either way.
+	cmds := [][]string{
+		{"set-option", "-w", "-t", target, "remain-on-exit", "on"},
+		{"set-option", "-w", "-t", target, "allow-rename", "off"},
+		{"set-option", "-w", "-t", target, "automatic-rename", "off"},
+	}
+	for _, p := range kv {
+		cmds = append(cmds, []string{"set-option", "-w", "-t", target, p[0], p[1]})
+	}
+	return cmds
+}
+
+// SetMarks writes and removes window user options in one invocation.
+func (m *Machine) SetMarks(ctx context.Context, windowID string, set map[string]string, unset []string) error {
+	cmds := setCommands(windowID, set)
+	for _, k := range unset {
+		cmds = append(cmds, []string{"set-option", "-w", "-u", "-t", windowID, optionName(k)})
+	}
+	if len(cmds) == 0 {
+		return nil
+	}
+	_, err := m.batch(ctx, cmds)
+	if err == errServerGone {
+		_, err = m.batch(ctx, cmds) // setting options twice is harmless
+	}
+	return err
+}
+
+func setCommands(windowID string, set map[string]string) [][]string {
+	var cmds [][]string
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		cmds = append(cmds, []string{"set-option", "-w", "-t", windowID, optionName(k), set[k]})
+	}
+	return cmds
+}
+
+func optionName(k string) string {
+	if k == "" {
+		return "@launcher"
+	}
+	return "@launcher_" + k
+}
+
+// CloseWindow kills a window by ID.
+func (m *Machine) CloseWindow(ctx context.Context, windowID string) error {
+	res, err := m.run(ctx, []string{"kill-window", "-t", windowID})
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 && !noServer(res.Stderr) {
+		return fmt.Errorf("tmux kill-window on %s: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
+	}
+	return nil
+}
