@@ -11,12 +11,6 @@ import (
 	"github.com/robotlauncher/launcher/executor"
 )
 
-// Log lines written by the pane wrapper (see executor/tmux/scripts).
-const (
-	markerStart = "[launcher] starting "
-	markerExit  = " exited with code "
-)
-
 // logHead returns the current size of a log and its last n lines.
 func logHead(ctx context.Context, m executor.Machine, path string, n int) (int64, []string, error) {
 	return m.LogHead(ctx, path, n)
@@ -129,28 +123,17 @@ func hasExitMarker(lines []string, tag string) bool {
 	return false
 }
 
-func isExitMarker(line, tag string) bool {
-	return strings.Contains(line, "[launcher] ") && strings.Contains(line, markerExit) &&
-		(tag == "" || strings.HasSuffix(line, "(run "+tag+")"))
-}
+func isExitMarker(line, tag string) bool { return executor.IsExitLine(line, tag) }
 
-// IsLauncherLine tells the wrapper's own lines ("[launcher] starting …")
-// from the process's output.
-func IsLauncherLine(line string) bool { return isLauncherLine(line) }
+// IsLauncherLine tells the machine's own lines ("[launcher] starting …")
+// from the process's output (the contract is executor's).
+func IsLauncherLine(line string) bool { return executor.IsLauncherLine(line) }
 
-func isLauncherLine(line string) bool {
-	i := strings.Index(line, "] ")
-	return i >= 0 && strings.HasPrefix(line[i+2:], "[launcher] ")
-}
+func isLauncherLine(line string) bool { return executor.IsLauncherLine(line) }
 
 // StripTimestamp removes the "[YYYY-MM-DD hh:mm:ss.mmm] " prefix of a log
 // line.
-func StripTimestamp(line string) string {
-	if len(line) > 26 && line[0] == '[' && line[24] == ']' && line[25] == ' ' {
-		return line[26:]
-	}
-	return line
-}
+func StripTimestamp(line string) string { return executor.StripTimestamp(line) }
 
 func lastLines(b []byte, n int) []string {
 	lines := strings.Split(string(bytes.TrimRight(b, "\n")), "\n")

@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/robotlauncher/launcher/engine/config"
@@ -88,7 +87,7 @@ func (e *Engine) RunLog(ctx context.Context, name string, max int) (string, erro
 	// The run starts at its last "[launcher] starting" line.
 	start := 0
 	for i := len(lines) - 1; i >= 0; i-- {
-		if isLauncherLine(lines[i]) && strings.Contains(lines[i], markerStart) {
+		if executor.IsStartLine(lines[i], "") {
 			start = i + 1
 			break
 		}

@@ -117,6 +117,28 @@ func Suite(t *testing.T, tg Target) {
 		}
 	})
 
+	t.Run("LogLineContract", func(t *testing.T) {
+		// The lines that frame a run are exactly executor's contract.
+		w := spawn(t, ctx, m, tg, executor.SpawnSpec{Name: "contract", Script: "echo body; exit 3", Marks: executor.Marks{Tag: "t0k3n"}})
+		waitDead(t, ctx, m, w.ID)
+		waitLog(t, ctx, m, w.Marks.Log, "exited with code")
+		_, lines, err := m.LogHead(ctx, w.Marks.Log, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, l := range lines {
+			got = append(got, executor.StripTimestamp(l))
+		}
+		want := []string{executor.StartLine("contract", "t0k3n"), "body", executor.ExitLine("contract", 3, "t0k3n")}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("log lines:\n got %q\nwant %q", got, want)
+		}
+		if !executor.IsStartLine(lines[0], "t0k3n") || !executor.IsExitLine(lines[len(lines)-1], "t0k3n") || executor.IsLauncherLine(lines[1]) {
+			t.Errorf("contract predicates disagree with %q", lines)
+		}
+	})
+
 	t.Run("SnapshotMarksAndExitCodes", func(t *testing.T) {
 		w := spawn(t, ctx, m, tg, executor.SpawnSpec{Name: "marks", Script: "sleep 0.3; exit 3",
 			Marks: executor.Marks{Hash: "h1", Op: "starting x 1 2 3"}})

@@ -168,7 +168,7 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 	m.active++
 	m.peak = max(m.peak, m.active)
 	log := w.Marks.Log
-	m.logs[log] = append(m.logs[log], "[2000-01-01 00:00:00.000] [launcher] starting "+spec.Name+" (run "+spec.Marks.Tag+")")
+	m.logs[log] = append(m.logs[log], "[2000-01-01 00:00:00.000] "+executor.StartLine(spec.Name, spec.Marks.Tag))
 	for _, l := range b.Output {
 		m.logs[log] = append(m.logs[log], "[2000-01-01 00:00:00.000] "+l)
 	}
@@ -190,7 +190,7 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 func (m *Machine) die(w *window, code int) {
 	w.Dead, w.ExitKnown, w.ExitCode = true, true, code
 	m.active--
-	m.logs[w.Marks.Log] = append(m.logs[w.Marks.Log], fmt.Sprintf("[2000-01-01 00:00:00.000] [launcher] %s exited with code %d (run %s)", w.Name, code, w.Marks.Tag))
+	m.logs[w.Marks.Log] = append(m.logs[w.Marks.Log], "[2000-01-01 00:00:00.000] "+executor.ExitLine(w.Name, code, w.Marks.Tag))
 	if w.timer != nil {
 		w.timer.Stop()
 	}

@@ -71,12 +71,10 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-func TestConformanceSSH(t *testing.T) {
-	w := newWorld(t)
-	d := executortest.StartDockerd(t)
-	h := executortest.StartSSHD(t, "127.0.0.2", w.key, executortest.SSHDOptions{Env: map[string]string{"DOCKER_HOST": d.Host()}})
+// sshMachine is a tmux machine on a fresh sshd at addr.
+func sshMachine(t *testing.T, w *world, addr string, o executortest.SSHDOptions) *tmux.Machine {
+	h := executortest.StartSSHD(t, addr, w.key, o)
 	w.trust(t, h)
-	d.Run(t, "conf-ssh")
 	host, err := w.transport(t, nil).Host(h.Machine())
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +84,23 @@ func TestConformanceSSH(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, h.SSHLog())
 	}
+	return m
+}
+
+// TestConformanceSSH runs the machine contract over SSH; it needs no
+// dockerd, so a machine without Docker still checks the SSH transport.
+func TestConformanceSSH(t *testing.T) {
+	w := newWorld(t)
+	executortest.Suite(t, executortest.Target{Machine: sshMachine(t, w, "127.0.0.2", executortest.SSHDOptions{}), Session: "conf"})
+}
+
+// TestConformanceSSHDocker runs it again with a container reached through
+// the SSH host.
+func TestConformanceSSHDocker(t *testing.T) {
+	w := newWorld(t)
+	d := executortest.StartDockerd(t)
+	m := sshMachine(t, w, "127.0.0.3", executortest.SSHDOptions{Env: map[string]string{"DOCKER_HOST": d.Host()}})
+	d.Run(t, "conf-ssh")
 	executortest.Suite(t, executortest.Target{Machine: m, Container: "conf-ssh", Session: "conf"})
 }
 

@@ -1,0 +1,59 @@
+package executor
+
+import (
+	"fmt"
+	"strings"
+)
+
+// The log-line contract. Every line of a process log is timestamped
+// ("[YYYY-MM-DD hh:mm:ss.mmm] " + text, see StripTimestamp). A machine frames
+// the output of each run with two lines of its own, and the engine reads
+// them to find where a run's output starts and that it ended:
+//
+//	[launcher] starting NAME (run TAG)
+//	[launcher] NAME exited with code N (run TAG)
+//
+// The tmux machine's pane prologue writes them in shell (the conformance
+// suite checks it writes exactly these); the fake machine writes them with
+// StartLine and ExitLine.
+const launcherPrefix = "[launcher] "
+
+// StartLine is the line that opens the output of run tag of process.
+func StartLine(process, tag string) string {
+	return fmt.Sprintf("%sstarting %s (run %s)", launcherPrefix, process, tag)
+}
+
+// ExitLine is the line that closes it.
+func ExitLine(process string, code int, tag string) string {
+	return fmt.Sprintf("%s%s exited with code %d (run %s)", launcherPrefix, process, code, tag)
+}
+
+// StripTimestamp removes the "[YYYY-MM-DD hh:mm:ss.mmm] " prefix of a log
+// line.
+func StripTimestamp(line string) string {
+	if len(line) > 26 && line[0] == '[' && line[24] == ']' && line[25] == ' ' {
+		return line[26:]
+	}
+	return line
+}
+
+// IsLauncherLine tells a machine's own lines from the process's output (in
+// a timestamped log line).
+func IsLauncherLine(line string) bool {
+	return strings.HasPrefix(StripTimestamp(line), launcherPrefix)
+}
+
+// IsStartLine reports whether a timestamped log line opens a run (of tag,
+// or of any run when tag is "").
+func IsStartLine(line, tag string) bool {
+	body := StripTimestamp(line)
+	return strings.HasPrefix(body, launcherPrefix+"starting ") && (tag == "" || strings.HasSuffix(body, "(run "+tag+")"))
+}
+
+// IsExitLine reports whether a timestamped log line closes a run (of tag,
+// or of any run when tag is "").
+func IsExitLine(line, tag string) bool {
+	body := StripTimestamp(line)
+	return strings.HasPrefix(body, launcherPrefix) && strings.Contains(body, " exited with code ") &&
+		(tag == "" || strings.HasSuffix(body, "(run "+tag+")"))
+}
