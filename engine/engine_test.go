@@ -316,14 +316,14 @@ a: {cmd: a}
 	// start time), and one on another host that stopped its heartbeat.
 	gone := Owner{Host: e.owner.Host, PID: 1, Start: "42"}.mark("starting", time.Now())
 	for _, mark := range []string{gone, Owner{Host: "laptop", PID: 5, Start: "9"}.mark("stopping", time.Now().Add(-time.Minute))} {
-		_ = m.SetMarks(ctx, id, map[string]string{"op": mark, "ready": "0"}, nil)
+		_ = m.SetMarks(ctx, id, executor.SetOp(mark).And(executor.SetReady(false)))
 		sts, _ := e.Status(ctx, nil)
 		if sts[0].State != StateRunning {
 			t.Errorf("mark %q: %s, want RUNNING", mark, sts[0].State)
 		}
 	}
 	live := Owner{Host: "laptop", PID: 5, Start: "9"}.mark("starting", time.Now())
-	_ = m.SetMarks(ctx, id, map[string]string{"op": live}, nil)
+	_ = m.SetMarks(ctx, id, executor.SetOp(live))
 	if sts, _ := e.Status(ctx, nil); sts[0].State != StateStarting {
 		t.Errorf("live mark: %s", sts[0].State)
 	}

@@ -225,7 +225,7 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 					return nil
 				}
 				em.emit(Checking, p, level, "already running, but not ready any more (%s): waiting for it", reason)
-				_ = m.SetMarks(ctx, w.ID, map[string]string{"ready": "0"}, nil)
+				_ = m.SetMarks(ctx, w.ID, executor.SetReady(false))
 				return e.awaitReady(ctx, em, r, level, m, snaps, *w, true, offset)
 			}
 			em.emit(Info, p, level, "already running, not ready yet")
@@ -369,7 +369,7 @@ func (e *Engine) awaitReady(ctx context.Context, em emitter, r *config.Resolved,
 	hasShell := r.ReadyCheck != ""
 	hasCustom := r.CheckKind != "" || (e.checker != nil && e.checker.HasCustom(p.Name))
 	if markNeeded {
-		if err := m.SetMarks(ctx, w.ID, map[string]string{"op": e.owner.mark("starting", time.Now())}, nil); err != nil {
+		if err := m.SetMarks(ctx, w.ID, executor.SetOp(e.owner.mark("starting", time.Now()))); err != nil {
 			em.emit(Failed, p, level, "%v", err)
 			return err
 		}
@@ -379,10 +379,10 @@ func (e *Engine) awaitReady(ctx context.Context, em emitter, r *config.Resolved,
 	// The bound is generous: with a thousand processes the update waits
 	// behind a long queue of tmux work, and a slow bookkeeping step must
 	// not turn a success into a failure.
-	finish := func(set map[string]string) error {
+	finish := func(set executor.MarkUpdate) error {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 		defer cancel()
-		return m.SetMarks(cctx, w.ID, set, []string{"op"})
+		return m.SetMarks(cctx, w.ID, set.And(executor.SetOp("")))
 	}
 	rctx := ctx
 	readyTimeout := time.Duration(r.ReadyTimeout)
@@ -425,7 +425,7 @@ func (e *Engine) awaitReady(ctx context.Context, em emitter, r *config.Resolved,
 			var ce *CheckError
 			if errors.As(err, &ce) {
 				<-snapc
-				_ = finish(nil)
+				_ = finish(executor.MarkUpdate{})
 				return failf(em, p, level, "%v; it keeps running", ce)
 			}
 			if err != nil {
@@ -435,7 +435,7 @@ func (e *Engine) awaitReady(ctx context.Context, em emitter, r *config.Resolved,
 		sr := <-snapc
 		snap, err := sr.snap, sr.err
 		if err != nil {
-			_ = finish(nil)
+			_ = finish(executor.MarkUpdate{})
 			em.emit(Failed, p, level, "%v", err)
 			return err
 		}
@@ -449,7 +449,7 @@ func (e *Engine) awaitReady(ctx context.Context, em emitter, r *config.Resolved,
 		if ok {
 			// Told at once; the mark follows (dependants start after it).
 			em.publish(Event{Kind: Ready, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: "ready", PID: cur.PanePID})
-			if err := finish(map[string]string{"ready": "1"}); err != nil {
+			if err := finish(executor.SetReady(true)); err != nil {
 				// It is ready (the check passed); only the record failed.
 				em.emit(Info, p, level, "ready, but its ready mark could not be recorded (status may show RUNNING): %v", err)
 			}
@@ -460,11 +460,11 @@ func (e *Engine) awaitReady(ctx context.Context, em emitter, r *config.Resolved,
 			lastReason = reason
 		}
 		if time.Since(lastBeat) > heartbeatEvery {
-			_ = m.SetMarks(ctx, w.ID, map[string]string{"op": e.owner.mark("starting", time.Now())}, nil)
+			_ = m.SetMarks(ctx, w.ID, executor.SetOp(e.owner.mark("starting", time.Now())))
 			lastBeat = time.Now()
 		}
 		if err := sleepCtx(rctx, pl.next()); err != nil {
-			_ = finish(nil)
+			_ = finish(executor.MarkUpdate{})
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}

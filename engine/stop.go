@@ -193,7 +193,7 @@ func (e *Engine) stopOne(ctx context.Context, em emitter, p *config.Process, lev
 	if force || p.ForceSigquit {
 		first = executor.SIGQUIT
 	}
-	mark := map[string]string{"op": e.owner.mark("stopping", time.Now()), "ready": "0"}
+	mark := executor.SetOp(e.owner.mark("stopping", time.Now())).And(executor.SetReady(false))
 	em.emit(Stopping, p, level, "stopping with SIG%s", first)
 	if err := m.Signal(ctx, *w, first, mark); err != nil {
 		em.emit(Failed, p, level, "%v", err)
@@ -239,13 +239,13 @@ func (e *Engine) stopOne(ctx context.Context, em emitter, p *config.Process, lev
 		switch {
 		case phase == 0 && elapsed >= timeout/2:
 			em.emit(Stopping, p, level, "still running after %s: escalating to SIGTERM", elapsed.Round(time.Millisecond))
-			if err := m.Signal(ctx, *cur, executor.SIGTERM, nil); err != nil {
+			if err := m.Signal(ctx, *cur, executor.SIGTERM, executor.MarkUpdate{}); err != nil {
 				em.emit(Info, p, level, "SIGTERM: %v", err)
 			}
 			phase = 1
 		case phase == 1 && elapsed >= timeout:
 			em.emit(Stopping, p, level, "still running after stop_timeout %s: sending SIGKILL to its process group", timeout)
-			if err := m.Signal(ctx, *cur, executor.SIGKILL, nil); err != nil {
+			if err := m.Signal(ctx, *cur, executor.SIGKILL, executor.MarkUpdate{}); err != nil {
 				em.emit(Info, p, level, "SIGKILL: %v", err)
 			}
 			phase, killedAt = 2, time.Now()
@@ -254,7 +254,7 @@ func (e *Engine) stopOne(ctx context.Context, em emitter, p *config.Process, lev
 			return failf(em, p, level, "still running 5s after SIGKILL (a process in uninterruptible sleep?)")
 		}
 		if time.Since(lastBeat) > heartbeatEvery {
-			_ = m.SetMarks(ctx, w.ID, map[string]string{"op": e.owner.mark("stopping", time.Now())}, nil)
+			_ = m.SetMarks(ctx, w.ID, executor.SetOp(e.owner.mark("stopping", time.Now())))
 			lastBeat = time.Now()
 		}
 	}
@@ -275,7 +275,7 @@ func (e *Engine) collectDependants(name string, seen map[string]bool) {
 func (e *Engine) abandonStop(m executor.Machine, id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_ = m.SetMarks(ctx, id, nil, []string{"op"})
+	_ = m.SetMarks(ctx, id, executor.SetOp(""))
 }
 
 // Restart stops name (and its running dependants, as kill does), starts it

@@ -156,6 +156,32 @@ type Marks struct {
 	Name string
 }
 
+// MarkUpdate changes the marks an operation keeps up to date; a nil field
+// is left as it is.
+type MarkUpdate struct {
+	// Op sets @launcher_op; a pointer to "" removes it.
+	Op *string
+	// Ready sets @launcher_ready.
+	Ready *bool
+}
+
+// SetOp returns an update of the op mark ("" removes it).
+func SetOp(op string) MarkUpdate { return MarkUpdate{Op: &op} }
+
+// SetReady returns an update of the ready mark.
+func SetReady(ready bool) MarkUpdate { return MarkUpdate{Ready: &ready} }
+
+// And combines two updates (fields of o win).
+func (u MarkUpdate) And(o MarkUpdate) MarkUpdate {
+	if o.Op != nil {
+		u.Op = o.Op
+	}
+	if o.Ready != nil {
+		u.Ready = o.Ready
+	}
+	return u
+}
+
 // Snapshot is the state of every window on a machine's tmux server, taken
 // with one query.
 type Snapshot struct {
@@ -258,12 +284,12 @@ type Machine interface {
 	// its output piped, timestamped, to the process log from the first byte.
 	// The marks are set in the same tmux invocation that creates the window.
 	Spawn(ctx context.Context, spec SpawnSpec) (Window, error)
-	// SetMarks updates marks on a window; set lists the options to write and
-	// unset the ones to remove (names without the "@launcher_" prefix).
-	SetMarks(ctx context.Context, windowID string, set map[string]string, unset []string) error
-	// Signal asks the process in w to stop with sig (see Signal). The marks
-	// in set are written in the same tmux invocation as a key signal.
-	Signal(ctx context.Context, w Window, sig Signal, set map[string]string) error
+	// SetMarks changes the marks of a window an operation updates while it
+	// runs (its op mark and readiness).
+	SetMarks(ctx context.Context, windowID string, u MarkUpdate) error
+	// Signal asks the process in w to stop with sig (see Signal). The mark
+	// update is written in the same tmux invocation as a key signal.
+	Signal(ctx context.Context, w Window, sig Signal, u MarkUpdate) error
 	// CloseWindow removes a window (used for one-shots that succeeded).
 	CloseWindow(ctx context.Context, windowID string) error
 	// Exec runs a short command to completion.

@@ -150,7 +150,7 @@ func Suite(t *testing.T, tg Target) {
 		if len(ws) != 1 || !ws[0].Marks.Managed || ws[0].Marks.Hash != "h1" || ws[0].Marks.Op != "starting x 1 2 3" || ws[0].Dead {
 			t.Fatalf("window: %+v", ws)
 		}
-		if err := m.SetMarks(ctx, w.ID, map[string]string{"ready": "1"}, []string{"op"}); err != nil {
+		if err := m.SetMarks(ctx, w.ID, executor.SetReady(true).And(executor.SetOp(""))); err != nil {
 			t.Fatal(err)
 		}
 		final := waitDead(t, ctx, m, w.ID)
@@ -181,7 +181,7 @@ func Suite(t *testing.T, tg Target) {
 			// the engine's escalation covers, not this test.
 			w := spawn(t, ctx, m, tg, executor.SpawnSpec{Name: "gentle" + suffix(docker), Script: "echo running; sleep 300", Docker: docker})
 			waitLog(t, ctx, m, w.Marks.Log, "] running")
-			if err := m.Signal(ctx, w, executor.SIGINT, map[string]string{"op": "stopping"}); err != nil {
+			if err := m.Signal(ctx, w, executor.SIGINT, executor.SetOp("stopping")); err != nil {
 				t.Fatal(err)
 			}
 			if final := waitDead(t, ctx, m, w.ID); final.Marks.Op != "stopping" {
@@ -193,7 +193,7 @@ func Suite(t *testing.T, tg Target) {
 				Script: `trap '' INT TERM; echo ready; while true; do sleep 0.1; done`})
 			waitLog(t, ctx, m, stub.Marks.Log, "ready")
 			for _, sig := range []executor.Signal{executor.SIGINT, executor.SIGTERM} {
-				if err := m.Signal(ctx, stub, sig, nil); err != nil {
+				if err := m.Signal(ctx, stub, sig, executor.MarkUpdate{}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -201,7 +201,7 @@ func Suite(t *testing.T, tg Target) {
 				_, lines, _ := m.LogHead(ctx, stub.Marks.Log, 20)
 				t.Fatalf("docker=%q: the stubborn process died of INT/TERM; log:\n%s", docker, strings.Join(lines, "\n"))
 			}
-			if err := m.Signal(ctx, stub, executor.SIGKILL, nil); err != nil {
+			if err := m.Signal(ctx, stub, executor.SIGKILL, executor.MarkUpdate{}); err != nil {
 				t.Fatal(err)
 			}
 			waitDead(t, ctx, m, stub.ID)
@@ -243,7 +243,7 @@ func Suite(t *testing.T, tg Target) {
 		if !found {
 			t.Errorf("pane pid %d not in the process table", w.PanePID)
 		}
-		_ = m.Signal(ctx, w, executor.SIGKILL, nil)
+		_ = m.Signal(ctx, w, executor.SIGKILL, executor.MarkUpdate{})
 	})
 
 	t.Run("ConcurrentSpawns", func(t *testing.T) {
@@ -271,7 +271,7 @@ func Suite(t *testing.T, tg Target) {
 					t.Errorf("duplicate window %s", w.Name)
 				}
 				seen[w.Name] = true
-				_ = m.Signal(ctx, w, executor.SIGKILL, nil)
+				_ = m.Signal(ctx, w, executor.SIGKILL, executor.MarkUpdate{})
 			}
 		}
 		if len(seen) != 12 {

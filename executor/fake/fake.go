@@ -205,37 +205,31 @@ func (m *Machine) notify() {
 }
 
 // SetMarks updates marks.
-func (m *Machine) SetMarks(ctx context.Context, id string, set map[string]string, unset []string) error {
+func (m *Machine) SetMarks(ctx context.Context, id string, u executor.MarkUpdate) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, w := range m.windows {
 		if w.ID != id {
 			continue
 		}
-		for k, v := range set {
-			setMark(&w.Marks, k, v)
-		}
-		for _, k := range unset {
-			setMark(&w.Marks, k, "")
-		}
+		apply(&w.Marks, u)
 		return nil
 	}
 	return fmt.Errorf("fake: no window %s", id)
 }
 
-func setMark(mk *executor.Marks, k, v string) {
-	switch k {
-	case "op":
-		mk.Op = v
-	case "ready":
-		mk.Ready = v == "1"
-	case "hash":
-		mk.Hash = v
+// apply makes a mark update, as the tmux machine does.
+func apply(mk *executor.Marks, u executor.MarkUpdate) {
+	if u.Op != nil {
+		mk.Op = *u.Op
+	}
+	if u.Ready != nil {
+		mk.Ready = *u.Ready
 	}
 }
 
 // Signal delivers a signal according to the process's behaviour.
-func (m *Machine) Signal(ctx context.Context, target executor.Window, sig executor.Signal, set map[string]string) error {
+func (m *Machine) Signal(ctx context.Context, target executor.Window, sig executor.Signal, set executor.MarkUpdate) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.record("signal %s %s", target.Name, sig)
@@ -243,9 +237,7 @@ func (m *Machine) Signal(ctx context.Context, target executor.Window, sig execut
 		if w.ID != target.ID {
 			continue
 		}
-		for k, v := range set {
-			setMark(&w.Marks, k, v)
-		}
+		apply(&w.Marks, set)
 		if w.Dead {
 			return nil
 		}

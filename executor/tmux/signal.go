@@ -14,7 +14,7 @@ import (
 // container's terminal too); SIGTERM and SIGKILL go to the processes of the
 // run inside the container first, then to every process of the pane's
 // session (the pane's interactive bash included).
-func (m *Machine) Signal(ctx context.Context, w executor.Window, sig executor.Signal, set map[string]string) error {
+func (m *Machine) Signal(ctx context.Context, w executor.Window, sig executor.Signal, set executor.MarkUpdate) error {
 	switch sig {
 	case executor.SIGINT, executor.SIGQUIT:
 		key := "C-c"
@@ -25,7 +25,7 @@ func (m *Machine) Signal(ctx context.Context, w executor.Window, sig executor.Si
 		_, err := m.batch(ctx, cmds)
 		return err
 	case executor.SIGTERM, executor.SIGKILL:
-		if err := m.SetMarks(ctx, w.ID, set, nil); err != nil {
+		if err := m.SetMarks(ctx, w.ID, set); err != nil {
 			return err
 		}
 		if w.Marks.Docker != "" && w.Marks.Tag != "" {

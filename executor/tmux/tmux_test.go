@@ -136,7 +136,7 @@ func TestBatchingSharesInvocations(t *testing.T) {
 	m.Host = counter
 	done := make(chan error, 40)
 	for i := 0; i < 40; i++ {
-		go func() { done <- m.SetMarks(ctx, w.ID, map[string]string{"hash": "x"}, nil) }()
+		go func() { done <- m.SetMarks(ctx, w.ID, executor.SetReady(true)) }()
 	}
 	for i := 0; i < 40; i++ {
 		if err := <-done; err != nil {
@@ -146,7 +146,7 @@ func TestBatchingSharesInvocations(t *testing.T) {
 	if n := counter.n.Load(); n >= 40 || n < 1 {
 		t.Errorf("40 concurrent requests took %d tmux invocations", n)
 	}
-	_ = m.Signal(ctx, w, executor.SIGKILL, nil)
+	_ = m.Signal(ctx, w, executor.SIGKILL, executor.MarkUpdate{})
 }
 
 func TestConformanceLocalDocker(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -156,11 +155,8 @@ func markOptions(target string, mk executor.Marks) [][]string {
 }
 
 // SetMarks writes and removes window user options in one invocation.
-func (m *Machine) SetMarks(ctx context.Context, windowID string, set map[string]string, unset []string) error {
-	cmds := setCommands(windowID, set)
-	for _, k := range unset {
-		cmds = append(cmds, []string{"set-option", "-w", "-u", "-t", windowID, optionName(k)})
-	}
+func (m *Machine) SetMarks(ctx context.Context, windowID string, u executor.MarkUpdate) error {
+	cmds := setCommands(windowID, u)
 	if len(cmds) == 0 {
 		return nil
 	}
@@ -171,24 +167,24 @@ func (m *Machine) SetMarks(ctx context.Context, windowID string, set map[string]
 	return err
 }
 
-func setCommands(windowID string, set map[string]string) [][]string {
+// setCommands are the set-option commands of a mark update.
+func setCommands(windowID string, u executor.MarkUpdate) [][]string {
 	var cmds [][]string
-	keys := make([]string, 0, len(set))
-	for k := range set {
-		keys = append(keys, k)
+	if u.Op != nil {
+		if *u.Op == "" {
+			cmds = append(cmds, []string{"set-option", "-w", "-u", "-t", windowID, "@launcher_op"})
+		} else {
+			cmds = append(cmds, []string{"set-option", "-w", "-t", windowID, "@launcher_op", *u.Op})
+		}
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		cmds = append(cmds, []string{"set-option", "-w", "-t", windowID, optionName(k), set[k]})
+	if u.Ready != nil {
+		v := "0"
+		if *u.Ready {
+			v = "1"
+		}
+		cmds = append(cmds, []string{"set-option", "-w", "-t", windowID, "@launcher_ready", v})
 	}
 	return cmds
-}
-
-func optionName(k string) string {
-	if k == "" {
-		return "@launcher"
-	}
-	return "@launcher_" + k
 }
 
 // CloseWindow kills a window by ID.
