@@ -72,6 +72,14 @@ type Terminal interface {
 	RunTerminal(ctx context.Context, cmd Command, stdin io.Reader, stdout, stderr io.Writer) (int, error)
 }
 
+// Attacher is implemented by machines whose windows a terminal can show
+// (`launcher attach`, `mon`).
+type Attacher interface {
+	// AttachCommand is the argv that attaches a terminal to the window; it
+	// runs on the machine.
+	AttachCommand(session, windowID, viewSession string) []string
+}
+
 // Connector hands out Machines by machine string, dialling them on first use
 // and sharing them afterwards.
 type Connector interface {
@@ -275,8 +283,12 @@ type ProcessInfo struct {
 }
 
 // Machine keeps processes in tmux windows on one host and answers for them.
+// It is what the engine needs, nothing more: running arbitrary commands
+// goes through Exec (bounded, in the process's container when it has one);
+// attaching a terminal is the optional Attacher and Terminal.
 type Machine interface {
-	Host
+	// Machine is the machine string this machine was dialled for.
+	Machine() string
 	// Snapshot lists every window of the host's tmux server in one query.
 	// Callers filter by session and name; foreign windows are never touched.
 	Snapshot(ctx context.Context) (Snapshot, error)
@@ -315,9 +327,6 @@ type Machine interface {
 	// SignalTagged sends sig to every process of the given runs (by
 	// LAUNCHER_TAG), wherever they are on the machine.
 	SignalTagged(ctx context.Context, tags []string, sig Signal) error
-	// AttachCommand is the argv that attaches a terminal to the window
-	// (used by `launcher attach` and `mon`); it runs on the machine.
-	AttachCommand(session, windowID, viewSession string) []string
 	// Close releases the machine's resources.
 	Close() error
 }

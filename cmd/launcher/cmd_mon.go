@@ -162,10 +162,11 @@ func (s *session) attachCommand() *cli.Command {
 					return err
 				}
 				t, ok := m.(executor.Terminal)
-				if !ok {
+				a, ok2 := m.(executor.Attacher)
+				if !ok || !ok2 {
 					return fmt.Errorf("machine %s cannot attach a terminal", p.Machine)
 				}
-				_, err = t.RunTerminal(c.Context, executor.Command{Args: m.AttachCommand(p.Session, st.Window.ID, view)}, os.Stdin, os.Stdout, os.Stderr)
+				_, err = t.RunTerminal(c.Context, executor.Command{Args: a.AttachCommand(p.Session, st.Window.ID, view)}, os.Stdin, os.Stdout, os.Stderr)
 				if err != nil && c.Context.Err() == nil {
 					fmt.Fprintf(s.stderr, "attach: %v\n", err)
 				}

@@ -75,6 +75,7 @@ type Machine struct {
 var (
 	_ executor.Machine  = (*Machine)(nil)
 	_ executor.Terminal = (*Machine)(nil)
+	_ executor.Attacher = (*Machine)(nil)
 )
 
 // New returns a Machine for host. Directories not given in opts are looked
