@@ -19,13 +19,13 @@ import (
 func httpLoader(rt *host.Runtime) lua.LGFunction {
 	return func(L *lua.LState) int {
 		m := L.NewTable()
-		m.RawSetString("get", shim(L, func(L *lua.LState) int {
+		m.RawSetString("get", host.AsyncFunc(L, func(L *lua.LState) int {
 			url := host.Str(L, 1)
 			o := host.CheckOptions(L, 2, "headers", "timeout")
 			L.Push(rt.Async(L, request(L, "GET", url, nil, "", o)))
 			return 1
 		}, "http.get"))
-		m.RawSetString("post", shim(L, func(L *lua.LState) int {
+		m.RawSetString("post", host.AsyncFunc(L, func(L *lua.LState) int {
 			url := host.Str(L, 1)
 			var body []byte
 			ctype := "text/plain; charset=utf-8"

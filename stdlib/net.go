@@ -16,7 +16,7 @@ import (
 func netLoader(rt *host.Runtime) lua.LGFunction {
 	return func(L *lua.LState) int {
 		m := L.NewTable()
-		m.RawSetString("tcp_open", shim(L, func(L *lua.LState) int {
+		m.RawSetString("tcp_open", host.AsyncFunc(L, func(L *lua.LState) int {
 			h := host.Str(L, 1)
 			port := int(host.Num(L, 2))
 			timeout := time.Duration(float64(L.OptNumber(3, 2)) * float64(time.Second))

@@ -9,9 +9,6 @@ import (
 	"embed"
 	"io"
 	"os"
-	"strings"
-
-	lua "github.com/yuin/gopher-lua"
 
 	"github.com/robotlauncher/launcher/lua/host"
 )
@@ -54,22 +51,3 @@ var Modules = map[string][]string{
 	"re":   {"match", "find", "gsub"},
 	"log":  {"info", "warn", "error"},
 }
-
-// shim wraps a Go primitive that returns an operation id into a Lua
-// function that waits for it: waits must be Lua calls (see lua/host).
-func shim(L *lua.LState, prim lua.LGFunction, what string) *lua.LFunction {
-	fn, err := L.Load(strings.NewReader(`local prim, what = ... return function(...) return __await(prim(...), what) end`), "[launcher]")
-	if err != nil {
-		panic(err)
-	}
-	L.Push(fn)
-	L.Push(L.NewFunction(prim))
-	L.Push(lua.LString(what))
-	L.Call(2, 1)
-	f := L.Get(-1).(*lua.LFunction)
-	L.Pop(1)
-	return f
-}
-
-// Shim is shim for other packages (lua/binding).
-func Shim(L *lua.LState, prim lua.LGFunction, what string) *lua.LFunction { return shim(L, prim, what) }

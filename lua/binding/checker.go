@@ -9,14 +9,9 @@ import (
 
 	"github.com/robotlauncher/launcher/engine"
 	"github.com/robotlauncher/launcher/lua/host"
-	"github.com/robotlauncher/launcher/stdlib"
 )
 
 var _ engine.Checker = (*Host)(nil)
-
-func stdlib_shim(L *lua.LState, prim lua.LGFunction, what string) *lua.LFunction {
-	return stdlib.Shim(L, prim, what)
-}
 
 // HasCustom reports whether a Lua ready check is registered for process.
 func (h *Host) HasCustom(process string) bool {

@@ -277,7 +277,7 @@ func (h *Host) watch(L *lua.LState) int {
 		}
 	}()
 	L.Push(newHandle(L, w, "launcher.Watch("+p.Name+")", map[string]lua.LValue{
-		"next": stdlib_shim(L, func(L *lua.LState) int {
+		"next": host.AsyncFunc(L, func(L *lua.LState) int {
 			w := checkWatcher(L)
 			o := host.CheckOptions(L, 2, "timeout")
 			timeout := host.OptDuration(L, o, "timeout")

@@ -35,7 +35,7 @@ func (h *Host) loader(L *lua.LState) int {
 	}
 	m := L.NewTable()
 	async := func(name string, prim lua.LGFunction) {
-		m.RawSetString(name, stdlib.Shim(L, prim, "launcher."+name))
+		m.RawSetString(name, host.AsyncFunc(L, prim, "launcher."+name))
 	}
 	async("start", h.start)
 	async("kill", h.kill)

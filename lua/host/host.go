@@ -394,6 +394,24 @@ func nestedVM() bool {
 	}
 }
 
+// AsyncFunc wraps a Go primitive that returns an operation id (from Async)
+// into the Lua function scripts call: it waits for the operation with
+// __await. Waits must be Lua calls for gopher-lua to pause them (see the
+// package comment); this is the one place that builds that shim.
+func AsyncFunc(L *lua.LState, prim lua.LGFunction, what string) *lua.LFunction {
+	fn, err := L.Load(strings.NewReader(`local prim, what = ... return function(...) return __await(prim(...), what) end`), "[launcher]")
+	if err != nil {
+		panic(err)
+	}
+	L.Push(fn)
+	L.Push(L.NewFunction(prim))
+	L.Push(lua.LString(what))
+	L.Call(2, 1)
+	f := L.Get(-1).(*lua.LFunction)
+	L.Pop(1)
+	return f
+}
+
 // Converter builds the Lua values of an answer on the owner goroutine (Lua
 // values must not be created elsewhere).
 type Converter func(L *lua.LState) []lua.LValue
