@@ -189,10 +189,8 @@ func (e *Engine) stopOne(ctx context.Context, em emitter, p *config.Process, lev
 	if timeout <= 0 {
 		timeout = config.DefaultStopTimeout
 	}
-	first := executor.SIGINT
-	if force || p.ForceSigquit {
-		first = executor.SIGQUIT
-	}
+	esc := newEscalation(force || p.ForceSigquit, timeout)
+	first := esc.first
 	mark := executor.SetOp(e.owner.mark("stopping", time.Now())).And(executor.SetReady(false))
 	em.emit(Stopping, p, level, "stopping with SIG%s", first)
 	if err := m.Signal(ctx, *w, first, mark); err != nil {
@@ -200,8 +198,6 @@ func (e *Engine) stopOne(ctx context.Context, em emitter, p *config.Process, lev
 		return err
 	}
 	start := time.Now()
-	phase := 0
-	var killedAt time.Time
 	lastBeat := start
 	pl := newPoller(0)
 	pl.period = 10 * time.Millisecond
@@ -236,22 +232,21 @@ func (e *Engine) stopOne(ctx context.Context, em emitter, p *config.Process, lev
 			return nil
 		}
 		elapsed := time.Since(start)
-		switch {
-		case phase == 0 && elapsed >= timeout/2:
+		switch sig, ok := esc.next(elapsed); {
+		case !ok:
+		case sig == giveUp:
+			e.abandonStop(m, w.ID)
+			return failf(em, p, level, "still running %s after SIGKILL (a process in uninterruptible sleep?)", esc.killAfter)
+		case sig == executor.SIGTERM:
 			em.emit(Stopping, p, level, "still running after %s: escalating to SIGTERM", elapsed.Round(time.Millisecond))
-			if err := m.Signal(ctx, *cur, executor.SIGTERM, executor.MarkUpdate{}); err != nil {
+			if err := m.Signal(ctx, *cur, sig, executor.MarkUpdate{}); err != nil {
 				em.emit(Info, p, level, "SIGTERM: %v", err)
 			}
-			phase = 1
-		case phase == 1 && elapsed >= timeout:
+		default:
 			em.emit(Stopping, p, level, "still running after stop_timeout %s: sending SIGKILL to its process group", timeout)
-			if err := m.Signal(ctx, *cur, executor.SIGKILL, executor.MarkUpdate{}); err != nil {
+			if err := m.Signal(ctx, *cur, sig, executor.MarkUpdate{}); err != nil {
 				em.emit(Info, p, level, "SIGKILL: %v", err)
 			}
-			phase, killedAt = 2, time.Now()
-		case phase == 2 && time.Since(killedAt) > 5*time.Second:
-			e.abandonStop(m, w.ID)
-			return failf(em, p, level, "still running 5s after SIGKILL (a process in uninterruptible sleep?)")
 		}
 		if time.Since(lastBeat) > heartbeatEvery {
 			_ = m.SetMarks(ctx, w.ID, executor.SetOp(e.owner.mark("stopping", time.Now())))
