@@ -174,20 +174,14 @@ func failf(em emitter, p *config.Process, level int, format string, args ...any)
 // startOne starts (or finds running) one process and waits until it is
 // ready, or until a one-shot finished.
 func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, level int) error {
-	p := r.Process
-	m, snaps, err := e.machine(ctx, r.Machine)
+	o, err := e.newProcOp(ctx, em, r.Process, r, level)
 	if err != nil {
-		em.emit(Failed, p, level, "%v", err)
 		return err
 	}
-	lk := e.lock(p.Machine, p.Session, p.Name)
-	lk.Lock()
-	locked := true
-	defer func() {
-		if locked {
-			lk.Unlock()
-		}
-	}()
+	p, m, snaps := o.p, o.m, o.snaps
+	lk := &procLock{mu: e.lock(p.Machine, p.Session, p.Name)}
+	lk.lock()
+	defer lk.unlock()
 	for attempt := 0; ; attempt++ {
 		w, err := currentWindow(ctx, em, p, level, snaps)
 		if err != nil {
@@ -195,41 +189,7 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 		}
 		now := time.Now()
 		if w != nil && !w.Dead {
-			if op, ok := parseOp(w.Marks.Op); ok && op.Kind == "stopping" && op.Owner != e.owner && op.live(e.owner, now) {
-				// Another launcher is stopping it, and a stop wins.
-				return failf(em, p, level, "is being stopped by another launcher (a stop wins over a start; run again once it has stopped)")
-			}
-			if w.Marks.Hash != "" && w.Marks.Hash != r.Hash {
-				em.emit(Info, p, level, "is running a different command than the config gives now; run `launcher restart %s` to apply it", p.Name)
-			}
-			lk.Unlock()
-			locked = false
-			if !p.Persistent {
-				em.emit(Info, p, level, "one-shot already running: waiting for it")
-				return e.awaitOneShot(ctx, em, r, level, m, snaps, *w, -1)
-			}
-			// A check that reads this run's output needs where it starts:
-			// the run's start line, found by its tag, since the launcher
-			// that started it may be gone.
-			offset := int64(-1)
-			if e.needsOffset(r) {
-				offset = e.runOffset(ctx, m, *w)
-			}
-			if w.Marks.Ready {
-				// Readiness is checked again before dependants rely on it: a
-				// process can stop being ready while it runs.
-				ok, reason := e.checkOnce(ctx, r, m, *w, offset)
-				if ok {
-					ev := Event{Kind: Ready, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: "already running", PID: w.PanePID, Already: true}
-					em.publish(ev)
-					return nil
-				}
-				em.emit(Checking, p, level, "already running, but not ready any more (%s): waiting for it", reason)
-				_ = m.SetMarks(ctx, w.ID, executor.SetReady(false))
-				return e.awaitReady(ctx, em, r, level, m, snaps, *w, true, offset)
-			}
-			em.emit(Info, p, level, "already running, not ready yet")
-			return e.awaitReady(ctx, em, r, level, m, snaps, *w, true, offset)
+			return e.joinRunning(ctx, o, lk, *w, now)
 		}
 		// Processes of an earlier run that outlived their window would be
 		// a second copy next to the new one (two drivers on the hardware).
@@ -251,8 +211,7 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 		em.emit(Starting, p, level, "starting")
 		logPath, err := m.LogPath(ctx, p.Session, p.Name)
 		if err != nil {
-			em.emit(Failed, p, level, "%v", err)
-			return err
+			return o.failed(err)
 		}
 		spec := executor.SpawnSpec{Session: p.Session, Name: p.Name, Script: r.Cmd, Docker: r.Docker,
 			Env: toExecEnv(r.Env), Cwd: r.Cwd,
@@ -274,11 +233,9 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 			continue
 		}
 		if err != nil {
-			em.emit(Failed, p, level, "%v", err)
-			return err
+			return o.failed(err)
 		}
-		lk.Unlock()
-		locked = false
+		lk.unlock()
 		if p.Persistent {
 			e.mu.Lock()
 			e.spawned[p.Name] = nw.ID
@@ -287,10 +244,51 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 		em.publish(Event{Kind: Started, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level,
 			Message: fmt.Sprintf("started (pid %d)", nw.PanePID), PID: nw.PanePID})
 		if !p.Persistent {
-			return e.awaitOneShot(ctx, em, r, level, m, snaps, nw, offset)
+			return e.awaitOneShot(ctx, o, nw, offset)
 		}
-		return e.awaitReady(ctx, em, r, level, m, snaps, nw, false, offset)
+		return e.awaitReady(ctx, o, nw, false, offset)
 	}
+}
+
+// joinRunning handles a process whose window is alive: another launcher's
+// stop wins; otherwise it is taken as it is (the command it runs may differ
+// from the config's), its readiness checked again, and awaited.
+func (e *Engine) joinRunning(ctx context.Context, o *procOp, lk *procLock, w executor.Window, now time.Time) error {
+	em, r, p, level, m := o.em, o.r, o.p, o.level, o.m
+	if op, ok := parseOp(w.Marks.Op); ok && op.Kind == "stopping" && op.Owner != e.owner && op.live(e.owner, now) {
+		// Another launcher is stopping it, and a stop wins.
+		return failf(em, p, level, "is being stopped by another launcher (a stop wins over a start; run again once it has stopped)")
+	}
+	if w.Marks.Hash != "" && w.Marks.Hash != r.Hash {
+		em.emit(Info, p, level, "is running a different command than the config gives now; run `launcher restart %s` to apply it", p.Name)
+	}
+	lk.unlock()
+	if !p.Persistent {
+		em.emit(Info, p, level, "one-shot already running: waiting for it")
+		return e.awaitOneShot(ctx, o, w, -1)
+	}
+	// A check that reads this run's output needs where it starts:
+	// the run's start line, found by its tag, since the launcher
+	// that started it may be gone.
+	offset := int64(-1)
+	if e.needsOffset(r) {
+		offset = e.runOffset(ctx, m, w)
+	}
+	if w.Marks.Ready {
+		// Readiness is checked again before dependants rely on it: a
+		// process can stop being ready while it runs.
+		ok, reason := e.checkOnce(ctx, r, m, w, offset)
+		if ok {
+			ev := Event{Kind: Ready, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: "already running", PID: w.PanePID, Already: true}
+			em.publish(ev)
+			return nil
+		}
+		em.emit(Checking, p, level, "already running, but not ready any more (%s): waiting for it", reason)
+		_ = m.SetMarks(ctx, w.ID, executor.SetReady(false))
+		return e.awaitReady(ctx, o, w, true, offset)
+	}
+	em.emit(Info, p, level, "already running, not ready yet")
+	return e.awaitReady(ctx, o, w, true, offset)
 }
 
 // currentWindow lists the machine's windows now and finds p's, reporting a
@@ -363,15 +361,13 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // dies, ready_timeout runs out or ctx ends. The window carries a live
 // "starting" mark meanwhile; whatever happens, a failure leaves the process
 // running (nothing is ever killed because a wait failed).
-func (e *Engine) awaitReady(ctx context.Context, em emitter, r *config.Resolved, level int, m executor.Machine,
-	snaps *snapshots, w executor.Window, markNeeded bool, offset int64) error {
-	p := r.Process
+func (e *Engine) awaitReady(ctx context.Context, o *procOp, w executor.Window, markNeeded bool, offset int64) error {
+	em, r, p, level, m, snaps := o.em, o.r, o.p, o.level, o.m, o.snaps
 	hasShell := r.ReadyCheck != ""
 	hasCustom := r.CheckKind != "" || (e.checker != nil && e.checker.HasCustom(p.Name))
 	if markNeeded {
 		if err := m.SetMarks(ctx, w.ID, executor.SetOp(e.owner.mark("starting", time.Now()))); err != nil {
-			em.emit(Failed, p, level, "%v", err)
-			return err
+			return o.failed(err)
 		}
 	}
 	// Whatever the outcome, the "starting" mark goes (a dead window keeps it
@@ -436,15 +432,14 @@ func (e *Engine) awaitReady(ctx context.Context, em emitter, r *config.Resolved,
 		snap, err := sr.snap, sr.err
 		if err != nil {
 			_ = finish(executor.MarkUpdate{})
-			em.emit(Failed, p, level, "%v", err)
-			return err
+			return o.failed(err)
 		}
 		cur := windowByID(snap, w.ID)
 		if cur == nil {
 			return failf(em, p, level, "its tmux window was closed before it became ready")
 		}
 		if cur.Dead {
-			return e.diedBeforeReady(ctx, em, p, level, m, *cur)
+			return e.diedBeforeReady(ctx, o, *cur)
 		}
 		if ok {
 			// Told at once; the mark follows (dependants start after it).
@@ -571,7 +566,8 @@ func (e *Engine) shellCheck(ctx context.Context, m executor.Machine, r *config.R
 
 // diedBeforeReady reports a process that exited while its readiness was
 // awaited, with its exit code and the last lines of its log.
-func (e *Engine) diedBeforeReady(ctx context.Context, em emitter, p *config.Process, level int, m executor.Machine, w executor.Window) error {
+func (e *Engine) diedBeforeReady(ctx context.Context, o *procOp, w executor.Window) error {
+	em, p, level, m := o.em, o.p, o.level, o.m
 	tail := tailLog(ctx, m, w.Marks.Log, w.Marks.Tag, 10, time.Second)
 	code := w.ExitCode
 	msg := fmt.Sprintf("exited with code %d before becoming ready", code)
@@ -614,9 +610,8 @@ func (e *Engine) waitDead(ctx context.Context, snaps *snapshots, id string, time
 // awaitOneShot follows a one-shot's output until it exits: exit 0 is
 // success (its window is closed), anything else fails its dependants (the
 // window stays, so status shows DEAD with the exit code).
-func (e *Engine) awaitOneShot(ctx context.Context, em emitter, r *config.Resolved, level int, m executor.Machine,
-	snaps *snapshots, w executor.Window, offset int64) error {
-	p := r.Process
+func (e *Engine) awaitOneShot(ctx context.Context, o *procOp, w executor.Window, offset int64) error {
+	em, r, p, level, m, snaps := o.em, o.r, o.p, o.level, o.m, o.snaps
 	fctx, stopFollow := context.WithCancel(ctx)
 	defer stopFollow()
 	followed := make(chan struct{})

@@ -147,11 +147,11 @@ func (e *Engine) persistentDependants(name string) []string {
 
 // stopOne stops the window of one process, escalating until it is dead.
 func (e *Engine) stopOne(ctx context.Context, em emitter, p *config.Process, level int, force bool) error {
-	m, snaps, err := e.machine(ctx, p.Machine)
+	o, err := e.newProcOp(ctx, em, p, nil, level)
 	if err != nil {
-		em.emit(Failed, p, level, "%v", err)
 		return err
 	}
+	m, snaps := o.m, o.snaps
 	lk := e.lock(p.Machine, p.Session, p.Name)
 	lk.Lock()
 	defer lk.Unlock()
@@ -194,9 +194,16 @@ func (e *Engine) stopOne(ctx context.Context, em emitter, p *config.Process, lev
 	mark := executor.SetOp(e.owner.mark("stopping", time.Now())).And(executor.SetReady(false))
 	em.emit(Stopping, p, level, "stopping with SIG%s", first)
 	if err := m.Signal(ctx, *w, first, mark); err != nil {
-		em.emit(Failed, p, level, "%v", err)
-		return err
+		return o.failed(err)
 	}
+	return e.waitStopped(ctx, o, *w, esc, timeout)
+}
+
+// waitStopped follows a stop of w until the window is dead or closed,
+// signalling as esc says; a stop that cannot end is abandoned (its mark
+// removed) with an error.
+func (e *Engine) waitStopped(ctx context.Context, o *procOp, w executor.Window, esc *escalation, timeout time.Duration) error {
+	em, p, level, m, snaps := o.em, o.p, o.level, o.m, o.snaps
 	start := time.Now()
 	lastBeat := start
 	pl := newPoller(0)
@@ -208,8 +215,7 @@ func (e *Engine) stopOne(ctx context.Context, em emitter, p *config.Process, lev
 		}
 		snap, err := snaps.get(ctx, time.Now())
 		if err != nil {
-			em.emit(Failed, p, level, "%v", err)
-			return err
+			return o.failed(err)
 		}
 		cur := windowByID(snap, w.ID)
 		if cur != nil && cur.Dead || cur == nil {
