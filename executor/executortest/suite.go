@@ -61,61 +61,23 @@ type Target struct {
 }
 
 // Suite is the conformance suite every executor.Machine implementation
-// (local tmux, tmux over SSH, with and without a container) passes. It is
-// restic's backend-suite idea: one set of behaviours, many transports.
+// that runs real commands (local tmux, tmux over SSH, with and without a
+// container) passes: the contract every machine honours, and the
+// transport's own cases. It is restic's backend-suite idea: one set of
+// behaviours, many transports.
 func Suite(t *testing.T, tg Target) {
+	Contract(t, tg)
+	Transport(t, tg)
+}
+
+// Contract is the part of the suite every machine passes, the fake
+// included: windows, marks, exit codes, signals, the log-line contract,
+// logs and concurrent spawns. Its scripts use a small vocabulary (echo,
+// sleep, exit, trap ” SIGNALS, while true loops) that the fake interprets.
+func Contract(t *testing.T, tg Target) {
 	m := tg.Machine
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-
-	t.Run("ExecHostileCommands", func(t *testing.T) {
-		for _, docker := range dockerModes(tg) {
-			for _, script := range Hostile {
-				res, err := m.Exec(ctx, executor.ExecSpec{Script: script, Env: HostileEnv, Docker: docker, Timeout: 20 * time.Second})
-				if err != nil {
-					t.Fatalf("exec %q: %v", script, err)
-				}
-				if want := Expected(t, script); string(res.Stdout) != want {
-					t.Errorf("docker=%q exec %q:\n got %q\nwant %q (stderr %q)", docker, script, res.Stdout, want, res.Stderr)
-				}
-			}
-			res, err := m.Exec(ctx, executor.ExecSpec{Script: "test -e /tmp/launcher-pwned", Docker: docker})
-			if err != nil || res.ExitCode == 0 {
-				t.Errorf("docker=%q: a hostile value was executed (/tmp/launcher-pwned exists)", docker)
-			}
-		}
-	})
-
-	t.Run("ExecExitCodesStderrTimeout", func(t *testing.T) {
-		res, err := m.Exec(ctx, executor.ExecSpec{Script: "echo out; echo err >&2; exit 7"})
-		if err != nil || res.ExitCode != 7 || string(res.Stdout) != "out\n" || string(res.Stderr) != "err\n" {
-			t.Errorf("got %+v, %v", res, err)
-		}
-		start := time.Now()
-		res, err = m.Exec(ctx, executor.ExecSpec{Script: "sleep 30", Timeout: 500 * time.Millisecond})
-		if err != nil || res.ExitCode == 0 || time.Since(start) > 10*time.Second {
-			t.Errorf("timeout: %+v %v after %s", res, err, time.Since(start))
-		}
-		res, err = m.Exec(ctx, executor.ExecSpec{Script: "pwd; echo $V", Cwd: "/", Env: []executor.EnvVar{{Name: "V", Value: "v 1"}}})
-		if err != nil || string(res.Stdout) != "/\nv 1\n" {
-			t.Errorf("cwd/env: %q %v", res.Stdout, err)
-		}
-	})
-
-	t.Run("SpawnHostileCommandsLogged", func(t *testing.T) {
-		for _, docker := range dockerModes(tg) {
-			for i, script := range Hostile {
-				name := fmt.Sprintf("hostile%d%s", i, map[bool]string{true: "-c", false: ""}[docker != ""])
-				w := spawn(t, ctx, m, tg, executor.SpawnSpec{Name: name, Script: script + "; sleep 0.2", Docker: docker, Env: HostileEnv})
-				waitDead(t, ctx, m, w.ID)
-				got := logBody(t, ctx, m, w.Marks.Log, w.Marks.Tag)
-				want := Expected(t, script)
-				if got != want {
-					t.Errorf("docker=%q pane %q:\n got %q\nwant %q", docker, script, got, want)
-				}
-			}
-		}
-	})
 
 	t.Run("LogLineContract", func(t *testing.T) {
 		// The lines that frame a run are exactly executor's contract.
@@ -215,7 +177,7 @@ func Suite(t *testing.T, tg Target) {
 	})
 
 	t.Run("LogsFollowAndHead", func(t *testing.T) {
-		w := spawn(t, ctx, m, tg, executor.SpawnSpec{Name: "logs", Script: "for i in 1 2 3; do echo line$i; done; sleep 0.5; echo late; sleep 300"})
+		w := spawn(t, ctx, m, tg, executor.SpawnSpec{Name: "logs", Script: "echo line1; echo line2; echo line3; sleep 0.5; echo late; sleep 300"})
 		waitLog(t, ctx, m, w.Marks.Log, "line3")
 		size, lines, err := m.LogHead(ctx, w.Marks.Log, 2)
 		if err != nil || size == 0 || len(lines) != 2 || !strings.HasSuffix(lines[1], "line3") {
@@ -276,6 +238,65 @@ func Suite(t *testing.T, tg Target) {
 		}
 		if len(seen) != 12 {
 			t.Errorf("%d windows, want 12", len(seen))
+		}
+	})
+
+}
+
+// Transport is the part of the suite about running real commands on the
+// machine: hostile commands byte for byte in bash -c and in panes, exit
+// codes and timeouts of Exec, and containers.
+func Transport(t *testing.T, tg Target) {
+	m := tg.Machine
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	t.Run("ExecHostileCommands", func(t *testing.T) {
+		for _, docker := range dockerModes(tg) {
+			for _, script := range Hostile {
+				res, err := m.Exec(ctx, executor.ExecSpec{Script: script, Env: HostileEnv, Docker: docker, Timeout: 20 * time.Second})
+				if err != nil {
+					t.Fatalf("exec %q: %v", script, err)
+				}
+				if want := Expected(t, script); string(res.Stdout) != want {
+					t.Errorf("docker=%q exec %q:\n got %q\nwant %q (stderr %q)", docker, script, res.Stdout, want, res.Stderr)
+				}
+			}
+			res, err := m.Exec(ctx, executor.ExecSpec{Script: "test -e /tmp/launcher-pwned", Docker: docker})
+			if err != nil || res.ExitCode == 0 {
+				t.Errorf("docker=%q: a hostile value was executed (/tmp/launcher-pwned exists)", docker)
+			}
+		}
+	})
+
+	t.Run("ExecExitCodesStderrTimeout", func(t *testing.T) {
+		res, err := m.Exec(ctx, executor.ExecSpec{Script: "echo out; echo err >&2; exit 7"})
+		if err != nil || res.ExitCode != 7 || string(res.Stdout) != "out\n" || string(res.Stderr) != "err\n" {
+			t.Errorf("got %+v, %v", res, err)
+		}
+		start := time.Now()
+		res, err = m.Exec(ctx, executor.ExecSpec{Script: "sleep 30", Timeout: 500 * time.Millisecond})
+		if err != nil || res.ExitCode == 0 || time.Since(start) > 10*time.Second {
+			t.Errorf("timeout: %+v %v after %s", res, err, time.Since(start))
+		}
+		res, err = m.Exec(ctx, executor.ExecSpec{Script: "pwd; echo $V", Cwd: "/", Env: []executor.EnvVar{{Name: "V", Value: "v 1"}}})
+		if err != nil || string(res.Stdout) != "/\nv 1\n" {
+			t.Errorf("cwd/env: %q %v", res.Stdout, err)
+		}
+	})
+
+	t.Run("SpawnHostileCommandsLogged", func(t *testing.T) {
+		for _, docker := range dockerModes(tg) {
+			for i, script := range Hostile {
+				name := fmt.Sprintf("hostile%d%s", i, map[bool]string{true: "-c", false: ""}[docker != ""])
+				w := spawn(t, ctx, m, tg, executor.SpawnSpec{Name: name, Script: script + "; sleep 0.2", Docker: docker, Env: HostileEnv})
+				waitDead(t, ctx, m, w.ID)
+				got := logBody(t, ctx, m, w.Marks.Log, w.Marks.Tag)
+				want := Expected(t, script)
+				if got != want {
+					t.Errorf("docker=%q pane %q:\n got %q\nwant %q", docker, script, got, want)
+				}
+			}
 		}
 	})
 

@@ -25,6 +25,53 @@ type Behaviour struct {
 	IgnoreTerm bool
 	// Output lines are appended to the log at start.
 	Output []string
+	// Later lines are appended after a delay (while the process lives).
+	Later []TimedLine
+}
+
+// TimedLine is a line a process prints After its start.
+type TimedLine struct {
+	After time.Duration
+	Line  string
+}
+
+// Interpret turns a script of the conformance contract's vocabulary into a
+// Behaviour, so the fake runs executortest.Contract like a real machine:
+// statements separated by "; " among `echo WORDS`, `sleep SECONDS`,
+// `exit CODE`, `trap '' SIGNALS` and a final `while true; do …; done`. A
+// script that ends without exit exits 0 after its sleeps (bash does).
+func Interpret(script string) Behaviour {
+	var b Behaviour
+	var at time.Duration
+	for _, st := range strings.Split(script, "; ") {
+		st = strings.TrimSpace(st)
+		f := strings.Fields(st)
+		switch {
+		case len(f) == 0:
+		case f[0] == "while":
+			return b // runs until signalled
+		case f[0] == "echo":
+			line := strings.TrimSpace(strings.TrimPrefix(st, "echo"))
+			if at == 0 {
+				b.Output = append(b.Output, line)
+			} else {
+				b.Later = append(b.Later, TimedLine{After: at, Line: line})
+			}
+		case f[0] == "sleep" && len(f) == 2:
+			var secs float64
+			fmt.Sscan(f[1], &secs)
+			at += time.Duration(secs * float64(time.Second))
+		case f[0] == "exit" && len(f) == 2:
+			fmt.Sscan(f[1], &b.ExitCode)
+			b.ExitAfter = max(at, time.Millisecond)
+			return b
+		case f[0] == "trap":
+			b.IgnoreInt = strings.Contains(st, "INT")
+			b.IgnoreTerm = strings.Contains(st, "TERM")
+		}
+	}
+	b.ExitAfter = max(at, time.Millisecond)
+	return b
 }
 
 // Machine is a fake machine. The zero value is not usable: use New.
@@ -173,6 +220,17 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 		m.logs[log] = append(m.logs[log], "[2000-01-01 00:00:00.000] "+l)
 	}
 	m.notify()
+	for _, tl := range b.Later {
+		ww, line := w, tl.Line
+		time.AfterFunc(tl.After, func() {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if !ww.Dead && ww.Marks.Log == log {
+				m.logs[log] = append(m.logs[log], "[2000-01-01 00:00:00.000] "+line)
+				m.notify()
+			}
+		})
+	}
 	if b.ExitAfter > 0 {
 		ww := w
 		w.timer = time.AfterFunc(b.ExitAfter, func() {
