@@ -73,7 +73,7 @@ func Suite(t *testing.T, tg Target) {
 // Contract is the part of the suite every machine passes, the fake
 // included: windows, marks, exit codes, signals, the log-line contract,
 // logs and concurrent spawns. Its scripts use a small vocabulary (echo,
-// sleep, exit, trap ” SIGNALS, while true loops) that the fake interprets.
+// sleep, exit, trap with an empty action, while true loops) that the fake interprets.
 func Contract(t *testing.T, tg Target) {
 	m := tg.Machine
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

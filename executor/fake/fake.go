@@ -38,7 +38,7 @@ type TimedLine struct {
 // Interpret turns a script of the conformance contract's vocabulary into a
 // Behaviour, so the fake runs executortest.Contract like a real machine:
 // statements separated by "; " among `echo WORDS`, `sleep SECONDS`,
-// `exit CODE`, `trap ” SIGNALS` and a final `while true; do …; done`. A
+// `exit CODE`, trap with an empty action (ignore SIGNALS) and a final `while true; do …; done`. A
 // script that ends without exit exits 0 after its sleeps (bash does).
 func Interpret(script string) Behaviour {
 	var b Behaviour
