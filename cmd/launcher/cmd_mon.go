@@ -13,7 +13,6 @@ import (
 
 	"github.com/robotlauncher/launcher/executor"
 	"github.com/robotlauncher/launcher/executor/local"
-	"github.com/robotlauncher/launcher/executor/pool"
 	"github.com/robotlauncher/launcher/executor/tmux"
 )
 
@@ -62,8 +61,7 @@ func (s *session) monCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			home, _ := os.UserHomeDir()
-			m, err := tmux.New(c.Context, local.Host{}, tmux.Options{Socket: opts.TmuxSocket, Config: opts.TmuxConfig, StateDir: pool.LocalStateDir(), Home: home})
+			m, err := tmux.New(c.Context, local.Host{}, tmux.Options{Socket: opts.TmuxSocket, Config: opts.TmuxConfig})
 			if err != nil {
 				return err
 			}

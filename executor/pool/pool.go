@@ -7,8 +7,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -52,20 +50,6 @@ var _ executor.Connector = (*Pool)(nil)
 
 // New returns an empty pool.
 func New(o Options) *Pool { return &Pool{opts: o, machines: map[string]*entry{}, t0: time.Now()} }
-
-// LocalStateDir is the per-user state directory on this computer:
-// $LAUNCHER_STATE_DIR, else $XDG_STATE_HOME/launcher, else
-// ~/.local/state/launcher.
-func LocalStateDir() string {
-	if d := os.Getenv("LAUNCHER_STATE_DIR"); d != "" {
-		return d
-	}
-	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
-		return filepath.Join(d, "launcher")
-	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".local", "state", "launcher")
-}
 
 // Machine returns the machine for name, dialling it on first use.
 func (p *Pool) Machine(ctx context.Context, name string) (executor.Machine, error) {
@@ -130,9 +114,10 @@ func (p *Pool) trace(h executor.Host) executor.Host {
 
 func (p *Pool) dial(ctx context.Context, name string) (executor.Machine, error) {
 	if name == executor.Local {
-		home, _ := os.UserHomeDir()
+		// The state directory is found on the machine by the one rule
+		// (tmux.StateDirRule), locally as over SSH.
 		return tmux.New(ctx, p.trace(local.Host{}), tmux.Options{Socket: p.opts.TmuxSocket, Config: p.opts.TmuxConfig,
-			StateDir: LocalStateDir(), LogDir: p.opts.LogDir, Home: home})
+			LogDir: p.opts.LogDir})
 	}
 	if p.opts.Remote == nil {
 		return nil, &executor.UnavailableError{Machine: name, Op: "connect",

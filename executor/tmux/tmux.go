@@ -36,6 +36,11 @@ var (
 	containerSignalScript string
 )
 
+// StateDirRule is the one rule for launcher's per-user state directory on
+// a machine, local or remote, as shell: $LAUNCHER_STATE_DIR, else
+// $XDG_STATE_HOME/launcher, else ~/.local/state/launcher.
+const StateDirRule = `${LAUNCHER_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/launcher}`
+
 // Options configure a Machine.
 type Options struct {
 	// Socket selects the tmux server with -S; empty means tmux's default
@@ -104,8 +109,7 @@ func (m *Machine) resolve(ctx context.Context) error {
 	if m.resolved {
 		return nil
 	}
-	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c",
-		`printf '%s\n%s\n' "${LAUNCHER_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/launcher}" "$HOME"`}})
+	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c", `printf '%s\n%s\n' "` + StateDirRule + `" "$HOME"`}})
 	if err != nil {
 		return err
 	}
