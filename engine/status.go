@@ -32,23 +32,23 @@ const (
 	StateOrphaned State = "ORPHANED"
 )
 
-// Status is one row of `status`.
+// Status is one row of `status` (the faces give it their output format).
 type Status struct {
-	Process  string `json:"process"`
-	Session  string `json:"session"`
-	Machine  string `json:"machine"`
-	State    State  `json:"state"`
-	PID      *int   `json:"pid"`
-	ExitCode *int   `json:"exit_code"`
+	Process  string
+	Session  string
+	Machine  string
+	State    State
+	PID      *int
+	ExitCode *int
 	// Error explains CONFLICT, UNAVAILABLE and ORPHANED.
-	Error string `json:"error,omitempty"`
+	Error string
 	// Orphans are the pids of processes of an earlier run (or of a window
 	// that is gone) that still run.
-	Orphans []int `json:"orphans,omitempty"`
+	Orphans []int
 	// Started is when the window's run started (from its mark); Window is
 	// the window itself, for commands that act on it.
-	Started time.Time        `json:"-"`
-	Window  *executor.Window `json:"-"`
+	Started time.Time
+	Window  *executor.Window
 }
 
 // CleanExit reports whether an exit code means a normal stop.

@@ -61,10 +61,7 @@ func (s *session) statusCommand() *cli.Command {
 					return "", err
 				}
 				if c.Bool("json") {
-					if rows == nil {
-						rows = []engine.Status{}
-					}
-					b, _ := json.MarshalIndent(map[string]any{"processes": rows}, "", "  ")
+					b, _ := json.MarshalIndent(viewOf(rows), "", "  ")
 					return string(b) + "\n", nil
 				}
 				return statusTable(rows, st), nil
