@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -49,22 +48,7 @@ func (e *tenv) windowsByName() map[string]int {
 // Hardening 1: concurrent runs of one graph start every process once.
 func TestConcurrentRunsStartEachProcessOnce(t *testing.T) {
 	e := newEnv(t, graphYAML("race", 20))
-	const runs = 4
-	var wg sync.WaitGroup
-	res := make([]result, runs)
-	for i := 0; i < runs; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res[i] = e.run("run", "top")
-		}()
-	}
-	wg.Wait()
-	for i, r := range res {
-		if r.code != 0 {
-			t.Errorf("run %d: %s", i, r)
-		}
-	}
+	e.runAll(4, "run", "top")
 	for name, n := range e.windowsByName() {
 		if n != 1 {
 			t.Errorf("%s has %d windows, want 1", name, n)

@@ -290,3 +290,35 @@ func (e *tenv) pid(proc string) int {
 }
 
 func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+
+// runAll runs the launcher n times at once with the same arguments and
+// fails the test for every run that does not exit 0.
+func (e *tenv) runAll(n int, args ...string) {
+	e.t.Helper()
+	var wg sync.WaitGroup
+	res := make([]result, n)
+	for i := range res {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i] = e.run(args...)
+		}()
+	}
+	wg.Wait()
+	for i, r := range res {
+		if r.code != 0 {
+			e.t.Errorf("%v #%d: %s", args, i, r)
+		}
+	}
+}
+
+// panes returns what every pane of a session shows now.
+func (e *tenv) panes(session string) string {
+	out, _ := e.tmux("list-panes", "-s", "-t", "="+session+":", "-F", "#{pane_id}")
+	var all strings.Builder
+	for _, p := range strings.Fields(out) {
+		c, _ := e.tmux("capture-pane", "-p", "-t", p)
+		all.WriteString(c)
+	}
+	return all.String()
+}

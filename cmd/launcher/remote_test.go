@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -380,15 +379,7 @@ local_talker: {cmd: 'for i in $(seq 1000); do echo "local says $i"; sleep 0.5; d
 	if !strings.Contains(r.stdout, "mon_mon") {
 		t.Fatalf("mon: %s", r)
 	}
-	captured := func() string {
-		out, _ := w.tmux("list-panes", "-t", "=mon_mon:", "-F", "#{pane_id}")
-		var all strings.Builder
-		for _, p := range strings.Fields(out) {
-			c, _ := w.tmux("capture-pane", "-p", "-t", p)
-			all.WriteString(c)
-		}
-		return all.String()
-	}
+	captured := func() string { return w.panes("mon_mon") }
 	if !executortest.Poll(30*time.Second, func() bool {
 		c := captured()
 		return strings.Contains(c, "remote says") && strings.Contains(c, "local says")
@@ -418,15 +409,7 @@ nowhere: {cmd: 'sleep 300', machine: "nobody@127.0.0.9:1"}
 	}
 	w.mustRun("run", "remote_talker")
 	w.mustRun("mon")
-	captured := func() string {
-		out, _ := w.tmux("list-panes", "-s", "-t", "=mon2_mon:", "-F", "#{pane_id}")
-		var all strings.Builder
-		for _, p := range strings.Fields(out) {
-			c, _ := w.tmux("capture-pane", "-p", "-t", p)
-			all.WriteString(c)
-		}
-		return all.String()
-	}
+	captured := func() string { return w.panes("mon2_mon") }
 	if !executortest.Poll(30*time.Second, func() bool {
 		c := captured()
 		return strings.Contains(c, "remote tells") && strings.Contains(c, "UNAVAILABLE:")
@@ -450,21 +433,7 @@ func TestConcurrentRunsOverSSH(t *testing.T) {
 	}
 	fmt.Fprintf(&b, "top: {cmd: 'sleep 300', machine: %s, depends: [%s]}\n", h.Machine(), strings.Join(deps, ", "))
 	w.writeConfig(b.String())
-	var wg sync.WaitGroup
-	res := make([]result, 3)
-	for i := range res {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res[i] = w.run("run", "top")
-		}()
-	}
-	wg.Wait()
-	for i, r := range res {
-		if r.code != 0 {
-			t.Errorf("run %d: %s", i, r)
-		}
-	}
+	w.runAll(3, "run", "top")
 	out, err := exec.Command("su", executortest.TestUser, "-c", "TMUX_TMPDIR="+h.TmuxTmpDir+" tmux list-windows -a -F '#{window_name}'").CombinedOutput()
 	if err != nil {
 		t.Fatalf("remote list-windows: %v %s", err, out)
