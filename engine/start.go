@@ -277,7 +277,11 @@ func (e *Engine) joinRunning(ctx context.Context, o *procOp, lk *procLock, w exe
 	if w.Marks.Ready {
 		// Readiness is checked again before dependants rely on it: a
 		// process can stop being ready while it runs.
-		ok, reason := e.checkOnce(ctx, r, m, w, offset)
+		checkFrom := offset
+		if checkFrom < 0 && e.hasCustom(r) {
+			checkFrom = 0
+		}
+		ok, reason, _ := e.pollChecks(ctx, o, w, checkFrom)
 		if ok {
 			ev := Event{Kind: Ready, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: "already running", PID: w.PanePID, Already: true}
 			em.publish(ev)
@@ -364,7 +368,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 func (e *Engine) awaitReady(ctx context.Context, o *procOp, w executor.Window, markNeeded bool, offset int64) error {
 	em, r, p, level, m, snaps := o.em, o.r, o.p, o.level, o.m, o.snaps
 	hasShell := r.ReadyCheck != ""
-	hasCustom := r.CheckKind != "" || (e.checker != nil && e.checker.HasCustom(p.Name))
+	hasCustom := e.hasCustom(r)
 	if markNeeded {
 		if err := m.SetMarks(ctx, w.ID, executor.SetOp(e.owner.mark("starting", time.Now()))); err != nil {
 			return o.failed(err)
@@ -411,22 +415,11 @@ func (e *Engine) awaitReady(ctx context.Context, o *procOp, w executor.Window, m
 			snap, err := snaps.get(ctx, time.Now())
 			snapc <- snapResult{snap, err}
 		}()
-		ok, reason := true, ""
-		if hasShell {
-			ok, reason = e.shellCheck(rctx, m, r, w.Marks.Log, offset)
-		}
-		if ok && hasCustom && e.checker != nil {
-			var err error
-			ok, reason, err = e.checker.Check(rctx, Probe{Process: r, Machine: m, Window: w, LogPath: w.Marks.Log, LogOffset: offset})
-			var ce *CheckError
-			if errors.As(err, &ce) {
-				<-snapc
-				_ = finish(executor.MarkUpdate{})
-				return failf(em, p, level, "%v; it keeps running", ce)
-			}
-			if err != nil {
-				ok, reason = false, err.Error()
-			}
+		ok, reason, raised := e.pollChecks(rctx, o, w, offset)
+		if raised != nil {
+			<-snapc
+			_ = finish(executor.MarkUpdate{})
+			return failf(em, p, level, "%v; it keeps running", raised)
 		}
 		sr := <-snapc
 		snap, err := sr.snap, sr.err
@@ -474,7 +467,7 @@ func (e *Engine) awaitReady(ctx context.Context, o *procOp, w executor.Window, m
 
 // needsOffset reports whether r's checks read this run's output.
 func (e *Engine) needsOffset(r *config.Resolved) bool {
-	return r.CheckKind != "" || (e.checker != nil && e.checker.HasCustom(r.Name)) || strings.Contains(r.ReadyCheck, "LAUNCHER_LOG_START")
+	return e.hasCustom(r) || strings.Contains(r.ReadyCheck, "LAUNCHER_LOG_START")
 }
 
 // runOffset finds where the output of the run in w starts in its log (the
@@ -499,25 +492,32 @@ func (e *Engine) runOffset(ctx context.Context, m executor.Machine, w executor.W
 	return off
 }
 
-// checkOnce runs r's ready checks once against the window w (true when it
-// has none).
-func (e *Engine) checkOnce(ctx context.Context, r *config.Resolved, m executor.Machine, w executor.Window, offset int64) (bool, string) {
-	ok, reason := true, ""
+// hasCustom reports whether r has a check that is not a shell command (a
+// check kind, or a Lua ready_check function).
+func (e *Engine) hasCustom(r *config.Resolved) bool {
+	return r.CheckKind != "" || (e.checker != nil && e.checker.HasCustom(r.Name))
+}
+
+// pollChecks runs r's ready checks once (the shell check, then the custom
+// ones): ok when all pass, else the reason; raised is a custom check that
+// raised an error (the start fails at once).
+func (e *Engine) pollChecks(ctx context.Context, o *procOp, w executor.Window, offset int64) (ok bool, reason string, raised *CheckError) {
+	r := o.r
+	ok = true
 	if r.ReadyCheck != "" {
-		ok, reason = e.shellCheck(ctx, m, r, w.Marks.Log, offset)
+		ok, reason = e.shellCheck(ctx, o.m, r, w.Marks.Log, offset)
 	}
-	hasCustom := r.CheckKind != "" || (e.checker != nil && e.checker.HasCustom(r.Name))
-	if ok && hasCustom && e.checker != nil {
-		if offset < 0 {
-			offset = 0
-		}
+	if ok && e.hasCustom(r) && e.checker != nil {
 		var err error
-		ok, reason, err = e.checker.Check(ctx, Probe{Process: r, Machine: m, Window: w, LogPath: w.Marks.Log, LogOffset: offset})
+		ok, reason, err = e.checker.Check(ctx, Probe{Process: r, Machine: o.m, Window: w, LogPath: w.Marks.Log, LogOffset: offset})
+		if errors.As(err, &raised) {
+			return false, raised.Msg, raised
+		}
 		if err != nil {
 			ok, reason = false, err.Error()
 		}
 	}
-	return ok, reason
+	return ok, reason, nil
 }
 
 func windowByID(snap executor.Snapshot, id string) *executor.Window {

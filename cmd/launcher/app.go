@@ -53,6 +53,8 @@ type session struct {
 	engine    *engine.Engine
 	lua       *binding.Host
 	acceptNew bool
+	// flags are the common flags, read once by parseCommon.
+	flags flagValues
 }
 
 // exitError carries an exit code through urfave/cli.
@@ -96,11 +98,13 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(
 	}()
 	// Plugins add commands, so they load before the command line is
 	// parsed: every command that uses the config loads them.
-	if err := s.preload(args); err != nil {
+	f, cmd, rest := parseCommon(args)
+	s.flags = f
+	if err := s.preload(f, cmd); err != nil {
 		return s.report(ctx, err)
 	}
 	app := s.newApp()
-	err := app.RunContext(ctx, normalizeArgs(app, args))
+	err := app.RunContext(ctx, normalizeArgs(app, rest))
 	if s.lua != nil {
 		// Events of the last operation reach their handlers whatever the
 		// outcome (a failure's alerts above all), within a bound: a handler
@@ -242,7 +246,7 @@ func showCommandHelp(c *cli.Context, cmd *cli.Command) {
 // configPath finds the config: --config, $LAUNCHER_CONFIG,
 // $CONCERT_LAUNCHER_DEFAULT_CONFIG, ./launcher.yaml.
 func (s *session) configPath(c *cli.Context) (string, error) {
-	if p, ok := s.findConfig(c.String("config")); ok {
+	if p, ok := s.findConfig(s.flags.config); ok {
 		return p, nil
 	}
 	return "", usageErr("no configuration found; use --config FILE or set LAUNCHER_CONFIG")
@@ -295,7 +299,8 @@ func (s *session) setup(c *cli.Context) (*engine.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := flagValues{config: cfg.File, socket: c.String("tmux-socket"), tmuxConfig: c.String("tmux-config"), acceptNew: c.Bool("accept-new-host-keys"), noPlugins: c.Bool("no-plugins")}
+	f := s.flags
+	f.config = cfg.File
 	return s.wire(cfg, f)
 }
 
@@ -373,7 +378,7 @@ func (s *session) startLua(files []string) error {
 }
 
 func (s *session) poolOptions(c *cli.Context, cfg *config.Config) (pool.Options, error) {
-	return s.poolOptionsFrom(cfg, flagValues{socket: c.String("tmux-socket"), tmuxConfig: c.String("tmux-config")})
+	return s.poolOptionsFrom(cfg, flagValues{socket: s.flags.socket, tmuxConfig: s.flags.tmuxConfig})
 }
 
 // poolOptionsFrom builds the executor options, refusing local paths that

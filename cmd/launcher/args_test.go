@@ -64,3 +64,25 @@ func TestParseParams(t *testing.T) {
 		}
 	}
 }
+
+// TestParseCommon: the common flags are read once, wherever they stand
+// before "--", and taken out of what urfave/cli parses.
+func TestParseCommon(t *testing.T) {
+	cases := []struct {
+		in, rest, cmd string
+		want          flagValues
+	}{
+		{"run cartesio -v x -c r.yaml --tmux-socket s --no-plugins", "run cartesio -v x", "run", flagValues{config: "r.yaml", socket: "s", noPlugins: true}},
+		{"--config=r.yaml --accept-new-host-keys status --json", "status --json", "status", flagValues{config: "r.yaml", acceptNew: true}},
+		{"--help -c r.yaml", "--help", "help", flagValues{config: "r.yaml"}},
+		{"script b.lua -- -c kept", "script b.lua -- -c kept", "script", flagValues{}},
+		{"run x -c", "run x -c", "run", flagValues{}},
+		{"--tmux-config /dev/null homing --help", "homing --help", "homing", flagValues{tmuxConfig: "/dev/null"}},
+	}
+	for _, c := range cases {
+		f, cmd, rest := parseCommon(append([]string{"launcher"}, strings.Fields(c.in)...))
+		if f != c.want || cmd != c.cmd || strings.Join(rest[1:], " ") != c.rest {
+			t.Errorf("%q: got %+v %q %q, want %+v %q %q", c.in, f, cmd, rest[1:], c.want, c.cmd, c.rest)
+		}
+	}
+}

@@ -9,64 +9,69 @@ import (
 // Commands that never read the config (no plugins are loaded for them).
 var configless = map[string]bool{"completion": true, "lua-types": true}
 
-// prescan reads the common flags and the command name from the raw
-// arguments, the way normalizeArgs will see them.
-func prescan(args []string) (flagValues, string) {
-	var f flagValues
-	cmd := ""
+// parseCommon is the one parser of the common flags (-c/--config,
+// --tmux-socket, --tmux-config, --accept-new-host-keys, --no-plugins):
+// wherever they stand before "--", they are launcher's, read here and
+// taken out of the arguments, so urfave/cli (which lists them in --help)
+// never parses them again. It also finds the command name ("help" for a
+// bare --help, so a -c after it still selects the config whose plugin
+// commands the help lists).
+func parseCommon(args []string) (f flagValues, cmd string, rest []string) {
+	rest = []string{args[0]}
 	helpSeen := false
 	for i := 1; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
+			rest = append(rest, args[i:]...)
 			break
 		}
-		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		if !isFlag(a) {
 			if cmd == "" {
 				cmd = a
 			}
+			rest = append(rest, a)
 			continue
 		}
-		next := func() string {
-			if hasVal {
-				return val
-			}
-			if i+1 < len(args) {
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		value := func(dst *string) {
+			switch {
+			case hasVal:
+				*dst = val
+			case i+1 < len(args):
 				i++
-				return args[i]
+				*dst = args[i]
+			default:
+				rest = append(rest, a) // urfave/cli reports the missing value
 			}
-			return ""
 		}
 		switch name {
 		case "c", "config":
-			f.config = next()
+			value(&f.config)
 		case "tmux-socket":
-			f.socket = next()
+			value(&f.socket)
 		case "tmux-config":
-			f.tmuxConfig = next()
+			value(&f.tmuxConfig)
 		case "accept-new-host-keys":
 			f.acceptNew = !hasVal || val == "true"
 		case "no-plugins":
 			f.noPlugins = !hasVal || val == "true"
-		case "help", "h", "version", "generate-bash-completion":
-			// Read on: a -c after --help still selects the config whose
-			// plugin commands the help lists.
-			if cmd == "" {
+		default:
+			if (name == "help" || name == "h" || name == "version" || name == "generate-bash-completion") && cmd == "" {
 				helpSeen = true
 			}
+			rest = append(rest, a)
 		}
 	}
 	if cmd == "" && helpSeen {
 		cmd = "help"
 	}
-	return f, cmd
+	return f, cmd, rest
 }
 
 // preload wires everything, plugins included, before the command line is
 // parsed, for commands that use the config. Without a config there is
 // nothing to load: the command itself reports that when it needs one.
-func (s *session) preload(args []string) error {
-	f, cmd := prescan(args)
+func (s *session) preload(f flagValues, cmd string) error {
 	if cmd == "" || configless[cmd] {
 		return nil
 	}
