@@ -158,6 +158,10 @@ func (e *Engine) depsStillUp(ctx context.Context, p *config.Process) error {
 	return nil
 }
 
+// maxRaces bounds how often a start looks again after losing a race for
+// its window.
+const maxRaces = 8
+
 func newTag() string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
@@ -197,7 +201,7 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 			logPath, _ := m.LogPath(ctx, p.Session, p.Name)
 			if pids, _ := orphansOf(p, w, logPath, tagged); len(pids) > 0 && p.Persistent {
 				// They may be a concurrent launcher's new window: look again.
-				if cur, err := currentWindow(ctx, em, p, level, snaps); err == nil && cur != nil && !cur.Dead && attempt < 3 {
+				if cur, err := currentWindow(ctx, em, p, level, snaps); err == nil && cur != nil && !cur.Dead && attempt < maxRaces {
 					continue
 				}
 				return failf(em, p, level, "not started: processes of an earlier run still run (pids %s); `launcher kill %s` ends them", joinInts(pids), p.Name)
@@ -229,7 +233,13 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 			}
 		}
 		nw, err := m.Spawn(ctx, spec)
-		if errors.Is(err, executor.ErrRaced) && attempt < 3 {
+		if errors.Is(err, executor.ErrRaced) && attempt < maxRaces {
+			// Another client created the window first (the next listing
+			// finds it), or the tmux server was exiting (its last session
+			// just closed): look again, a little later each time.
+			if err := sleepCtx(ctx, time.Duration(attempt)*20*time.Millisecond); err != nil {
+				return err
+			}
 			continue
 		}
 		if err != nil {
@@ -643,7 +653,7 @@ func (e *Engine) awaitOneShot(ctx context.Context, o *procOp, w executor.Window,
 	// lag, or the log may be unreadable).
 	select {
 	case <-sawExit:
-	case <-time.After(2 * time.Second):
+	case <-time.After(5 * time.Second):
 	case <-ctx.Done():
 	}
 	stopFollow()

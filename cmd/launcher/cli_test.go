@@ -470,10 +470,12 @@ quick:
   cmd: echo very-first-line; exit 0
 `)
 	for i := 0; i < 10; i++ {
-		e.run("run", "quick")
-		executortest.Eventually(t, 10*time.Second, "run logged", func() bool {
+		r := e.run("run", "quick")
+		if !executortest.Poll(10*time.Second, func() bool {
 			return strings.Count(e.logOf("fb", "quick"), "exited with code 0") == i+1
-		})
+		}) {
+			t.Fatalf("run %d not logged; log:\n%s\nrun: %s", i, e.logOf("fb", "quick"), r)
+		}
 	}
 	if n := strings.Count(e.logOf("fb", "quick"), "] very-first-line"); n != 10 {
 		t.Errorf("first line logged %d times of 10:\n%s", n, e.logOf("fb", "quick"))
