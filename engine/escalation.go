@@ -3,6 +3,7 @@ package engine
 import (
 	"time"
 
+	"github.com/robotlauncher/launcher/engine/config"
 	"github.com/robotlauncher/launcher/executor"
 )
 
@@ -27,7 +28,7 @@ func newEscalation(force bool, timeout time.Duration) *escalation {
 		first = executor.SIGQUIT
 	}
 	if timeout <= 0 {
-		timeout = 10 * time.Second
+		timeout = config.DefaultStopTimeout
 	}
 	return &escalation{first: first, timeout: timeout, killAfter: 5 * time.Second}
 }

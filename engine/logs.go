@@ -116,24 +116,12 @@ func tailLog(ctx context.Context, m executor.Machine, path, tag string, n int, w
 
 func hasExitMarker(lines []string, tag string) bool {
 	for _, l := range lines {
-		if isExitMarker(l, tag) {
+		if executor.IsExitLine(l, tag) {
 			return true
 		}
 	}
 	return false
 }
-
-func isExitMarker(line, tag string) bool { return executor.IsExitLine(line, tag) }
-
-// IsLauncherLine tells the machine's own lines ("[launcher] starting …")
-// from the process's output (the contract is executor's).
-func IsLauncherLine(line string) bool { return executor.IsLauncherLine(line) }
-
-func isLauncherLine(line string) bool { return executor.IsLauncherLine(line) }
-
-// StripTimestamp removes the "[YYYY-MM-DD hh:mm:ss.mmm] " prefix of a log
-// line.
-func StripTimestamp(line string) string { return executor.StripTimestamp(line) }
 
 func lastLines(b []byte, n int) []string {
 	lines := strings.Split(string(bytes.TrimRight(b, "\n")), "\n")

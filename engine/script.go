@@ -24,7 +24,7 @@ func (e *Engine) WaitReady(ctx context.Context, name string) (State, error) {
 	pl := newPoller(0)
 	pl.max = 250 * time.Millisecond
 	for {
-		sts, err := e.Status(ctx, []string{p.Name})
+		sts, err := e.WindowStates(ctx, []string{p.Name})
 		if err != nil {
 			return "", err
 		}
@@ -94,10 +94,10 @@ func (e *Engine) RunLog(ctx context.Context, name string, max int) (string, erro
 	}
 	var out []byte
 	for _, l := range lines[start:] {
-		if isLauncherLine(l) {
+		if executor.IsLauncherLine(l) {
 			continue
 		}
-		out = append(out, StripTimestamp(l)...)
+		out = append(out, executor.StripTimestamp(l)...)
 		out = append(out, '\n')
 	}
 	if len(out) > max {
@@ -128,7 +128,7 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 	lost := map[string]bool{}
 	em := emitter{bus: e.bus}
 	for {
-		sts, err := e.Status(ctx, nil)
+		sts, err := e.WindowStates(ctx, nil)
 		if err != nil {
 			return
 		}

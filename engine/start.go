@@ -144,7 +144,7 @@ func (e *Engine) depsStillUp(ctx context.Context, p *config.Process) error {
 	if len(deps) == 0 {
 		return nil
 	}
-	sts, err := e.Status(ctx, deps)
+	sts, err := e.WindowStates(ctx, deps)
 	if err != nil {
 		return err
 	}
@@ -197,9 +197,8 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 		}
 		// Processes of an earlier run that outlived their window would be
 		// a second copy next to the new one (two drivers on the hardware).
-		if tagged, err := em.scans.get(ctx, m); err == nil && len(tagged) > 0 {
-			logPath, _ := m.LogPath(ctx, p.Session, p.Name)
-			if pids, _ := orphansOf(p, w, logPath, tagged); len(pids) > 0 && p.Persistent {
+		if tagged, err := em.scans.get(ctx, m); err == nil && p.Persistent {
+			if pids, _ := orphansOf(p, w, logPathOf(ctx, m, p), tagged); len(pids) > 0 {
 				// They may be a concurrent launcher's new window: look again.
 				if cur, err := currentWindow(ctx, em, p, level, snaps); err == nil && cur != nil && !cur.Dead && attempt < maxRaces {
 					continue
@@ -632,12 +631,12 @@ func (e *Engine) awaitOneShot(ctx context.Context, o *procOp, w executor.Window,
 			defer close(followed)
 			var once sync.Once
 			_ = f.run(fctx, func(line string) bool {
-				if isExitMarker(line, w.Marks.Tag) {
+				if executor.IsExitLine(line, w.Marks.Tag) {
 					once.Do(func() { close(sawExit) })
 					return false
 				}
-				if !isLauncherLine(line) {
-					em.publish(Event{Kind: Output, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Line: StripTimestamp(line)})
+				if !executor.IsLauncherLine(line) {
+					em.publish(Event{Kind: Output, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Line: executor.StripTimestamp(line)})
 				}
 				return true
 			})

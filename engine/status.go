@@ -101,11 +101,25 @@ func (e *Engine) stateOf(snap executor.Snapshot, p *config.Process, now time.Tim
 	return st
 }
 
-// Status reports the state of the named processes (all when names is
-// empty), in config order. Processes are grouped by machine, with one window
-// listing per machine and all machines queried concurrently; an unreachable
-// machine yields UNAVAILABLE rows, not an error.
+// Status reports the state of the named processes (all when empty), in
+// config order. Processes are grouped by machine, with one window listing
+// per machine and all machines queried concurrently; an unreachable
+// machine yields UNAVAILABLE rows, not an error. A process with no live
+// window is ORPHANED when processes of one of its runs still run: that
+// takes a scan of the machine's processes, made only when some row has no
+// live window (a running robot's status stays one listing per machine).
 func (e *Engine) Status(ctx context.Context, names []string) ([]Status, error) {
+	return e.status(ctx, names, true)
+}
+
+// WindowStates is Status from the window listings alone (no ORPHANED): for
+// frequent polls (the monitor, waits, dependency checks, a mon pane waiting
+// for its window), which only ask whether a window lives.
+func (e *Engine) WindowStates(ctx context.Context, names []string) ([]Status, error) {
+	return e.status(ctx, names, false)
+}
+
+func (e *Engine) status(ctx context.Context, names []string, orphans bool) ([]Status, error) {
 	procs, err := e.selectProcs(names)
 	if err != nil {
 		return nil, err
@@ -122,29 +136,29 @@ func (e *Engine) Status(ctx context.Context, names []string) ([]Status, error) {
 			defer wg.Done()
 			m, snaps, err := e.machine(ctx, machine)
 			var snap executor.Snapshot
-			var tagged []executor.TaggedProcess
 			if err == nil {
-				// The process scan runs beside the listing (same latency).
-				tc := make(chan []executor.TaggedProcess, 1)
-				go func() {
-					t, _ := m.Tagged(ctx) // best effort: no scan, no orphans shown
-					tc <- t
-				}()
 				snap, err = snaps.get(ctx, time.Now())
-				tagged = <-tc
 			}
 			now := time.Now()
+			windowless := false
 			for _, i := range idx {
 				p := procs[i]
 				if err != nil {
 					out[i] = Status{Process: p.Name, Session: p.Session, Machine: p.Machine, State: StateUnavailable, Error: err.Error()}
 					continue
 				}
-				var logPath string
-				if len(tagged) > 0 {
-					logPath, _ = m.LogPath(ctx, p.Session, p.Name)
-				}
-				out[i] = withOrphans(e.stateOf(snap, p, now), p, logPath, tagged)
+				out[i] = e.stateOf(snap, p, now)
+				windowless = windowless || mayBeOrphaned(out[i], p)
+			}
+			if err != nil || !orphans || !windowless {
+				return
+			}
+			tagged, err := m.Tagged(ctx)
+			if err != nil {
+				return // best effort: no scan, no orphans shown
+			}
+			for _, i := range idx {
+				out[i] = withOrphans(ctx, out[i], procs[i], m, tagged)
 			}
 		}()
 	}
@@ -154,7 +168,6 @@ func (e *Engine) Status(ctx context.Context, names []string) ([]Status, error) {
 	}
 	return out, nil
 }
-
 func (e *Engine) selectProcs(names []string) ([]*config.Process, error) {
 	if len(names) == 0 {
 		return e.cfg.Processes, nil
@@ -174,41 +187,64 @@ func (e *Engine) selectProcs(names []string) ([]*config.Process, error) {
 	return out, nil
 }
 
-// orphansOf are the pids of p's processes that do not belong to its live
-// window's run.
-func orphansOf(p *config.Process, w *executor.Window, logPath string, tagged []executor.TaggedProcess) (pids []int, tags []string) {
+// orphansOf are the pids (and run tags) of p's processes that do not
+// belong to its live window's run. logPath, called only when a candidate
+// is found, scopes them to this launcher's state directory (another one's
+// processes on the machine are not ours).
+func orphansOf(p *config.Process, w *executor.Window, logPath func() string, tagged []executor.TaggedProcess) (pids []int, tags []string) {
 	live := ""
 	if w != nil && !w.Dead {
 		live = w.Marks.Tag
 	}
 	seen := map[string]bool{}
 	for _, tp := range tagged {
-		if tp.Session == p.Session && tp.Process == p.Name && tp.Tag != live && (tp.Log == "" || logPath == "" || tp.Log == logPath) {
-			pids = append(pids, tp.PID)
-			if !seen[tp.Tag] {
-				seen[tp.Tag] = true
-				tags = append(tags, tp.Tag)
-			}
+		if tp.Session != p.Session || tp.Process != p.Name || tp.Tag == live {
+			continue
+		}
+		if lp := logPath(); tp.Log != "" && lp != "" && tp.Log != lp {
+			continue
+		}
+		pids = append(pids, tp.PID)
+		if !seen[tp.Tag] {
+			seen[tp.Tag] = true
+			tags = append(tags, tp.Tag)
 		}
 	}
 	return pids, tags
 }
 
+// logPathOf returns a memoised lookup of p's log path on m.
+func logPathOf(ctx context.Context, m executor.Machine, p *config.Process) func() string {
+	var path string
+	var done bool
+	return func() string {
+		if !done {
+			path, _ = m.LogPath(ctx, p.Session, p.Name)
+			done = true
+		}
+		return path
+	}
+}
+
+// mayBeOrphaned reports whether st is a row whose processes may have
+// outlived its window (a persistent process with no live window).
+func mayBeOrphaned(st Status, p *config.Process) bool {
+	return p.Persistent && (st.State == StateStopped || st.State == StateDead)
+}
+
 // withOrphans marks st ORPHANED when p has no live window but processes of
 // one of its runs still run (status never says STOPPED then).
-func withOrphans(st Status, p *config.Process, logPath string, tagged []executor.TaggedProcess) Status {
-	if st.State == StateConflict || !p.Persistent && st.Window == nil {
+func withOrphans(ctx context.Context, st Status, p *config.Process, m executor.Machine, tagged []executor.TaggedProcess) Status {
+	if !mayBeOrphaned(st, p) {
 		return st
 	}
-	pids, _ := orphansOf(p, st.Window, logPath, tagged)
+	pids, _ := orphansOf(p, st.Window, logPathOf(ctx, m, p), tagged)
 	if len(pids) == 0 {
 		return st
 	}
 	st.Orphans = pids
-	msg := fmt.Sprintf("processes of an earlier run still run (pids %s): `launcher kill %s` ends them", joinInts(pids), p.Name)
-	if st.State == StateStopped || st.State == StateDead {
-		st.State, st.Error = StateOrphaned, msg
-	}
+	st.State = StateOrphaned
+	st.Error = fmt.Sprintf("processes of an earlier run still run (pids %s): `launcher kill %s` ends them", joinInts(pids), p.Name)
 	return st
 }
 

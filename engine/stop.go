@@ -65,16 +65,13 @@ func (e *Engine) Kill(ctx context.Context, names []string, all bool, opts KillOp
 	if err := errors.Join(g.all(ctx, names, 0)...); err != nil {
 		return err
 	}
-	if err := e.sweepEscaped(ctx, em); err != nil {
-		return err
-	}
 	// A stop wins over a start racing it: a dependant that a concurrent run
 	// started after this stop passed it is stopped too (a few rounds: each
 	// one only finds processes started during the previous).
 	for round := 0; round < 3; round++ {
 		late := e.startedBehind(ctx, names, all)
 		if len(late) == 0 {
-			return nil
+			break
 		}
 		em.emit(Info, nil, 0, "stopping %s, started while this stop ran", strings.Join(late, ", "))
 		g = &graph{tasks: map[string]*task{}, run: g.run}
@@ -82,7 +79,8 @@ func (e *Engine) Kill(ctx context.Context, names []string, all bool, opts KillOp
 			return err
 		}
 	}
-	return nil
+	// Then what escaped the panes of every run this kill stopped.
+	return e.sweepEscaped(ctx, em)
 }
 
 // startedBehind lists the persistent processes a stop of names covers
@@ -108,7 +106,7 @@ func (e *Engine) startedBehind(ctx context.Context, names []string, all bool) []
 	if len(list) == 0 {
 		return nil // (Status of no names would mean all of them)
 	}
-	sts, err := e.Status(ctx, list)
+	sts, err := e.WindowStates(ctx, list)
 	if err != nil {
 		return nil
 	}
@@ -162,8 +160,7 @@ func (e *Engine) stopOne(ctx context.Context, em emitter, p *config.Process, lev
 	if w == nil || w.Dead {
 		// No live window; processes of one of its runs may still run.
 		if tagged, err := em.scans.get(ctx, m); err == nil && p.Persistent {
-			logPath, _ := m.LogPath(ctx, p.Session, p.Name)
-			if _, tags := orphansOf(p, nil, logPath, tagged); len(tags) > 0 {
+			if _, tags := orphansOf(p, nil, logPathOf(ctx, m, p), tagged); len(tags) > 0 {
 				return e.endRuns(ctx, em, m, p, level, tags)
 			}
 		}
@@ -185,11 +182,8 @@ func (e *Engine) stopOne(ctx context.Context, em emitter, p *config.Process, lev
 		}
 		return nil
 	}
-	timeout := p.StopTimeout
-	if timeout <= 0 {
-		timeout = config.DefaultStopTimeout
-	}
-	esc := newEscalation(force || p.ForceSigquit, timeout)
+	esc := newEscalation(force || p.ForceSigquit, p.StopTimeout)
+	timeout := esc.timeout
 	first := esc.first
 	mark := executor.SetOp(e.owner.mark("stopping", time.Now())).And(executor.SetReady(false))
 	em.emit(Stopping, p, level, "stopping with SIG%s", first)
@@ -298,7 +292,7 @@ func (e *Engine) Restart(ctx context.Context, name string, req config.Request, o
 				names = append(names, p.Name)
 			}
 		}
-		sts, err := e.Status(ctx, names)
+		sts, err := e.WindowStates(ctx, names)
 		if err != nil {
 			return err
 		}
@@ -350,10 +344,7 @@ func (e *Engine) sweepEscaped(ctx context.Context, em emitter) error {
 // endRuns stops every process of the given runs of p that still runs
 // without a window: SIGTERM, then SIGKILL after half of stop_timeout.
 func (e *Engine) endRuns(ctx context.Context, em emitter, m executor.Machine, p *config.Process, level int, tags []string) error {
-	timeout := p.StopTimeout
-	if timeout <= 0 {
-		timeout = config.DefaultStopTimeout
-	}
+	timeout := newEscalation(false, p.StopTimeout).timeout
 	remaining := func() []int {
 		tagged, err := m.Tagged(ctx)
 		if err != nil {

@@ -148,11 +148,11 @@ func (e *Engine) Follow(ctx context.Context, name string, fn func(line string)) 
 		var once sync.Once
 		f := &follower{dial: e.dialer(p.Machine), path: path, offset: size}
 		_ = f.run(fctx, func(line string) bool {
-			if isExitMarker(line, w.Marks.Tag) {
+			if executor.IsExitLine(line, w.Marks.Tag) {
 				once.Do(func() { close(sawExit) })
 				return false
 			}
-			if !isLauncherLine(line) {
+			if !executor.IsLauncherLine(line) {
 				fn(line)
 			}
 			return true
@@ -222,7 +222,7 @@ type Tree struct {
 // Trees reads the process trees of the named processes (all when empty)
 // that run now, with one `ps` per machine, read on that machine.
 func (e *Engine) Trees(ctx context.Context, names []string) ([]Tree, error) {
-	sts, err := e.Status(ctx, names)
+	sts, err := e.WindowStates(ctx, names)
 	if err != nil {
 		return nil, err
 	}
@@ -306,7 +306,7 @@ func oneLine(s string, n int) string {
 // whose window launcher does not own: commands aimed at it refuse, like run
 // and kill do, instead of showing nothing.
 func (e *Engine) refuseConflicts(ctx context.Context, names []string) error {
-	sts, err := e.Status(ctx, names)
+	sts, err := e.WindowStates(ctx, names)
 	if err != nil {
 		return err
 	}

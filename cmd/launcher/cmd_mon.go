@@ -130,7 +130,7 @@ func (s *session) attachCommand() *cli.Command {
 			view := fmt.Sprintf("%s-view-%s-%d", p.Session, strings.ReplaceAll(p.Name, ".", "_"), os.Getpid())
 			waiting := ""
 			for {
-				sts, err := s.engine.Status(c.Context, []string{name})
+				sts, err := s.engine.WindowStates(c.Context, []string{name})
 				if err != nil {
 					return err
 				}

@@ -95,12 +95,6 @@ func (s *session) preloadConfig(f flagValues) error {
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
-	if f.socket == "" {
-		f.socket = s.getenv("LAUNCHER_TMUX_SOCKET")
-	}
-	if f.tmuxConfig == "" {
-		f.tmuxConfig = s.getenv("LAUNCHER_TMUX_CONFIG")
-	}
-	_, err = s.wire(cfg, f)
+	_, err = s.wire(cfg, f) // wire applies $LAUNCHER_TMUX_SOCKET/_CONFIG
 	return err
 }

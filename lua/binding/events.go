@@ -10,6 +10,7 @@ import (
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/robotlauncher/launcher/engine"
+	"github.com/robotlauncher/launcher/executor"
 	"github.com/robotlauncher/launcher/lua/host"
 )
 
@@ -201,10 +202,10 @@ func (h *Host) followOutput(hd *handler) {
 	hd.cancel = cancel
 	go func() {
 		_ = h.e.Watch(ctx, names, 0, func(l engine.LogLine) {
-			if l.Err != nil || engine.IsLauncherLine(l.Line) || !re.MatchString(engine.StripTimestamp(l.Line)) {
+			if l.Err != nil || executor.IsLauncherLine(l.Line) || !re.MatchString(executor.StripTimestamp(l.Line)) {
 				return
 			}
-			ev := engine.Event{Time: time.Now(), Kind: engine.Output, Process: l.Process, Line: engine.StripTimestamp(l.Line)}
+			ev := engine.Event{Time: time.Now(), Kind: engine.Output, Process: l.Process, Line: executor.StripTimestamp(l.Line)}
 			if p := h.cfg.Process(l.Process); p != nil {
 				ev.Machine, ev.Session = p.Machine, p.Session
 			}
@@ -249,10 +250,10 @@ func (h *Host) watch(L *lua.LState) int {
 	go func() {
 		_ = h.e.Watch(ctx, []string{p.Name}, n, func(l engine.LogLine) {
 			// The process's output only, as run_log gives it.
-			if l.Err != nil || engine.IsLauncherLine(l.Line) {
+			if l.Err != nil || executor.IsLauncherLine(l.Line) {
 				return
 			}
-			line := engine.StripTimestamp(l.Line)
+			line := executor.StripTimestamp(l.Line)
 			if re != nil && !re.MatchString(line) {
 				return
 			}
