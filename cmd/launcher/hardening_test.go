@@ -456,9 +456,12 @@ func TestRunAndKillRace(t *testing.T) {
 			deps[fmt.Sprintf("l%d_%d", l, i)] = []string{fmt.Sprintf("l%d_0", l-1), fmt.Sprintf("l%d_1", l-1), fmt.Sprintf("l%d_2", l-1)}
 		}
 	}
-	for trial, delay := range []time.Duration{300 * time.Millisecond, 600 * time.Millisecond, 900 * time.Millisecond, 1200 * time.Millisecond} {
+	for trial := 0; trial < levels; trial++ {
 		run := e.start("run", "top")
-		time.Sleep(delay) // the race itself: kill issued at this point of the bring-up
+		// The race: the kill goes out the moment level `trial` has a
+		// ready process, while the levels above it start.
+		mark := fmt.Sprintf("[l%d_0] ready", trial)
+		executortest.Eventually(t, 30*time.Second, "the bring-up reaches "+mark, func() bool { return strings.Contains(run.stdout(), mark) })
 		kill := e.start("kill", "--all")
 		if code := kill.wait(t, 60*time.Second); code != 0 {
 			t.Fatalf("trial %d: kill exit %d\n%s%s", trial, code, kill.stdout(), kill.stderr())
@@ -851,11 +854,15 @@ assert(launcher.kill("imu"))
 assert(launcher.start("imu", {deps = false}))
 -- rerun = true runs the one-shot again.
 assert(launcher.start("homing", {rerun = true}))
--- Two processes whose checks take 1 s each come up together.
-local t0 = time.now()
+-- Two processes whose checks take 1 s each come up together: both start
+-- before either is ready.
+local order = {}
+launcher.on("started", "slow?", function(ev) order[#order + 1] = "started" end)
+launcher.on("ready", "slow?", function(ev) order[#order + 1] = "ready" end)
 assert(launcher.start({"slow1", "slow2"}))
-launcher.log.info("list took %.1f s", time.since(t0))
-assert(time.since(t0) < 1.9, "a list started one after the other")
+local t0 = time.now()
+while #order < 4 and time.since(t0) < 10 do launcher.sleep(0.05) end
+assert(table.concat(order, " ") == "started started ready ready", "a list started one after the other: " .. table.concat(order, " "))
 launcher.log.info("once all good")
 `), 0o644)
 	r := e.run("script", script)
