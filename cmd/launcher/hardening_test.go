@@ -880,14 +880,16 @@ launcher.log.info("once all good")
 	e.mustRun("run", "driver")
 }
 
-// taggedPIDs are the pids of processes whose environment holds
+// taggedPIDs are the pids of this test world's processes (their
+// LAUNCHER_LOG is in its state directory) whose environment holds
 // LAUNCHER_PROCESS=proc and whose command line contains cmd.
-func taggedPIDs(proc, cmd string) []int {
+func (e *tenv) taggedPIDs(proc, cmd string) []int {
 	var pids []int
 	envs, _ := filepath.Glob("/proc/[0-9]*/environ")
 	for _, f := range envs {
 		env, err := os.ReadFile(f)
-		if err != nil || !strings.Contains("\x00"+string(env), "\x00LAUNCHER_PROCESS="+proc+"\x00") {
+		vars := "\x00" + string(env)
+		if err != nil || !strings.Contains(vars, "\x00LAUNCHER_PROCESS="+proc+"\x00") || !strings.Contains(vars, "\x00LAUNCHER_LOG="+e.stateDir+"/") {
 			continue
 		}
 		dir := filepath.Dir(f)
@@ -913,8 +915,8 @@ hupper:
   cmd: nohup sleep 3002 >/dev/null 2>&1 & sleep 300
 `)
 	e.mustRun("run", "daemon")
-	executortest.Eventually(t, 10*time.Second, "the daemon runs", func() bool { return len(taggedPIDs("daemon", "sleep 3001")) == 1 })
-	d := taggedPIDs("daemon", "sleep 3001")[0]
+	executortest.Eventually(t, 10*time.Second, "the daemon runs", func() bool { return len(e.taggedPIDs("daemon", "sleep 3001")) == 1 })
+	d := e.taggedPIDs("daemon", "sleep 3001")[0]
 	e.mustRun("kill", "daemon")
 	executortest.Eventually(t, 10*time.Second, "the escaped daemon ends with its run", func() bool { return !alive(d) })
 	if st := e.state("daemon"); st != "STOPPED" {
@@ -922,8 +924,8 @@ hupper:
 	}
 
 	e.mustRun("run", "hupper")
-	executortest.Eventually(t, 10*time.Second, "the child runs", func() bool { return len(taggedPIDs("hupper", "sleep 3002")) == 1 })
-	child := taggedPIDs("hupper", "sleep 3002")[0]
+	executortest.Eventually(t, 10*time.Second, "the child runs", func() bool { return len(e.taggedPIDs("hupper", "sleep 3002")) == 1 })
+	child := e.taggedPIDs("hupper", "sleep 3002")[0]
 	e.tmux("kill-server")
 	st := e.status()["hupper"]
 	if st.State != "ORPHANED" || !strings.Contains(st.Error, fmt.Sprint(child)) {
@@ -932,7 +934,7 @@ hupper:
 	if r := e.run("run", "hupper"); r.code != 1 || !strings.Contains(r.stdout+r.stderr, "earlier run still run") {
 		t.Errorf("run next to an orphan: %s", r)
 	}
-	if n := len(taggedPIDs("hupper", "sleep 3002")); n != 1 {
+	if n := len(e.taggedPIDs("hupper", "sleep 3002")); n != 1 {
 		t.Errorf("%d copies of the child run", n)
 	}
 	e.mustRun("kill", "hupper")
