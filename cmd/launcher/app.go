@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -43,9 +44,12 @@ const (
 type session struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
-	getenv         func(string) string
-	tty            bool
-	color          bool
+	// scriptOut is stdout for a script's print and the progress lines
+	// printed beside it: one Write at a time, so lines never mix.
+	scriptOut io.Writer
+	getenv    func(string) string
+	tty       bool
+	color     bool
 
 	ctx       context.Context
 	cfg       *config.Config
@@ -55,6 +59,18 @@ type session struct {
 	acceptNew bool
 	// flags are the common flags, read once by parseCommon.
 	flags flagValues
+}
+
+// syncWriter serialises Writes from several goroutines.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
 }
 
 // exitError carries an exit code through urfave/cli.
@@ -77,7 +93,7 @@ func usageErr(format string, args ...any) error {
 
 // Main runs the CLI and returns its exit code.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
-	s := &session{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
+	s := &session{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, scriptOut: &syncWriter{w: stdout}}
 	if f, ok := stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		s.tty = true
 	}
@@ -124,6 +140,13 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(
 func (s *session) report(ctx context.Context, err error) int {
 	if err == nil {
 		return exitOK
+	}
+	if ctx.Err() != nil {
+		// After Ctrl-C every failure is its consequence (a script cut off
+		// while its modules load ends in a Lua error, not context.Canceled):
+		// the operator gets 130 and the one message that matters.
+		fmt.Fprintln(s.stderr, "launcher: interrupted; processes that started keep running")
+		return exitInterrupted
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
@@ -361,7 +384,7 @@ func (s *session) startLua(files []string) error {
 		builtins = append(builtins, c.Aliases...)
 	}
 	builtins = append(builtins, "help", "h")
-	lh, err := binding.New(s.ctx, s.engine, binding.Options{Log: s.stderr, Builtins: builtins})
+	lh, err := binding.New(s.ctx, s.engine, binding.Options{Log: s.stderr, Stdout: s.scriptOut, Builtins: builtins})
 	if err != nil {
 		return err
 	}

@@ -43,7 +43,7 @@ func (s *session) scriptCommand() *cli.Command {
 // runLua runs a script or a plugin command with progress lines for the
 // operations it starts, and maps its end to an exit status.
 func (s *session) runLua(c *cli.Context, run func() error) error {
-	p := newProgress(s.stdout, newStyle(s.color), false)
+	p := newProgress(s.scriptOut, newStyle(s.color), false)
 	unsub := s.engine.Bus().Subscribe(nil, p.event)
 	err := run()
 	unsub()

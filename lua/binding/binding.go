@@ -33,6 +33,8 @@ type Options struct {
 	Log io.Writer
 	// Errors receives errors of handlers and checks (default Log).
 	Errors io.Writer
+	// Stdout receives print's lines (default os.Stdout).
+	Stdout io.Writer
 	// Builtins are the CLI's command names, which plugin commands may not
 	// take.
 	Builtins []string
@@ -109,7 +111,7 @@ func New(ctx context.Context, e *engine.Engine, o Options) (*Host, error) {
 		o.MonitorEvery = 250 * time.Millisecond
 	}
 	ctx, stop := context.WithCancel(ctx)
-	rt, err := host.New(ctx, host.Options{})
+	rt, err := host.New(ctx, host.Options{Stdout: o.Stdout})
 	if err != nil {
 		stop()
 		return nil, err

@@ -16,6 +16,8 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -80,6 +82,10 @@ type Options struct {
 	// CallStackSize and RegistryMaxSize bound the state (0: defaults).
 	CallStackSize   int
 	RegistryMaxSize int
+	// Stdout receives print's lines, each in one Write so that a line
+	// never interleaves with another writer's (gopher-lua's print writes
+	// every argument separately to os.Stdout). Nil: os.Stdout.
+	Stdout io.Writer
 }
 
 // New creates a runtime whose Lua stops (between instructions, and in
@@ -130,6 +136,22 @@ func New(ctx context.Context, o Options) (*Runtime, error) {
 	}
 	rt.wrap = L.Get(-1).(*lua.LFunction)
 	L.Pop(1)
+	out := o.Stdout
+	if out == nil {
+		out = os.Stdout
+	}
+	L.SetGlobal("print", L.NewFunction(func(L *lua.LState) int {
+		var b strings.Builder
+		for i := 1; i <= L.GetTop(); i++ {
+			if i > 1 {
+				b.WriteByte('\t')
+			}
+			b.WriteString(L.ToStringMeta(L.Get(i)).String())
+		}
+		b.WriteByte('\n')
+		_, _ = io.WriteString(out, b.String())
+		return 0
+	}))
 	return rt, nil
 }
 

@@ -226,3 +226,26 @@ return tostring(ok) .. v .. co()`); err != nil || ret[0].String() != "true75" {
 		t.Errorf("waits in pcall and coroutines: %v %v", ret, err)
 	}
 }
+
+// writes records each Write separately.
+type writes struct{ got []string }
+
+func (w *writes) Write(p []byte) (int, error) { w.got = append(w.got, string(p)); return len(p), nil }
+
+// A printed line is one Write, so it cannot interleave with the progress
+// lines another goroutine writes to the same stdout (gopher-lua's own print
+// writes each argument, each tab and the newline separately).
+func TestPrintWritesWholeLines(t *testing.T) {
+	w := &writes{}
+	rt, err := New(context.Background(), Options{Stdout: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	if _, err := run(t, rt, `print("go", 1, nil, setmetatable({}, {__tostring = function() return "meta" end}))`); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.got) != 1 || w.got[0] != "go\t1\tnil\tmeta\n" {
+		t.Errorf("writes: %q", w.got)
+	}
+}
