@@ -26,6 +26,12 @@ const (
 	Info     Kind = "info"     // anything else worth telling (drift, not running…)
 	HostLost Kind = "host_lost"
 	HostBack Kind = "host_back"
+	// Restarted: a restart policy started the process again (ExitCode:
+	// the exit that caused it; Message: which restart).
+	Restarted Kind = "restarted"
+	// StateChanged: the monitor saw a process's state change, whoever
+	// caused it (State: the new state).
+	StateChanged Kind = "state"
 )
 
 // Event is one step of an operation, or a change the monitor noticed.
@@ -49,6 +55,10 @@ type Event struct {
 	// Already is set on Ready events of processes that were ready before
 	// the operation (a re-run found them running).
 	Already bool `json:"already,omitempty"`
+	// State is the new state of a StateChanged event.
+	State State `json:"state,omitempty"`
+	// Restarts is the restart count of a Restarted event.
+	Restarts int `json:"restarts,omitempty"`
 }
 
 // Bus delivers events to subscribers. Each subscriber has its own queue

@@ -109,15 +109,20 @@ func (e *Engine) RunLog(ctx context.Context, name string, max int) (string, erro
 // Monitor watches every process of the config until ctx ends and
 // publishes what changes without an operation of this engine: a process
 // that exits (Exited, with its exit code; Message "stopped on request" when
-// a stop asked for it), a machine that becomes unreachable (HostLost) or
-// reachable again (HostBack). It polls every `every` (one window listing
-// per machine), so an exit reaches subscribers within that time. A
-// process this engine started counts as running at the first poll, so an
-// exit that came before the monitor began is reported too.
+// a stop asked for it), a restart by a restart policy (Restarted), a
+// machine that becomes unreachable (HostLost) or reachable again
+// (HostBack), and every change of a process's state whoever made it
+// (StateChanged: another launcher's run shows up too). It polls every
+// `every` (one window listing per machine), so a change reaches
+// subscribers within that time. A process this engine started counts as
+// running at the first poll, so an exit that came before the monitor began
+// is reported too.
 func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 	type seen struct {
-		alive  bool
-		window string
+		alive    bool
+		window   string
+		state    State
+		restarts int
 	}
 	last := map[string]seen{}
 	e.mu.Lock()
@@ -127,6 +132,7 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 	e.mu.Unlock()
 	lost := map[string]bool{}
 	em := emitter{bus: e.bus}
+	first := true
 	for {
 		sts, err := e.WindowStates(ctx, nil)
 		if err != nil {
@@ -135,8 +141,13 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 		now := time.Now()
 		down := map[string]string{}
 		for _, st := range sts {
+			prev, known := last[st.Process]
 			if st.State == StateUnavailable {
 				down[st.Machine] = st.Error
+				if prev.state != st.State {
+					prev.state = st.State
+					last[st.Process] = prev
+				}
 				continue
 			}
 			alive := st.Window != nil && !st.Window.Dead
@@ -144,7 +155,6 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 			if st.Window != nil {
 				id = st.Window.ID
 			}
-			prev, known := last[st.Process]
 			if known && prev.alive && !alive && st.Window != nil && prev.window == id && !st.Window.Marks.OneShot {
 				ev := Event{Time: now, Kind: Exited, Process: st.Process, Machine: st.Machine, Session: st.Session, Message: "exited", ExitCode: st.ExitCode}
 				if op, ok := parseOp(st.Window.Marks.Op); ok && op.Kind == "stopping" {
@@ -152,8 +162,17 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 				}
 				em.publish(ev)
 			}
-			last[st.Process] = seen{alive: alive, window: id}
+			if known && prev.window == id && st.Restarts > prev.restarts {
+				em.publish(Event{Time: now, Kind: Restarted, Process: st.Process, Machine: st.Machine, Session: st.Session,
+					Message: fmt.Sprintf("restart %d after exit code %d", st.Restarts, derefInt(st.LastExit)), ExitCode: st.LastExit, Restarts: st.Restarts})
+			}
+			if !first && prev.state != st.State {
+				em.publish(Event{Time: now, Kind: StateChanged, Process: st.Process, Machine: st.Machine, Session: st.Session,
+					State: st.State, Message: st.Error, ExitCode: st.ExitCode, PID: derefInt(st.PID), Restarts: st.Restarts})
+			}
+			last[st.Process] = seen{alive: alive, window: id, state: st.State, restarts: st.Restarts}
 		}
+		first = false
 		for m, why := range down {
 			if !lost[m] {
 				lost[m] = true
@@ -170,6 +189,33 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 			return
 		}
 	}
+}
+
+func derefInt(p *int) int {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// Supervise runs the monitor (see Monitor) and applies what a watching
+// launcher adds to the restart policies that live in the panes: when a
+// policy restarted a process with `restart_dependants: true`, its running
+// dependants are restarted too. It returns when ctx ends.
+func (e *Engine) Supervise(ctx context.Context, every time.Duration) {
+	unsub := e.bus.Subscribe(func(ev Event) bool { return ev.Kind == Restarted }, func(ev Event) {
+		p := e.cfg.Process(ev.Process)
+		if p == nil || !p.Restart.Dependants {
+			return
+		}
+		if err := e.RestartDependants(ctx, p.Name); err != nil && ctx.Err() == nil {
+			e.bus.Publish(Event{Kind: Failed, Process: p.Name, Machine: p.Machine, Session: p.Session,
+				Message: "restarting its dependants: " + err.Error()})
+		}
+	})
+	defer unsub()
+	e.MonitorOnce(ctx, every)
+	<-ctx.Done()
 }
 
 // MonitorOnce makes sure one Monitor runs while ctx lives (scripts ask for

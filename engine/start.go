@@ -223,6 +223,11 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 		if w != nil {
 			spec.Replace = w.ID
 		}
+		if rp := r.Restart; rp != nil {
+			spec.Restart = &executor.RestartPolicy{Always: rp.Mode == config.RestartAlways, Delay: time.Duration(rp.Delay),
+				MaxDelay: time.Duration(rp.MaxDelay), Max: rp.Max, Window: time.Duration(rp.Window),
+				ClearReady: r.ReadyCheck != "" || r.CheckKind != "" || e.checker != nil && e.checker.HasCustom(p.Name)}
+		}
 		offset := int64(-1)
 		if !p.Persistent || e.needsOffset(r) {
 			// Output of this run starts here: one-shot output and log checks

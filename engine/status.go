@@ -26,6 +26,9 @@ const (
 	StateDead        State = "DEAD"
 	StateConflict    State = "CONFLICT"
 	StateUnavailable State = "UNAVAILABLE"
+	// StateRestarting: the process exited and its restart policy will
+	// start it again after a delay (the pane's loop waits).
+	StateRestarting State = "RESTARTING"
 	// StateOrphaned: no live window, but processes of one of its runs
 	// (found by their LAUNCHER_TAG) still run: a daemon that escaped the
 	// pane, or children that outlived a killed tmux server.
@@ -49,6 +52,12 @@ type Status struct {
 	// the window itself, for commands that act on it.
 	Started time.Time
 	Window  *executor.Window
+	// Restarts counts the restarts of the window's run by its restart
+	// policy; LastRestart is when the last one happened and LastExit the
+	// exit code that caused it (nil before the first).
+	Restarts    int
+	LastRestart time.Time
+	LastExit    *int
 }
 
 // CleanExit reports whether an exit code means a normal stop.
@@ -70,6 +79,20 @@ func (e *Engine) stateOf(snap executor.Snapshot, p *config.Process, now time.Tim
 		st.Started = time.UnixMilli(w.Marks.Started)
 	}
 	op, opOK := parseOp(w.Marks.Op)
+	rm := w.Marks.Restarts
+	if st.Restarts = rm.Count; rm.Count > 0 {
+		st.LastRestart = time.UnixMilli(rm.Last)
+		c := rm.LastExit
+		st.LastExit = &c
+	}
+	if w.Dead && rm.GaveUp != "" && !(opOK && op.Kind == "stopping") {
+		if w.ExitKnown {
+			c := w.ExitCode
+			st.ExitCode = &c
+		}
+		st.State, st.Error = StateDead, rm.GaveUp
+		return st
+	}
 	if w.Dead {
 		if w.ExitKnown {
 			c := w.ExitCode
@@ -91,6 +114,13 @@ func (e *Engine) stateOf(snap executor.Snapshot, p *config.Process, now time.Tim
 		} else {
 			st.State = StateStarting
 		}
+		return st
+	}
+	if rm.BackoffUntil > 0 {
+		c := rm.BackoffExit
+		st.ExitCode = &c
+		st.State = StateRestarting
+		st.Error = fmt.Sprintf("exited with code %d; restart %d in %s", c, rm.Count+1, max(0, time.UnixMilli(rm.BackoffUntil).Sub(now).Round(100*time.Millisecond)))
 		return st
 	}
 	if w.Marks.Ready {

@@ -282,25 +282,9 @@ func (e *Engine) Restart(ctx context.Context, name string, req config.Request, o
 		return err
 	}
 	// Which dependants run now (they come back after the restart)?
-	var running []string
-	seen := map[string]bool{}
-	e.collectDependants(name, seen)
-	if len(seen) > 0 {
-		var names []string
-		for _, p := range e.cfg.Processes {
-			if seen[p.Name] {
-				names = append(names, p.Name)
-			}
-		}
-		sts, err := e.WindowStates(ctx, names)
-		if err != nil {
-			return err
-		}
-		for _, st := range sts {
-			if st.State == StateReady || st.State == StateRunning || st.State == StateStarting {
-				running = append(running, st.Process)
-			}
-		}
+	running, err := e.runningDependants(ctx, name)
+	if err != nil {
+		return err
 	}
 	if err := e.Kill(ctx, []string{name}, false, opts); err != nil {
 		return err
@@ -312,6 +296,48 @@ func (e *Engine) Restart(ctx context.Context, name string, req config.Request, o
 		return e.Start(ctx, running, req)
 	}
 	return nil
+}
+
+// runningDependants are the dependants of name (transitively) that run
+// now, in config order.
+func (e *Engine) runningDependants(ctx context.Context, name string) ([]string, error) {
+	seen := map[string]bool{}
+	e.collectDependants(name, seen)
+	if len(seen) == 0 {
+		return nil, nil
+	}
+	var names []string
+	for _, p := range e.cfg.Processes {
+		if seen[p.Name] {
+			names = append(names, p.Name)
+		}
+	}
+	sts, err := e.WindowStates(ctx, names)
+	if err != nil {
+		return nil, err
+	}
+	var running []string
+	for _, st := range sts {
+		switch st.State {
+		case StateReady, StateRunning, StateStarting, StateRestarting:
+			running = append(running, st.Process)
+		}
+	}
+	return running, nil
+}
+
+// RestartDependants stops the running dependants of name and starts them
+// again (after name is ready): what `restart_dependants: true` asks for
+// when a restart policy restarted name.
+func (e *Engine) RestartDependants(ctx context.Context, name string) error {
+	running, err := e.runningDependants(ctx, name)
+	if err != nil || len(running) == 0 {
+		return err
+	}
+	if err := e.Kill(ctx, running, false, KillOptions{}); err != nil {
+		return err
+	}
+	return e.Start(ctx, running, config.Request{})
 }
 
 // sweepEscaped ends the processes of the runs this kill stopped that

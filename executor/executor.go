@@ -162,6 +162,41 @@ type Marks struct {
 	// identified by it, not by their tmux name, which a program printing a
 	// title escape or a user's rename-window can change.
 	Name string
+	// Restarts is what the pane's restart loop recorded; the loop writes
+	// it, launcher only reads it.
+	Restarts RestartMarks
+}
+
+// RestartMarks are the restart loop's record of a window's run
+// (@launcher_restarts and @launcher_restart_state).
+type RestartMarks struct {
+	// Count restarts so far; LastExit is the exit code that caused the
+	// last one, at Last (Unix milliseconds).
+	Count    int
+	LastExit int
+	Last     int64
+	// BackoffUntil (Unix milliseconds) is set while the loop waits to
+	// restart after an exit with code BackoffExit.
+	BackoffUntil int64
+	BackoffExit  int
+	// GaveUp says why the loop stopped restarting (max_restarts).
+	GaveUp string
+}
+
+// RestartPolicy is the restart loop a pane runs around its process.
+type RestartPolicy struct {
+	// Always restarts after any exit; otherwise only after an unclean one
+	// (not 0, 130 or 143).
+	Always bool
+	// Delay before a restart, doubled for each restart still inside
+	// Window, up to MaxDelay.
+	Delay, MaxDelay time.Duration
+	// Max restarts within Window before the loop gives up (0: no limit).
+	Max    int
+	Window time.Duration
+	// ClearReady drops the ready mark when the process exits (its ready
+	// check has to pass again).
+	ClearReady bool
 }
 
 // MarkUpdate changes the marks an operation keeps up to date; a nil field
@@ -244,6 +279,9 @@ type SpawnSpec struct {
 	// new window (and the session if needed).
 	Replace string
 	Marks   Marks
+	// Restart is the restart loop to run around the process (nil: run it
+	// once).
+	Restart *RestartPolicy
 }
 
 // EnvVar is one environment variable; order is kept as written.

@@ -218,6 +218,9 @@ type statusRow struct {
 	PID      *int   `json:"pid"`
 	ExitCode *int   `json:"exit_code"`
 	Error    string `json:"error"`
+	Restarts int    `json:"restarts"`
+	// LastRestartExit is the exit code behind the last restart.
+	LastRestartExit *int `json:"last_restart_exit_code"`
 }
 
 func (e *tenv) status() map[string]statusRow {

@@ -514,3 +514,41 @@ func TestCtrlCDuringSSHHandshake(t *testing.T) {
 	}
 	proxy.Resume()
 }
+
+// The restart loop over SSH: it runs in the pane on the remote machine,
+// with no launcher (and no SSH connection of ours) while it works.
+func TestRestartPolicyOverSSH(t *testing.T) {
+	w := newSSHWorld(t, []string{"127.0.0.1"}, executortest.SSHDOptions{})
+	h := w.hosts[0]
+	uid, gid := executortest.EnsureTestUser(t)
+	dir := filepath.Join(h.Dir, "restart")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	w.writeConfig(fmt.Sprintf(`
+context: {session: rr}
+crashy:
+  machine: %s
+  cmd: %s
+  restart: on-failure
+  restart_delay: 50ms
+`, h.Machine(), crashThenStay(dir)))
+	w.mustRun("run", "crashy")
+	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st := restartedRow(w.tenv, "crashy", 3)
+	if st.LastRestartExit == nil || *st.LastRestartExit != 1 || st.Machine != h.Machine() {
+		t.Errorf("after the restarts: %+v", st)
+	}
+	if log := remoteLog(h, "rr", "crashy"); !strings.Contains(log, "restarting crashy (restart 3,") {
+		t.Errorf("remote log:\n%s", log)
+	}
+	w.mustRun("kill", "crashy")
+	if st := w.status()["crashy"]; st.State != "STOPPED" {
+		t.Errorf("after kill: %+v", st)
+	}
+}

@@ -59,7 +59,7 @@ func (s *style) proc(name string) string {
 func (s *style) state(st engine.State) string {
 	code := map[engine.State]string{
 		engine.StateReady: "1;92", engine.StateRunning: "92", engine.StateStarting: "33", engine.StateStopping: "93",
-		engine.StateStopped: "2", engine.StateDead: "31", engine.StateUnavailable: "1;91", engine.StateConflict: "1;95",
+		engine.StateStopped: "2", engine.StateDead: "31", engine.StateRestarting: "1;33", engine.StateUnavailable: "1;91", engine.StateConflict: "1;95",
 	}[st]
 	if code == "" {
 		code = "33"
@@ -219,7 +219,7 @@ func (p *progress) finish() {
 }
 
 // statusTable renders rows as the PROCESS SESSION MACHINE STATE PID EXIT
-// table: left-aligned columns separated by two spaces, a dashed rule.
+// [RESTARTS] table: left-aligned columns separated by two spaces, a dashed rule.
 func statusTable(rows []engine.Status, st *style) string {
 	header := []string{"PROCESS", "SESSION", "MACHINE", "STATE", "PID", "EXIT"}
 	cells := make([][]string, len(rows))
@@ -232,6 +232,17 @@ func statusTable(rows []engine.Status, st *style) string {
 			exit = fmt.Sprint(*r.ExitCode)
 		}
 		cells[i] = []string{r.Process, r.Session, r.Machine, string(r.State), pid, exit}
+	}
+	// RESTARTS only when a restart policy restarted something: the table
+	// stays concert_launcher's otherwise.
+	for _, r := range rows {
+		if r.Restarts > 0 {
+			header = append(header, "RESTARTS")
+			for i, r := range rows {
+				cells[i] = append(cells[i], fmt.Sprint(r.Restarts))
+			}
+			break
+		}
 	}
 	width := make([]int, len(header))
 	for j, h := range header {

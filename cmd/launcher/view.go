@@ -1,6 +1,8 @@
 package main
 
 import (
+	"time"
+
 	"github.com/robotlauncher/launcher/engine"
 )
 
@@ -18,6 +20,11 @@ type processView struct {
 	Error string `json:"error,omitempty"`
 	// Orphans are the pids of processes that outlived their window.
 	Orphans []int `json:"orphans,omitempty"`
+	// Restarts counts the restarts by the process's restart policy in its
+	// current run; LastRestart and LastRestartExit describe the last one.
+	Restarts        int        `json:"restarts"`
+	LastRestart     *time.Time `json:"last_restart,omitempty"`
+	LastRestartExit *int       `json:"last_restart_exit_code,omitempty"`
 }
 
 // statusDoc is the whole `status --json` document.
@@ -28,8 +35,14 @@ type statusDoc struct {
 func viewOf(rows []engine.Status) statusDoc {
 	doc := statusDoc{Processes: make([]processView, 0, len(rows))}
 	for _, r := range rows {
-		doc.Processes = append(doc.Processes, processView{Process: r.Process, Session: r.Session, Machine: r.Machine,
-			State: string(r.State), PID: r.PID, ExitCode: r.ExitCode, Error: r.Error, Orphans: r.Orphans})
+		v := processView{Process: r.Process, Session: r.Session, Machine: r.Machine,
+			State: string(r.State), PID: r.PID, ExitCode: r.ExitCode, Error: r.Error, Orphans: r.Orphans,
+			Restarts: r.Restarts, LastRestartExit: r.LastExit}
+		if !r.LastRestart.IsZero() {
+			t := r.LastRestart.UTC()
+			v.LastRestart = &t
+		}
+		doc.Processes = append(doc.Processes, v)
 	}
 	return doc
 }

@@ -48,6 +48,8 @@ type Defaults struct {
 	ReadyTimeout time.Duration
 	ReadyPeriod  time.Duration
 	StopTimeout  time.Duration
+	// restart is what context's restart keys set.
+	restart restartSpec
 }
 
 // EnvVar is one entry of an env map, in file order.
@@ -77,6 +79,8 @@ type Process struct {
 	ReadyTimeout time.Duration // 0: none
 	ReadyPeriod  time.Duration // 0: the default back-off
 	StopTimeout  time.Duration // 0: DefaultStopTimeout
+	// Restart is the process's restart policy (context's keys, then its own).
+	Restart Restart
 	// Extra holds keys launcher does not use (GUI metadata such as show_ui,
 	// category): kept, never an error.
 	Extra map[string]any

@@ -16,9 +16,11 @@ import (
 
 var (
 	processKeys = []string{"cmd", "machine", "docker", "ready_check", "persistent", "session", "depends",
-		"variants", "force_sigquit", "env", "cwd", "ready_timeout", "ready_period", "stop_timeout"}
+		"variants", "force_sigquit", "env", "cwd", "ready_timeout", "ready_period", "stop_timeout",
+		"restart", "restart_delay", "restart_delay_max", "max_restarts", "restart_window", "restart_dependants"}
 	contextKeys = []string{"session", "params", ".defines", "log_dir", "plugins", "env", "cwd",
-		"ready_timeout", "ready_period", "stop_timeout"}
+		"ready_timeout", "ready_period", "stop_timeout",
+		"restart", "restart_delay", "restart_delay_max", "max_restarts", "restart_window", "restart_dependants"}
 	// Keys that real concert_launcher configs carry for other tools (the GUI
 	// server); they are kept and never mistaken for typos.
 	knownForeignKeys = map[string]bool{"show_ui": true, "category": true, "_is_custom": true, "container": true}
@@ -218,6 +220,9 @@ func (l *loader) context(n *yaml.Node, cfg *Config) {
 		case "stop_timeout":
 			cfg.Defaults.StopTimeout, _ = l.duration(p.v, "context.stop_timeout")
 		default:
+			if l.restartKey(p.k, p.v, &cfg.Defaults.restart, "context."+p.k.Value) {
+				break
+			}
 			l.unknownKey(p.k, contextKeys, "context")
 		}
 	}

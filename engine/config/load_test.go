@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 var wantRe = regexp.MustCompile(`^# error: (?:(\d+)(?::(\d+))?: )?(.*)$`)
@@ -125,6 +126,34 @@ func TestValidProcessName(t *testing.T) {
 	for _, n := range []string{"", "a b", "a;b", "-x", ".hidden", "a/b", "context", "a:b", "$(id)", strings.Repeat("a", 101)} {
 		if ValidProcessName(n) {
 			t.Errorf("%q accepted", n)
+		}
+	}
+}
+
+// Restart keys under context are every process's default; a process's own
+// keys win, and `restart: no` (a YAML boolean) turns the policy off.
+func TestRestartPolicyDefaults(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "l.yaml")
+	os.WriteFile(f, []byte(`
+context: {session: s, restart: on-failure, restart_delay: 2s, max_restarts: 7}
+a: {cmd: x}
+b: {cmd: x, restart: always, restart_delay_max: 1m, restart_dependants: true}
+c: {cmd: x, restart: no}
+d: {cmd: x, persistent: false, restart: no}
+`), 0o644)
+	cfg, err := Load(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Restart{
+		"a": {Mode: RestartOnFailure, Delay: Duration(2 * time.Second), MaxDelay: Duration(DefaultRestartDelayMax), Max: 7, Window: Duration(DefaultRestartWindow)},
+		"b": {Mode: RestartAlways, Delay: Duration(2 * time.Second), MaxDelay: Duration(time.Minute), Max: 7, Window: Duration(DefaultRestartWindow), Dependants: true},
+		"c": {Mode: RestartNo, Delay: Duration(2 * time.Second), MaxDelay: Duration(DefaultRestartDelayMax), Max: 7, Window: Duration(DefaultRestartWindow)},
+	}
+	for name, w := range want {
+		if got := cfg.Process(name).Restart; got != w {
+			t.Errorf("%s: %+v, want %+v", name, got, w)
 		}
 	}
 }

@@ -31,6 +31,7 @@ func (l *loader) process(k, v *yaml.Node, cfg *Config) *Process {
 	hasCmd := false
 	var readyTimeout, readyPeriod, stopTimeout *time.Duration
 	var ownEnv []EnvVar
+	var restart restartSpec
 	cwd, hasCwd := "", false
 	for _, pr := range l.pairs(v) {
 		what := fmt.Sprintf("process %q: %s", name, pr.k.Value)
@@ -103,6 +104,9 @@ func (l *loader) process(k, v *yaml.Node, cfg *Config) *Process {
 				stopTimeout = &d
 			}
 		default:
+			if l.restartKey(pr.k, pr.v, &restart, what) {
+				break
+			}
 			l.unknownKey(pr.k, processKeys, fmt.Sprintf("process %q", name))
 			p.Extra[pr.k.Value] = plain(pr.v)
 		}
@@ -124,6 +128,8 @@ func (l *loader) process(k, v *yaml.Node, cfg *Config) *Process {
 	if p.StopTimeout == 0 {
 		p.StopTimeout = DefaultStopTimeout
 	}
+	p.Restart = restart.policy(cfg.Defaults.restart.policy(defaultRestart()))
+	l.checkRestart(p)
 	return p
 }
 

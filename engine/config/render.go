@@ -99,9 +99,11 @@ type Resolved struct {
 	ReadyPeriod  Duration          `json:"ready_period,omitempty"`
 	StopTimeout  Duration          `json:"stop_timeout"`
 	ForceSigquit bool              `json:"force_sigquit,omitempty"`
-	Variants     []string          `json:"variants,omitempty"`
-	Hash         string            `json:"hash"`
-	Level        int               `json:"level"`
+	// Restart is the restart policy; nil when it is `no`.
+	Restart  *Restart `json:"restart,omitempty"`
+	Variants []string `json:"variants,omitempty"`
+	Hash     string   `json:"hash"`
+	Level    int      `json:"level"`
 	// Process is the config entry this was rendered from.
 	Process *Process `json:"-"`
 }
@@ -268,6 +270,10 @@ func (c *Config) resolveOne(p *Process, req Request, selected map[string]bool) (
 	r := &Resolved{Name: p.Name, Machine: p.Machine, Session: p.Session, Docker: p.Docker, Persistent: p.Persistent,
 		Depends: append([]string{}, p.Depends...), ReadyTimeout: Duration(p.ReadyTimeout), ReadyPeriod: Duration(p.ReadyPeriod),
 		StopTimeout: Duration(p.StopTimeout), ForceSigquit: p.ForceSigquit, Variants: applied, Process: p}
+	if p.Restart.Enabled() {
+		rp := p.Restart
+		r.Restart = &rp
+	}
 	var err error
 	if r.Cmd, err = render(cmd, "cmd", p.CmdPos); err != nil {
 		return nil, err

@@ -43,6 +43,17 @@ func (m *Machine) paneEnv(spec executor.SpawnSpec, envFile string) ([]string, []
 	} else {
 		vars = append(vars, executor.EnvVar{Name: "LAUNCHER_RUN"}, executor.EnvVar{Name: "LAUNCHER_CWD", Value: cwd})
 	}
+	if r := spec.Restart; r != nil {
+		mode, clear := "on-failure", 0
+		if r.Always {
+			mode = "always"
+		}
+		if r.ClearReady {
+			clear = 1
+		}
+		vars = append(vars, executor.EnvVar{Name: "LAUNCHER_RESTART", Value: fmt.Sprintf("%s %d %d %d %d %d",
+			mode, r.Delay.Milliseconds(), r.MaxDelay.Milliseconds(), r.Max, r.Window.Milliseconds(), clear)})
+	}
 	vars = append(vars, spec.Env...)
 	q := shell.Quote
 	return []string{"bash", "-ic", ". " + q(m.scripts.path(prologue, "prologue.bash")) + " " + q(envFile)}, vars

@@ -49,11 +49,15 @@ func TestConformanceLocal(t *testing.T) {
 
 func TestParseWindows(t *testing.T) {
 	row := func(f ...string) string {
-		name := ""
-		if f[3] == "web" {
+		name, restarts, state := "", "", ""
+		switch f[3] {
+		case "web":
 			name = "web-proc" // the @launcher_name mark
+			restarts, state = "3 1 1700000001000", "backoff 1700000002000 7"
+		case "dead":
+			restarts, state = "5 2 1700000001000", "gaveup exited with code 2 after 5 restarts"
 		}
-		return strings.Join(append(f, "4242", name, "end"), sep)
+		return strings.Join(append(f, "4242", name, restarts, state, "end"), sep)
 	}
 	out := strings.Join([]string{
 		row("s", "@1", "0", "web", "100", "0", "", "", "1", "", "abc", "1", "1700000000000", "tag", "", "/l/web.log", "0"),
@@ -68,6 +72,12 @@ func TestParseWindows(t *testing.T) {
 	}
 	if w := ws[0]; w.Name != "web" || w.Dead || !w.Marks.Managed || !w.Marks.Ready || w.Marks.Started != 1700000000000 || w.Marks.Log != "/l/web.log" || w.Marks.Name != "web-proc" || !w.Holds("web-proc") || w.Holds("web") {
 		t.Errorf("live window: %+v", w)
+	}
+	if r := ws[0].Marks.Restarts; r.Count != 3 || r.LastExit != 1 || r.Last != 1700000001000 || r.BackoffUntil != 1700000002000 || r.BackoffExit != 7 || r.GaveUp != "" {
+		t.Errorf("restart marks: %+v", r)
+	}
+	if r := ws[1].Marks.Restarts; r.Count != 5 || r.GaveUp != "exited with code 2 after 5 restarts" || r.BackoffUntil != 0 {
+		t.Errorf("gave-up marks: %+v", r)
 	}
 	if w := ws[1]; !w.Dead || !w.ExitKnown || w.ExitCode != 3 || w.Marks.Op != "stopping h 1 2 3" || !w.Marks.OneShot {
 		t.Errorf("dead window: %+v", w)

@@ -18,7 +18,7 @@ var listFields = []string{
 	"session_name", "window_id", "window_index", "window_name", "pane_pid", "pane_dead",
 	"pane_dead_status", "pane_dead_signal", "@launcher", "@launcher_op", "@launcher_hash",
 	"@launcher_ready", "@launcher_started", "@launcher_tag", "@launcher_docker", "@launcher_log",
-	"@launcher_oneshot", "pid", "@launcher_name",
+	"@launcher_oneshot", "pid", "@launcher_name", "@launcher_restarts", "@launcher_restart_state",
 }
 
 const sep = "\x1f"
@@ -115,9 +115,32 @@ func ParseWindows(out []byte) []executor.Window {
 		w.Marks.Started, _ = strconv.ParseInt(f[12], 10, 64)
 		w.ServerPID, _ = strconv.Atoi(f[17])
 		w.Marks.Name = f[18]
+		w.Marks.Restarts = parseRestartMarks(f[19], f[20])
 		ws = append(ws, w)
 	}
 	return ws
+}
+
+// parseRestartMarks reads the restart loop's options ("COUNT EXIT MS";
+// "backoff UNTIL_MS EXIT" or "gaveup WHY"); what does not parse is zero.
+func parseRestartMarks(restarts, state string) executor.RestartMarks {
+	var r executor.RestartMarks
+	if f := strings.Fields(restarts); len(f) == 3 {
+		r.Count, _ = strconv.Atoi(f[0])
+		r.LastExit, _ = strconv.Atoi(f[1])
+		r.Last, _ = strconv.ParseInt(f[2], 10, 64)
+	}
+	kind, rest, _ := strings.Cut(state, " ")
+	switch kind {
+	case "backoff":
+		if f := strings.Fields(rest); len(f) == 2 {
+			r.BackoffUntil, _ = strconv.ParseInt(f[0], 10, 64)
+			r.BackoffExit, _ = strconv.Atoi(f[1])
+		}
+	case "gaveup":
+		r.GaveUp = rest
+	}
+	return r
 }
 
 // markOptions turns marks into "set-option" commands for target.
@@ -150,6 +173,10 @@ func markOptions(target string, mk executor.Marks) [][]string {
 	}
 	for _, p := range kv {
 		cmds = append(cmds, []string{"set-option", "-w", "-t", target, p[0], p[1]})
+	}
+	// A respawned window starts a new record of restarts.
+	for _, o := range []string{"@launcher_restarts", "@launcher_restart_state"} {
+		cmds = append(cmds, []string{"set-option", "-w", "-u", "-t", target, o})
 	}
 	return cmds
 }

@@ -56,7 +56,7 @@ func (h *Host) on(L *lua.LState) int {
 	}
 	h.handlers = append(h.handlers, hd)
 	hd.id = len(h.handlers)
-	if event == "exited" || event == "host_lost" || event == "host_back" {
+	if event == "exited" || event == "host_lost" || event == "host_back" || event == "restarted" {
 		h.e.MonitorOnce(h.ctx, h.opts.MonitorEvery)
 	}
 	if event == "output" {
@@ -180,6 +180,9 @@ func eventTable(L *lua.LState, ev engine.Event) *lua.LTable {
 	}
 	if ev.Kind == engine.Exited {
 		t.RawSetString("expected", lua.LBool(ev.Expected))
+	}
+	if ev.Kind == engine.Restarted {
+		t.RawSetString("restarts", lua.LNumber(ev.Restarts))
 	}
 	return t
 }

@@ -26,7 +26,7 @@ var Functions = []string{
 }
 
 // Events are the event names launcher.on accepts.
-var Events = []string{"starting", "started", "ready", "failed", "exited", "stopping", "stopped", "output", "host_lost", "host_back"}
+var Events = []string{"starting", "started", "ready", "failed", "exited", "stopping", "stopped", "output", "host_lost", "host_back", "restarted"}
 
 func (h *Host) loader(L *lua.LState) int {
 	if h.module != nil {

@@ -6,7 +6,7 @@
 -- watchers with `while` loops (for-in iterators cannot wait).
 
 ---@class launcher.Event
----@field event string   starting|started|ready|failed|exited|stopping|stopped|output|host_lost|host_back
+---@field event string   starting|started|ready|failed|exited|stopping|stopped|output|host_lost|host_back|restarted
 ---@field process? string
 ---@field machine? string
 ---@field session? string
@@ -16,6 +16,7 @@
 ---@field line? string    output events: the matching line
 ---@field pid? integer
 ---@field expected? boolean exited events: true when a stop asked for the exit
+---@field restarts? integer restarted events: the restart count of the run
 
 ---@class launcher.Status
 ---@field process string

@@ -8,4 +8,67 @@ rm -f -- "$__launcher_env"; unset __launcher_env
 trap '__launcher_rc=$?; case $__launcher_rc in 130|131) printf "\n";; esac; printf "[launcher] %s exited with code %d (run %s)\n" "$LAUNCHER_PROCESS" "$__launcher_rc" "$LAUNCHER_TAG"' EXIT
 printf '[launcher] starting %s (run %s)\n' "$LAUNCHER_PROCESS" "$LAUNCHER_TAG"
 if [ -n "$LAUNCHER_CWD" ]; then cd -- "$LAUNCHER_CWD" || exit 126; fi
-eval "${LAUNCHER_RUN:-$LAUNCHER_CMD}"
+if [ -z "${LAUNCHER_RESTART:-}" ]; then
+  unset LAUNCHER_RESTART
+  eval "${LAUNCHER_RUN:-$LAUNCHER_CMD}"
+else
+  # The restart policy lives here, beside the process, so it keeps working
+  # when no launcher runs. LAUNCHER_RESTART: MODE DELAY_MS MAXDELAY_MS MAX
+  # WINDOW_MS CLEAR_READY. What it does is recorded in window options
+  # launcher reads: @launcher_restarts "COUNT LAST_EXIT UNIX_MS" and
+  # @launcher_restart_state "backoff UNTIL_MS EXIT" or "gaveup WHY".
+  read -r __lr_mode __lr_delay __lr_cap __lr_max __lr_window __lr_clear <<<"$LAUNCHER_RESTART"
+  unset LAUNCHER_RESTART
+  __lr_now() { local t=${EPOCHREALTIME/[.,]/}; if [ -n "$t" ]; then __lr_t=$((10#$t / 1000)); else __lr_t=$(($(date +%s) * 1000)); fi; }
+  # A stop launcher asked for marks the window "stopping" in the same tmux
+  # command that signals the process: it ends the loop. Not knowing (tmux
+  # did not answer) counts as a stop: a restart must never race a kill.
+  __lr_stop_asked() {
+    local op
+    op=$(tmux show-options -wqv -t "$TMUX_PANE" @launcher_op 2>/dev/null) || return 0
+    case $op in stopping*) return 0 ;; esac
+    return 1
+  }
+  __lr_count=0 __lr_times=()
+  while :; do
+    # A subshell: the command's own `exit` must end it, not the loop.
+    (eval "${LAUNCHER_RUN:-$LAUNCHER_CMD}")
+    __launcher_rc=$?
+    if [ "$__lr_mode" = on-failure ]; then
+      case $__launcher_rc in 0 | 130 | 143) exit "$__launcher_rc" ;; esac
+    fi
+    __lr_stop_asked && exit "$__launcher_rc"
+    __lr_now
+    # The restarts still inside the window count against max_restarts and
+    # double the delay.
+    __lr_recent=()
+    for __lr_x in "${__lr_times[@]}"; do
+      [ $((__lr_t - __lr_x)) -lt "$__lr_window" ] && __lr_recent+=("$__lr_x")
+    done
+    __lr_times=("${__lr_recent[@]}")
+    if [ "$__lr_max" -gt 0 ] && [ "${#__lr_times[@]}" -ge "$__lr_max" ]; then
+      __lr_why="gave up after $__lr_count restarts (max_restarts $__lr_max within $((__lr_window / 1000))s); last exit code $__launcher_rc"
+      tmux set-option -w -t "$TMUX_PANE" @launcher_restart_state "gaveup $__lr_why" 2>/dev/null
+      printf '[launcher] %s: %s (run %s)\n' "$LAUNCHER_PROCESS" "$__lr_why" "$LAUNCHER_TAG"
+      exit "$__launcher_rc"
+    fi
+    __lr_d=$__lr_delay
+    for __lr_x in "${__lr_times[@]}"; do
+      __lr_d=$((__lr_d * 2))
+      [ "$__lr_d" -ge "$__lr_cap" ] && break
+    done
+    [ "$__lr_d" -gt "$__lr_cap" ] && __lr_d=$__lr_cap
+    if [ "$__lr_clear" = 1 ]; then
+      tmux set-option -w -t "$TMUX_PANE" @launcher_restart_state "backoff $((__lr_t + __lr_d)) $__launcher_rc" \; set-option -w -t "$TMUX_PANE" @launcher_ready 0 2>/dev/null
+    else
+      tmux set-option -w -t "$TMUX_PANE" @launcher_restart_state "backoff $((__lr_t + __lr_d)) $__launcher_rc" 2>/dev/null
+    fi
+    printf '[launcher] %s failed with code %d; restarting in %d.%03ds (run %s)\n' "$LAUNCHER_PROCESS" "$__launcher_rc" $((__lr_d / 1000)) $((__lr_d % 1000)) "$LAUNCHER_TAG"
+    sleep "$((__lr_d / 1000)).$(printf %03d $((__lr_d % 1000)))"
+    __lr_stop_asked && exit "$__launcher_rc"
+    __lr_now
+    __lr_count=$((__lr_count + 1)) __lr_times+=("$__lr_t")
+    tmux set-option -w -t "$TMUX_PANE" @launcher_restarts "$__lr_count $__launcher_rc $__lr_t" \; set-option -w -u -t "$TMUX_PANE" @launcher_restart_state 2>/dev/null
+    printf '[launcher] restarting %s (restart %d, run %s)\n' "$LAUNCHER_PROCESS" "$__lr_count" "$LAUNCHER_TAG"
+  done
+fi

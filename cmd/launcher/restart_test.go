@@ -1,0 +1,132 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/robotlauncher/launcher/executor/executortest"
+)
+
+// crashThenStay is a command that waits for the file GO, then exits 1 on
+// its first three runs and stays up on the fourth (it counts its runs in
+// COUNT).
+func crashThenStay(dir string) string {
+	return fmt.Sprintf(`'while [ ! -e %[1]s/go ]; do sleep 0.05; done; n=$(cat %[1]s/count 2>/dev/null || echo 0); echo $((n+1)) > %[1]s/count; echo "run $n"; [ "$n" -ge 3 ] && exec sleep 300; exit 1'`, dir)
+}
+
+// restartedRow polls status until proc has restarted want times and runs.
+func restartedRow(e *tenv, proc string, want int) statusRow {
+	e.t.Helper()
+	var last statusRow
+	if !executortest.Poll(30*time.Second, func() bool {
+		last = e.status()[proc]
+		return last.Restarts == want && (last.State == "READY" || last.State == "RUNNING")
+	}) {
+		e.t.Fatalf("%s did not restart %d times and stay up: %+v", proc, want, last)
+	}
+	return last
+}
+
+// The restart loop runs beside the process: no launcher runs while it
+// crashes three times, and status afterwards shows what happened.
+func TestRestartPolicyWorksWithoutLauncher(t *testing.T) {
+	e := newEnv(t, "")
+	e.writeConfig(fmt.Sprintf(`
+context: {session: rs}
+crashy:
+  cmd: %s
+  restart: on-failure
+  restart_delay: 50ms
+`, crashThenStay(e.dir)))
+	e.mustRun("run", "crashy") // returns: no launcher runs from here on
+	pid := e.pid("crashy")
+	if err := os.WriteFile(filepath.Join(e.dir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st := restartedRow(e, "crashy", 3)
+	if st.LastRestartExit == nil || *st.LastRestartExit != 1 || st.PID == nil || *st.PID != pid {
+		t.Errorf("after the restarts: %+v (pane pid was %d)", st, pid)
+	}
+	log := e.waitLog("rs", "crashy", "run 3")
+	for i := 1; i <= 3; i++ {
+		if !strings.Contains(log, fmt.Sprintf("restarting crashy (restart %d,", i)) {
+			t.Errorf("restart %d not logged:\n%s", i, log)
+		}
+	}
+	if strings.Contains(log, "restart 4") {
+		t.Errorf("restarted once too often:\n%s", log)
+	}
+	// The table shows the count too.
+	if r := e.mustRun("status"); !strings.Contains(r.stdout, "RESTARTS") {
+		t.Errorf("status table without RESTARTS:\n%s", r.stdout)
+	}
+	// A new start resets the record.
+	e.mustRun("kill", "crashy")
+	e.mustRun("run", "crashy")
+	if st := e.status()["crashy"]; st.Restarts != 0 {
+		t.Errorf("a new run carries the old count: %+v", st)
+	}
+}
+
+// A process that always fails is restarted max_restarts times, then it is
+// DEAD with the reason.
+func TestRestartGivesUpAtMaxRestarts(t *testing.T) {
+	e := newEnv(t, `
+context: {session: rg, restart: always, restart_delay: 20ms, max_restarts: 2, restart_window: 1m}
+boom: {cmd: 'echo boom; exit 2'}
+`)
+	e.mustRun("run", "boom")
+	st := e.waitState("boom", "DEAD", 20*time.Second)
+	if st.Restarts != 2 || st.ExitCode == nil || *st.ExitCode != 2 || !strings.Contains(st.Error, "max_restarts 2") {
+		t.Errorf("gave up: %+v", st)
+	}
+	log := e.logOf("rg", "boom")
+	if strings.Count(log, "boom\n") != 3 {
+		t.Errorf("expected 3 runs:\n%s", log)
+	}
+}
+
+// A kill during the pause before a restart ends the process at once and
+// nothing starts again; nor does a restart race a kill of a process that
+// crashes as fast as it can.
+func TestKillEndsTheRestartLoop(t *testing.T) {
+	e := newEnv(t, `
+context: {session: rk}
+slow: {cmd: 'echo crash; exit 3', restart: always, restart_delay: 60s, restart_delay_max: 60s}
+fast: {cmd: 'echo crash; sleep 0.01; exit 3', restart: always, restart_delay: 1ms, max_restarts: 0}
+`)
+	e.mustRun("run", "slow")
+	e.waitState("slow", "RESTARTING", 20*time.Second)
+	began := time.Now()
+	e.mustRun("kill", "slow")
+	if d := time.Since(began); d > 30*time.Second {
+		t.Errorf("kill waited out the restart delay: %s", d)
+	}
+	if st := e.status()["slow"]; st.State != "STOPPED" || st.Restarts != 0 {
+		t.Errorf("after kill: %+v", st)
+	}
+	if log := e.logOf("rk", "slow"); strings.Contains(log, "restarting slow") {
+		t.Errorf("restarted after the kill:\n%s", log)
+	}
+
+	e.mustRun("run", "fast")
+	e.waitLog("rk", "fast", "restarting fast (restart 3,")
+	e.mustRun("kill", "fast")
+	st := e.status()["fast"]
+	if st.State != "STOPPED" {
+		t.Fatalf("fast after kill: %+v", st)
+	}
+	// The pane is gone for good: no run of it is left anywhere.
+	log := e.logOf("rk", "fast")
+	end := strings.LastIndex(log, "exited with code")
+	if end < 0 || strings.Contains(log[end:], "restarting fast") {
+		t.Errorf("restart after the pane's end:\n%s", log)
+	}
+	if r := e.mustRun("status", "--json", "fast"); !strings.Contains(r.stdout, `"STOPPED"`) {
+		t.Errorf("%s", r.stdout)
+	}
+}
