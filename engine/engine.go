@@ -142,9 +142,10 @@ func (e *Engine) lock(machine, session, name string) *sync.Mutex {
 // emitter publishes the events of one operation, and holds what the
 // operation shares between its processes.
 type emitter struct {
-	bus   *Bus
-	op    uint64
-	scans *scans
+	bus     *Bus
+	op      uint64
+	request string
+	scans   *scans
 }
 
 // scans runs one scan of launcher's processes per machine and operation
@@ -199,7 +200,7 @@ func (s *scans) get(ctx context.Context, m executor.Machine) ([]executor.TaggedP
 }
 
 func (em emitter) emit(kind Kind, p *config.Process, level int, format string, args ...any) Event {
-	ev := Event{Time: time.Now(), Kind: kind, Level: level, Op: em.op}
+	ev := Event{Time: time.Now(), Kind: kind, Level: level, Op: em.op, Request: em.request}
 	if p != nil {
 		ev.Process, ev.Machine, ev.Session = p.Name, p.Machine, p.Session
 	}
@@ -211,15 +212,16 @@ func (em emitter) emit(kind Kind, p *config.Process, level int, format string, a
 }
 
 func (em emitter) publish(ev Event) {
-	ev.Op = em.op
+	ev.Op, ev.Request = em.op, em.request
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
 	}
 	em.bus.Publish(ev)
 }
 
-func (e *Engine) newEmitter() emitter {
-	return emitter{bus: e.bus, op: e.opSeq.Add(1), scans: &scans{by: map[executor.Machine]*scanCall{}}}
+func (e *Engine) newEmitter(ctx context.Context) emitter {
+	label, _ := ctx.Value(requestKey{}).(string)
+	return emitter{bus: e.bus, op: e.opSeq.Add(1), request: label, scans: &scans{by: map[executor.Machine]*scanCall{}}}
 }
 
 // ProcessError is a failure of a process (it exited, timed out, a

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"path"
 	"strings"
 	"sync"
@@ -59,6 +60,17 @@ type Event struct {
 	State State `json:"state,omitempty"`
 	// Restarts is the restart count of a Restarted event.
 	Restarts int `json:"restarts,omitempty"`
+	// Request is the label of the request that started the operation
+	// (see WithRequest): an API client finds its operation's steps by it.
+	Request string `json:"request,omitempty"`
+}
+
+type requestKey struct{}
+
+// WithRequest labels the operations run with ctx: their events carry the
+// label in Request.
+func WithRequest(ctx context.Context, label string) context.Context {
+	return context.WithValue(ctx, requestKey{}, label)
 }
 
 // Bus delivers events to subscribers. Each subscriber has its own queue

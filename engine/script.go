@@ -136,7 +136,12 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 	for {
 		sts, err := e.WindowStates(ctx, nil)
 		if err != nil {
-			return
+			// Machines are reported one by one (UNAVAILABLE rows); an
+			// error here ends only with ctx.
+			if sleepCtx(ctx, every) != nil {
+				return
+			}
+			continue
 		}
 		now := time.Now()
 		down := map[string]string{}
@@ -155,12 +160,18 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 			if st.Window != nil {
 				id = st.Window.ID
 			}
-			if known && prev.alive && !alive && st.Window != nil && prev.window == id && !st.Window.Marks.OneShot {
+			switch {
+			case known && prev.alive && !alive && st.Window != nil && prev.window == id && !st.Window.Marks.OneShot:
 				ev := Event{Time: now, Kind: Exited, Process: st.Process, Machine: st.Machine, Session: st.Session, Message: "exited", ExitCode: st.ExitCode}
 				if op, ok := parseOp(st.Window.Marks.Op); ok && op.Kind == "stopping" {
 					ev.Message, ev.Expected = "stopped on request", true
 				}
 				em.publish(ev)
+			case known && prev.alive && st.Window == nil && prev.window != "" && !isOneShot(e, st.Process):
+				// The window is gone between two polls: a stop (by any
+				// launcher) that closed it after the process ended.
+				em.publish(Event{Time: now, Kind: Exited, Process: st.Process, Machine: st.Machine, Session: st.Session,
+					Message: "stopped (its window was closed)", Expected: true})
 			}
 			if known && prev.window == id && st.Restarts > prev.restarts {
 				em.publish(Event{Time: now, Kind: Restarted, Process: st.Process, Machine: st.Machine, Session: st.Session,
@@ -189,6 +200,13 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 			return
 		}
 	}
+}
+
+// isOneShot reports whether name is a one-shot (whose windows close when
+// they succeed: not an exit worth an event).
+func isOneShot(e *Engine, name string) bool {
+	p := e.cfg.Process(name)
+	return p == nil || !p.Persistent
 }
 
 func derefInt(p *int) int {
@@ -222,4 +240,24 @@ func (e *Engine) Supervise(ctx context.Context, every time.Duration) {
 // it when they subscribe to exits).
 func (e *Engine) MonitorOnce(ctx context.Context, every time.Duration) {
 	e.monitorOnce.Do(func() { go e.Monitor(ctx, every) })
+}
+
+// LogTail returns the last n lines of name's log (timestamped, as
+// written; launcher's own lines included), for a viewer that then follows
+// the log.
+func (e *Engine) LogTail(ctx context.Context, name string, n int) ([]string, error) {
+	p, err := e.cfg.Lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	m, _, err := e.machine(ctx, p.Machine)
+	if err != nil {
+		return nil, err
+	}
+	path, err := m.LogPath(ctx, p.Session, p.Name)
+	if err != nil {
+		return nil, err
+	}
+	_, lines, err := m.LogHead(ctx, path, n)
+	return lines, err
 }

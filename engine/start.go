@@ -87,7 +87,7 @@ func (e *Engine) StartPlan(ctx context.Context, plan *config.Plan) error {
 
 // StartPlanWith runs a resolved plan with options.
 func (e *Engine) StartPlanWith(ctx context.Context, plan *config.Plan, opts StartOptions) error {
-	em := e.newEmitter()
+	em := e.newEmitter(ctx)
 	g := &graph{tasks: map[string]*task{}}
 	g.run = func(ctx context.Context, name string, level int) error {
 		r := plan.Get(name)

@@ -35,7 +35,7 @@ func (e *Engine) Kill(ctx context.Context, names []string, all bool, opts KillOp
 			return err
 		}
 	}
-	em := e.newEmitter()
+	em := e.newEmitter(ctx)
 	g := &graph{tasks: map[string]*task{}}
 	g.run = func(ctx context.Context, name string, level int) error {
 		p := e.cfg.Process(name)

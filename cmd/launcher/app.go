@@ -217,7 +217,7 @@ func (s *session) newApp() *cli.App {
 		Commands: append([]*cli.Command{
 			s.runCommand(), s.killCommand(), s.restartCommand(), s.statusCommand(), s.watchCommand(),
 			s.monCommand(), s.planCommand(), s.validateCommand(), s.scriptCommand(), s.luaTypesCommand(),
-			s.attachCommand(), s.completionCommand(), helpCommand(),
+			s.attachCommand(), s.serveCommand(), s.completionCommand(), helpCommand(),
 		}, s.pluginCommands()...),
 		// A word that is no command is a usage error (exit 2), not "no help
 		// topic" with exit 1.

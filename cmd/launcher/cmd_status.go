@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
+	"github.com/robotlauncher/launcher/cmd/launcher/api"
 	"github.com/robotlauncher/launcher/engine"
 )
 
@@ -61,7 +62,7 @@ func (s *session) statusCommand() *cli.Command {
 					return "", err
 				}
 				if c.Bool("json") {
-					b, _ := json.MarshalIndent(viewOf(rows), "", "  ")
+					b, _ := json.MarshalIndent(api.ViewOf(rows), "", "  ")
 					return string(b) + "\n", nil
 				}
 				return statusTable(rows, st), nil

@@ -103,3 +103,16 @@ func (m *Machine) ensureDir(ctx context.Context, dir string) error {
 	m.dirs[dir] = true
 	return nil
 }
+
+// StateDir is the machine's per-user state directory, checked (0700,
+// owned by the caller, as for every run) and created when missing: a
+// place for launcher's own files (the serve token).
+func (m *Machine) StateDir(ctx context.Context) (string, error) {
+	if err := m.resolve(ctx); err != nil {
+		return "", err
+	}
+	if err := m.install(ctx); err != nil {
+		return "", err
+	}
+	return strings.TrimRight(m.opts.StateDir, "/"), nil
+}

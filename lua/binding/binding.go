@@ -67,6 +67,7 @@ type Host struct {
 	readyFns map[string]*lua.LFunction
 	kinds    map[string]*checkKind
 	commands []*Command
+	routes   []*Route
 	// doneOneShots are the one-shots that succeeded in this script.
 	doneOneShots map[string]bool
 }

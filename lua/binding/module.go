@@ -22,7 +22,7 @@ import (
 // shims and are not part of the API.
 var Functions = []string{
 	"start", "kill", "kill_all", "restart", "status", "wait_ready", "watch", "exec",
-	"on", "ready_check", "check", "command", "sleep", "supervise", "shell_quote", "run_log",
+	"on", "ready_check", "check", "command", "route", "sleep", "supervise", "shell_quote", "run_log",
 }
 
 // Events are the event names launcher.on accepts.
@@ -53,6 +53,7 @@ func (h *Host) loader(L *lua.LState) int {
 		"ready_check": h.readyCheck,
 		"check":       h.check,
 		"command":     h.command,
+		"route":       h.route,
 		"shell_quote": func(L *lua.LState) int { L.Push(lua.LString(shell.Quote(host.Str(L, 1)))); return 1 },
 	})
 	m.RawSetString("log", stdlib.LogTable(L, h.opts.Log))

@@ -148,6 +148,21 @@ function launcher.check(kind, fn, opts) end
 ---@param fn fun(args: string[])
 function launcher.command(name, opts, fn) end
 
+---@class launcher.Request
+---@field method string
+---@field path string
+---@field query table<string, string>
+---@field body? any  the decoded JSON body, if any
+
+---Add an HTTP route to `launcher serve`: fn(request) returns a table, sent
+---as JSON (or nil, then `null`). The path is fixed (no patterns) and may not
+---start with /api/, /process/ or /static/. A Lua error answers 500 with the
+---message. Waiting (launcher.exec, launcher.status…) works inside fn.
+---@param method "GET"|"POST"|"PUT"|"DELETE"
+---@param path string
+---@param fn fun(request: launcher.Request): table?
+function launcher.route(method, path, fn) end
+
 ---Wait for a number of seconds.
 ---@async
 ---@param seconds number

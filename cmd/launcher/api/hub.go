@@ -1,0 +1,111 @@
+package api
+
+import (
+	"encoding/json"
+	"strconv"
+	"sync"
+)
+
+// hub numbers the events of the server's stream, keeps the newest ones for
+// clients that reconnect (Last-Event-ID), and hands each to every
+// connected client through a bounded queue: a client too slow to keep up
+// is dropped (it reconnects and resumes), never waited for.
+type hub struct {
+	mu      sync.Mutex
+	next    uint64
+	ring    []frame // the newest events, oldest first
+	keep    int
+	clients map[*client]struct{}
+	queue   int
+}
+
+// frame is one encoded event of the stream.
+type frame struct {
+	id   uint64
+	data []byte
+}
+
+type client struct {
+	ch      chan frame
+	dropped chan struct{}
+	once    sync.Once
+}
+
+func (c *client) drop() { c.once.Do(func() { close(c.dropped) }) }
+
+func newHub(keep, queue int) *hub {
+	return &hub{keep: keep, queue: queue, clients: map[*client]struct{}{}, next: 1}
+}
+
+// publish numbers v, keeps it and queues it for every client.
+func (h *hub) publish(v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f := frame{id: h.next, data: data}
+	h.next++
+	h.ring = append(h.ring, f)
+	if len(h.ring) > h.keep {
+		// Copy down now and then instead of on every event.
+		if len(h.ring) > 2*h.keep {
+			h.ring = append([]frame(nil), h.ring[len(h.ring)-h.keep:]...)
+		}
+	}
+	for c := range h.clients {
+		select {
+		case c.ch <- f:
+		default:
+			delete(h.clients, c)
+			c.drop()
+		}
+	}
+}
+
+// subscribe registers a client and returns the kept events after lastID
+// (all of them when lastID is 0 and replay is set); gap reports that
+// events after lastID were no longer kept.
+func (h *hub) subscribe(lastID uint64, replay bool) (c *client, backlog []frame, gap bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c = &client{ch: make(chan frame, h.queue), dropped: make(chan struct{})}
+	h.clients[c] = struct{}{}
+	ring := h.ring
+	if len(ring) > h.keep {
+		ring = ring[len(ring)-h.keep:]
+	}
+	if lastID == 0 && !replay {
+		return c, nil, false
+	}
+	if len(ring) > 0 && lastID+1 < ring[0].id {
+		gap = true
+	}
+	for _, f := range ring {
+		if f.id > lastID {
+			backlog = append(backlog, f)
+		}
+	}
+	return c, backlog, gap
+}
+
+func (h *hub) unsubscribe(c *client) {
+	h.mu.Lock()
+	delete(h.clients, c)
+	h.mu.Unlock()
+	c.drop()
+}
+
+// clientCount is the number of connected stream clients.
+func (h *hub) clientCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.clients)
+}
+
+// parseID reads a Last-Event-ID.
+func parseID(s string) uint64 {
+	n, _ := strconv.ParseUint(s, 10, 64)
+	return n
+}

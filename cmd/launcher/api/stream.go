@@ -1,0 +1,233 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/robotlauncher/launcher/engine"
+)
+
+// sse writes one client's Server-Sent Events. Every write has a deadline,
+// so a client that stops reading costs a goroutine for at most that long.
+type sse struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+const writeTimeout = 10 * time.Second
+
+func newSSE(w http.ResponseWriter) *sse {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	return &sse{w: w, rc: http.NewResponseController(w)}
+}
+
+// send writes an event (id 0: none, so a client's resume point stays
+// where the numbered stream left it).
+func (s *sse) send(id uint64, data []byte) error {
+	_ = s.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	var b strings.Builder
+	if id > 0 {
+		fmt.Fprintf(&b, "id: %d\n", id)
+	}
+	b.WriteString("data: ")
+	b.Write(data)
+	b.WriteString("\n\n")
+	_, err := s.w.Write([]byte(b.String()))
+	return err
+}
+
+func (s *sse) comment(text string) error {
+	_ = s.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, err := fmt.Fprintf(s.w, ": %s\n\n", text)
+	return err
+}
+
+func (s *sse) flush() error { return s.rc.Flush() }
+
+// events is GET /api/v1/events: every event of the engine (operations of
+// this server, and what the monitor sees: other launchers' runs, exits,
+// restarts, machines lost and back) as `data: JSON` with an id.
+// Last-Event-ID (header or ?last_event_id=) resumes after that event while
+// it is still kept (else a {"event": "gap"} says to reload); ?replay=1
+// starts with every kept event; ?output=a,b adds the output lines of
+// those processes (without ids).
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	last := parseID(r.Header.Get("Last-Event-ID"))
+	if last == 0 {
+		last = parseID(q.Get("last_event_id"))
+	}
+	var outNames []string
+	if o := q.Get("output"); o != "" {
+		for _, n := range strings.Split(o, ",") {
+			if _, err := s.e.Config().Lookup(n); err != nil {
+				writeError(w, err)
+				return
+			}
+			outNames = append(outNames, n)
+		}
+	}
+	c, backlog, gap := s.hub.subscribe(last, q.Get("replay") == "1")
+	defer s.hub.unsubscribe(c)
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	out := make(chan []byte, 256)
+	if len(outNames) > 0 {
+		go func() {
+			_ = s.e.Watch(ctx, outNames, 0, func(l engine.LogLine) {
+				if l.Err != nil {
+					return
+				}
+				data, _ := json.Marshal(engine.Event{Time: time.Now(), Kind: engine.Output, Process: l.Process, Line: l.Line})
+				select {
+				case out <- data:
+				default:
+					c.drop() // too slow for its own output: it reconnects
+				}
+			})
+		}()
+	}
+	st := newSSE(w)
+	go func() {
+		// A dropped client may be stuck in a write to a full socket: end
+		// that write now rather than at its deadline.
+		select {
+		case <-c.dropped:
+			_ = st.rc.SetWriteDeadline(time.Now())
+		case <-ctx.Done():
+		}
+	}()
+	if err := st.comment("launcher events"); err != nil {
+		return
+	}
+	if gap {
+		if st.send(0, []byte(`{"event":"gap","message":"events were missed: reload the process list"}`)) != nil {
+			return
+		}
+	}
+	for _, f := range backlog {
+		if st.send(f.id, f.data) != nil {
+			return
+		}
+	}
+	if st.flush() != nil {
+		return
+	}
+	ping := time.NewTicker(15 * time.Second)
+	defer ping.Stop()
+	for {
+		var err error
+		select {
+		case f := <-c.ch:
+			err = st.send(f.id, f.data)
+			// Send what else is queued before flushing once.
+			for more := true; more && err == nil; {
+				select {
+				case f = <-c.ch:
+					err = st.send(f.id, f.data)
+				default:
+					more = false
+				}
+			}
+		case d := <-out:
+			err = st.send(0, d)
+		case <-ping.C:
+			err = st.comment("ping")
+		case <-c.dropped:
+			return
+		case <-ctx.Done():
+			return
+		case <-s.ctx.Done():
+			return
+		}
+		if err == nil {
+			err = st.flush()
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// logStream is GET /api/v1/processes/{name}/log/stream: the last ?lines=N
+// lines of the log (default 100), then each new line, as `data:
+// {"process", "line"}` events; the stream says `{"error"}` when the log
+// cannot be read for a while (the machine is away) and goes on.
+func (s *Server) logStream(w http.ResponseWriter, r *http.Request) {
+	p, err := s.process(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	n, err := lineCount(r.URL.Query().Get("lines"), 100)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	lines := make(chan []byte, 1024)
+	go func() {
+		defer close(lines)
+		_ = s.e.Watch(ctx, []string{p.Name}, n, func(l engine.LogLine) {
+			v := map[string]string{"process": l.Process, "line": l.Line}
+			if l.Err != nil {
+				v = map[string]string{"process": l.Process, "error": l.Err.Error()}
+			}
+			data, _ := json.Marshal(v)
+			select {
+			case lines <- data:
+			default:
+				cancel() // a reader that cannot keep up is dropped
+			}
+		})
+	}()
+	st := newSSE(w)
+	if st.comment("log of "+p.Name) != nil || st.flush() != nil {
+		return
+	}
+	ping := time.NewTicker(15 * time.Second)
+	defer ping.Stop()
+	for {
+		var err error
+		select {
+		case d, ok := <-lines:
+			if !ok {
+				return
+			}
+			err = st.send(0, d)
+			for more := true; more && err == nil; {
+				select {
+				case d, ok = <-lines:
+					if !ok {
+						more = false
+						break
+					}
+					err = st.send(0, d)
+				default:
+					more = false
+				}
+			}
+		case <-ping.C:
+			err = st.comment("ping")
+		case <-ctx.Done():
+			return
+		case <-s.ctx.Done():
+			return
+		}
+		if err == nil {
+			err = st.flush()
+		}
+		if err != nil {
+			return
+		}
+	}
+}

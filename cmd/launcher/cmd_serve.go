@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/robotlauncher/launcher/cmd/launcher/api"
+	"github.com/robotlauncher/launcher/engine/config"
+	"github.com/robotlauncher/launcher/executor"
+	"github.com/robotlauncher/launcher/executor/pool"
+)
+
+func (s *session) serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "serve the HTTP API, the event stream and the web dashboard (default http://" + api.DefaultListen + "/)",
+		Flags: withCommon(
+			&cli.StringFlag{Name: "listen", Value: api.DefaultListen, Usage: "listen on `ADDR` (host:port); an address that is not loopback requires a token"},
+			&cli.StringFlag{Name: "token-file", Usage: "read the API token from `FILE` (0600, yours); without it, a non-loopback server makes one and keeps it in the state directory"},
+			&cli.IntFlag{Name: "stream-queue", Value: 256, Hidden: true, Usage: "events queued per stream client before it is dropped as too slow"},
+		),
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageErr("serve takes no arguments (got %s)", strings.Join(c.Args().Slice(), " "))
+			}
+			listen := c.String("listen")
+			host, port, err := net.SplitHostPort(listen)
+			if err != nil || port == "" {
+				return usageErr("--listen %q: write HOST:PORT, e.g. %s", listen, api.DefaultListen)
+			}
+			if q := c.Int("stream-queue"); q < 1 || q > 1<<16 {
+				return usageErr("--stream-queue %d: write a number from 1 to 65536", q)
+			}
+			e, err := s.setup(c)
+			if err != nil {
+				return err
+			}
+			loopback := api.IsLoopbackAddr(listen)
+			token, announce, err := s.serveToken(c.Context, c.String("token-file"), loopback)
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return &exitError{code: exitFailed, err: fmt.Errorf("cannot listen on %s: %v", listen, err)}
+			}
+			o := api.Options{Engine: e, Token: token, Loopback: loopback && token == "", Version: version, Log: s.stderr,
+				StreamQueue: c.Int("stream-queue"),
+				Validate:    func() error { _, err := config.Load(s.cfg.File); return err }}
+			if s.lua != nil {
+				o.Lua = s.lua
+			}
+			srv := api.New(c.Context, o)
+			srv.Start()
+			hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+			served := make(chan error, 1)
+			go func() { served <- hs.Serve(ln) }()
+			addr := ln.Addr().String()
+			if host == "" || host == "0.0.0.0" || host == "::" {
+				addr = "<this machine's address>:" + port
+			}
+			fmt.Fprintf(s.stdout, "launcher serve: http://%s/ (%s, %d processes; API at /api/v1/, events at /api/v1/events)\n", addr, s.cfg.File, len(s.cfg.Processes))
+			if announce != "" {
+				fmt.Fprintln(s.stdout, announce)
+			}
+			var serveErr error
+			select {
+			case <-c.Context.Done():
+			case serveErr = <-served:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = hs.Shutdown(ctx)
+			srv.Wait()
+			if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+				return serveErr
+			}
+			return c.Context.Err()
+		},
+	}
+}
+
+// serveToken finds the token a server requires: the --token-file's, or
+// for a non-loopback address one kept in the local state directory
+// (made, 0600, the first time; announce then shows it once).
+func (s *session) serveToken(ctx context.Context, file string, loopback bool) (token, announce string, err error) {
+	if file != "" {
+		if err := pool.SafeFile(file); err != nil {
+			return "", "", &exitError{code: exitUsage, err: fmt.Errorf("--token-file: %v", err)}
+		}
+		fi, err := os.Stat(file)
+		if err == nil && fi.Mode().Perm()&0o077 != 0 {
+			return "", "", usageErr("--token-file %s: its mode %04o lets other users read it: chmod 600 %s", file, fi.Mode().Perm(), file)
+		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return "", "", usageErr("--token-file: %v", err)
+		}
+		token = strings.TrimSpace(string(data))
+		if len(token) < 16 {
+			return "", "", usageErr("--token-file %s: a token has at least 16 characters", file)
+		}
+		return token, "", nil
+	}
+	if loopback {
+		return "", "", nil
+	}
+	m, err := s.pool.Machine(ctx, executor.Local)
+	if err != nil {
+		return "", "", err
+	}
+	sd, ok := m.(interface {
+		StateDir(context.Context) (string, error)
+	})
+	if !ok {
+		return "", "", errors.New("the local machine keeps no state directory for the token: use --token-file")
+	}
+	dir, err := sd.StateDir(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	path := filepath.Join(dir, "serve-token")
+	if data, err := os.ReadFile(path); err == nil {
+		if err := pool.SafeFile(path); err != nil {
+			return "", "", &exitError{code: exitUsage, err: err}
+		}
+		token = strings.TrimSpace(string(data))
+		if len(token) >= 16 {
+			return token, "token: as before, in " + path + " (send it as `Authorization: Bearer TOKEN`; browsers open /?token=TOKEN once)", nil
+		}
+	}
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", "", err
+	}
+	token = hex.EncodeToString(b)
+	_ = os.Remove(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return "", "", fmt.Errorf("cannot keep the token: %v", err)
+	}
+	_, err = f.WriteString(token + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", "", err
+	}
+	return token, "token: " + token + " (kept in " + path + "; send it as `Authorization: Bearer TOKEN`; browsers open /?token=TOKEN once)", nil
+}
