@@ -12,7 +12,7 @@ FUZZ_PARSE  ?= 80000x
 FUZZ_RENDER ?= 200000x
 FUZZ_QUOTE  ?= 3000x
 # Packages the tests need, and the commands that tell they are there.
-TEST_PKGS := tmux perl procps openssh-server openssh-client docker.io busybox-static
+TEST_PKGS := tmux perl procps openssh-server openssh-client docker.io busybox-static chromium
 DEMO_PKGS := tmux perl procps
 
 .PHONY: all build test test-unit lint fuzz vet fmt-check deps deps-demo demo bench clean

@@ -580,3 +580,41 @@ func setRcvBuf(rc syscall.RawConn, n int) error {
 	}
 	return serr
 }
+
+// A restart by a restart policy reaches the stream as a `restarted` event,
+// and with restart_dependants the server restarts the dependants.
+func TestServeRestartEvents(t *testing.T) {
+	e := newEnv(t, "")
+	e.writeConfig(fmt.Sprintf(`
+context: {session: sr}
+flaky:
+  cmd: 'while [ ! -e %[1]s/go ]; do sleep 0.05; done; if [ ! -e %[1]s/crashed ]; then touch %[1]s/crashed; exit 4; fi; sleep 300'
+  restart: on-failure
+  restart_delay: 50ms
+  restart_dependants: true
+user:
+  cmd: sleep 300
+  depends: [flaky]
+`, e.dir))
+	s := startServer(t, e, "")
+	ev := s.stream("/api/v1/events", 0)
+	if code := s.do("POST", "/api/v1/processes/user/start?wait=ready", nil, nil); code != 200 {
+		t.Fatalf("start: %d", code)
+	}
+	before := e.pid("user")
+	// Let the monitor see both running before the crash.
+	ev.next(t, 10*time.Second, "user READY", func(x sseEvent) bool { return is("state", "user")(x) && x.Data["state"] == "READY" })
+	os.WriteFile(filepath.Join(e.dir, "go"), nil, 0o644)
+	x := ev.next(t, 20*time.Second, "restarted of flaky", is("restarted", "flaky"))
+	if x.Data["exit_code"] != float64(4) || x.Data["restarts"] != float64(1) {
+		t.Errorf("restarted event: %+v", x.Data)
+	}
+	ev.next(t, 30*time.Second, "the dependant's restart", func(x sseEvent) bool { return is("started", "user")(x) })
+	st := e.waitState("user", "READY", 20*time.Second)
+	if st.PID == nil || *st.PID == before {
+		t.Errorf("user was not restarted: pid %v, before %d", st.PID, before)
+	}
+	if st := e.status()["flaky"]; st.Restarts != 1 || st.State != "READY" && st.State != "RUNNING" {
+		t.Errorf("flaky: %+v", st)
+	}
+}

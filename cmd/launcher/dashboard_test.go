@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/robotlauncher/launcher/executor/executortest"
+)
+
+// browser starts a headless Chromium (Debian's package) for one test.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		executortest.Skip(t, "the dashboard tests need Debian's chromium (make deps installs it)")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(bin),
+		chromedp.NoSandbox, // the tests run as root
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.WindowSize(1280, 900),
+	)
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelC := chromedp.NewContext(actx)
+	ctx, cancelT := context.WithTimeout(ctx, 3*time.Minute)
+	t.Cleanup(func() { cancelT(); cancelC(); cancelA() })
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("chromium does not start: %v", err)
+	}
+	return ctx
+}
+
+// into runs a and stores its value in dst (chromedp's actions return
+// values; Do runs only those that return none).
+func into[T any](a chromedp.Action[T], dst *T) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		v, err := a(ctx, t)
+		*dst = v
+		return chromedp.Void{}, err
+	}
+}
+
+// artifact saves a test artifact in artifacts/ at the top of the
+// repository (kept by CI, ignored by git).
+func artifact(t *testing.T, name string, data []byte) string {
+	t.Helper()
+	dir := filepath.Join("..", "..", "artifacts")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// waitJS polls a JavaScript condition in the page.
+func waitJS(expr string, within time.Duration) chromedp.Action[chromedp.Void] {
+	var ok bool
+	return into(chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(within), chromedp.WithPollingInterval(50*time.Millisecond)), &ok)
+}
+
+func css(sel string) chromedp.CSS { return chromedp.CSS(sel) }
+
+func TestDashboardInChromium(t *testing.T) {
+	e := newEnv(t, `
+context: {session: dash}
+roscore:
+  cmd: echo "hello from roscore"; sleep 300
+  ready_check: 'true'
+driver:
+  cmd: echo "driver up"; sleep 300
+  depends: [roscore]
+  category: drivers
+  variants:
+    mode:
+      - fast: {cmd: "echo mode=fast; {cmd}"}
+      - slow: {cmd: "echo mode=slow; {cmd}"}
+planner:
+  cmd: echo "planning"; sleep 300
+  depends: [driver]
+arm:
+  machine: nobody@127.0.0.1:1
+  cmd: sleep 300
+`)
+	ctx := browser(t)
+	s := startServer(t, e, "")
+	row := func(p string) string { return fmt.Sprintf(`document.querySelector('#row-%s .state')`, p) }
+	stateIs := func(p, st string) string { return row(p) + ` && ` + row(p) + `.textContent === '` + st + `'` }
+	var steps, banner, logText string
+	var groups int
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(s.base+"/"),
+		// Every process, grouped by session and machine, with its state.
+		waitJS(stateIs("roscore", "STOPPED")+" && "+stateIs("arm", "UNAVAILABLE"), 20*time.Second),
+		into(chromedp.Evaluate[int](`document.querySelectorAll('#groups table').length`), &groups),
+		// An unreachable machine is a banner.
+		waitJS(`document.getElementById('banner').classList.contains('on')`, 10*time.Second),
+		into(chromedp.Text(css("#banner")), &banner),
+		// The stream is live before we act.
+		waitJS(`document.getElementById('conn').textContent === 'live'`, 10*time.Second),
+		// Start the planner: its dependencies come up, the cells turn
+		// READY from the event stream, and the progress shows each step.
+		chromedp.Click(css(`#row-planner button[data-action="start"]`)),
+		waitJS(stateIs("planner", "READY")+" && "+stateIs("roscore", "READY"), 30*time.Second),
+		waitJS(`document.getElementById('steps').textContent.includes('[roscore] ready')`, 10*time.Second),
+		into(chromedp.Text(css("#steps")), &steps),
+	)
+	if err != nil {
+		t.Fatalf("dashboard: %v\nserver:\n%s", err, s.bg.stderr())
+	}
+	if groups != 2 || !strings.Contains(banner, "nobody@127.0.0.1:1") {
+		t.Errorf("groups %d, banner %q", groups, banner)
+	}
+	for _, want := range []string{"[planner] ready", "[driver] ready", "done: start planner"} {
+		if !strings.Contains(steps, want) {
+			t.Errorf("progress lacks %q:\n%s", want, steps)
+		}
+	}
+	if st := e.status(); st["planner"].State != "READY" || st["driver"].State != "READY" {
+		t.Errorf("after the page's start: %+v", st)
+	}
+
+	// A CLI kill reaches the page through the stream.
+	e.mustRun("kill", "planner")
+	var shot []byte
+	err = chromedp.Do(ctx,
+		waitJS(stateIs("planner", "STOPPED"), 10*time.Second),
+		// The log pane follows a process's output.
+		chromedp.Click(css(`#row-roscore button[data-action="log"]`)),
+		waitJS(`document.getElementById('log-lines').textContent.includes('hello from roscore')`, 10*time.Second),
+		into(chromedp.Text(css("#log-lines")), &logText),
+		into(chromedp.FullScreenshot(100), &shot),
+	)
+	if err != nil {
+		t.Fatalf("dashboard after a CLI kill: %v", err)
+	}
+	t.Logf("screenshot: %s", artifact(t, "dashboard.png", shot))
+	if os.Getenv("UPDATE_README_SCREENSHOTS") != "" {
+		_ = os.WriteFile(filepath.Join("api", "dashboard", "screenshot.png"), shot, 0o644)
+	}
+
+	// Restart the driver with a variant from the picker.
+	err = chromedp.Do(ctx,
+		chromedp.Click(css(`#log-close`)),
+		chromedp.Click(css(`#row-driver button[data-action="stop"]`)),
+		waitJS(stateIs("driver", "STOPPED"), 20*time.Second),
+		chromedp.Click(css(`#row-driver button[data-action="start"]`)),
+		chromedp.WaitVisible(css(`#picker`)),
+		chromedp.Click(css(`#picker input[value="fast"]`)),
+		chromedp.Click(css(`#picker-go`)),
+		waitJS(stateIs("driver", "READY"), 20*time.Second),
+	)
+	if err != nil {
+		t.Fatalf("variant picker: %v", err)
+	}
+	if log := e.waitLog("dash", "driver", "mode=fast"); !strings.Contains(log, "driver up") {
+		t.Errorf("driver log:\n%s", log)
+	}
+
+	// The dependency graph: a node per process.
+	var nodes int
+	err = chromedp.Do(ctx,
+		chromedp.Click(css(`#tab-graph`)),
+		waitJS(`document.querySelectorAll('#graph g[data-process]').length === 4`, 10*time.Second),
+		into(chromedp.Evaluate[int](`document.querySelectorAll('#graph line').length`), &nodes),
+	)
+	if err != nil || nodes != 2 {
+		t.Fatalf("graph: %v (%d edges)", err, nodes)
+	}
+
+	// On a phone-sized screen the table becomes cards: no header row.
+	var headerHidden bool
+	var phone []byte
+	err = chromedp.Do(ctx,
+		chromedp.Click(css(`#tab-table`)),
+		chromedp.EmulateViewport(390, 844),
+		waitJS(`getComputedStyle(document.querySelector('#groups thead')).display === 'none'`, 10*time.Second),
+		into(chromedp.Evaluate[bool](`document.body.scrollWidth <= 390`), &headerHidden),
+		into(chromedp.FullScreenshot(100), &phone),
+	)
+	if err != nil || !headerHidden {
+		t.Errorf("phone layout: %v (fits: %v)", err, headerHidden)
+	}
+	artifact(t, "dashboard-phone.png", phone)
+	if os.Getenv("UPDATE_README_SCREENSHOTS") != "" {
+		_ = os.WriteFile(filepath.Join("api", "dashboard", "screenshot-phone.png"), phone, 0o644)
+	}
+	if !strings.Contains(logText, "hello from roscore") {
+		t.Errorf("log pane: %q", logText)
+	}
+}
