@@ -82,6 +82,15 @@ type Engine struct {
 	spawned map[string]string
 
 	monitorOnce sync.Once
+	// watched is the monitor's last poll; lastOwn is when this engine's
+	// operations last published an event (Unix nanoseconds).
+	watched atomic.Pointer[watchedRows]
+	lastOwn atomic.Int64
+}
+
+type watchedRows struct {
+	rows  []Status
+	taken time.Time
 }
 
 // New returns an Engine.
@@ -143,6 +152,7 @@ func (e *Engine) lock(machine, session, name string) *sync.Mutex {
 // operation shares between its processes.
 type emitter struct {
 	bus     *Bus
+	last    *atomic.Int64 // the engine's lastOwn
 	op      uint64
 	request string
 	scans   *scans
@@ -200,6 +210,7 @@ func (s *scans) get(ctx context.Context, m executor.Machine) ([]executor.TaggedP
 }
 
 func (em emitter) emit(kind Kind, p *config.Process, level int, format string, args ...any) Event {
+	em.touch()
 	ev := Event{Time: time.Now(), Kind: kind, Level: level, Op: em.op, Request: em.request}
 	if p != nil {
 		ev.Process, ev.Machine, ev.Session = p.Name, p.Machine, p.Session
@@ -211,7 +222,15 @@ func (em emitter) emit(kind Kind, p *config.Process, level int, format string, a
 	return ev
 }
 
+// touch records that an operation of this engine changed something now.
+func (em emitter) touch() {
+	if em.op != 0 && em.last != nil {
+		em.last.Store(time.Now().UnixNano())
+	}
+}
+
 func (em emitter) publish(ev Event) {
+	em.touch()
 	ev.Op, ev.Request = em.op, em.request
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
@@ -221,7 +240,7 @@ func (em emitter) publish(ev Event) {
 
 func (e *Engine) newEmitter(ctx context.Context) emitter {
 	label, _ := ctx.Value(requestKey{}).(string)
-	return emitter{bus: e.bus, op: e.opSeq.Add(1), request: label, scans: &scans{by: map[executor.Machine]*scanCall{}}}
+	return emitter{bus: e.bus, last: &e.lastOwn, op: e.opSeq.Add(1), request: label, scans: &scans{by: map[executor.Machine]*scanCall{}}}
 }
 
 // ProcessError is a failure of a process (it exited, timed out, a

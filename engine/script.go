@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/robotlauncher/launcher/engine/config"
@@ -133,7 +134,37 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 	lost := map[string]bool{}
 	em := emitter{bus: e.bus}
 	first := true
+	// Machines that ring when a launcher changes a window wake the loop at
+	// once (then once more shortly after, for the pane's death that follows
+	// its exit line); polling every `every` covers the rest.
+	wake := make(chan struct{}, 1)
+	listening := map[executor.Machine]bool{}
+	var lmu sync.Mutex
+	listen := func() {
+		for _, name := range e.machineNames() {
+			m, _, err := e.machine(ctx, name)
+			n, ok := m.(executor.Notifier)
+			lmu.Lock()
+			if err != nil || !ok || listening[m] {
+				lmu.Unlock()
+				continue
+			}
+			listening[m] = true
+			lmu.Unlock()
+			go func() {
+				defer func() { lmu.Lock(); delete(listening, m); lmu.Unlock() }()
+				for n.WaitChange(ctx) == nil {
+					select {
+					case wake <- struct{}{}:
+					default:
+					}
+				}
+			}()
+		}
+	}
+	next := every
 	for {
+		taken := time.Now()
 		sts, err := e.WindowStates(ctx, nil)
 		if err != nil {
 			// Machines are reported one by one (UNAVAILABLE rows); an
@@ -143,6 +174,7 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 			}
 			continue
 		}
+		e.watched.Store(&watchedRows{rows: sts, taken: taken})
 		now := time.Now()
 		down := map[string]string{}
 		for _, st := range sts {
@@ -196,10 +228,41 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 				em.publish(Event{Time: now, Kind: HostBack, Machine: m, Message: "reachable again"})
 			}
 		}
-		if sleepCtx(ctx, every) != nil {
+		listen()
+		select {
+		case <-ctx.Done():
 			return
+		case <-wake:
+			next = 50 * time.Millisecond
+		case <-time.After(next):
+			next = every
 		}
 	}
+}
+
+// Watched returns the monitor's last view of every process (window states:
+// no ORPHANED scan) when it is at most maxAge old and no operation of this
+// engine changed anything since it was taken; ok is false otherwise (ask
+// Status). A server answers lists from it without listing the machines.
+func (e *Engine) Watched(maxAge time.Duration) (rows []Status, ok bool) {
+	w := e.watched.Load()
+	if w == nil || time.Since(w.taken) > maxAge || w.taken.UnixNano() <= e.lastOwn.Load() {
+		return nil, false
+	}
+	return append([]Status(nil), w.rows...), true
+}
+
+// machineNames are the machines of the config, each once.
+func (e *Engine) machineNames() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, p := range e.cfg.Processes {
+		if !seen[p.Machine] {
+			seen[p.Machine] = true
+			out = append(out, p.Machine)
+		}
+	}
+	return out
 }
 
 // isOneShot reports whether name is a one-shot (whose windows close when

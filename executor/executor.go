@@ -80,6 +80,16 @@ type Attacher interface {
 	AttachCommand(session, windowID, viewSession string) []string
 }
 
+// Notifier is implemented by machines that can tell a watcher when a
+// launcher changed one of their windows, so it need not wait for its next
+// poll.
+type Notifier interface {
+	// WaitChange returns when a launcher changed a window on the machine,
+	// or when ctx ends (with its error). A change made while nobody
+	// waited ends the next wait at once.
+	WaitChange(ctx context.Context) error
+}
+
 // Connector hands out Machines by machine string, dialling them on first use
 // and sharing them afterwards.
 type Connector interface {

@@ -294,7 +294,8 @@ func main() {
 	scenarios := []struct {
 		name string
 		fn   func(*world) row
-	}{{"up50", up50}, {"chain10", chain10}, {"status50", status50}, {"stop50", stop50}, {"ready", readyLatency}}
+	}{{"up50", up50}, {"chain10", chain10}, {"status50", status50}, {"stop50", stop50}, {"ready", readyLatency},
+		{"serve-list", serveList50}, {"serve-events", serveEvents}}
 	var rows []row
 	for _, s := range scenarios {
 		if *only != "" && !strings.Contains(s.name, *only) {
@@ -304,6 +305,9 @@ func main() {
 		rows = append(rows, s.fn(w))
 		if s.name == "up50" {
 			rows = append(rows, rssRow)
+		}
+		if s.name == "serve-events" {
+			rows = append(rows, rssServe)
 		}
 	}
 	fmt.Printf("%-46s %12s %12s %8s %-8s %s\n", "work (median of runs)", "launcher", "floor", "ratio", "target", "floor is")

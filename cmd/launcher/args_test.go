@@ -32,6 +32,7 @@ func TestFlagsAfterArguments(t *testing.T) {
 		{"run a -- -weird", "run -- a -weird"},
 		{"status --bogus a", "status --bogus -- a"},
 		{"help run -c r.yaml", "help -c r.yaml -- run"},
+		{"serve -c r.yaml --listen 127.0.0.1:9000", "serve -c r.yaml --listen 127.0.0.1:9000"},
 	}
 	for _, c := range cases {
 		got := strings.Join(normalizeArgs(app, append([]string{"launcher"}, strings.Fields(c.in)...))[1:], " ")

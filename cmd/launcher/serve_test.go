@@ -171,7 +171,7 @@ func is(kind, process string) func(sseEvent) bool {
 func TestServeAPI(t *testing.T) {
 	e := newEnv(t, "")
 	marker := filepath.Join(e.dir, "plugin-saw-ready")
-	e.writeConfig(fmt.Sprintf(`
+	e.writeConfig(`
 context:
   session: api
   plugins: [plugin.lua]
@@ -191,7 +191,7 @@ driver:
 planner:
   cmd: echo "planner up"; sleep 300
   depends: [driver]
-`))
+`)
 	os.WriteFile(filepath.Join(e.dir, "plugin.lua"), []byte(fmt.Sprintf(`
 local launcher = require("launcher")
 local fs = require("fs")
@@ -539,7 +539,7 @@ chatty: {cmd: 'for i in $(seq 1 60000); do echo "line $i of some output that fil
 		t.Fatal(err)
 	}
 	defer slow.Close()
-	fmt.Fprintf(slow, "GET /api/v1/events?output=chatty HTTP/1.1\r\nHost: %s\r\n\r\n", strings.TrimPrefix(s.base, "http://"))
+	fmt.Fprintf(slow, "GET /api/v1/events?output=chatty&lines=100000 HTTP/1.1\r\nHost: %s\r\n\r\n", strings.TrimPrefix(s.base, "http://"))
 	// Every client gets what happens.
 	e.mustRun("run", "a")
 	if code := s.do("POST", "/api/v1/processes/a/stop?wait=done", nil, nil); code != 200 {

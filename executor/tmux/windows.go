@@ -211,12 +211,38 @@ func setCommands(windowID string, u executor.MarkUpdate) [][]string {
 		}
 		cmds = append(cmds, []string{"set-option", "-w", "-t", windowID, "@launcher_ready", v})
 	}
+	if len(cmds) > 0 {
+		cmds = append(cmds, doorbell)
+	}
 	return cmds
+}
+
+// ChangedChannel is the tmux wait-for channel every change launcher makes
+// to a window signals (launcher's own commands, and the pane's prologue
+// when the process exits or its restart loop acts), so a watcher wakes at
+// once instead of at its next poll.
+const ChangedChannel = "launcher-changed"
+
+// doorbell is the command that signals ChangedChannel. A signal nobody
+// waits for is kept by tmux for the next waiter, so none is lost.
+var doorbell = []string{"wait-for", "-S", ChangedChannel}
+
+// WaitChange returns when a launcher changed a window on this machine
+// (see ChangedChannel), or when ctx ends.
+func (m *Machine) WaitChange(ctx context.Context) error {
+	res, err := m.run(ctx, []string{"wait-for", ChangedChannel})
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("tmux wait-for on %s: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
+	}
+	return nil
 }
 
 // CloseWindow kills a window by ID.
 func (m *Machine) CloseWindow(ctx context.Context, windowID string) error {
-	res, err := m.run(ctx, []string{"kill-window", "-t", windowID})
+	res, err := m.run(ctx, []string{"kill-window", "-t", windowID}, doorbell)
 	if err != nil {
 		return err
 	}

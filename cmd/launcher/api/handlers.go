@@ -115,20 +115,31 @@ func (s *Server) entries(ctx context.Context, names []string) ([]ProcessEntry, e
 	if err != nil {
 		return nil, err
 	}
+	return s.entriesOf(sts), nil
+}
+
+func (s *Server) entriesOf(sts []engine.Status) []ProcessEntry {
 	out := make([]ProcessEntry, 0, len(sts))
 	for _, st := range sts {
 		out = append(out, ProcessEntry{ProcessView: viewOf(st), Config: configView(s.e.Config().Process(st.Process))})
 	}
-	return out, nil
+	return out
 }
 
+// list answers from the monitor's view while it is fresh (one poll old at
+// most, and taken after this server's last operation: tmux rings the
+// monitor at every change a launcher makes); otherwise it lists the
+// machines.
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
-	es, err := s.entries(r.Context(), nil)
-	if err != nil {
-		writeError(w, err)
-		return
+	sts, ok := s.e.Watched(s.o.MonitorEvery + 50*time.Millisecond)
+	if !ok || r.URL.Query().Get("fresh") == "1" {
+		var err error
+		if sts, err = s.e.Status(r.Context(), nil); err != nil {
+			writeError(w, err)
+			return
+		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"processes": es})
+	writeJSON(w, http.StatusOK, map[string]any{"processes": s.entriesOf(sts)})
 }
 
 func (s *Server) one(w http.ResponseWriter, r *http.Request) {

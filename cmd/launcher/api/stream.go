@@ -58,7 +58,8 @@ func (s *sse) flush() error { return s.rc.Flush() }
 // Last-Event-ID (header or ?last_event_id=) resumes after that event while
 // it is still kept (else a {"event": "gap"} says to reload); ?replay=1
 // starts with every kept event; ?output=a,b adds the output lines of
-// those processes (without ids).
+// those processes (without ids), from their last ?lines=N lines (default:
+// new lines only).
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	last := parseID(r.Header.Get("Last-Event-ID"))
@@ -66,6 +67,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		last = parseID(q.Get("last_event_id"))
 	}
 	var outNames []string
+	outLines, err := lineCount(q.Get("lines"), 0)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	if o := q.Get("output"); o != "" {
 		for _, n := range strings.Split(o, ",") {
 			if _, err := s.e.Config().Lookup(n); err != nil {
@@ -82,7 +88,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	out := make(chan []byte, 256)
 	if len(outNames) > 0 {
 		go func() {
-			_ = s.e.Watch(ctx, outNames, 0, func(l engine.LogLine) {
+			_ = s.e.Watch(ctx, outNames, outLines, func(l engine.LogLine) {
 				if l.Err != nil {
 					return
 				}

@@ -5,7 +5,7 @@
 __launcher_env=$1; set --
 if ! . "$__launcher_env"; then printf '[launcher] cannot read %s\n' "$__launcher_env"; exit 126; fi
 rm -f -- "$__launcher_env"; unset __launcher_env
-trap '__launcher_rc=$?; case $__launcher_rc in 130|131) printf "\n";; esac; printf "[launcher] %s exited with code %d (run %s)\n" "$LAUNCHER_PROCESS" "$__launcher_rc" "$LAUNCHER_TAG"' EXIT
+trap '__launcher_rc=$?; case $__launcher_rc in 130|131) printf "\n";; esac; printf "[launcher] %s exited with code %d (run %s)\n" "$LAUNCHER_PROCESS" "$__launcher_rc" "$LAUNCHER_TAG"; tmux wait-for -S launcher-changed 2>/dev/null' EXIT
 printf '[launcher] starting %s (run %s)\n' "$LAUNCHER_PROCESS" "$LAUNCHER_TAG"
 if [ -n "$LAUNCHER_CWD" ]; then cd -- "$LAUNCHER_CWD" || exit 126; fi
 if [ -z "${LAUNCHER_RESTART:-}" ]; then
@@ -48,7 +48,7 @@ else
     __lr_times=("${__lr_recent[@]}")
     if [ "$__lr_max" -gt 0 ] && [ "${#__lr_times[@]}" -ge "$__lr_max" ]; then
       __lr_why="gave up after $__lr_count restarts (max_restarts $__lr_max within $((__lr_window / 1000))s); last exit code $__launcher_rc"
-      tmux set-option -w -t "$TMUX_PANE" @launcher_restart_state "gaveup $__lr_why" 2>/dev/null
+      tmux set-option -w -t "$TMUX_PANE" @launcher_restart_state "gaveup $__lr_why" \; wait-for -S launcher-changed 2>/dev/null
       printf '[launcher] %s: %s (run %s)\n' "$LAUNCHER_PROCESS" "$__lr_why" "$LAUNCHER_TAG"
       exit "$__launcher_rc"
     fi
@@ -59,16 +59,16 @@ else
     done
     [ "$__lr_d" -gt "$__lr_cap" ] && __lr_d=$__lr_cap
     if [ "$__lr_clear" = 1 ]; then
-      tmux set-option -w -t "$TMUX_PANE" @launcher_restart_state "backoff $((__lr_t + __lr_d)) $__launcher_rc" \; set-option -w -t "$TMUX_PANE" @launcher_ready 0 2>/dev/null
+      tmux set-option -w -t "$TMUX_PANE" @launcher_restart_state "backoff $((__lr_t + __lr_d)) $__launcher_rc" \; set-option -w -t "$TMUX_PANE" @launcher_ready 0 \; wait-for -S launcher-changed 2>/dev/null
     else
-      tmux set-option -w -t "$TMUX_PANE" @launcher_restart_state "backoff $((__lr_t + __lr_d)) $__launcher_rc" 2>/dev/null
+      tmux set-option -w -t "$TMUX_PANE" @launcher_restart_state "backoff $((__lr_t + __lr_d)) $__launcher_rc" \; wait-for -S launcher-changed 2>/dev/null
     fi
     printf '[launcher] %s failed with code %d; restarting in %d.%03ds (run %s)\n' "$LAUNCHER_PROCESS" "$__launcher_rc" $((__lr_d / 1000)) $((__lr_d % 1000)) "$LAUNCHER_TAG"
     sleep "$((__lr_d / 1000)).$(printf %03d $((__lr_d % 1000)))"
     __lr_stop_asked && exit "$__launcher_rc"
     __lr_now
     __lr_count=$((__lr_count + 1)) __lr_times+=("$__lr_t")
-    tmux set-option -w -t "$TMUX_PANE" @launcher_restarts "$__lr_count $__launcher_rc $__lr_t" \; set-option -w -u -t "$TMUX_PANE" @launcher_restart_state 2>/dev/null
+    tmux set-option -w -t "$TMUX_PANE" @launcher_restarts "$__lr_count $__launcher_rc $__lr_t" \; set-option -w -u -t "$TMUX_PANE" @launcher_restart_state \; wait-for -S launcher-changed 2>/dev/null
     printf '[launcher] restarting %s (restart %d, run %s)\n' "$LAUNCHER_PROCESS" "$__lr_count" "$LAUNCHER_TAG"
   done
 fi
