@@ -540,6 +540,9 @@ chatty: {cmd: 'for i in $(seq 1 60000); do echo "line $i of some output that fil
 	}
 	defer slow.Close()
 	fmt.Fprintf(slow, "GET /api/v1/events?output=chatty&lines=100000 HTTP/1.1\r\nHost: %s\r\n\r\n", strings.TrimPrefix(s.base, "http://"))
+	if !executortest.Poll(30*time.Second, func() bool { s.do("GET", "/api/v1/info", nil, &info); return info.Clients == n+1 }) {
+		t.Fatalf("the slow client did not connect: %d clients", info.Clients)
+	}
 	// Every client gets what happens.
 	e.mustRun("run", "a")
 	if code := s.do("POST", "/api/v1/processes/a/stop?wait=done", nil, nil); code != 200 {
@@ -558,9 +561,14 @@ chatty: {cmd: 'for i in $(seq 1 60000); do echo "line $i of some output that fil
 	if code := s.do("POST", "/api/v1/processes/chatty/start?wait=ready", nil, nil); code != 200 {
 		t.Fatalf("chatty: %d", code)
 	}
+	// It is dropped while it does not read (the server stops counting it)…
+	if !executortest.Poll(60*time.Second, func() bool { s.do("GET", "/api/v1/info", nil, &info); return info.Clients == n }) {
+		t.Errorf("the slow client is still served: %d clients", info.Clients)
+	}
+	// …and its connection ends after what was already sent.
 	slow.SetReadDeadline(time.Now().Add(30 * time.Second))
-	if _, err := io.Copy(io.Discard, slow); err != nil {
-		t.Errorf("the slow client was not dropped: %v", err)
+	if n, err := io.Copy(io.Discard, slow); err != nil {
+		t.Errorf("the slow client was not dropped (it read %d bytes): %v", n, err)
 	}
 	if code := s.do("GET", "/api/v1/info", nil, &info); code != 200 {
 		t.Errorf("server after the slow client: %d", code)

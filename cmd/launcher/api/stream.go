@@ -25,6 +25,9 @@ func newSSE(w http.ResponseWriter) *sse {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
+	// A stream that ends (a dropped client, a server stopping) closes its
+	// connection: the client sees the end and reconnects.
+	h.Set("Connection", "close")
 	w.WriteHeader(http.StatusOK)
 	return &sse{w: w, rc: http.NewResponseController(w)}
 }
@@ -93,9 +96,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 					return
 				}
 				data, _ := json.Marshal(engine.Event{Time: time.Now(), Kind: engine.Output, Process: l.Process, Line: l.Line})
-				select {
-				case out <- data:
-				default:
+				if !offer(ctx, out, data) {
 					c.drop() // too slow for its own output: it reconnects
 				}
 			})
@@ -189,9 +190,7 @@ func (s *Server) logStream(w http.ResponseWriter, r *http.Request) {
 				v = map[string]string{"process": l.Process, "error": l.Err.Error()}
 			}
 			data, _ := json.Marshal(v)
-			select {
-			case lines <- data:
-			default:
+			if !offer(ctx, lines, data) {
 				cancel() // a reader that cannot keep up is dropped
 			}
 		})
@@ -235,5 +234,30 @@ func (s *Server) logStream(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return
 		}
+	}
+}
+
+// slowest is how long a stream's queue may stay full before its client is
+// dropped: a burst (the history asked for) is waited out, a client that
+// stopped reading is not.
+const slowest = 2 * time.Second
+
+// offer queues data, waiting at most slowest while the queue is full; it
+// reports false when the client did not make room in time.
+func offer(ctx context.Context, q chan<- []byte, data []byte) bool {
+	select {
+	case q <- data:
+		return true
+	default:
+	}
+	t := time.NewTimer(slowest)
+	defer t.Stop()
+	select {
+	case q <- data:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
 	}
 }
