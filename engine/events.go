@@ -60,6 +60,9 @@ type Event struct {
 	State State `json:"state,omitempty"`
 	// Restarts is the restart count of a Restarted event.
 	Restarts int `json:"restarts,omitempty"`
+	// Severity is info, warning or error (as the reference GUI shows
+	// events): set by the bus from the kind when empty.
+	Severity string `json:"severity,omitempty"`
 	// Request is the label of the request that started the operation
 	// (see WithRequest): an API client finds its operation's steps by it.
 	Request string `json:"request,omitempty"`
@@ -165,6 +168,9 @@ func (b *Bus) Publish(ev Event) {
 	if ev.Time.IsZero() {
 		ev.Time = time.Now()
 	}
+	if ev.Severity == "" {
+		ev.Severity = severityOf(ev)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for s := range b.subs {
@@ -178,6 +184,24 @@ func (b *Bus) Publish(ev Event) {
 		}
 		s.mu.Unlock()
 	}
+}
+
+func severityOf(ev Event) string {
+	switch ev.Kind {
+	case Failed:
+		return "error"
+	case HostLost, Restarted:
+		return "warning"
+	case Exited:
+		if !ev.Expected {
+			return "warning"
+		}
+	case StateChanged:
+		if ev.State == StateDead || ev.State == StateUnavailable || ev.State == StateConflict {
+			return "warning"
+		}
+	}
+	return "info"
 }
 
 // Glob reports whether name matches pattern, where * matches any run of

@@ -552,3 +552,39 @@ crashy:
 		t.Errorf("after kill: %+v", st)
 	}
 }
+
+// The API drives an SSH host like the CLI does, and its stream reports
+// what happens there (a CLI kill of the remote process too).
+func TestServeOverSSH(t *testing.T) {
+	w := newSSHWorld(t, []string{"127.0.0.1"}, executortest.SSHDOptions{})
+	h := w.hosts[0]
+	w.writeConfig(fmt.Sprintf(`
+context: {session: rapi}
+base: {cmd: sleep 300, ready_check: 'true'}
+remote:
+  machine: %s
+  cmd: echo "remote up as $(id -un)"; sleep 300
+  depends: [base]
+  ready_check: 'true'
+`, h.Machine()))
+	s := startServer(t, w.tenv, "")
+	ev := s.stream("/api/v1/events", 0)
+	var res struct {
+		OK     bool
+		Status struct{ State, Machine string }
+	}
+	if code := s.do("POST", "/api/v1/processes/remote/start?wait=ready", nil, &res); code != 200 || !res.OK || res.Status.State != "READY" || res.Status.Machine != h.Machine() {
+		t.Fatalf("remote start: %d %+v\n%s", code, res, s.bg.stderr())
+	}
+	ev.next(t, 10*time.Second, "remote READY seen by the monitor", func(x sseEvent) bool { return is("state", "remote")(x) && x.Data["state"] == "READY" })
+	var logs struct{ Lines []string }
+	s.do("GET", "/api/v1/processes/remote/log?lines=5", nil, &logs)
+	if !strings.Contains(strings.Join(logs.Lines, "\n"), "remote up as "+executortest.TestUser) {
+		t.Errorf("remote log: %+v", logs)
+	}
+	w.mustRun("kill", "remote")
+	ev.next(t, 5*time.Second, "exited of remote", is("exited", "remote"))
+	if code := s.do("GET", "/api/v1/processes/remote", nil, &res.Status); code != 200 || res.Status.State != "STOPPED" {
+		t.Errorf("after the CLI kill: %d %+v", code, res.Status)
+	}
+}

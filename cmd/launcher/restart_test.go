@@ -42,7 +42,12 @@ crashy:
   restart: on-failure
   restart_delay: 50ms
 `, crashThenStay(e.dir)))
-	e.mustRun("run", "crashy") // returns: no launcher runs from here on
+	// A launcher that follows the process is killed (the laptop went
+	// away): from here on no launcher runs.
+	follow := e.start("run", "crashy", "-w")
+	e.waitState("crashy", "READY", 20*time.Second)
+	_ = follow.cmd.Process.Kill()
+	follow.wait(t, 10*time.Second)
 	pid := e.pid("crashy")
 	if err := os.WriteFile(filepath.Join(e.dir, "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -59,6 +64,12 @@ crashy:
 	}
 	if strings.Contains(log, "restart 4") {
 		t.Errorf("restarted once too often:\n%s", log)
+	}
+	// Lua reads the record too.
+	lua := filepath.Join(e.dir, "restarts.lua")
+	os.WriteFile(lua, []byte("local l = require('launcher')\nlocal st = l.status('crashy')\nprint(st.restarts, st.last_restart_exit_code, st.last_restart > 0)\n"), 0o644)
+	if r := e.mustRun("script", lua); !strings.Contains(r.stdout, "3\t1\ttrue") {
+		t.Errorf("Lua status: %q", r.stdout)
 	}
 	// The table shows the count too.
 	if r := e.mustRun("status"); !strings.Contains(r.stdout, "RESTARTS") {

@@ -308,9 +308,13 @@ func (h *Host) restart(L *lua.LState) int {
 
 func statusTable(st engine.Status) map[string]any {
 	t := map[string]any{"process": st.Process, "session": st.Session, "machine": st.Machine,
-		"state": string(st.State), "pid": st.PID, "exit_code": st.ExitCode}
+		"state": string(st.State), "pid": st.PID, "exit_code": st.ExitCode, "restarts": st.Restarts}
 	if st.Error != "" {
 		t["error"] = st.Error // nil when there is none
+	}
+	if st.Restarts > 0 {
+		t["last_restart"] = float64(st.LastRestart.UnixMilli()) / 1000
+		t["last_restart_exit_code"] = st.LastExit
 	}
 	return t
 }

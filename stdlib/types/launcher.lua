@@ -22,10 +22,13 @@
 ---@field process string
 ---@field session string
 ---@field machine string
----@field state string   STOPPED|STARTING|RUNNING|READY|STOPPING|DEAD|CONFLICT|UNAVAILABLE
+---@field state string   STOPPED|STARTING|RUNNING|READY|STOPPING|DEAD|RESTARTING|CONFLICT|UNAVAILABLE|ORPHANED
 ---@field pid? integer
 ---@field exit_code? integer
 ---@field error? string
+---@field restarts integer  restarts by the restart policy in this run
+---@field last_restart? number  when the last one happened (seconds since the epoch)
+---@field last_restart_exit_code? integer  the exit that caused it
 
 ---@class launcher.Proc
 ---@field name string
