@@ -311,7 +311,7 @@ end)
 	if e.state("planner") != "STOPPED" {
 		t.Errorf("compat stop left planner %s", e.state("planner"))
 	}
-	if code := s.do("PUT", "/process/planner/command/start", map[string]any{"variants": []string{}}, &ok); code != 200 || !ok.Success || e.state("planner") != "READY" {
+	if code := s.do("PUT", "/process/planner/command/start", map[string]any{"variants": []string{}, "gui_field": 1}, &ok); code != 200 || !ok.Success || e.state("planner") != "READY" {
 		t.Errorf("compat start: %d %+v", code, ok)
 	}
 	if code := s.do("PUT", "/process/driver/command/start", map[string]any{"variants": []string{"nosuch"}}, &ok); code != 400 || ok.Success {

@@ -314,8 +314,11 @@ func (s *Server) process(r *http.Request) (*config.Process, error) {
 	return s.e.Config().Lookup(name)
 }
 
-// readBody decodes an optional JSON body (at most 1 MiB) into v.
-func readBody(r *http.Request, v any) error {
+// readBody decodes an optional JSON body (at most 1 MiB) into v; a field
+// the route does not take is an error (a typo must not pass unnoticed).
+func readBody(r *http.Request, v any) error { return decodeBody(r, v, true) }
+
+func decodeBody(r *http.Request, v any, strict bool) error {
 	data, err := io.ReadAll(io.LimitReader(r.Body, 1<<20+1))
 	if err != nil {
 		return &badRequest{"cannot read the body: " + err.Error()}
@@ -327,7 +330,9 @@ func readBody(r *http.Request, v any) error {
 		return nil
 	}
 	dec := json.NewDecoder(strings.NewReader(string(data)))
-	dec.DisallowUnknownFields()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(v); err != nil {
 		return &badRequest{"the body is not the JSON this route takes: " + err.Error()}
 	}

@@ -66,7 +66,9 @@ func (s *Server) compatCommand(w http.ResponseWriter, r *http.Request) {
 	var opErr error
 	switch r.PathValue("command") {
 	case "start":
-		if opErr = readBody(r, &body); opErr == nil {
+		// As the reference server: only "variants" is read, other fields
+		// a GUI sends are ignored.
+		if opErr = decodeBody(r, &body, false); opErr == nil {
 			opErr = s.runOp(r.Context(), "start", p.Name, true, func(ctx context.Context) error {
 				return s.e.Start(ctx, []string{p.Name}, config.Request{Variants: body.Variants})
 			})
@@ -222,15 +224,23 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "config": s.e.Config().File})
 }
 
-func (s *Server) logTail(w http.ResponseWriter, r *http.Request) {
+// logRequest reads the process and ?lines= (default 100) of the log
+// routes; ok is false when it answered with the error.
+func (s *Server) logRequest(w http.ResponseWriter, r *http.Request) (p *config.Process, n int, ok bool) {
 	p, err := s.process(r)
-	if err != nil {
-		writeError(w, err)
-		return
+	if err == nil {
+		n, err = lineCount(r.URL.Query().Get("lines"), 100)
 	}
-	n, err := lineCount(r.URL.Query().Get("lines"), 100)
 	if err != nil {
 		writeError(w, err)
+		return nil, 0, false
+	}
+	return p, n, true
+}
+
+func (s *Server) logTail(w http.ResponseWriter, r *http.Request) {
+	p, n, ok := s.logRequest(w, r)
+	if !ok {
 		return
 	}
 	lines, err := s.e.LogTail(r.Context(), p.Name, n)

@@ -128,40 +128,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	if st.flush() != nil {
 		return
 	}
-	ping := time.NewTicker(15 * time.Second)
-	defer ping.Stop()
-	for {
-		var err error
-		select {
-		case f := <-c.ch:
-			err = st.send(f.id, f.data)
-			// Send what else is queued before flushing once.
-			for more := true; more && err == nil; {
-				select {
-				case f = <-c.ch:
-					err = st.send(f.id, f.data)
-				default:
-					more = false
-				}
-			}
-		case d := <-out:
-			err = st.send(0, d)
-		case <-ping.C:
-			err = st.comment("ping")
-		case <-c.dropped:
-			return
-		case <-ctx.Done():
-			return
-		case <-s.ctx.Done():
-			return
-		}
-		if err == nil {
-			err = st.flush()
-		}
-		if err != nil {
-			return
-		}
-	}
+	s.pump(ctx, st, c.ch, out, c.dropped)
 }
 
 // logStream is GET /api/v1/processes/{name}/log/stream: the last ?lines=N
@@ -169,14 +136,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 // {"process", "line"}` events; the stream says `{"error"}` when the log
 // cannot be read for a while (the machine is away) and goes on.
 func (s *Server) logStream(w http.ResponseWriter, r *http.Request) {
-	p, err := s.process(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	n, err := lineCount(r.URL.Query().Get("lines"), 100)
-	if err != nil {
-		writeError(w, err)
+	p, n, ok := s.logRequest(w, r)
+	if !ok {
 		return
 	}
 	ctx, cancel := context.WithCancel(r.Context())
@@ -199,34 +160,49 @@ func (s *Server) logStream(w http.ResponseWriter, r *http.Request) {
 	if st.comment("log of "+p.Name) != nil || st.flush() != nil {
 		return
 	}
+	s.pump(ctx, st, nil, lines, nil)
+}
+
+// pump writes a client's stream until it ends: numbered frames of the
+// event stream, unnumbered data (output, log lines: a closed channel ends
+// the stream), a comment every 15 s so proxies keep the connection. What
+// is queued goes out before one flush. It returns when the client is
+// dropped or gone, or the server stops.
+func (s *Server) pump(ctx context.Context, st *sse, frames <-chan frame, data <-chan []byte, dropped <-chan struct{}) {
 	ping := time.NewTicker(15 * time.Second)
 	defer ping.Stop()
 	for {
 		var err error
 		select {
-		case d, ok := <-lines:
+		case f := <-frames:
+			err = st.send(f.id, f.data)
+		case d, ok := <-data:
 			if !ok {
 				return
 			}
 			err = st.send(0, d)
-			for more := true; more && err == nil; {
-				select {
-				case d, ok = <-lines:
-					if !ok {
-						more = false
-						break
-					}
-					err = st.send(0, d)
-				default:
-					more = false
-				}
-			}
 		case <-ping.C:
 			err = st.comment("ping")
+		case <-dropped:
+			return
 		case <-ctx.Done():
 			return
 		case <-s.ctx.Done():
 			return
+		}
+		for more := err == nil; more && err == nil; {
+			select {
+			case f := <-frames:
+				err = st.send(f.id, f.data)
+			case d, ok := <-data:
+				if !ok {
+					_ = st.flush()
+					return
+				}
+				err = st.send(0, d)
+			default:
+				more = false
+			}
 		}
 		if err == nil {
 			err = st.flush()
