@@ -53,7 +53,7 @@ test: deps fmt-check vet lint
 # A newcomer's first command: the tests that need neither root, nor tmux,
 # sshd or Docker (config, engine on the fake executor, Lua host and
 # bindings, stdlib, quoting). `make test` is the whole suite.
-UNIT_PKGS := ./engine/... ./lua/... ./stdlib/... ./executor/shell ./executor/fake
+UNIT_PKGS := ./engine/... ./lua/... ./stdlib/... ./executor/shell ./executor/fake ./cmd/launcher/api
 test-unit: fmt-check vet
 	$(GO) test -race -count=1 $(UNIT_PKGS)
 
