@@ -241,15 +241,17 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 }
 
 // Watched returns the monitor's last view of every process (window states:
-// no ORPHANED scan) when it is at most maxAge old and no operation of this
-// engine changed anything since it was taken; ok is false otherwise (ask
-// Status). A server answers lists from it without listing the machines.
-func (e *Engine) Watched(maxAge time.Duration) (rows []Status, ok bool) {
+// no ORPHANED scan) and when it was taken, when it is at most maxAge old
+// and no operation of this engine published an event since; ok is false
+// otherwise (ask Status). A server answers lists from it without listing
+// the machines (an operation's last mark may follow its last event: the
+// caller also checks that its operations ended before the view was taken).
+func (e *Engine) Watched(maxAge time.Duration) (rows []Status, taken time.Time, ok bool) {
 	w := e.watched.Load()
 	if w == nil || time.Since(w.taken) > maxAge || w.taken.UnixNano() <= e.lastOwn.Load() {
-		return nil, false
+		return nil, time.Time{}, false
 	}
-	return append([]Status(nil), w.rows...), true
+	return append([]Status(nil), w.rows...), w.taken, true
 }
 
 // machineNames are the machines of the config, each once.

@@ -64,7 +64,7 @@ func (s *session) serveCommand() *cli.Command {
 			}
 			srv := api.New(c.Context, o)
 			srv.Start()
-			hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+			hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ConnContext: srv.ConnContext}
 			served := make(chan error, 1)
 			go func() { served <- hs.Serve(ln) }()
 			addr := ln.Addr().String()

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -406,6 +407,14 @@ func TestServeSecurity(t *testing.T) {
 	// DNS rebinding: a name that resolves to 127.0.0.1 for the attacker.
 	if code := s.do("GET", "/api/v1/processes", nil, &body, "Host", "evil.example:8750"); code != 403 || body.Error.Code != "forbidden_host" {
 		t.Errorf("rebound host: %d %+v", code, body)
+	}
+	// Another local user connecting to the loopback server (any account
+	// can reach 127.0.0.1; a start with params runs shell code as us).
+	uid, gid := executortest.EnsureTestUser(t)
+	other := exec.Command("bash", "-c", `exec 3<>/dev/tcp/127.0.0.1/$1 && printf 'GET /api/v1/processes HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 && cat <&3`, "bash", strings.TrimPrefix(s.base, "http://127.0.0.1:"))
+	other.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	if out, err := other.CombinedOutput(); err != nil || !strings.Contains(string(out), " 403 ") || !strings.Contains(string(out), "forbidden_user") {
+		t.Errorf("another user's request: %v\n%s", err, out)
 	}
 	// Names that try to leave the process namespace.
 	for _, path := range []string{"/api/v1/processes/..%2Fa/start", "/api/v1/processes/a%2F..%2Fa/start", "/api/v1/processes/%2E%2E/start"} {

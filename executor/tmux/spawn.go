@@ -184,6 +184,12 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 func (m *Machine) spawnWindow(ctx context.Context, spec executor.SpawnSpec, pane []string) (executor.Window, error) {
 	finish := func(target string) [][]string {
 		cmds := markOptions(target, spec.Marks)
+		if spec.Replace != "" {
+			// A respawned window starts a new record of restarts.
+			for _, o := range []string{"@launcher_restarts", "@launcher_restart_state"} {
+				cmds = append(cmds, []string{"set-option", "-w", "-u", "-t", target, o})
+			}
+		}
 		cmds = append(cmds,
 			[]string{"pipe-pane", "-t", target},
 			[]string{"pipe-pane", "-t", target, m.pipeCommand(spec.Marks.Log)},

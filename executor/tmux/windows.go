@@ -174,10 +174,6 @@ func markOptions(target string, mk executor.Marks) [][]string {
 	for _, p := range kv {
 		cmds = append(cmds, []string{"set-option", "-w", "-t", target, p[0], p[1]})
 	}
-	// A respawned window starts a new record of restarts.
-	for _, o := range []string{"@launcher_restarts", "@launcher_restart_state"} {
-		cmds = append(cmds, []string{"set-option", "-w", "-u", "-t", target, o})
-	}
 	return cmds
 }
 

@@ -48,7 +48,8 @@ type Options struct {
 	// Bearer TOKEN`, or the cookie a browser gets from `/?token=TOKEN`.
 	Token string
 	// Loopback: the listener is on loopback only and there is no token;
-	// requests must then name a loopback host (no DNS rebinding).
+	// requests must then name a loopback host (no DNS rebinding) and come
+	// from the server's own user (see ConnContext).
 	Loopback bool
 	// MonitorEvery is how often the machines are polled for changes no
 	// operation of this server made (default 200ms).
@@ -67,14 +68,18 @@ type Options struct {
 
 // Server serves the API of one engine.
 type Server struct {
-	o     Options
-	e     *engine.Engine
-	hub   *hub
-	mux   *http.ServeMux
-	seq   atomic.Uint64
-	ctx   context.Context
-	wg    sync.WaitGroup
-	unsub func()
+	o   Options
+	e   *engine.Engine
+	hub *hub
+	mux *http.ServeMux
+	seq atomic.Uint64
+	// running counts the operations under way; ended is when the last one
+	// ended (Unix nanoseconds): the list's cached view must be newer.
+	running atomic.Int64
+	ended   atomic.Int64
+	ctx     context.Context
+	wg      sync.WaitGroup
+	unsub   func()
 }
 
 // New creates a server whose operations live as long as ctx (a client
@@ -156,6 +161,12 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request) {
 	if s.o.Loopback && !loopbackHost(r.Host) {
 		writeErr(w, http.StatusForbidden, "forbidden_host", fmt.Sprintf("host %q is not this machine's loopback: use http://127.0.0.1 or http://localhost", r.Host))
 		return
+	}
+	if s.o.Loopback {
+		if err := samePeer(r.Context()); err != nil {
+			writeErr(w, http.StatusForbidden, "forbidden_user", err.Error())
+			return
+		}
 	}
 	if s.o.Token != "" {
 		if r.Method == http.MethodGet && r.URL.Path == "/" && r.URL.Query().Get("token") != "" {
