@@ -78,12 +78,12 @@ func css(sel string) chromedp.CSS { return chromedp.CSS(sel) }
 
 func TestDashboardInChromium(t *testing.T) {
 	e := newEnv(t, `
-context: {session: dash}
+context: {session: dash, params: {rate: "100"}}
 roscore:
   cmd: echo "hello from roscore"; sleep 300
   ready_check: 'true'
 driver:
-  cmd: echo "driver up"; sleep 300
+  cmd: echo driver up at {rate:q}; sleep 300
   depends: [roscore]
   category: drivers
   variants:
@@ -162,13 +162,14 @@ arm:
 		chromedp.Click(css(`#row-driver button[data-action="start"]`)),
 		chromedp.WaitVisible(css(`#picker`)),
 		chromedp.Click(css(`#picker input[value="fast"]`)),
+		chromedp.SendKeys(css(`#picker input[data-param="rate"]`), "250 Hz"),
 		chromedp.Click(css(`#picker-go`)),
 		waitJS(stateIs("driver", "READY"), 20*time.Second),
 	)
 	if err != nil {
 		t.Fatalf("variant picker: %v", err)
 	}
-	if log := e.waitLog("dash", "driver", "mode=fast"); !strings.Contains(log, "driver up") {
+	if log := e.waitLog("dash", "driver", "driver up at 250 Hz"); !strings.Contains(log, "mode=fast") {
 		t.Errorf("driver log:\n%s", log)
 	}
 

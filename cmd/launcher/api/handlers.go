@@ -101,8 +101,14 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) {
 			machines = append(machines, p.Machine)
 		}
 	}
+	// The params a start may override, with their values in the config
+	// (in file order).
+	params := make([]map[string]string, 0, len(cfg.Params))
+	for _, p := range cfg.Params {
+		params = append(params, map[string]string{"name": p.Name, "value": p.Value})
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"version": s.o.Version, "config": cfg.File, "session": cfg.Session,
-		"sessions": cfg.Sessions(), "machines": machines, "stream_clients": s.hub.clientCount()})
+		"sessions": cfg.Sessions(), "machines": machines, "params": params, "stream_clients": s.hub.clientCount()})
 }
 
 // ProcessEntry is one process in the API: its state, and what the config
