@@ -282,13 +282,30 @@ func derefInt(p *int) int {
 }
 
 // Supervise runs the monitor (see Monitor) and applies what a watching
-// launcher adds to the restart policies that live in the panes: when a
-// policy restarted a process with `restart_dependants: true`, its running
-// dependants are restarted too. It returns when ctx ends.
+// launcher adds to the restart policies that live in the panes: a process
+// a policy restarted gets its ready check again (RecheckReady), and with
+// `restart_dependants: true` its running dependants are restarted too. It
+// returns when ctx ends.
 func (e *Engine) Supervise(ctx context.Context, every time.Duration) {
+	var mu sync.Mutex
+	checking := map[string]bool{}
 	unsub := e.bus.Subscribe(func(ev Event) bool { return ev.Kind == Restarted }, func(ev Event) {
 		p := e.cfg.Process(ev.Process)
-		if p == nil || !p.Restart.Dependants {
+		if p == nil {
+			return
+		}
+		mu.Lock()
+		if !checking[p.Name] {
+			// Its ready check runs again (one at a time per process), so
+			// the restarted process is READY again when it is.
+			checking[p.Name] = true
+			go func() {
+				defer func() { mu.Lock(); delete(checking, p.Name); mu.Unlock() }()
+				_ = e.RecheckReady(ctx, p.Name)
+			}()
+		}
+		mu.Unlock()
+		if !p.Restart.Dependants {
 			return
 		}
 		if err := e.RestartDependants(ctx, p.Name); err != nil && ctx.Err() == nil {
@@ -325,4 +342,73 @@ func (e *Engine) LogTail(ctx context.Context, name string, n int) ([]string, err
 	}
 	_, lines, err := m.LogHead(ctx, path, n)
 	return lines, err
+}
+
+// RecheckReady runs name's ready check again on its live window when the
+// window is not marked ready (a restart policy restarted it and dropped
+// the mark), marks it ready when the check passes and publishes Ready.
+// It never touches the window's op mark: a start or a stop under way (any
+// op mark) ends it, as does a window that dies, waits to restart, or runs
+// another command than the config's defaults render (its check could
+// render differently). It gives up after ready_timeout (default 2 min).
+func (e *Engine) RecheckReady(ctx context.Context, name string) error {
+	p, err := e.cfg.Lookup(name)
+	if err != nil {
+		return err
+	}
+	plan, err := e.cfg.Resolve([]string{name}, config.Request{})
+	if err != nil {
+		return err
+	}
+	var r *config.Resolved
+	for _, x := range plan.Processes {
+		if x.Name == name {
+			r = x
+		}
+	}
+	if r == nil || r.ReadyCheck == "" && !e.hasCustom(r) {
+		return nil
+	}
+	timeout := time.Duration(r.ReadyTimeout)
+	if timeout <= 0 {
+		timeout = DefaultCustomReadyTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	em := e.newEmitter(ctx)
+	o, err := e.newProcOp(ctx, em, p, r, 0)
+	if err != nil {
+		return err
+	}
+	offset := int64(-1)
+	pl := newPoller(time.Duration(r.ReadyPeriod))
+	for {
+		snap, err := o.snaps.get(ctx, time.Now())
+		if err != nil {
+			return err
+		}
+		w, err := findWindow(snap, p)
+		if err != nil || w == nil || w.Dead || w.Marks.Ready || w.Marks.Op != "" || w.Marks.Hash != r.Hash || w.Marks.Restarts.BackoffUntil > 0 {
+			return err
+		}
+		if offset < 0 {
+			// The output of the latest restart starts at its
+			// "[launcher] restarting … (…, run TAG)" line.
+			offset = e.runOffset(ctx, o.m, *w)
+		}
+		ok, _, raised := e.pollChecks(ctx, o, *w, offset)
+		if raised != nil {
+			return failf(em, p, 0, "%v; it keeps running", raised)
+		}
+		if ok {
+			if err := o.m.SetMarks(ctx, w.ID, executor.SetReady(true)); err != nil {
+				return err
+			}
+			em.publish(Event{Kind: Ready, Process: p.Name, Machine: p.Machine, Session: p.Session, Message: "ready again after a restart", PID: w.PanePID})
+			return nil
+		}
+		if err := sleepCtx(ctx, pl.next()); err != nil {
+			return nil // not ready within its timeout: it stays RUNNING
+		}
+	}
 }
