@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -115,5 +117,19 @@ func TestQuickstartExample(t *testing.T) {
 		t.Errorf("homing: %+v", st["homing"])
 	}
 	e.waitLog("quickstart", "controller", "control loop 2 at 2 Hz")
+	// The controller crashes (its loop is killed): its restart policy
+	// starts it again in the same pane.
+	pane := e.pid("controller")
+	kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pane, pane))
+	if err != nil || len(strings.Fields(string(kids))) == 0 {
+		t.Fatalf("children of the pane %d: %q %v", pane, kids, err)
+	}
+	child, _ := strconv.Atoi(strings.Fields(string(kids))[0])
+	if err := syscall.Kill(child, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if st := restartedRow(e, "controller", 1); *st.LastRestartExit != 137 || *st.PID != pane {
+		t.Errorf("controller after its crash: %+v", st)
+	}
 	e.mustRun("kill", "--all")
 }
