@@ -126,11 +126,16 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(
 		// outcome (a failure's alerts above all), within a bound: a handler
 		// that never yields is stopped when the Lua host closes.
 		before := ctx.Err()
-		if !s.lua.Drain(drainTimeout) {
+		idle := s.lua.Drain(drainTimeout)
+		if !idle && ctx.Err() == nil {
 			fmt.Fprintf(s.stderr, "launcher: Lua event handlers still running after %s were stopped\n", drainTimeout)
 		}
-		if err == nil && before == nil && ctx.Err() != nil {
-			err = ctx.Err() // Ctrl-C while handlers ran: 130, not 0
+		// Ctrl-C that cut handlers (during the drain, or just before it
+		// with handlers still to run) is 130, not 0; a Ctrl-C that was a
+		// command's normal end (watch) with nothing left to run keeps its
+		// exit code.
+		if err == nil && ctx.Err() != nil && (before == nil || !idle) {
+			err = ctx.Err()
 		}
 	}
 	return s.report(ctx, err)

@@ -369,7 +369,8 @@ func (h *Host) runTask(name string, fn *lua.LFunction, args []lua.LValue) error 
 
 // Drain waits (at most d) for handler tasks that are still queued or
 // running, so events of the last operation reach their handlers. It
-// reports false when handlers were still busy at the deadline.
+// reports false when handlers were still busy at the deadline, or when
+// Ctrl-C (the host's context) cut them.
 func (h *Host) Drain(d time.Duration) bool {
 	h.e.Bus().Flush()
 	deadline := time.Now().Add(d)
@@ -384,7 +385,14 @@ func (h *Host) Drain(d time.Duration) bool {
 		select {
 		case <-done:
 		case <-h.ctx.Done():
-			return true
+			// Ctrl-C: idle only if nothing was left to run (the owner
+			// answers at once when no handler holds it).
+			select {
+			case <-done:
+				return !busy
+			case <-time.After(50 * time.Millisecond):
+				return false
+			}
 		case <-time.After(time.Until(deadline)):
 			return false
 		}
