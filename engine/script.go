@@ -135,8 +135,8 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 	em := emitter{bus: e.bus}
 	first := true
 	// Machines that ring when a launcher changes a window wake the loop at
-	// once (then once more shortly after: a pane rings just before it dies);
-	// polling every `every` covers the rest.
+	// once (then once more shortly after, for what follows the change: a
+	// signalled process ending); polling every `every` covers the rest.
 	wake := make(chan struct{}, 1)
 	listening := map[executor.Machine]bool{}
 	var lmu sync.Mutex

@@ -214,9 +214,10 @@ func setCommands(windowID string, u executor.MarkUpdate) [][]string {
 }
 
 // ChangedChannel is the tmux wait-for channel every change launcher makes
-// to a window signals (launcher's own commands, and the pane's prologue
-// when the process exits or its restart loop acts), so a watcher wakes at
-// once instead of at its next poll.
+// to a window signals (launcher's own commands, and a pane's restart loop
+// when it acts), so a watcher wakes at once instead of at its next poll.
+// A process's exit does not ring it (a tmux call in the pane's exit path
+// would delay the pane's end): the watcher's poll sees it.
 const ChangedChannel = "launcher-changed"
 
 // doorbell is the command that signals ChangedChannel. A signal nobody

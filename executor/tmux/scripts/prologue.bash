@@ -5,10 +5,11 @@
 __launcher_env=$1; set --
 if ! . "$__launcher_env"; then printf '[launcher] cannot read %s\n' "$__launcher_env"; exit 126; fi
 rm -f -- "$__launcher_env"; unset __launcher_env
-# The exit line is the last thing the pane does (a reader of the log may
-# take it for the end of the pane): the doorbell that wakes a watching
-# launcher rings before it.
-trap '__launcher_rc=$?; tmux wait-for -S launcher-changed 2>/dev/null; case $__launcher_rc in 130|131) printf "\n";; esac; printf "[launcher] %s exited with code %d (run %s)\n" "$LAUNCHER_PROCESS" "$__launcher_rc" "$LAUNCHER_TAG"' EXIT
+# The exit line is the last thing the pane does, at once: a reader of the
+# log (or a `status` right after a quick process) takes it for the end of
+# the pane. (No doorbell here: a tmux call would delay the pane's end; a
+# watching launcher sees exits at its next poll.)
+trap '__launcher_rc=$?; case $__launcher_rc in 130|131) printf "\n";; esac; printf "[launcher] %s exited with code %d (run %s)\n" "$LAUNCHER_PROCESS" "$__launcher_rc" "$LAUNCHER_TAG"' EXIT
 printf '[launcher] starting %s (run %s)\n' "$LAUNCHER_PROCESS" "$LAUNCHER_TAG"
 if [ -n "$LAUNCHER_CWD" ]; then cd -- "$LAUNCHER_CWD" || exit 126; fi
 if [ -z "${LAUNCHER_RESTART:-}" ]; then
