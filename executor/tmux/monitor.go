@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
+
+	"github.com/robotlauncher/launcher/executor"
 )
 
 // AttachCommand returns the argv that shows one window in a terminal. It
@@ -36,13 +39,25 @@ func (m *Machine) BuildMonitor(ctx context.Context, name, owner string, panes []
 	if len(panes) == 0 {
 		return fmt.Errorf("nothing to monitor")
 	}
-	res, err := m.run(ctx, []string{"show-options", "-v", "-t", "=" + name + ":", "@launcher_mon"})
-	if err != nil {
-		return err
+	var res executor.Result
+	var err error
+	for attempt := 0; ; attempt++ {
+		res, err = m.run(ctx, []string{"show-options", "-v", "-t", "=" + name + ":", "@launcher_mon"})
+		if err != nil {
+			return err
+		}
+		// A server still exiting (its last session just closed) answers
+		// nothing useful: ask again.
+		if res.ExitCode == 0 || !serverGone(string(res.Stderr)) || attempt >= 5 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	switch cur := strings.TrimSpace(string(res.Stdout)); {
 	case res.ExitCode != 0 && (noServer(res.Stderr) || strings.Contains(string(res.Stderr), "no such session")):
 		// No such session: nothing to replace.
+	case res.ExitCode != 0:
+		return fmt.Errorf("cannot tell whether tmux session %s exists on %s: %s", name, m.Machine(), strings.TrimSpace(string(res.Stderr)))
 	case res.ExitCode == 0 && cur == owner:
 		if res, err := m.run(ctx, []string{"kill-session", "-t", "=" + name + ":"}); err != nil || res.ExitCode != 0 {
 			return fmt.Errorf("cannot replace the monitor session %s: %v %s", name, err, strings.TrimSpace(string(res.Stderr)))
