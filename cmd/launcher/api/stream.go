@@ -103,7 +103,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}()
 	}
 	st := newSSE(w)
+	watched := make(chan struct{})
 	go func() {
+		defer close(watched)
 		// A dropped client may be stuck in a write to a full socket: end
 		// that write now rather than at its deadline.
 		select {
@@ -112,6 +114,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		case <-ctx.Done():
 		}
 	}()
+	// The response is not touched after the handler returns.
+	defer func() { cancel(); <-watched }()
 	if err := st.comment("launcher events"); err != nil {
 		return
 	}
