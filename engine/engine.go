@@ -83,7 +83,7 @@ type Engine struct {
 
 	monitorOnce sync.Once
 	// watched is the monitor's last poll; lastOwn is when this engine's
-	// operations last published an event (Unix nanoseconds).
+	// operations last published an event or ended (Unix nanoseconds).
 	watched atomic.Pointer[watchedRows]
 	lastOwn atomic.Int64
 }

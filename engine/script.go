@@ -159,6 +159,10 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 					default:
 					}
 				}
+				// No tmux server there (yet), or the link dropped: listen
+				// again later, not at every poll (a process, or an SSH
+				// session, each time); the polls cover the gap.
+				_ = sleepCtx(ctx, 5*time.Second)
 			}()
 		}
 	}
@@ -241,17 +245,16 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 }
 
 // Watched returns the monitor's last view of every process (window states:
-// no ORPHANED scan) and when it was taken, when it is at most maxAge old
-// and no operation of this engine published an event since; ok is false
+// no ORPHANED scan) when it is at most maxAge old and was taken after the
+// last event and the end of every operation of this engine; ok is false
 // otherwise (ask Status). A server answers lists from it without listing
-// the machines (an operation's last mark may follow its last event: the
-// caller also checks that its operations ended before the view was taken).
-func (e *Engine) Watched(maxAge time.Duration) (rows []Status, taken time.Time, ok bool) {
+// the machines.
+func (e *Engine) Watched(maxAge time.Duration) (rows []Status, ok bool) {
 	w := e.watched.Load()
 	if w == nil || time.Since(w.taken) > maxAge || w.taken.UnixNano() <= e.lastOwn.Load() {
-		return nil, time.Time{}, false
+		return nil, false
 	}
-	return append([]Status(nil), w.rows...), w.taken, true
+	return append([]Status(nil), w.rows...), true
 }
 
 // machineNames are the machines of the config, each once.
@@ -376,6 +379,9 @@ func (e *Engine) RecheckReady(ctx context.Context, name string) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	em := e.newEmitter(ctx)
+	// Its last changes (a ready mark follows its event) are older than
+	// the end of the operation: Watched views must be newer.
+	defer em.touch()
 	o, err := e.newProcOp(ctx, em, p, r, 0)
 	if err != nil {
 		return err

@@ -88,6 +88,9 @@ func (e *Engine) StartPlan(ctx context.Context, plan *config.Plan) error {
 // StartPlanWith runs a resolved plan with options.
 func (e *Engine) StartPlanWith(ctx context.Context, plan *config.Plan, opts StartOptions) error {
 	em := e.newEmitter(ctx)
+	// Its last changes (a ready mark follows its event) are older than
+	// the end of the operation: Watched views must be newer.
+	defer em.touch()
 	g := &graph{tasks: map[string]*task{}}
 	g.run = func(ctx context.Context, name string, level int) error {
 		r := plan.Get(name)

@@ -36,6 +36,9 @@ func (e *Engine) Kill(ctx context.Context, names []string, all bool, opts KillOp
 		}
 	}
 	em := e.newEmitter(ctx)
+	// Its last changes (a ready mark follows its event) are older than
+	// the end of the operation: Watched views must be newer.
+	defer em.touch()
 	g := &graph{tasks: map[string]*task{}}
 	g.run = func(ctx context.Context, name string, level int) error {
 		p := e.cfg.Process(name)

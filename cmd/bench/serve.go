@@ -123,17 +123,7 @@ func serveEvents(w *world) row {
 		_, _, _ = w.timed(*launcher, "-c", cfg, "kill", "r")
 		drain(seen)
 		_, _, out := w.timed(*launcher, "-c", cfg, "run", "r", "--json")
-		var cliReady time.Time
-		for _, line := range strings.Split(out, "\n") {
-			var ev struct {
-				Time    time.Time `json:"time"`
-				Event   string    `json:"event"`
-				Process string    `json:"process"`
-			}
-			if json.Unmarshal([]byte(line), &ev) == nil && ev.Event == "ready" && ev.Process == "r" {
-				cliReady = ev.Time
-			}
-		}
+		cliReady := readyTime(out, "r")
 		select {
 		case at := <-seen:
 			lat = append(lat, ms(at.Sub(cliReady)))

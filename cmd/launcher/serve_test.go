@@ -425,7 +425,9 @@ func TestServeSecurity(t *testing.T) {
 	}
 	req, _ := http.NewRequest("POST", s.base+"/api/v1/processes/../processes/a/start", nil)
 	req.URL.Opaque = "/api/v1/processes/../processes/a/start" // sent as written
-	if resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req); err == nil {
+	if resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req); err != nil {
+		t.Errorf("dot-dot path: %v", err)
+	} else {
 		resp.Body.Close()
 		if resp.StatusCode/100 == 2 {
 			t.Errorf("dot-dot path: %d", resp.StatusCode)

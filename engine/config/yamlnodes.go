@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -163,23 +164,32 @@ func (l *loader) duration(n *yaml.Node, what string) (time.Duration, bool) {
 }
 
 func (l *loader) envMap(n *yaml.Node, what string) []EnvVar {
+	var out []EnvVar
+	for _, p := range l.namedScalars(n, what, envNameRe, "NAME: value", "use letters, digits and _ and do not start with a digit", "variable") {
+		out = append(out, EnvVar{Name: p.Name, Value: p.Value})
+	}
+	return out
+}
+
+// namedScalars reads a mapping of name: scalar (env, params): names must
+// match nameRe, values are text as written.
+func (l *loader) namedScalars(n *yaml.Node, what string, nameRe *regexp.Regexp, form, nameHint, noun string) []Param {
 	n = resolve(n)
 	if isNull(n) {
 		return nil
 	}
 	if n.Kind != yaml.MappingNode {
-		l.errs.add(l.pos(n), "write NAME: value pairs", "%s must be a mapping, not %s", what, kindName(n))
+		l.errs.add(l.pos(n), "write "+form+" pairs", "%s must be a mapping, not %s", what, kindName(n))
 		return nil
 	}
-	var out []EnvVar
+	var out []Param
 	for _, p := range l.pairs(n) {
-		if !envNameRe.MatchString(p.k.Value) {
-			l.errs.add(l.pos(p.k), "use letters, digits and _ and do not start with a digit", "%s: %q is not a valid variable name", what, p.k.Value)
+		if !nameRe.MatchString(p.k.Value) {
+			l.errs.add(l.pos(p.k), nameHint, "%s: %q is not a valid %s name", what, p.k.Value, noun)
 			continue
 		}
-		v, ok := l.scalarText(p.v, what+"."+p.k.Value)
-		if ok {
-			out = append(out, EnvVar{Name: p.k.Value, Value: v})
+		if v, ok := l.scalarText(p.v, what+"."+p.k.Value); ok {
+			out = append(out, Param{Name: p.k.Value, Value: v, Pos: l.pos(p.v)})
 		}
 	}
 	return out
@@ -199,26 +209,7 @@ func (l *loader) scalarText(n *yaml.Node, what string) (string, bool) {
 }
 
 func (l *loader) params(n *yaml.Node, what string) []Param {
-	n = resolve(n)
-	if isNull(n) {
-		return nil
-	}
-	if n.Kind != yaml.MappingNode {
-		l.errs.add(l.pos(n), "write name: value pairs", "%s must be a mapping, not %s", what, kindName(n))
-		return nil
-	}
-	var out []Param
-	for _, p := range l.pairs(n) {
-		if !paramNameRe.MatchString(p.k.Value) {
-			l.errs.add(l.pos(p.k), "use letters, digits and _", "%s: %q is not a valid parameter name", what, p.k.Value)
-			continue
-		}
-		v, ok := l.scalarText(p.v, fmt.Sprintf("%s.%s", what, p.k.Value))
-		if ok {
-			out = append(out, Param{Name: p.k.Value, Value: v, Pos: l.pos(p.v)})
-		}
-	}
-	return out
+	return l.namedScalars(n, what, paramNameRe, "name: value", "use letters, digits and _", "parameter")
 }
 
 func (l *loader) unknownKey(k *yaml.Node, known []string, where string) {

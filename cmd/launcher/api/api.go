@@ -68,18 +68,14 @@ type Options struct {
 
 // Server serves the API of one engine.
 type Server struct {
-	o   Options
-	e   *engine.Engine
-	hub *hub
-	mux *http.ServeMux
-	seq atomic.Uint64
-	// running counts the operations under way; ended is when the last one
-	// ended (Unix nanoseconds): the list's cached view must be newer.
-	running atomic.Int64
-	ended   atomic.Int64
-	ctx     context.Context
-	wg      sync.WaitGroup
-	unsub   func()
+	o     Options
+	e     *engine.Engine
+	hub   *hub
+	mux   *http.ServeMux
+	seq   atomic.Uint64
+	ctx   context.Context
+	wg    sync.WaitGroup
+	unsub func()
 }
 
 // New creates a server whose operations live as long as ctx (a client

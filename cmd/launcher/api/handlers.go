@@ -135,12 +135,11 @@ func (s *Server) entriesOf(sts []engine.Status) []ProcessEntry {
 }
 
 // list answers from the monitor's view while it is fresh (one poll old at
-// most, and taken after this server's last operation: tmux rings the
+// most, and taken after this engine's last operation ended: tmux rings the
 // monitor at every change a launcher makes); otherwise it lists the
 // machines.
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
-	sts, taken, ok := s.e.Watched(s.o.MonitorEvery + 50*time.Millisecond)
-	ok = ok && s.running.Load() == 0 && taken.UnixNano() > s.ended.Load()
+	sts, ok := s.e.Watched(s.o.MonitorEvery + 50*time.Millisecond)
 	if !ok || r.URL.Query().Get("fresh") == "1" {
 		var err error
 		if sts, err = s.e.Status(r.Context(), nil); err != nil {
@@ -315,13 +314,10 @@ func (s *Server) launch(reqCtx context.Context, op, process string, timeout time
 	}
 	done := make(chan error, 1)
 	s.wg.Add(1)
-	s.running.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer cancel()
 		err := fn(ctx)
-		s.ended.Store(time.Now().UnixNano())
-		s.running.Add(-1)
 		ev := RequestEvent{Time: time.Now(), Kind: "request", Request: id, Op: op, Process: process, OK: err == nil}
 		if err != nil {
 			_, code := classify(err)

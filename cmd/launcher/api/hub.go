@@ -48,11 +48,10 @@ func (h *hub) publish(v any) {
 	f := frame{id: h.next, data: data}
 	h.next++
 	h.ring = append(h.ring, f)
-	if len(h.ring) > h.keep {
-		// Copy down now and then instead of on every event.
-		if len(h.ring) > 2*h.keep {
-			h.ring = append([]frame(nil), h.ring[len(h.ring)-h.keep:]...)
-		}
+	if len(h.ring) > 2*h.keep {
+		// Copy down now and then instead of on every event (subscribe
+		// looks at the last keep only).
+		h.ring = append([]frame(nil), h.ring[len(h.ring)-h.keep:]...)
 	}
 	for c := range h.clients {
 		select {
