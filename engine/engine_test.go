@@ -430,3 +430,44 @@ other: {cmd: other}
 	default:
 	}
 }
+
+// A run another launcher started and that restarted before the monitor's
+// next poll is news: its first sight with restarts counts from zero (the
+// monitor used to need a sight with the old count, and missed it).
+func TestMonitorReportsARestartBeforeItsFirstSight(t *testing.T) {
+	e, conn, _ := newTestEngine(t, `
+context: {session: s}
+p: {cmd: p}
+`)
+	m := local(t, conn)
+	got := make(chan Event, 4)
+	unsub := e.Bus().Subscribe(func(ev Event) bool { return ev.Kind == Restarted }, func(ev Event) { got <- ev })
+	defer unsub()
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	// Polls only when the machine rings: the test decides when.
+	go e.Monitor(ctx, time.Hour)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, ok := e.Watched(time.Hour); ok {
+			break // the first poll is done: p is known, without a window
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the monitor did not poll")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := m.Spawn(ctxT(t), executor.SpawnSpec{Session: "s", Name: "p", Script: "p", Marks: executor.Marks{Managed: true, Started: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	m.Restarted("p", 7)
+	m.Ring()
+	select {
+	case ev := <-got:
+		if ev.Process != "p" || ev.Restarts != 1 || ev.ExitCode == nil || *ev.ExitCode != 7 {
+			t.Fatalf("event %+v, want p restarted once after exit 7", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no restarted event for p")
+	}
+}

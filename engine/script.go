@@ -122,6 +122,7 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 	type seen struct {
 		alive    bool
 		window   string
+		started  int64 // the run in the window (a respawn keeps the window)
 		state    State
 		restarts int
 	}
@@ -209,7 +210,17 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 				em.publish(Event{Time: now, Kind: Exited, Process: st.Process, Machine: st.Machine, Session: st.Session,
 					Message: "stopped (its window was closed)", Expected: true})
 			}
-			if known && prev.window == id && st.Restarts > prev.restarts {
+			// A run first seen already restarted (it began and restarted
+			// between two polls) counts from zero.
+			var started int64
+			if st.Window != nil {
+				started = st.Window.Marks.Started
+			}
+			before := prev.restarts
+			if prev.window != id || prev.started != started {
+				before = 0
+			}
+			if known && id != "" && st.Restarts > before {
 				em.publish(Event{Time: now, Kind: Restarted, Process: st.Process, Machine: st.Machine, Session: st.Session,
 					Message: fmt.Sprintf("restart %d after exit code %d", st.Restarts, derefInt(st.LastExit)), ExitCode: st.LastExit, Restarts: st.Restarts})
 			}
@@ -217,7 +228,7 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 				em.publish(Event{Time: now, Kind: StateChanged, Process: st.Process, Machine: st.Machine, Session: st.Session,
 					State: st.State, Message: st.Error, ExitCode: st.ExitCode, PID: derefInt(st.PID), Restarts: st.Restarts})
 			}
-			last[st.Process] = seen{alive: alive, window: id, state: st.State, restarts: st.Restarts}
+			last[st.Process] = seen{alive: alive, window: id, started: started, state: st.State, restarts: st.Restarts}
 		}
 		first = false
 		for m, why := range down {

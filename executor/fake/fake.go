@@ -84,6 +84,8 @@ type Machine struct {
 	// Containers lists running containers (CheckContainer).
 	Containers map[string]bool
 
+	ring chan struct{} // WaitChange's doorbell (Ring)
+
 	mu      sync.Mutex
 	windows []*window
 	logs    map[string][]string
@@ -106,7 +108,42 @@ var _ executor.Machine = (*Machine)(nil)
 
 // New returns a fake machine called name.
 func New(name string) *Machine {
-	return &Machine{name: name, logs: map[string][]string{}, spawned: map[string]int{}, pid: 1000, Containers: map[string]bool{}}
+	return &Machine{name: name, logs: map[string][]string{}, spawned: map[string]int{}, pid: 1000, Containers: map[string]bool{},
+		ring: make(chan struct{}, 1)}
+}
+
+var _ executor.Notifier = (*Machine)(nil)
+
+// Ring wakes a WaitChange, as a change by a launcher would.
+func (m *Machine) Ring() {
+	select {
+	case m.ring <- struct{}{}:
+	default:
+	}
+}
+
+// WaitChange returns at the next Ring (or when ctx ends).
+func (m *Machine) WaitChange(ctx context.Context) error {
+	select {
+	case <-m.ring:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Restarted records a restart of the running process in name's window,
+// as the pane's restart loop does, after an exit with code.
+func (m *Machine) Restarted(name string, code int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, w := range m.windows {
+		if w.Name == name && !w.Dead {
+			w.Marks.Restarts.Count++
+			w.Marks.Restarts.LastExit = code
+			w.Marks.Restarts.Last = time.Now().UnixMilli()
+		}
+	}
 }
 
 func (m *Machine) record(format string, args ...any) {
