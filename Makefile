@@ -58,8 +58,9 @@ test-unit: fmt-check vet
 	$(GO) test -race -count=1 $(UNIT_PKGS)
 
 # golangci-lint, built from the module proxy into ./bin on first use (no
-# download of a prebuilt binary is possible here): staticcheck and the
-# layering rules of .golangci.yml (depguard).
+# download of a prebuilt binary is possible here): staticcheck, errorlint
+# and the layering rules of .golangci.yml (depguard), then a check that
+# every layering rule really fires (.ci/lint-guards).
 GOLANGCI_VERSION := v2.15.0
 GOLANGCI := bin/golangci-lint-$(GOLANGCI_VERSION)
 $(GOLANGCI):
@@ -68,6 +69,7 @@ $(GOLANGCI):
 
 lint: $(GOLANGCI)
 	$(GOLANGCI) run ./...
+	.ci/lint-guards $(GOLANGCI)
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_PARSE) ./engine/config

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"strings"
 	"time"
@@ -52,8 +53,8 @@ func (f *follower) run(ctx context.Context, fn func(line string) bool) error {
 							partial = append(partial, chunk...)
 						}
 					}
-					if rerr != nil && rerr != bufio.ErrBufferFull {
-						if rerr != io.EOF {
+					if rerr != nil && !errors.Is(rerr, bufio.ErrBufferFull) {
+						if !errors.Is(rerr, io.EOF) {
 							err = rerr
 						} else {
 							err = io.ErrUnexpectedEOF

@@ -52,7 +52,7 @@ func (e *Engine) ExecTarget(ctx context.Context, target, script string, timeout 
 		machine, docker, cwd = p.Machine, p.Docker, p.Cwd
 		env = toExecEnv(p.Env)
 	} else if err := config.CheckMachine(target); err != nil {
-		return executor.Result{}, fmt.Errorf("%q is neither a process of the config nor a machine: %v", target, err)
+		return executor.Result{}, fmt.Errorf("%q is neither a process of the config nor a machine: %w", target, err)
 	}
 	m, _, err := e.machine(ctx, machine)
 	if err != nil {

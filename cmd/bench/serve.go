@@ -38,7 +38,7 @@ func startServe(w *world, cfg string) *serve {
 			return s
 		}
 		if time.Now().After(deadline) {
-			must(fmt.Errorf("serve did not answer: %v", err))
+			must(fmt.Errorf("serve did not answer: %w", err))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

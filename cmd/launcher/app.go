@@ -217,7 +217,7 @@ func (s *session) newApp() *cli.App {
 		Flags:          append(commonFlags(), cli.HelpFlag),
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
-			return &exitError{code: exitUsage, err: fmt.Errorf("%v (see launcher %s --help)", err, c.Command.Name)}
+			return &exitError{code: exitUsage, err: fmt.Errorf("%w (see launcher %s --help)", err, c.Command.Name)}
 		},
 		Commands: append([]*cli.Command{
 			s.runCommand(), s.killCommand(), s.restartCommand(), s.statusCommand(), s.watchCommand(),
@@ -360,7 +360,7 @@ func (s *session) wire(cfg *config.Config, f flagValues) (*engine.Engine, error)
 		// A plugin runs as the caller: one that another user could have
 		// written is refused (--no-plugins keeps status and kill usable).
 		if err := pool.SafeFile(file); err != nil {
-			return nil, &exitError{code: exitUsage, err: fmt.Errorf("plugin %v (fix it, or run with --no-plugins)", err)}
+			return nil, &exitError{code: exitUsage, err: fmt.Errorf("plugin %w (fix it, or run with --no-plugins)", err)}
 		}
 	}
 	if len(files) == 0 && !usesCheckKinds(cfg) {

@@ -57,7 +57,7 @@ func (s *session) runLua(c *cli.Context, run func() error) error {
 	case c.Context.Err() != nil || host.Cancelled(err):
 		return &exitError{code: exitInterrupted, err: errors.New("interrupted; processes that started keep running")}
 	}
-	return &exitError{code: exitFailed, err: fmt.Errorf("script failed: %v", err)}
+	return &exitError{code: exitFailed, err: fmt.Errorf("script failed: %w", err)}
 }
 
 // pluginCommands turns the commands plugins registered into subcommands.

@@ -54,7 +54,7 @@ func (s *session) serveCommand() *cli.Command {
 			}
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
-				return &exitError{code: exitFailed, err: fmt.Errorf("cannot listen on %s: %v", listen, err)}
+				return &exitError{code: exitFailed, err: fmt.Errorf("cannot listen on %s: %w", listen, err)}
 			}
 			o := api.Options{Engine: e, Token: token, Loopback: loopback && token == "", Version: version, Log: s.stderr,
 				StreamQueue: c.Int("stream-queue"),
@@ -98,7 +98,7 @@ func (s *session) serveCommand() *cli.Command {
 func (s *session) serveToken(ctx context.Context, file string, loopback bool) (token, announce string, err error) {
 	if file != "" {
 		if err := pool.SafeFile(file); err != nil {
-			return "", "", &exitError{code: exitUsage, err: fmt.Errorf("--token-file: %v", err)}
+			return "", "", &exitError{code: exitUsage, err: fmt.Errorf("--token-file: %w", err)}
 		}
 		fi, err := os.Stat(file)
 		if err == nil && fi.Mode().Perm()&0o077 != 0 {
@@ -149,7 +149,7 @@ func (s *session) serveToken(ctx context.Context, file string, loopback bool) (t
 	_ = os.Remove(path)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return "", "", fmt.Errorf("cannot keep the token: %v", err)
+		return "", "", fmt.Errorf("cannot keep the token: %w", err)
 	}
 	_, err = f.WriteString(token + "\n")
 	if cerr := f.Close(); err == nil {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -164,7 +165,7 @@ func (c *Config) Resolve(roots []string, req Request) (*Plan, error) {
 	for _, p := range procs {
 		r, err := c.resolveOne(p, req, selected)
 		if err != nil {
-			if e, ok := err.(*Error); ok {
+			if e := (*Error)(nil); errors.As(err, &e) {
 				errs = append(errs, e)
 				continue
 			}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -96,15 +97,7 @@ func FuzzParse(f *testing.F) {
 }
 
 func asConfigError(err error, e **Error, es *Errors) bool {
-	switch v := err.(type) {
-	case *Error:
-		*e = v
-		return true
-	case Errors:
-		*es = v
-		return true
-	}
-	return false
+	return errors.As(err, e) || errors.As(err, es)
 }
 
 func mustLoad(t *testing.T, yaml string) *Config {

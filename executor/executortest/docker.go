@@ -79,7 +79,7 @@ func StartDockerd(t testing.TB) *Dockerd {
 		_ = exec.Command("umount", "-R", filepath.Join(dir, "data")).Run()
 		os.RemoveAll(dir)
 	})
-	up := Poll(20*time.Second, func() bool {
+	up := Poll(func() bool {
 		select {
 		case <-exited:
 			return true
@@ -150,7 +150,7 @@ func (d *Dockerd) importImage() error {
 	}
 	out, err := exec.Command("ldd", bash).Output()
 	if err != nil {
-		return fmt.Errorf("ldd bash: %v", err)
+		return fmt.Errorf("ldd bash: %w", err)
 	}
 	for _, line := range strings.Split(string(out), "\n") {
 		for _, f := range strings.Fields(line) {
@@ -174,12 +174,12 @@ func (d *Dockerd) importImage() error {
 	var tarOut bytes.Buffer
 	tar.Stdout = &tarOut
 	if err := tar.Run(); err != nil {
-		return fmt.Errorf("tar: %v", err)
+		return fmt.Errorf("tar: %w", err)
 	}
 	imp := exec.Command("docker", "-H", d.Host(), "import", "-c", "ENV PATH=/bin", "-c", `CMD ["/bin/bash"]`, "-", d.Image)
 	imp.Stdin = &tarOut
 	if out, err := imp.CombinedOutput(); err != nil {
-		return fmt.Errorf("docker import: %v: %s", err, out)
+		return fmt.Errorf("docker import: %w: %s", err, out)
 	}
 	return nil
 }

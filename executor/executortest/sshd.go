@@ -30,13 +30,13 @@ func EnsureTestUser(t testing.TB) (uid, gid int) {
 				return
 			}
 			if out, err := exec.Command("useradd", "-m", "-s", "/bin/bash", TestUser).CombinedOutput(); err != nil {
-				userErr = fmt.Errorf("useradd: %v: %s", err, out)
+				userErr = fmt.Errorf("useradd: %w: %s", err, out)
 				return
 			}
 		}
 		// With UsePAM no, sshd refuses a locked account (useradd leaves '!').
 		if out, err := exec.Command("usermod", "-p", "*", TestUser).CombinedOutput(); err != nil {
-			userErr = fmt.Errorf("usermod: %v: %s", err, out)
+			userErr = fmt.Errorf("usermod: %w: %s", err, out)
 		}
 	})
 	if userErr != nil {
@@ -171,7 +171,7 @@ LogLevel VERBOSE
 		}
 		exited := make(chan struct{})
 		go func() { _ = s.cmd.Wait(); close(exited) }()
-		up := Poll(5*time.Second, func() bool {
+		up := Poll(func() bool {
 			select {
 			case <-exited:
 				return true

@@ -88,7 +88,7 @@ func (e *HostKeyError) Error() string { return e.Msg }
 func (k *hostKeys) verify(hostport string, remote net.Addr, key ssh.PublicKey) error {
 	cb, err := k.callback()
 	if err != nil {
-		return fmt.Errorf("cannot read known_hosts (%s): %v", strings.Join(k.files, ", "), err)
+		return fmt.Errorf("cannot read known_hosts (%s): %w", strings.Join(k.files, ", "), err)
 	}
 	err = cb(hostport, remote, key)
 	var ke *knownhosts.KeyError
@@ -136,7 +136,7 @@ func (k *hostKeys) record(hostport string, remote net.Addr, key ssh.PublicKey) e
 	}
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
 	if err != nil {
-		return fmt.Errorf("cannot record the host key of %s: %v", hostport, err)
+		return fmt.Errorf("cannot record the host key of %s: %w", hostport, err)
 	}
 	defer f.Close()
 	_, err = fmt.Fprintln(f, knownhosts.Line([]string{knownhosts.Normalize(hostport)}, key))

@@ -44,7 +44,7 @@ func loadSSHConfig(home string) (*sshConfig, error) {
 		cfg, err := ssh_config.Decode(f)
 		f.Close()
 		if err != nil {
-			return nil, fmt.Errorf("cannot parse %s: %v", p, err)
+			return nil, fmt.Errorf("cannot parse %s: %w", p, err)
 		}
 		c.files = append(c.files, cfg)
 	}

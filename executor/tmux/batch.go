@@ -184,10 +184,37 @@ func (m *Machine) runBatch(reqs []*batchReq) {
 // whether it ran is unknown.
 var errServerGone = errors.New("the tmux server exited unexpectedly")
 
-// tmuxError is a failed tmux command with tmux's message.
+// tmuxError is a failed tmux command with tmux's message. tmux has no
+// error codes: what the message says is read here, and only here.
 type tmuxError struct {
 	machine string
 	msg     string
 }
 
 func (e *tmuxError) Error() string { return fmt.Sprintf("tmux on %s: %s", e.machine, e.msg) }
+
+// guardTaken: the atomic guard of a new window found the process's window
+// (another client created it first).
+func (e *tmuxError) guardTaken() bool { return strings.Contains(e.msg, "already set: @launcher_guard") }
+
+// stillActive: respawn-window found the pane alive (another client
+// respawned it first).
+func (e *tmuxError) stillActive() bool { return strings.Contains(e.msg, "still active") }
+
+// raced: another client took the window index or created the session.
+func (e *tmuxError) raced() bool {
+	return strings.Contains(e.msg, "index") && strings.Contains(e.msg, "in use") || strings.Contains(e.msg, "duplicate session")
+}
+
+// gone: the session (or the whole server) went away since it was listed:
+// its last window closed (a one-shot that succeeded), or a user killed it.
+func (e *tmuxError) gone() bool {
+	return strings.Contains(e.msg, "can't find session") || strings.Contains(e.msg, "no such session") || noServer([]byte(e.msg))
+}
+
+// asTmuxError returns the tmux message behind err, if there is one.
+func asTmuxError(err error) (*tmuxError, bool) {
+	var te *tmuxError
+	ok := errors.As(err, &te)
+	return te, ok
+}

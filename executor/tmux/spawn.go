@@ -2,6 +2,7 @@ package tmux
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -201,7 +202,7 @@ func (m *Machine) spawnWindow(ctx context.Context, spec executor.SpawnSpec, pane
 	if spec.Replace != "" {
 		cmd := append([]string{"respawn-window", "-t", spec.Replace, "--"}, pane...)
 		out, err := m.batch(ctx, append([][]string{cmd}, finish(spec.Replace)...))
-		if err != nil && (err == errServerGone || strings.Contains(err.Error(), "still active")) {
+		if te, ok := asTmuxError(err); errors.Is(err, errServerGone) || ok && te.stillActive() {
 			return executor.Window{}, executor.ErrRaced
 		}
 		return m.spawned(spec, out, err)
@@ -219,18 +220,19 @@ func (m *Machine) spawnWindow(ctx context.Context, spec executor.SpawnSpec, pane
 			cmds = append(guard(spec.Session, spec.Name), append([]string{"new-window", "-d", "-t", target, "-n", spec.Name, "--"}, pane...))
 		}
 		out, err := m.batch(ctx, append(cmds, finish(target)...))
-		if err == errServerGone {
+		if errors.Is(err, errServerGone) {
 			if create {
 				m.sessionCreated(spec.Session, -1)
 			}
 			// Whether it ran is unknown: the caller looks again.
 			return executor.Window{}, executor.ErrRaced
 		}
-		if err != nil && strings.Contains(err.Error(), "already set: @launcher_guard") {
+		te, _ := asTmuxError(err)
+		if te != nil && te.guardTaken() {
 			// Another client created the window first.
 			return executor.Window{}, executor.ErrRaced
 		}
-		if err != nil && (raced(err.Error()) || gone(err.Error())) {
+		if te != nil && (te.raced() || te.gone()) {
 			if create {
 				m.sessionCreated(spec.Session, -1)
 			}
@@ -349,18 +351,6 @@ func (m *Machine) sessionCreated(session string, firstIndex int) {
 	} else {
 		delete(m.sessions, session)
 	}
-}
-
-// gone reports that the session (or the whole server) went away since it
-// was listed: its last window closed (a one-shot that succeeded), or a user
-// killed it. The spawn looks again and creates it.
-func gone(s string) bool {
-	return strings.Contains(s, "can't find session") || strings.Contains(s, "no such session") ||
-		strings.Contains(s, "no server running") || strings.Contains(s, "error connecting to")
-}
-
-func raced(s string) bool {
-	return strings.Contains(s, "index") && strings.Contains(s, "in use") || strings.Contains(s, "duplicate session")
 }
 
 func (m *Machine) spawned(spec executor.SpawnSpec, out []string, err error) (executor.Window, error) {

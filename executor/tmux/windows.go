@@ -3,6 +3,7 @@ package tmux
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -184,7 +185,7 @@ func (m *Machine) SetMarks(ctx context.Context, windowID string, u executor.Mark
 		return nil
 	}
 	_, err := m.batch(ctx, cmds)
-	if err == errServerGone {
+	if errors.Is(err, errServerGone) {
 		_, err = m.batch(ctx, cmds) // setting options twice is harmless
 	}
 	return err

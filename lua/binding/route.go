@@ -105,7 +105,7 @@ func (h *Host) CallRoute(ctx context.Context, r *Route, req RouteRequest) (any, 
 			}
 			v, cerr := host.FromLua(ret[0])
 			if cerr != nil {
-				cerr = fmt.Errorf("route %s %s returned a value JSON cannot hold: %v", r.Method, r.Path, cerr)
+				cerr = fmt.Errorf("route %s %s returned a value JSON cannot hold: %w", r.Method, r.Path, cerr)
 			}
 			done <- result{v: v, err: cerr}
 		})

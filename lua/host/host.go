@@ -109,12 +109,12 @@ func New(ctx context.Context, o Options) (*Runtime, error) {
 	L.SetContext(ctx)
 	fn, err := L.Load(strings.NewReader(prelude), "[launcher]")
 	if err != nil {
-		return nil, fmt.Errorf("lua prelude: %v", err)
+		return nil, fmt.Errorf("lua prelude: %w", err)
 	}
 	L.Push(fn)
 	L.Push(rt.host)
 	if err := L.PCall(1, 0, nil); err != nil {
-		return nil, fmt.Errorf("lua prelude: %v", err)
+		return nil, fmt.Errorf("lua prelude: %w", err)
 	}
 	// Every task runs its function through this wrapper: a task that ends
 	// without returning through it was cut short by a yield Lua could not

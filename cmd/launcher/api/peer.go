@@ -48,7 +48,7 @@ func samePeer(ctx context.Context) error {
 		return nil // ConnContext was not installed (tests of the handler alone)
 	}
 	if p.err != nil {
-		return fmt.Errorf("cannot tell which user connected (%v): use --token-file", p.err)
+		return fmt.Errorf("cannot tell which user connected (%w): use --token-file", p.err)
 	}
 	if me := os.Getuid(); p.uid != me && p.uid != 0 {
 		return fmt.Errorf("this server answers its own user (uid %d) on loopback, not uid %d: use a token (--token-file) to share it", me, p.uid)
