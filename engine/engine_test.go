@@ -49,7 +49,7 @@ func local(t *testing.T, c *fake.Connector) *fake.Machine {
 }
 
 func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), executortest.Patience)
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -282,7 +282,7 @@ never: {cmd: never}
 	ctx := ctxT(t)
 	_ = e.Start(ctx, []string{"dead"}, config.Request{})
 	var sts []Status
-	executortest.Eventually(t, 5*time.Second, "dead is DEAD", func() bool {
+	executortest.Eventually(t, "dead is DEAD", func() bool {
 		var err error
 		if sts, err = e.Status(ctx, nil); err != nil {
 			t.Fatal(err)
@@ -447,16 +447,8 @@ p: {cmd: p}
 	defer cancel()
 	// Polls only when the machine rings: the test decides when.
 	go e.Monitor(ctx, time.Hour)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, ok := e.Watched(time.Hour); ok {
-			break // the first poll is done: p is known, without a window
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the monitor did not poll")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	// Once the first poll is done, p is known, without a window.
+	executortest.Eventually(t, "the monitor's first poll", func() bool { _, ok := e.Watched(time.Hour); return ok })
 	if _, err := m.Spawn(ctxT(t), executor.SpawnSpec{Session: "s", Name: "p", Script: "p", Marks: executor.Marks{Managed: true, Started: 1}}); err != nil {
 		t.Fatal(err)
 	}
@@ -467,7 +459,52 @@ p: {cmd: p}
 		if ev.Process != "p" || ev.Restarts != 1 || ev.ExitCode == nil || *ev.ExitCode != 7 {
 			t.Fatalf("event %+v, want p restarted once after exit 7", ev)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(executortest.Patience):
 		t.Fatal("no restarted event for p")
 	}
+}
+
+// A run that began and ended between two polls (a start of a DEAD process
+// that crashed at once) ended: its exit is news. The monitor used to
+// report only exits of runs it had seen alive, so a script's alert for a
+// crash loop missed every crash after the first.
+func TestMonitorReportsARunThatEndedBetweenPolls(t *testing.T) {
+	e, conn, _ := newTestEngine(t, `
+context: {session: s}
+p: {cmd: p}
+`)
+	m := local(t, conn)
+	got := make(chan Event, 4)
+	unsub := e.Bus().Subscribe(func(ev Event) bool { return ev.Kind == Exited }, func(ev Event) { got <- ev })
+	defer unsub()
+	w, err := m.Spawn(ctxT(t), executor.SpawnSpec{Session: "s", Name: "p", Script: "p", Marks: executor.Marks{Managed: true, Started: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	// Polls only when the machine rings: the test decides when.
+	go e.Monitor(ctx, time.Hour)
+	executortest.Eventually(t, "the monitor's first poll", func() bool { _, ok := e.Watched(time.Hour); return ok })
+	expect := func(code int) {
+		t.Helper()
+		select {
+		case ev := <-got:
+			if ev.Process != "p" || ev.ExitCode == nil || *ev.ExitCode != code {
+				t.Fatalf("event %+v, want p exited with %d", ev, code)
+			}
+		case <-time.After(executortest.Patience):
+			t.Fatalf("no exited event for p's exit %d", code)
+		}
+	}
+	m.Exit("p", 3)
+	m.Ring()
+	expect(3)
+	// Respawned and dead again before the next poll.
+	if _, err := m.Spawn(ctxT(t), executor.SpawnSpec{Session: "s", Name: "p", Script: "p", Replace: w.ID, Marks: executor.Marks{Managed: true, Started: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	m.Exit("p", 4)
+	m.Ring()
+	expect(4)
 }

@@ -197,8 +197,16 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 			if st.Window != nil {
 				id = st.Window.ID
 			}
+			var started int64
+			if st.Window != nil {
+				started = st.Window.Marks.Started
+			}
+			newRun := prev.window != id || prev.started != started
 			switch {
-			case known && prev.alive && !alive && st.Window != nil && prev.window == id && !st.Window.Marks.OneShot:
+			case known && prev.alive && !alive && st.Window != nil && prev.window == id && !st.Window.Marks.OneShot,
+				// A run that began and ended between two polls (a
+				// respawn that crashed at once) ended too.
+				known && !prev.alive && !alive && st.Window != nil && newRun && started != 0 && !st.Window.Marks.OneShot:
 				ev := Event{Time: now, Kind: Exited, Process: st.Process, Machine: st.Machine, Session: st.Session, Message: "exited", ExitCode: st.ExitCode}
 				if op, ok := parseOp(st.Window.Marks.Op); ok && op.Kind == "stopping" {
 					ev.Message, ev.Expected = "stopped on request", true
@@ -212,12 +220,8 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 			}
 			// A run first seen already restarted (it began and restarted
 			// between two polls) counts from zero.
-			var started int64
-			if st.Window != nil {
-				started = st.Window.Marks.Started
-			}
 			before := prev.restarts
-			if prev.window != id || prev.started != started {
+			if newRun {
 				before = 0
 			}
 			if known && id != "" && st.Restarts > before {

@@ -48,7 +48,7 @@ type world struct {
 }
 
 // newWorld makes an engine on fake machines and a Lua host bound to it.
-func newWorld(t *testing.T, yaml string) *world {
+func newWorld(t testing.TB, yaml string) *world {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "launcher.yaml")
@@ -73,7 +73,7 @@ func newWorld(t *testing.T, yaml string) *world {
 }
 
 // script runs code as a script file and returns its error.
-func (w *world) script(t *testing.T, code string, args ...string) error {
+func (w *world) script(t testing.TB, code string, args ...string) error {
 	t.Helper()
 	p := filepath.Join(w.dir, fmt.Sprintf("s%d.lua", time.Now().UnixNano()))
 	if err := os.WriteFile(p, []byte(code), 0o644); err != nil {
@@ -82,7 +82,7 @@ func (w *world) script(t *testing.T, code string, args ...string) error {
 	return w.h.RunScript(p, args)
 }
 
-func (w *world) mustScript(t *testing.T, code string) {
+func (w *world) mustScript(t testing.TB, code string) {
 	t.Helper()
 	if err := w.script(t, code); err != nil {
 		t.Fatalf("script: %v\nlog:\n%s", err, w.log)
@@ -216,17 +216,15 @@ assert(maxActive == 1, "handlers overlapped: " .. maxActive)
 	}
 }
 
-func TestExitedEventsReachHandlersQuickly(t *testing.T) {
+func TestExitedEventsReachHandlers(t *testing.T) {
 	w := newWorld(t, robotYAML)
 	subscribed := make(chan struct{})
 	w.h.Do(func() {
 		w.h.rt.L.SetGlobal("__subscribed", w.h.rt.L.NewFunction(func(*luaState) int { close(subscribed); return 0 }))
 	})
-	var start time.Time
 	go func() {
 		// The process dies on its own once the script listens.
 		<-subscribed
-		start = time.Now()
 		w.m.Exit("core", 2)
 	}()
 	w.mustScript(t, `
@@ -238,9 +236,7 @@ __subscribed()
 while not got do launcher.sleep(0.01) end
 assert(got.process == "core" and got.exit_code == 2 and got.expected == false, got.message)
 `)
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("exit reached the handler after %s, want within 1s", d)
-	}
+	// How soon it arrives is measured by BenchmarkExitToHandler.
 }
 
 func TestLuaReadyCheckAndCheckKinds(t *testing.T) {
@@ -361,6 +357,8 @@ func TestScriptErrorsAndCancellation(t *testing.T) {
 		t.Errorf("syntax error: %v", err)
 	}
 	// Ctrl-C cancels a busy loop and a wait promptly.
+	// Neither ends by itself: returning at all is the cancellation (the
+	// package's test timeout bounds a hang).
 	for _, code := range []string{"while true do end", "require('launcher').supervise()"} {
 		ctx, cancel := context.WithCancel(context.Background())
 		cfg, _ := config.Load(w.cfg)
@@ -372,10 +370,8 @@ func TestScriptErrorsAndCancellation(t *testing.T) {
 		p := filepath.Join(w.dir, "busy.lua")
 		os.WriteFile(p, []byte(code), 0o644)
 		time.AfterFunc(150*time.Millisecond, cancel)
-		start := time.Now()
-		_ = h.RunScript(p, nil)
-		if d := time.Since(start); d > 2*time.Second {
-			t.Errorf("%q: cancelled after %s", code, d)
+		if err := h.RunScript(p, nil); err == nil {
+			t.Errorf("%q: ended without an error after Ctrl-C", code)
 		}
 		h.Close()
 	}
@@ -447,6 +443,30 @@ func BenchmarkEventDispatch(b *testing.B) {
 	}
 	<-done
 	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")
+}
+
+// BenchmarkExitToHandler: from a process's exit to its `exited` handler
+// while a script supervises (the monitor polls every 20 ms here).
+func BenchmarkExitToHandler(b *testing.B) {
+	w := newWorld(b, robotYAML)
+	var total time.Duration
+	var at time.Time
+	w.h.Do(func() {
+		L := w.h.rt.L
+		L.SetGlobal("__exit", L.NewFunction(func(*luaState) int { at = time.Now(); go w.m.Exit("core", 2); return 0 }))
+		L.SetGlobal("__got", L.NewFunction(func(*luaState) int { total += time.Since(at); return 0 }))
+	})
+	b.ResetTimer()
+	w.mustScript(b, fmt.Sprintf(`
+local launcher = require("launcher")
+local got = 0
+for i = 1, %d do
+  assert(launcher.start("core"))
+  if i == 1 then launcher.on("exited", "core", function() got = got + 1; __got() end) end
+  __exit()
+  while got < i do launcher.sleep(0.002) end
+end`, b.N))
+	b.ReportMetric(float64(total.Microseconds())/float64(b.N)/1000, "ms/exit")
 }
 
 // BenchmarkLuaReadyCheckPoll: one poll of a Lua ready check, as the engine
