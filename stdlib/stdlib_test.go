@@ -126,9 +126,10 @@ func TestBlockingCallsHonourCancellation(t *testing.T) {
 	defer close(release)
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(200*time.Millisecond, cancel)
-	start := time.Now()
-	_, _ = tryLua(t, ctx, `return require("http").get("`+srv.URL+`", {timeout = 30})`, nil)
-	if time.Since(start) > 3*time.Second {
-		t.Errorf("cancellation took %s", time.Since(start))
+	// The call's own timeout is an hour: returning at all is the
+	// cancellation (the package's test timeout bounds a hang).
+	ret, err := tryLua(t, ctx, `return require("http").get("`+srv.URL+`", {timeout = 3600})`, nil)
+	if err == nil && (len(ret) == 0 || ret[0] != "nil") {
+		t.Errorf("a cancelled call answered %v", ret)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/robotlauncher/launcher/executor/executortest"
 )
@@ -63,9 +62,9 @@ func TestBrokenConfigsChangeNothing(t *testing.T) {
 func TestCtrlCDuringRun(t *testing.T) {
 	e := newEnv(t, "context: {session: ci}\nslow: {cmd: sleep 300, ready_check: 'false'}\n")
 	b := e.start("run", "slow")
-	e.waitState("slow", "STARTING", 10*time.Second)
+	e.waitState("slow", "STARTING")
 	_ = b.cmd.Process.Signal(syscall.SIGINT)
-	if code := b.wait(t, 10*time.Second); code != 130 {
+	if code := b.wait(t); code != 130 {
 		t.Errorf("exit %d", code)
 	}
 	if !strings.Contains(b.stderr(), "interrupted") || !strings.Contains(b.stderr(), "keep running") {
@@ -95,9 +94,9 @@ func TestStatusWatchFrames(t *testing.T) {
 	e := newEnv(t, "context: {session: sw}\na: {cmd: sleep 300}\n")
 	e.mustRun("run", "a")
 	b := e.start("status", "-w")
-	executortest.Eventually(t, 10*time.Second, "two frames", func() bool { return strings.Count(b.stdout(), "Updated: ") >= 2 })
+	executortest.Eventually(t, "two frames", func() bool { return strings.Count(b.stdout(), "Updated: ") >= 2 })
 	_ = b.cmd.Process.Signal(syscall.SIGINT)
-	b.wait(t, 5*time.Second)
+	b.wait(t)
 	if !regexp.MustCompile(`Updated: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\nPROCESS`).MatchString(b.stdout()) {
 		t.Errorf("frames:\n%s", b.stdout())
 	}

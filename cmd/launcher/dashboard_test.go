@@ -35,7 +35,7 @@ func browser(t *testing.T) context.Context {
 	)
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelC := chromedp.NewContext(actx)
-	ctx, cancelT := context.WithTimeout(ctx, 3*time.Minute)
+	ctx, cancelT := context.WithTimeout(ctx, 2*executortest.Patience)
 	t.Cleanup(func() { cancelT(); cancelC(); cancelA() })
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("chromium does not start: %v", err)
@@ -69,9 +69,9 @@ func artifact(t *testing.T, name string, data []byte) string {
 }
 
 // waitJS polls a JavaScript condition in the page.
-func waitJS(expr string, within time.Duration) chromedp.Action[chromedp.Void] {
+func waitJS(expr string) chromedp.Action[chromedp.Void] {
 	var ok bool
-	return into(chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(within), chromedp.WithPollingInterval(50*time.Millisecond)), &ok)
+	return into(chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(executortest.Patience), chromedp.WithPollingInterval(50*time.Millisecond)), &ok)
 }
 
 func css(sel string) chromedp.CSS { return chromedp.CSS(sel) }
@@ -106,18 +106,18 @@ arm:
 	err := chromedp.Do(ctx,
 		chromedp.Navigate(s.base+"/"),
 		// Every process, grouped by session and machine, with its state.
-		waitJS(stateIs("roscore", "STOPPED")+" && "+stateIs("arm", "UNAVAILABLE"), 20*time.Second),
+		waitJS(stateIs("roscore", "STOPPED")+" && "+stateIs("arm", "UNAVAILABLE")),
 		into(chromedp.Evaluate[int](`document.querySelectorAll('#groups table').length`), &groups),
 		// An unreachable machine is a banner.
-		waitJS(`document.getElementById('banner').classList.contains('on')`, 10*time.Second),
+		waitJS(`document.getElementById('banner').classList.contains('on')`),
 		into(chromedp.Text(css("#banner")), &banner),
 		// The stream is live before we act.
-		waitJS(`document.getElementById('conn').textContent === 'live'`, 10*time.Second),
+		waitJS(`document.getElementById('conn').textContent === 'live'`),
 		// Start the planner: its dependencies come up, the cells turn
 		// READY from the event stream, and the progress shows each step.
 		chromedp.Click(css(`#row-planner button[data-action="start"]`)),
-		waitJS(stateIs("planner", "READY")+" && "+stateIs("roscore", "READY"), 30*time.Second),
-		waitJS(`document.getElementById('steps').textContent.includes('[roscore] ready')`, 10*time.Second),
+		waitJS(stateIs("planner", "READY")+" && "+stateIs("roscore", "READY")),
+		waitJS(`document.getElementById('steps').textContent.includes('[roscore] ready')`),
 		into(chromedp.Text(css("#steps")), &steps),
 	)
 	if err != nil {
@@ -139,10 +139,10 @@ arm:
 	e.mustRun("kill", "planner")
 	var shot []byte
 	err = chromedp.Do(ctx,
-		waitJS(stateIs("planner", "STOPPED"), 10*time.Second),
+		waitJS(stateIs("planner", "STOPPED")),
 		// The log pane follows a process's output.
 		chromedp.Click(css(`#row-roscore button[data-action="log"]`)),
-		waitJS(`document.getElementById('log-lines').textContent.includes('hello from roscore')`, 10*time.Second),
+		waitJS(`document.getElementById('log-lines').textContent.includes('hello from roscore')`),
 		into(chromedp.Text(css("#log-lines")), &logText),
 		into(chromedp.FullScreenshot(100), &shot),
 	)
@@ -158,13 +158,13 @@ arm:
 	err = chromedp.Do(ctx,
 		chromedp.Click(css(`#log-close`)),
 		chromedp.Click(css(`#row-driver button[data-action="stop"]`)),
-		waitJS(stateIs("driver", "STOPPED"), 20*time.Second),
+		waitJS(stateIs("driver", "STOPPED")),
 		chromedp.Click(css(`#row-driver button[data-action="start"]`)),
 		chromedp.WaitVisible(css(`#picker`)),
 		chromedp.Click(css(`#picker input[value="fast"]`)),
 		chromedp.SendKeys(css(`#picker input[data-param="rate"]`), "250 Hz"),
 		chromedp.Click(css(`#picker-go`)),
-		waitJS(stateIs("driver", "READY"), 20*time.Second),
+		waitJS(stateIs("driver", "READY")),
 	)
 	if err != nil {
 		t.Fatalf("variant picker: %v", err)
@@ -177,7 +177,7 @@ arm:
 	var nodes int
 	err = chromedp.Do(ctx,
 		chromedp.Click(css(`#tab-graph`)),
-		waitJS(`document.querySelectorAll('#graph g[data-process]').length === 4`, 10*time.Second),
+		waitJS(`document.querySelectorAll('#graph g[data-process]').length === 4`),
 		into(chromedp.Evaluate[int](`document.querySelectorAll('#graph line').length`), &nodes),
 	)
 	if err != nil || nodes != 2 {
@@ -190,7 +190,7 @@ arm:
 	err = chromedp.Do(ctx,
 		chromedp.Click(css(`#tab-table`)),
 		chromedp.EmulateViewport(390, 844),
-		waitJS(`getComputedStyle(document.querySelector('#groups thead')).display === 'none'`, 10*time.Second),
+		waitJS(`getComputedStyle(document.querySelector('#groups thead')).display === 'none'`),
 		into(chromedp.Evaluate[bool](`document.body.scrollWidth <= 390`), &headerHidden),
 		into(chromedp.FullScreenshot(100), &phone),
 	)

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/robotlauncher/launcher/executor/executortest"
 )
@@ -144,7 +143,7 @@ namer:
 		t.Errorf("namer has %d windows after a second run (%v)", n, e.windowsByName())
 	}
 	e.mustRun("kill", "--all")
-	executortest.Eventually(t, 10*time.Second, "namer stopped", func() bool { return e.state("namer") == "STOPPED" })
+	executortest.Eventually(t, "namer stopped", func() bool { return e.state("namer") == "STOPPED" })
 	_ = exec.Command("true").Run()
 }
 
@@ -410,12 +409,12 @@ child:
   depends: [base]
 `, gate, okFile))
 	b := e.start("run", "slow")
-	e.waitState("slow", "STARTING", 10*time.Second)
+	e.waitState("slow", "STARTING")
 	_ = b.cmd.Process.Kill()
-	b.wait(t, 10*time.Second)
+	b.wait(t)
 	later := e.start("run", "slow")
 	os.WriteFile(gate, nil, 0o644)
-	if code := later.wait(t, 30*time.Second); code != 0 {
+	if code := later.wait(t); code != 0 {
 		t.Fatalf("takeover run: exit %d\n%s\n%s", code, later.stdout(), later.stderr())
 	}
 	if n := e.windowsByName()["slow"]; n != 1 {
@@ -461,12 +460,12 @@ func TestRunAndKillRace(t *testing.T) {
 		// The race: the kill goes out the moment level `trial` has a
 		// ready process, while the levels above it start.
 		mark := fmt.Sprintf("[l%d_0] ready", trial)
-		executortest.Eventually(t, 30*time.Second, "the bring-up reaches "+mark, func() bool { return strings.Contains(run.stdout(), mark) })
+		executortest.Eventually(t, "the bring-up reaches "+mark, func() bool { return strings.Contains(run.stdout(), mark) })
 		kill := e.start("kill", "--all")
-		if code := kill.wait(t, 60*time.Second); code != 0 {
+		if code := kill.wait(t); code != 0 {
 			t.Fatalf("trial %d: kill exit %d\n%s%s", trial, code, kill.stdout(), kill.stderr())
 		}
-		code := run.wait(t, 60*time.Second)
+		code := run.wait(t)
 		st := e.status()
 		up := func(n string) bool { s := st[n].State; return s == "READY" || s == "RUNNING" || s == "STARTING" }
 		for p, ds := range deps {
@@ -555,11 +554,11 @@ func TestStoppedTmuxServer(t *testing.T) {
 	t.Cleanup(func() { syscall.Kill(server, syscall.SIGCONT) })
 
 	b := e.start("status")
-	executortest.Eventually(t, 10*time.Second, "status waits on the stopped server", func() bool {
+	executortest.Eventually(t, "status waits on the stopped server", func() bool {
 		return hasChild(b.cmd.Process.Pid, "tmux")
 	})
 	b.cmd.Process.Signal(syscall.SIGINT)
-	if code := b.wait(t, 5*time.Second); code != 130 {
+	if code := b.wait(t); code != 130 {
 		t.Errorf("Ctrl-C during a hung status: exit %d\n%s", code, b.stderr())
 	}
 
@@ -726,9 +725,9 @@ launcher.on("ready", {process = "spin"}, function(ev) while true do end end)
 	}
 	e.mustRun("kill", "spin")
 	bg := e.start("run", "spin")
-	executortest.Eventually(t, 10*time.Second, "spin is ready", func() bool { return strings.Contains(bg.stdout(), "[spin] ready") })
+	executortest.Eventually(t, "spin is ready", func() bool { return strings.Contains(bg.stdout(), "[spin] ready") })
 	bg.cmd.Process.Signal(syscall.SIGINT)
-	if code := bg.wait(t, 10*time.Second); code != 130 {
+	if code := bg.wait(t); code != 130 {
 		t.Errorf("Ctrl-C with a busy handler: exit %d\n%s", code, bg.stderr())
 	}
 }
@@ -915,16 +914,16 @@ hupper:
   cmd: nohup sleep 3002 >/dev/null 2>&1 & sleep 300
 `)
 	e.mustRun("run", "daemon")
-	executortest.Eventually(t, 10*time.Second, "the daemon runs", func() bool { return len(e.taggedPIDs("daemon", "sleep 3001")) == 1 })
+	executortest.Eventually(t, "the daemon runs", func() bool { return len(e.taggedPIDs("daemon", "sleep 3001")) == 1 })
 	d := e.taggedPIDs("daemon", "sleep 3001")[0]
 	e.mustRun("kill", "daemon")
-	executortest.Eventually(t, 10*time.Second, "the escaped daemon ends with its run", func() bool { return !alive(d) })
+	executortest.Eventually(t, "the escaped daemon ends with its run", func() bool { return !alive(d) })
 	if st := e.state("daemon"); st != "STOPPED" {
 		t.Errorf("daemon is %s after kill", st)
 	}
 
 	e.mustRun("run", "hupper")
-	executortest.Eventually(t, 10*time.Second, "the child runs", func() bool { return len(e.taggedPIDs("hupper", "sleep 3002")) == 1 })
+	executortest.Eventually(t, "the child runs", func() bool { return len(e.taggedPIDs("hupper", "sleep 3002")) == 1 })
 	child := e.taggedPIDs("hupper", "sleep 3002")[0]
 	e.tmux("kill-server")
 	st := e.status()["hupper"]
@@ -938,7 +937,7 @@ hupper:
 		t.Errorf("%d copies of the child run", n)
 	}
 	e.mustRun("kill", "hupper")
-	executortest.Eventually(t, 10*time.Second, "kill ends the orphan", func() bool { return !alive(child) })
+	executortest.Eventually(t, "kill ends the orphan", func() bool { return !alive(child) })
 	if st := e.state("hupper"); st != "STOPPED" {
 		t.Errorf("hupper is %s after kill", st)
 	}

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -102,10 +104,11 @@ func (r result) String() string {
 	return fmt.Sprintf("exit %d\n--- stdout\n%s--- stderr\n%s", r.code, r.stdout, r.stderr)
 }
 
-// run runs the launcher to completion (bounded by a minute).
+// run runs the launcher to completion (bounded by Patience: only a hang
+// reaches it).
 func (e *tenv) run(args ...string) result {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), executortest.Patience)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, launcherBin, args...)
 	cmd.Env = e.environ()
@@ -114,7 +117,7 @@ func (e *tenv) run(args ...string) result {
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	r := result{stdout: out.String(), stderr: errb.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 		r.code = ee.ExitCode()
 	} else if err != nil {
 		e.t.Fatalf("launcher %v: %v", args, err)
@@ -182,7 +185,7 @@ func (e *tenv) start(args ...string) *bg {
 	go func() {
 		err := b.cmd.Wait()
 		b.code = 0
-		if ee, ok := err.(*exec.ExitError); ok {
+		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 			b.code = ee.ExitCode()
 			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 				b.code = 128 + int(ws.Signal())
@@ -198,13 +201,13 @@ func (e *tenv) start(args ...string) *bg {
 }
 
 // wait waits for a background launcher to exit and returns its code.
-func (b *bg) wait(t testing.TB, within time.Duration) int {
+func (b *bg) wait(t testing.TB) int {
 	t.Helper()
 	select {
 	case <-b.done:
 		return b.code
-	case <-time.After(within):
-		t.Fatalf("launcher still running after %s; output:\n%s\n%s", within, b.stdout(), b.stderr())
+	case <-time.After(executortest.Patience):
+		t.Fatalf("launcher still running after %s; output:\n%s\n%s", executortest.Patience, b.stdout(), b.stderr())
 		return -1
 	}
 }
@@ -242,14 +245,14 @@ func (e *tenv) status() map[string]statusRow {
 func (e *tenv) state(proc string) string { return e.status()[proc].State }
 
 // waitState polls until proc is in state.
-func (e *tenv) waitState(proc, state string, within time.Duration) statusRow {
+func (e *tenv) waitState(proc, state string) statusRow {
 	e.t.Helper()
 	var last statusRow
-	if !executortest.Poll(within, func() bool {
+	if !executortest.Poll(func() bool {
 		last = e.status()[proc]
 		return last.State == state
 	}) {
-		e.t.Fatalf("%s is not %s after %s: %+v", proc, state, within, last)
+		e.t.Fatalf("%s is not %s after %s: %+v", proc, state, executortest.Patience, last)
 	}
 	return last
 }
@@ -273,7 +276,7 @@ func (e *tenv) logOf(session, proc string) string {
 func (e *tenv) waitLog(session, proc, want string) string {
 	e.t.Helper()
 	var log string
-	if !executortest.Poll(10*time.Second, func() bool {
+	if !executortest.Poll(func() bool {
 		log = e.logOf(session, proc)
 		return strings.Contains(log, want)
 	}) {
@@ -324,4 +327,12 @@ func (e *tenv) panes(session string) string {
 		all.WriteString(c)
 	}
 	return all.String()
+}
+
+// fmtPtr shows an optional number ("-" when absent).
+func fmtPtr(p *int) string {
+	if p == nil {
+		return "-"
+	}
+	return strconv.Itoa(*p)
 }

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/robotlauncher/launcher/executor/executortest"
 )
@@ -166,19 +165,19 @@ assert(launcher.kill_all())
 launcher.log.info("remote good")
 `, machine, marker)), 0o644)
 	b := w.start("script", script)
-	executortest.Eventually(t, 60*time.Second, "the script reaches its supervision", func() bool {
+	executortest.Eventually(t, "the script reaches its supervision", func() bool {
 		_, err := os.Stat(marker)
 		return err == nil
 	})
 	proxy.Stall()
 	// The link stays down until the script's host_lost handler ran.
-	executortest.Eventually(t, 20*time.Second, "host_lost reached the script", func() bool {
+	executortest.Eventually(t, "host_lost reached the script", func() bool {
 		_, err := os.Stat(marker + ".lost")
 		return err == nil
 	})
 	proxy.Resume()
 	proxy.Drop()
-	if code := b.wait(t, 60*time.Second); code != 0 || !strings.Contains(b.stderr(), "remote good") {
+	if code := b.wait(t); code != 0 || !strings.Contains(b.stderr(), "remote good") {
 		t.Fatalf("script: exit %d\n%s\n%s", code, b.stdout(), b.stderr())
 	}
 	if out, _ := d.Docker("exec", "lua-c", "ps"); strings.Contains(out, "sleep 300") {

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/robotlauncher/launcher/executor/executortest"
 )
@@ -100,10 +99,10 @@ func TestRobotExample(t *testing.T) {
 		t.Errorf("help lacks the plugin command:\n%s", r.stdout)
 	}
 	b := e.start("script", filepath.Join(robot, "bringup.lua"))
-	e.waitState("planner", "READY", 60*time.Second)
+	e.waitState("planner", "READY")
 	out := b.stderr()
 	for _, want := range []string{"stage core done", "stage control done", "stage homing done", "stage planning done", "supervising"} {
-		if !executortest.Poll(10*time.Second, func() bool { return strings.Contains(b.stderr(), want) }) {
+		if !executortest.Poll(func() bool { return strings.Contains(b.stderr(), want) }) {
 			t.Errorf("script output lacks %q:\n%s", want, out)
 		}
 	}
@@ -119,7 +118,7 @@ func TestRobotExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	var alert map[string]any
-	if !executortest.Poll(15*time.Second, func() bool { alert = alerts.find("controller"); return alert != nil }) {
+	if !executortest.Poll(func() bool { alert = alerts.find("controller"); return alert != nil }) {
 		t.Fatalf("no alert for controller; script stderr:\n%s", b.stderr())
 	}
 	if alert["exit_code"] != float64(137) || alert["machine"] != "local" || alert["robot"] != "demo-bot" || alert["alert"] != "process exited" || alert["time"] == nil {
@@ -130,7 +129,7 @@ func TestRobotExample(t *testing.T) {
 	}
 	// Ctrl-C ends the script (130); the processes keep running.
 	_ = b.cmd.Process.Signal(syscall.SIGINT)
-	if code := b.wait(t, 10*time.Second); code != 130 {
+	if code := b.wait(t); code != 130 {
 		t.Errorf("script after Ctrl-C: exit %d", code)
 	}
 	for _, p := range []string{"roscore", "planner"} {
@@ -219,22 +218,18 @@ func TestCtrlCCancelsScripts(t *testing.T) {
 		if c.name == "loading" {
 			// As early as the old failure: the process is READY from the
 			// cases before, so the signal lands while modules load.
-			e.waitState("a", "READY", 20*time.Second)
+			e.waitState("a", "READY")
 		} else {
-			if !executortest.Poll(20*time.Second, func() bool { return strings.Contains(b.stdout(), "go\n") }) {
+			if !executortest.Poll(func() bool { return strings.Contains(b.stdout(), "go\n") }) {
 				t.Fatalf("%s script did not reach its loop; output:\n%s\n%s", c.name, b.stdout(), b.stderr())
 			}
 		}
 		_ = b.cmd.Process.Signal(syscall.SIGINT)
-		start := time.Now()
-		code := b.wait(t, 10*time.Second)
+		code := b.wait(t)
 		// 130 also when the signal comes before the handler is installed
 		// (the runtime's default: killed by SIGINT, 128+2).
 		if code != 130 {
 			t.Errorf("%s: exit %d; output:\n%s\n%s", c.name, code, b.stdout(), b.stderr())
-		}
-		if d := time.Since(start); d > 2*time.Second {
-			t.Errorf("%s: Ctrl-C took %s", c.name, d)
 		}
 		if e.state("a") != "READY" {
 			t.Errorf("%s: the started process did not keep running", c.name)
@@ -254,11 +249,11 @@ launcher.on("ready", function(ev) fs.write(%q, ev.process) end)
 launcher.ready_check("a", function(proc) return fs.exists(%q), "waiting for the go file" end)
 `, marker, filepath.Join(e.dir, "go"))), 0o644)
 	b := e.start("run", "a")
-	e.waitState("a", "STARTING", 10*time.Second)
+	e.waitState("a", "STARTING")
 	if err := os.WriteFile(filepath.Join(e.dir, "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if code := b.wait(t, 20*time.Second); code != 0 {
+	if code := b.wait(t); code != 0 {
 		t.Fatalf("run: %d %s", code, b.stderr())
 	}
 	data, _ := os.ReadFile(marker)

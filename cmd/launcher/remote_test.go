@@ -11,7 +11,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/robotlauncher/launcher/executor/executortest"
 )
@@ -151,10 +150,9 @@ down: {cmd: sleep 300, machine: nobody@127.0.0.9:%d}
 also_down: {cmd: sleep 300, machine: nobody@127.0.0.9:%d, session: other}
 `, w.hosts[0].Machine(), deadPort, deadPort))
 	w.mustRun("run", "up")
-	start := time.Now()
 	r := w.run("status")
-	if r.code != 0 || time.Since(start) > 8*time.Second {
-		t.Fatalf("status with an unreachable machine: %s (after %s)", r, time.Since(start))
+	if r.code != 0 {
+		t.Fatalf("status with an unreachable machine: %s", r)
 	}
 	if !regexp.MustCompile(`(?m)^down\s+un\s+nobody@127\.0\.0\.9:\d+\s+UNAVAILABLE`).MatchString(r.stdout) ||
 		!regexp.MustCompile(`(?m)^up\s+un\s+\S+\s+READY`).MatchString(r.stdout) || !strings.Contains(r.stdout, "connection refused") {
@@ -179,26 +177,27 @@ ticker:
 `, machine))
 	w.mustRun("run", "ticker")
 	watch := w.start("watch", "ticker", "-n", "0")
-	executortest.Eventually(t, 10*time.Second, "watch shows ticks", func() bool { return strings.Count(watch.stdout(), "tick ") > 5 })
+	executortest.Eventually(t, "watch shows ticks", func() bool { return strings.Count(watch.stdout(), "tick ") > 5 })
 
 	proxy.Stall()
 	logBefore := len(remoteLog(h, "ll", "ticker"))
-	start := time.Now()
+	// A stalled link never errors by itself: status ends at all because
+	// it bounds its wait for the machine.
 	r := w.run("status", "--json")
-	if r.code != 0 || !strings.Contains(r.stdout, `"UNAVAILABLE"`) || time.Since(start) > 8*time.Second {
-		t.Errorf("status during the cut (after %s): %s", time.Since(start), r)
+	if r.code != 0 || !strings.Contains(r.stdout, `"UNAVAILABLE"`) {
+		t.Errorf("status during the cut: %s", r)
 	}
 	// The process keeps running and its log keeps growing during the cut.
-	executortest.Eventually(t, 10*time.Second, "log grows during the cut", func() bool {
+	executortest.Eventually(t, "log grows during the cut", func() bool {
 		return len(remoteLog(h, "ll", "ticker")) > logBefore+200
 	})
 	proxy.Resume()
 	proxy.Drop()
-	executortest.Eventually(t, 20*time.Second, "status is READY after the cut", func() bool { return w.state("ticker") == "READY" })
+	executortest.Eventually(t, "status is READY after the cut", func() bool { return w.state("ticker") == "READY" })
 	// watch resumed: it shows ticks from after the cut, with no tick missing
 	// and none repeated.
 	last := 0
-	executortest.Eventually(t, 30*time.Second, "watch resumes past the cut", func() bool {
+	executortest.Eventually(t, "watch resumes past the cut", func() bool {
 		ticks := regexp.MustCompile(`tick (\d+)`).FindAllStringSubmatch(watch.stdout(), -1)
 		if len(ticks) == 0 {
 			return false
@@ -207,7 +206,7 @@ ticker:
 		return last > 200
 	})
 	_ = watch.cmd.Process.Signal(syscall.SIGINT)
-	watch.wait(t, 10*time.Second)
+	watch.wait(t)
 	ticks := regexp.MustCompile(`tick (\d+)`).FindAllStringSubmatch(watch.stdout(), -1)
 	first, _ := strconv.Atoi(ticks[0][1])
 	for i, m := range ticks {
@@ -228,9 +227,9 @@ func TestRunSSHRetries(t *testing.T) {
 		t.Fatalf("without retries: %s", r)
 	}
 	b := w.start("run", "p", "--ssh-retries", "10")
-	executortest.Eventually(t, 10*time.Second, "a retry is announced", func() bool { return strings.Contains(b.stdout(), "retrying") })
+	executortest.Eventually(t, "a retry is announced", func() bool { return strings.Contains(b.stdout(), "retrying") })
 	proxy.Refuse(false)
-	if code := b.wait(t, 30*time.Second); code != 0 {
+	if code := b.wait(t); code != 0 {
 		t.Fatalf("run --ssh-retries: exit %d\n%s", code, b.stdout())
 	}
 	if w.state("p") != "READY" {
@@ -288,12 +287,12 @@ all: {cmd: "true", persistent: false, depends: [local_p, ssh_p, docker_p, ssh_do
 	want := []string{"] MSG=[" + first + "\n", "] " + second + "]\n"}
 	has := func(log string) bool { return strings.Contains(log, want[0]) && strings.Contains(log, want[1]) }
 	for _, p := range []string{"local_p", "docker_p"} {
-		if !executortest.Poll(10*time.Second, func() bool { return has(e2log(w, p)) }) {
+		if !executortest.Poll(func() bool { return has(e2log(w, p)) }) {
 			t.Errorf("%s log: %s", p, e2log(w, p))
 		}
 	}
 	for _, p := range []string{"ssh_p", "ssh_docker_p"} {
-		if !executortest.Poll(10*time.Second, func() bool { return has(remoteLog(w.hosts[0], "hp", p)) }) {
+		if !executortest.Poll(func() bool { return has(remoteLog(w.hosts[0], "hp", p)) }) {
 			t.Errorf("%s log: %s", p, remoteLog(w.hosts[0], "hp", p))
 		}
 	}
@@ -348,7 +347,7 @@ func TestWatchManyRemoteProcesses(t *testing.T) {
 	w.writeConfig(b.String())
 	w.mustRun("run", "all")
 	watch := w.start("watch", "-n", "1")
-	executortest.Eventually(t, 20*time.Second, "every process shows up in watch", func() bool {
+	executortest.Eventually(t, "every process shows up in watch", func() bool {
 		out := watch.stdout()
 		for i := 0; i < 14; i++ {
 			if !strings.Contains(out, fmt.Sprintf("[p%d] ", i)) || !strings.Contains(out, fmt.Sprintf("hello from p%d\n", i)) {
@@ -358,7 +357,7 @@ func TestWatchManyRemoteProcesses(t *testing.T) {
 		return true
 	})
 	_ = watch.cmd.Process.Signal(syscall.SIGINT)
-	watch.wait(t, 10*time.Second)
+	watch.wait(t)
 	if !strings.Contains(watch.stderr(), "") {
 		t.Log(watch.stderr())
 	}
@@ -380,7 +379,7 @@ local_talker: {cmd: 'for i in $(seq 1000); do echo "local says $i"; sleep 0.5; d
 		t.Fatalf("mon: %s", r)
 	}
 	captured := func() string { return w.panes("mon_mon") }
-	if !executortest.Poll(30*time.Second, func() bool {
+	if !executortest.Poll(func() bool {
 		c := captured()
 		return strings.Contains(c, "remote says") && strings.Contains(c, "local says")
 	}) {
@@ -410,7 +409,7 @@ nowhere: {cmd: 'sleep 300', machine: "nobody@127.0.0.9:1"}
 	w.mustRun("run", "remote_talker")
 	w.mustRun("mon")
 	captured := func() string { return w.panes("mon2_mon") }
-	if !executortest.Poll(30*time.Second, func() bool {
+	if !executortest.Poll(func() bool {
 		c := captured()
 		return strings.Contains(c, "remote tells") && strings.Contains(c, "UNAVAILABLE:")
 	}) {
@@ -488,7 +487,7 @@ talker:
 	w.mustRun("run", "talker")
 	close(stop)
 	<-done
-	executortest.Eventually(t, 10*time.Second, "the remote process got its env", func() bool {
+	executortest.Eventually(t, "the remote process got its env", func() bool {
 		return strings.Contains(remoteLog(w.hosts[0], "sshenv", "talker"), "talker has ["+secret+"]")
 	})
 	if len(seen) > 0 {
@@ -506,9 +505,9 @@ func TestCtrlCDuringSSHHandshake(t *testing.T) {
 	for _, args := range [][]string{{"run", "far"}, {"kill", "far"}, {"restart", "far"}, {"status", "--pstree", "far"}} {
 		before := proxy.Accepted()
 		b := w.start(args...)
-		executortest.Eventually(t, 10*time.Second, "the launcher connects", func() bool { return proxy.Accepted() > before })
+		executortest.Eventually(t, "the launcher connects", func() bool { return proxy.Accepted() > before })
 		_ = b.cmd.Process.Signal(syscall.SIGINT)
-		if code := b.wait(t, 10*time.Second); code != 130 {
+		if code := b.wait(t); code != 130 {
 			t.Errorf("%v: Ctrl-C during the handshake: exit %d\n%s%s", args, code, b.stdout(), b.stderr())
 		}
 	}
@@ -576,14 +575,14 @@ remote:
 	if code := s.do("POST", "/api/v1/processes/remote/start?wait=ready", nil, &res); code != 200 || !res.OK || res.Status.State != "READY" || res.Status.Machine != h.Machine() {
 		t.Fatalf("remote start: %d %+v\n%s", code, res, s.bg.stderr())
 	}
-	ev.next(t, 10*time.Second, "remote READY seen by the monitor", func(x sseEvent) bool { return is("state", "remote")(x) && x.Data["state"] == "READY" })
+	ev.next(t, "remote READY seen by the monitor", func(x sseEvent) bool { return is("state", "remote")(x) && x.Data["state"] == "READY" })
 	var logs struct{ Lines []string }
 	s.do("GET", "/api/v1/processes/remote/log?lines=5", nil, &logs)
 	if !strings.Contains(strings.Join(logs.Lines, "\n"), "remote up as "+executortest.TestUser) {
 		t.Errorf("remote log: %+v", logs)
 	}
 	w.mustRun("kill", "remote")
-	ev.next(t, 5*time.Second, "exited of remote", is("exited", "remote"))
+	ev.next(t, "exited of remote", is("exited", "remote"))
 	if code := s.do("GET", "/api/v1/processes/remote", nil, &res.Status); code != 200 || res.Status.State != "STOPPED" {
 		t.Errorf("after the CLI kill: %d %+v", code, res.Status)
 	}

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/robotlauncher/launcher/executor/executortest"
 )
@@ -22,7 +21,7 @@ func crashThenStay(dir string) string {
 func restartedRow(e *tenv, proc string, want int) statusRow {
 	e.t.Helper()
 	var last statusRow
-	if !executortest.Poll(30*time.Second, func() bool {
+	if !executortest.Poll(func() bool {
 		last = e.status()[proc]
 		return last.Restarts == want && (last.State == "READY" || last.State == "RUNNING")
 	}) {
@@ -45,9 +44,9 @@ crashy:
 	// A launcher that follows the process is killed (the laptop went
 	// away): from here on no launcher runs.
 	follow := e.start("run", "crashy", "-w")
-	e.waitState("crashy", "READY", 20*time.Second)
+	e.waitState("crashy", "READY")
 	_ = follow.cmd.Process.Kill()
-	follow.wait(t, 10*time.Second)
+	follow.wait(t)
 	pid := e.pid("crashy")
 	if err := os.WriteFile(filepath.Join(e.dir, "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -91,7 +90,7 @@ context: {session: rg, restart: always, restart_delay: 20ms, max_restarts: 2, re
 boom: {cmd: 'echo boom; exit 2'}
 `)
 	e.mustRun("run", "boom")
-	st := e.waitState("boom", "DEAD", 20*time.Second)
+	st := e.waitState("boom", "DEAD")
 	if st.Restarts != 2 || st.ExitCode == nil || *st.ExitCode != 2 || !strings.Contains(st.Error, "max_restarts 2") {
 		t.Errorf("gave up: %+v", st)
 	}
@@ -107,16 +106,13 @@ boom: {cmd: 'echo boom; exit 2'}
 func TestKillEndsTheRestartLoop(t *testing.T) {
 	e := newEnv(t, `
 context: {session: rk}
-slow: {cmd: 'echo crash; exit 3', restart: always, restart_delay: 60s, restart_delay_max: 60s}
+slow: {cmd: 'echo crash; exit 3', restart: always, restart_delay: 1h, restart_delay_max: 1h}
 fast: {cmd: 'echo crash; sleep 0.01; exit 3', restart: always, restart_delay: 1ms, max_restarts: 0}
 `)
 	e.mustRun("run", "slow")
-	e.waitState("slow", "RESTARTING", 20*time.Second)
-	began := time.Now()
+	e.waitState("slow", "RESTARTING")
+	// The delay is an hour: a kill that returns at all did not wait it out.
 	e.mustRun("kill", "slow")
-	if d := time.Since(began); d > 30*time.Second {
-		t.Errorf("kill waited out the restart delay: %s", d)
-	}
 	if st := e.status()["slow"]; st.State != "STOPPED" || st.Restarts != 0 {
 		t.Errorf("after kill: %+v", st)
 	}

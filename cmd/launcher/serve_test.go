@@ -40,7 +40,7 @@ func startServer(t *testing.T, e *tenv, listenHost string, args ...string) *serv
 	}
 	s := &server{e: e, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
 	s.bg = e.start(append([]string{"serve", "--listen", net.JoinHostPort(listenHost, strconv.Itoa(port))}, args...)...)
-	if !executortest.Poll(20*time.Second, func() bool {
+	if !executortest.Poll(func() bool {
 		resp, err := http.Get(s.base + "/api/v1/info")
 		if err != nil {
 			return false
@@ -147,9 +147,9 @@ func (s *server) stream(path string, lastID uint64) *stream {
 }
 
 // next waits for the first event that match accepts.
-func (st *stream) next(t *testing.T, within time.Duration, what string, match func(sseEvent) bool) sseEvent {
+func (st *stream) next(t *testing.T, what string, match func(sseEvent) bool) sseEvent {
 	t.Helper()
-	deadline := time.After(within)
+	deadline := time.After(executortest.Patience)
 	var seen []string
 	for {
 		select {
@@ -159,7 +159,7 @@ func (st *stream) next(t *testing.T, within time.Duration, what string, match fu
 			}
 			seen = append(seen, fmt.Sprint(ev.Data))
 		case <-deadline:
-			t.Fatalf("no %s on the stream within %s; saw:\n%s", what, within, strings.Join(seen, "\n"))
+			t.Fatalf("no %s on the stream within %s; saw:\n%s", what, executortest.Patience, strings.Join(seen, "\n"))
 			return sseEvent{}
 		}
 	}
@@ -233,7 +233,7 @@ end)
 	var order []string
 	ended, watched := false, false
 	for len(order) < 3 || !ended || !watched {
-		x := ev.next(t, 10*time.Second, "the start's events", func(x sseEvent) bool {
+		x := ev.next(t, "the start's events", func(x sseEvent) bool {
 			return x.Data["request"] == started.Request || is("state", "planner")(x)
 		})
 		switch {
@@ -280,17 +280,13 @@ end)
 		t.Errorf("driver config: %+v", d)
 	}
 
-	// A CLI kill shows on the stream within a second: the server watches
-	// the machines, not only its own operations.
+	// A CLI kill shows on the stream: the server watches the machines,
+	// not only its own operations (how soon: make bench).
 	e.mustRun("kill", "planner")
-	killed := time.Now()
-	x := ev.next(t, 5*time.Second, "exited of planner", is("exited", "planner"))
-	if d := x.At.Sub(killed); d > time.Second {
-		t.Errorf("exited arrived %s after the CLI's kill", d)
-	}
+	ev.next(t, "exited of planner", is("exited", "planner"))
 	// And a CLI run shows as state changes.
 	e.mustRun("run", "planner")
-	ev.next(t, 5*time.Second, "planner READY", func(x sseEvent) bool {
+	ev.next(t, "planner READY", func(x sseEvent) bool {
 		return x.Data["event"] == "state" && x.Data["process"] == "planner" && x.Data["state"] == "READY"
 	})
 
@@ -326,7 +322,7 @@ end)
 		t.Errorf("log: %+v", logs)
 	}
 	ls := s.stream("/api/v1/processes/roscore/log/stream?lines=5", 0)
-	ls.next(t, 5*time.Second, "a log line", func(x sseEvent) bool { return strings.Contains(fmt.Sprint(x.Data["line"]), "roscore up") })
+	ls.next(t, "a log line", func(x sseEvent) bool { return strings.Contains(fmt.Sprint(x.Data["line"]), "roscore up") })
 	var plan struct {
 		Roots     []string
 		Processes []struct{ Name, Cmd string }
@@ -357,10 +353,10 @@ end)
 	}
 
 	// Resuming with Last-Event-ID misses nothing that is still kept.
-	first := ev.next(t, 5*time.Second, "any numbered event", func(x sseEvent) bool { return x.ID > 0 })
+	first := ev.next(t, "any numbered event", func(x sseEvent) bool { return x.ID > 0 })
 	ev.cancel()
 	again := s.stream("/api/v1/events", first.ID-1)
-	if x := again.next(t, 5*time.Second, "the resumed event", func(sseEvent) bool { return true }); x.ID != first.ID {
+	if x := again.next(t, "the resumed event", func(sseEvent) bool { return true }); x.ID != first.ID {
 		t.Errorf("resumed at %d, want %d", x.ID, first.ID)
 	}
 
@@ -471,7 +467,7 @@ func TestServeSecurity(t *testing.T) {
 	}
 	tok, _ := os.ReadFile(path)
 	gen.token = strings.TrimSpace(string(tok))
-	if !executortest.Poll(5*time.Second, func() bool { return strings.Contains(gen.bg.stdout(), "token: "+gen.token) }) {
+	if !executortest.Poll(func() bool { return strings.Contains(gen.bg.stdout(), "token: "+gen.token) }) {
 		t.Errorf("token not printed:\n%s", gen.bg.stdout())
 	}
 	if code := gen.do("GET", "/api/v1/processes", nil, nil); code != 200 {
@@ -529,7 +525,7 @@ chatty: {cmd: 'for i in $(seq 1 60000); do echo "line $i of some output that fil
 	var info struct {
 		Clients int `json:"stream_clients"`
 	}
-	if !executortest.Poll(30*time.Second, func() bool { s.do("GET", "/api/v1/info", nil, &info); return info.Clients >= n }) {
+	if !executortest.Poll(func() bool { s.do("GET", "/api/v1/info", nil, &info); return info.Clients >= n }) {
 		t.Fatalf("%d stream clients connected, want %d", info.Clients, n)
 	}
 	rss := func() int {
@@ -551,7 +547,7 @@ chatty: {cmd: 'for i in $(seq 1 60000); do echo "line $i of some output that fil
 	}
 	defer slow.Close()
 	fmt.Fprintf(slow, "GET /api/v1/events?output=chatty&lines=100000 HTTP/1.1\r\nHost: %s\r\n\r\n", strings.TrimPrefix(s.base, "http://"))
-	if !executortest.Poll(30*time.Second, func() bool { s.do("GET", "/api/v1/info", nil, &info); return info.Clients == n+1 }) {
+	if !executortest.Poll(func() bool { s.do("GET", "/api/v1/info", nil, &info); return info.Clients == n+1 }) {
 		t.Fatalf("the slow client did not connect: %d clients", info.Clients)
 	}
 	// Every client gets what happens.
@@ -559,7 +555,7 @@ chatty: {cmd: 'for i in $(seq 1 60000); do echo "line $i of some output that fil
 	if code := s.do("POST", "/api/v1/processes/a/stop?wait=done", nil, nil); code != 200 {
 		t.Fatalf("stop: %d", code)
 	}
-	deadline := time.After(60 * time.Second)
+	deadline := time.After(executortest.Patience)
 	for seen := 0; seen < n; seen++ {
 		select {
 		case <-got:
@@ -573,11 +569,11 @@ chatty: {cmd: 'for i in $(seq 1 60000); do echo "line $i of some output that fil
 		t.Fatalf("chatty: %d", code)
 	}
 	// It is dropped while it does not read (the server stops counting it)…
-	if !executortest.Poll(60*time.Second, func() bool { s.do("GET", "/api/v1/info", nil, &info); return info.Clients == n }) {
+	if !executortest.Poll(func() bool { s.do("GET", "/api/v1/info", nil, &info); return info.Clients == n }) {
 		t.Errorf("the slow client is still served: %d clients", info.Clients)
 	}
 	// …and its connection ends after what was already sent.
-	slow.SetReadDeadline(time.Now().Add(30 * time.Second))
+	slow.SetReadDeadline(time.Now().Add(executortest.Patience))
 	if n, err := io.Copy(io.Discard, slow); err != nil {
 		t.Errorf("the slow client was not dropped (it read %d bytes): %v", n, err)
 	}
@@ -629,7 +625,7 @@ solo:
 	}
 	before := e.pid("user")
 	// Let the monitor see both running before the crash.
-	ev.next(t, 10*time.Second, "user READY", func(x sseEvent) bool { return is("state", "user")(x) && x.Data["state"] == "READY" })
+	ev.next(t, "user READY", func(x sseEvent) bool { return is("state", "user")(x) && x.Data["state"] == "READY" })
 	os.WriteFile(filepath.Join(e.dir, "go"), nil, 0o644)
 	// In any order: flaky's restart, the dependant's restart behind it,
 	// and solo READY again (a restart drops the ready mark of a process
@@ -637,7 +633,7 @@ solo:
 	var restarted sseEvent
 	userStarted, soloReady := false, false
 	for restarted.Data == nil || !userStarted || !soloReady {
-		x := ev.next(t, 30*time.Second, "flaky's restart, user's start and solo ready again", func(x sseEvent) bool {
+		x := ev.next(t, "flaky's restart, user's start and solo ready again", func(x sseEvent) bool {
 			return is("restarted", "flaky")(x) || is("started", "user")(x) ||
 				is("ready", "solo")(x) && strings.Contains(fmt.Sprint(x.Data["message"]), "after a restart")
 		})
@@ -653,7 +649,7 @@ solo:
 	if restarted.Data["exit_code"] != float64(4) || restarted.Data["restarts"] != float64(1) {
 		t.Errorf("restarted event: %+v", restarted.Data)
 	}
-	st := e.waitState("user", "READY", 20*time.Second)
+	st := e.waitState("user", "READY")
 	if st.PID == nil || *st.PID == before {
 		t.Errorf("user was not restarted: pid %v, before %d", st.PID, before)
 	}

@@ -33,20 +33,34 @@ func RequireTool(t testing.TB, names ...string) {
 	}
 }
 
-// Eventually polls cond every few milliseconds until it returns true or the
-// deadline passes, then fails with msg. It is how tests wait: never a fixed
-// sleep.
-func Eventually(t testing.TB, within time.Duration, msg string, cond func() bool) {
+// Patience bounds every wait of a test. It is long on purpose: a wait
+// polls for its condition and ends as soon as it holds, so the bound only
+// stops a hang; a loaded CI machine must never reach it. Set
+// LAUNCHER_TEST_PATIENCE (a Go duration) to fail hangs sooner while
+// developing.
+var Patience = patience()
+
+func patience() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("LAUNCHER_TEST_PATIENCE")); err == nil && d > 0 {
+		return d
+	}
+	return 3 * time.Minute
+}
+
+// Eventually polls cond every few milliseconds until it returns true, or
+// fails with msg once Patience ran out. It is how tests wait: never a
+// fixed sleep.
+func Eventually(t testing.TB, msg string, cond func() bool) {
 	t.Helper()
-	if !Poll(within, cond) {
-		t.Fatalf("not true after %s: %s", within, msg)
+	if !Poll(cond) {
+		t.Fatalf("not true after %s: %s", Patience, msg)
 	}
 }
 
-// Poll polls cond until it returns true (then Poll returns true) or the
-// deadline passes (false).
-func Poll(within time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(within)
+// Poll polls cond until it returns true (then Poll returns true) or
+// Patience ran out (false).
+func Poll(cond func() bool) bool {
+	deadline := time.Now().Add(Patience)
 	wait := 5 * time.Millisecond
 	for {
 		if cond() {

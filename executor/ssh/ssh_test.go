@@ -66,7 +66,7 @@ func (w *world) transport(t *testing.T, mod func(*Options)) *Transport {
 }
 
 func ctx(t *testing.T) context.Context {
-	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	c, cancel := context.WithTimeout(context.Background(), executortest.Patience)
 	t.Cleanup(cancel)
 	return c
 }
@@ -260,21 +260,19 @@ func TestLinkLossIsDetectedAndRecovered(t *testing.T) {
 	if _, err := host.Run(ctx(t), executor.Command{Args: []string{"true"}}); err != nil {
 		t.Fatal(err)
 	}
+	// A stalled link never errors by itself: noticing it at all is the
+	// keepalive's work (how soon: make bench, "dropped SSH link noticed").
 	proxy.Stall()
-	stalled := time.Now()
 	select {
-	case at := <-lost:
-		if d := at.Sub(stalled); d > 5*time.Second {
-			t.Errorf("link loss noticed after %s, want ≤ 5s", d)
-		}
-	case <-time.After(10 * time.Second):
+	case <-lost:
+	case <-time.After(executortest.Patience):
 		t.Fatal("link loss not noticed")
 	}
-	// While the link is down, commands fail fast with UnavailableError.
-	start := time.Now()
+	// While the link is down, commands fail with UnavailableError (they
+	// do not wait on the stalled connection).
 	_, err := host.Run(ctx(t), executor.Command{Args: []string{"true"}})
-	if !executor.IsUnavailable(err) || time.Since(start) > 5*time.Second {
-		t.Errorf("during the cut: %v after %s", err, time.Since(start))
+	if !executor.IsUnavailable(err) {
+		t.Errorf("during the cut: %v", err)
 	}
 	proxy.Resume()
 	proxy.Drop()
@@ -288,10 +286,9 @@ func TestUnreachableMachineFailsWithinTimeout(t *testing.T) {
 	port := executortest.FreePort(t, "127.0.0.5")
 	tr := w.transport(t, func(o *Options) { o.ConnectTimeout = time.Second })
 	host, _ := tr.Host(fmt.Sprintf("nobody@127.0.0.5:%d", port))
-	start := time.Now()
 	_, err := host.Run(ctx(t), executor.Command{Args: []string{"true"}})
-	if !executor.IsUnavailable(err) || time.Since(start) > 3*time.Second {
-		t.Errorf("%v after %s", err, time.Since(start))
+	if !executor.IsUnavailable(err) {
+		t.Errorf("%v", err)
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/robotlauncher/launcher/executor"
 	"github.com/robotlauncher/launcher/executor/executortest"
@@ -181,7 +180,7 @@ func TestBashWriterLongLines(t *testing.T) {
 	for name, in := range inputs {
 		run := func(args ...string) string {
 			// The bound only ends a regression; the assertion is equality.
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), executortest.Patience)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 			cmd.Stdin = strings.NewReader(in + "\n")
@@ -246,7 +245,7 @@ func TestLogWritersRecoverFromFullDisk(t *testing.T) {
 			}
 			// The writer has tried to write (and failed: the disk is full)
 			// once the kernel counted a write system call of it.
-			executortest.Eventually(t, 30*time.Second, "the writer tries to write", func() bool {
+			executortest.Eventually(t, "the writer tries to write", func() bool {
 				data, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", cmd.Process.Pid))
 				return err == nil && !strings.Contains(string(data), "syscw: 0\n")
 			})
