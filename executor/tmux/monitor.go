@@ -2,11 +2,10 @@ package tmux
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/robotlauncher/launcher/executor"
 )
 
 // AttachCommand returns the argv that shows one window in a terminal. It
@@ -39,30 +38,46 @@ func (m *Machine) BuildMonitor(ctx context.Context, name, owner string, panes []
 	if len(panes) == 0 {
 		return fmt.Errorf("nothing to monitor")
 	}
-	var res executor.Result
-	var err error
+	// A server still exiting (its last session just closed) answers
+	// "server exited unexpectedly" to the check or to the build; nothing
+	// was made on it, so both are asked again of the next server.
 	for attempt := 0; ; attempt++ {
-		res, err = m.run(ctx, []string{"show-options", "-v", "-t", "=" + name + ":", "@launcher_mon"})
-		if err != nil {
+		err := m.buildMonitorOnce(ctx, name, owner, panes)
+		if !errors.Is(err, errServerGone) || attempt >= 20 {
 			return err
 		}
-		// A server still exiting (its last session just closed) answers
-		// nothing useful: ask again.
-		if res.ExitCode == 0 || !serverGone(string(res.Stderr)) || attempt >= 5 {
-			break
+		t := time.NewTimer(time.Duration(min(attempt+1, 8)) * 25 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
 		}
-		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (m *Machine) buildMonitorOnce(ctx context.Context, name, owner string, panes []MonitorPane) error {
+	res, err := m.run(ctx, []string{"show-options", "-v", "-t", "=" + name + ":", "@launcher_mon"})
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 && serverGone(string(res.Stderr)) {
+		return errServerGone
 	}
 	switch cur := strings.TrimSpace(string(res.Stdout)); {
 	case res.ExitCode != 0 && (noServer(res.Stderr) || strings.Contains(string(res.Stderr), "no such session")):
 		// No such session: nothing to replace.
 	case res.ExitCode != 0:
 		return fmt.Errorf("cannot tell whether tmux session %s exists on %s: %s", name, m.Machine(), strings.TrimSpace(string(res.Stderr)))
-	case res.ExitCode == 0 && cur == owner:
-		if res, err := m.run(ctx, []string{"kill-session", "-t", "=" + name + ":"}); err != nil || res.ExitCode != 0 {
-			return fmt.Errorf("cannot replace the monitor session %s: %v %s", name, err, strings.TrimSpace(string(res.Stderr)))
+	case cur == owner:
+		res, err := m.run(ctx, []string{"kill-session", "-t", "=" + name + ":"})
+		if err != nil {
+			return fmt.Errorf("cannot replace the monitor session %s: %w", name, err)
 		}
-	case res.ExitCode == 0 && cur != "":
+		if res.ExitCode != 0 {
+			return fmt.Errorf("cannot replace the monitor session %s: %s", name, strings.TrimSpace(string(res.Stderr)))
+		}
+	case cur != "":
 		return fmt.Errorf("tmux session %s is the monitor of another config (%s): close it, or run mon with that config", name, cur)
 	default:
 		return fmt.Errorf("tmux session %s exists and was not created by launcher mon: rename or close it (launcher never destroys what it does not own)", name)
@@ -99,6 +114,9 @@ func (m *Machine) BuildMonitor(ctx context.Context, name, owner string, panes []
 		return err
 	}
 	if res.ExitCode != 0 {
+		if serverGone(string(res.Stderr)) {
+			return errServerGone
+		}
 		return fmt.Errorf("tmux could not build the monitor session %s: %s", name, strings.TrimSpace(string(res.Stderr)))
 	}
 	return nil
