@@ -242,6 +242,33 @@ stubborn: {cmd: stub, depends: [core], stop_timeout: 200ms}
 	}
 }
 
+// A stop right after a start reaches a pane still reading the user's
+// .bashrc: its C-c would be lost (and the process stopped only by SIGTERM
+// at half of stop_timeout). The SIGINT is sent once the command started.
+func TestStopWaitsForThePaneToStartItsCommand(t *testing.T) {
+	e, conn, _ := newTestEngine(t, `
+context: {session: s}
+slowrc: {cmd: node, stop_timeout: 1h}
+`)
+	m := local(t, conn)
+	m.Behave = func(executor.SpawnSpec) fake.Behaviour { return fake.Behaviour{StartupDelay: 100 * time.Millisecond} }
+	ctx := ctxT(t)
+	if err := e.Start(ctx, []string{"slowrc"}, config.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Kill(ctx, []string{"slowrc"}, false, KillOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	calls := strings.Join(m.Calls(), "\n")
+	if strings.Contains(calls, "TERM") || !strings.Contains(calls, "signal slowrc INT") {
+		t.Errorf("want a stop by SIGINT alone:\n%s", calls)
+	}
+	sts, _ := e.Status(ctx, nil)
+	if sts[0].State != StateStopped || sts[0].ExitCode == nil || *sts[0].ExitCode != 130 {
+		t.Errorf("after the stop: %+v", sts[0])
+	}
+}
+
 func TestForceSkipsGentleStep(t *testing.T) {
 	e, conn, _ := newTestEngine(t, `
 context: {session: s}

@@ -190,16 +190,19 @@ func (e *Engine) stopOne(ctx context.Context, em emitter, p *config.Process, lev
 	first := esc.first
 	mark := executor.SetOp(e.owner.mark("stopping", time.Now())).And(executor.SetReady(false))
 	em.emit(Stopping, p, level, "stopping with SIG%s", first)
-	if err := m.Signal(ctx, *w, first, mark); err != nil {
+	err = m.Signal(ctx, *w, first, mark)
+	pending := errors.Is(err, executor.ErrNotStarted)
+	if err != nil && !pending {
 		return o.failed(err)
 	}
-	return e.waitStopped(ctx, o, *w, esc, timeout)
+	return e.waitStopped(ctx, o, *w, esc, timeout, pending)
 }
 
 // waitStopped follows a stop of w until the window is dead or closed,
 // signalling as esc says; a stop that cannot end is abandoned (its mark
-// removed) with an error.
-func (e *Engine) waitStopped(ctx context.Context, o *procOp, w executor.Window, esc *escalation, timeout time.Duration) error {
+// removed) with an error. pending: the first signal is still to be sent
+// (the pane had not started its command); it is sent once it has.
+func (e *Engine) waitStopped(ctx context.Context, o *procOp, w executor.Window, esc *escalation, timeout time.Duration, pending bool) error {
 	em, p, level, m, snaps := o.em, o.p, o.level, o.m, o.snaps
 	start := time.Now()
 	lastBeat := start
@@ -233,6 +236,12 @@ func (e *Engine) waitStopped(ctx context.Context, o *procOp, w executor.Window, 
 			}
 			em.publish(ev)
 			return nil
+		}
+		if pending && esc.phase == 0 {
+			err := m.Signal(ctx, *cur, esc.first, executor.MarkUpdate{})
+			if pending = errors.Is(err, executor.ErrNotStarted); err != nil && !pending {
+				em.emit(Info, p, level, "SIG%s: %v", esc.first, err)
+			}
 		}
 		elapsed := time.Since(start)
 		switch sig, ok := esc.next(elapsed); {

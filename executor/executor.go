@@ -120,6 +120,12 @@ func IsUnavailable(err error) bool {
 // ErrNotSupported is returned for machine forms this build cannot reach.
 var ErrNotSupported = errors.New("not supported")
 
+// ErrNotStarted is returned by Signal for SIGINT and SIGQUIT when the pane
+// has not started its command yet (its shell still reads the user's
+// .bashrc): a key pressed then would be lost, and would cut the .bashrc
+// short. The mark update was applied; the caller sends the signal again.
+var ErrNotStarted = errors.New("the pane has not started its command yet")
+
 // ErrRaced is returned by Spawn when another client changed the window
 // (created a same-name window, respawned it) first: the caller looks again.
 var ErrRaced = errors.New("another client changed the window first")
@@ -348,7 +354,9 @@ type Machine interface {
 	// runs (its op mark and readiness).
 	SetMarks(ctx context.Context, windowID string, u MarkUpdate) error
 	// Signal asks the process in w to stop with sig (see Signal). The mark
-	// update is written in the same tmux invocation as a key signal.
+	// update is written in the same tmux invocation as a key signal. A key
+	// signal to a pane that has not started its command yet is not sent:
+	// the marks are, and the error is ErrNotStarted.
 	Signal(ctx context.Context, w Window, sig Signal, u MarkUpdate) error
 	// CloseWindow removes a window (used for one-shots that succeeded).
 	CloseWindow(ctx context.Context, windowID string) error

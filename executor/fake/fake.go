@@ -23,6 +23,9 @@ type Behaviour struct {
 	// IgnoreInt and IgnoreTerm make the process survive those signals.
 	IgnoreInt  bool
 	IgnoreTerm bool
+	// StartupDelay is how long the pane takes to start its command (a
+	// slow .bashrc): key signals before then are ErrNotStarted.
+	StartupDelay time.Duration
 	// Output lines are appended to the log at start.
 	Output []string
 	// Later lines are appended after a delay (while the process lives).
@@ -100,8 +103,9 @@ type Machine struct {
 
 type window struct {
 	executor.Window
-	b     Behaviour
-	timer *time.Timer
+	b       Behaviour
+	timer   *time.Timer
+	spawned time.Time
 }
 
 var _ executor.Machine = (*Machine)(nil)
@@ -248,7 +252,7 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 	if w.Marks.Log == "" {
 		w.Marks.Log = "/fake/" + spec.Session + "/" + spec.Name + ".log"
 	}
-	w.b = b
+	w.b, w.spawned = b, time.Now()
 	m.active++
 	m.peak = max(m.peak, m.active)
 	log := w.Marks.Log
@@ -335,6 +339,9 @@ func (m *Machine) Signal(ctx context.Context, target executor.Window, sig execut
 		apply(&w.Marks, set)
 		if w.Dead {
 			return nil
+		}
+		if (sig == executor.SIGINT || sig == executor.SIGQUIT) && time.Since(w.spawned) < w.b.StartupDelay {
+			return executor.ErrNotStarted
 		}
 		switch {
 		case sig == executor.SIGINT && !w.b.IgnoreInt:

@@ -20,18 +20,19 @@ func (m *Machine) LogPath(ctx context.Context, session, name string) (string, er
 
 // pipeCommand is the shell command tmux runs (with /bin/sh -c, on the
 // machine) to write the pane's output to the log. tmux expands formats and
-// strftime sequences in it, so it is escaped for that too. A symbolic link
-// planted where the log goes is refused (the log directory is checked to be
-// the caller's; this closes the remaining gap).
-func (m *Machine) pipeCommand(logPath string) string {
+// strftime sequences in it, so it is escaped for that too; the one format
+// left is #{pane_pid}, the pane's shell, which the writer tells when it has
+// the run's exit line (tag) so the pane may end. A symbolic link planted
+// where the log goes is refused (the log directory is checked to be the
+// caller's; this closes the remaining gap).
+func (m *Machine) pipeCommand(logPath, tag string) string {
 	q := shell.Quote
-	var sh string
-	if m.scripts.writer == "perl" {
-		sh = "exec perl " + q(m.scripts.path(perlWriter, "logwriter.pl")) + " >>" + q(logPath)
-	} else {
-		sh = "exec bash " + q(m.scripts.path(bashWriter, "logwriter.bash")) + " >>" + q(logPath)
+	prog, script := "perl", m.scripts.path(perlWriter, "logwriter.pl")
+	if m.scripts.writer != "perl" {
+		prog, script = "bash", m.scripts.path(bashWriter, "logwriter.bash")
 	}
-	return escapeFormat("umask 077; [ -L " + q(logPath) + " ] && exit 1; " + sh)
+	return escapeFormat("umask 077; [ -L "+q(logPath)+" ] && exit 1; exec "+prog+" "+q(script)+" "+q(tag)) +
+		" #{pane_pid} >>" + escapeFormat(q(logPath))
 }
 
 // escapeFormat protects text from tmux format and strftime expansion.

@@ -3,6 +3,7 @@ package tmux
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -21,8 +22,18 @@ func (m *Machine) Signal(ctx context.Context, w executor.Window, sig executor.Si
 		if sig == executor.SIGQUIT {
 			key = `C-\`
 		}
+		started, err := m.commandStarted(ctx, w.Marks.Tag)
+		if err != nil {
+			return err
+		}
+		if !started {
+			if err := m.SetMarks(ctx, w.ID, set); err != nil {
+				return err
+			}
+			return executor.ErrNotStarted
+		}
 		cmds := append(setCommands(w.ID, set), []string{"send-keys", "-t", w.ID, key})
-		_, err := m.batch(ctx, cmds)
+		_, err = m.batch(ctx, cmds)
 		return err
 	case executor.SIGTERM, executor.SIGKILL:
 		if err := m.SetMarks(ctx, w.ID, set); err != nil {
@@ -53,6 +64,31 @@ func (m *Machine) Signal(ctx context.Context, w executor.Window, sig executor.Si
 		return nil
 	}
 	return fmt.Errorf("unknown signal %q", sig)
+}
+
+// commandStarted reports whether the pane of run tag has begun its
+// command: its prologue removes the run's env file first thing (after
+// catching SIGINT), so while the file is there the pane's shell is still
+// reading the user's .bashrc, where a C-c is lost.
+func (m *Machine) commandStarted(ctx context.Context, tag string) (bool, error) {
+	if tag == "" {
+		return true, nil
+	}
+	if err := m.resolve(ctx); err != nil {
+		return false, err
+	}
+	runDir := strings.TrimRight(m.opts.StateDir, "/") + "/run"
+	pattern := runDir + "/" + tag + "-*.env"
+	if executor.IsLocal(m.Host) {
+		found, err := filepath.Glob(pattern)
+		return err == nil && len(found) == 0, nil
+	}
+	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c",
+		`for f in "$1"/"$2"-*.env; do [ -e "$f" ] && exit 3; done; exit 0`, "sh", runDir, tag}})
+	if err != nil {
+		return false, err
+	}
+	return res.ExitCode != 3, nil
 }
 
 // taggedScript prints, NUL-separated, "/proc/PID/environ:VAR=value" for

@@ -193,7 +193,7 @@ func (m *Machine) spawnWindow(ctx context.Context, spec executor.SpawnSpec, pane
 		}
 		cmds = append(cmds,
 			[]string{"pipe-pane", "-t", target},
-			[]string{"pipe-pane", "-t", target, m.pipeCommand(spec.Marks.Log)},
+			[]string{"pipe-pane", "-t", target, m.pipeCommand(spec.Marks.Log, spec.Marks.Tag)},
 			doorbell,
 			[]string{"display-message", "-p", "-t", target, "#{window_id}" + sep + "#{window_index}" + sep + "#{pane_pid}"})
 		return cmds

@@ -5,6 +5,9 @@
 # matched with an anchored regex, in pieces of at most 64 KiB cut before an
 # ESC. Control characters go with tr in long lines (each bash replacement
 # copies the line). The cost is linear in the line's length.
+# Arguments, the end of a run and the writer's own end: as logwriter.pl.
+tag=${1:-} pane=${2:-0}
+[[ $pane =~ ^[1-9][0-9]*$ ]] || pane=0
 strip_escapes() {
   local IFS=$'\e' parts p h i osc=0
   read -r -a parts <<< "$1"
@@ -29,8 +32,38 @@ strip_escapes() {
     fi
   done
 }
-lost=0
-while IFS= read -r l || [[ -n $l ]]; do
+lost=0 ended=0 partial=
+emit() {
+  local l=$1 t s ms
+  t=${EPOCHREALTIME:-}
+  t=${t/,/.}
+  if [[ $t == *.* ]]; then s=${t%.*} ms=${t#*.}; ms=${ms:0:3}; else s=-1 ms=000; fi
+  if (( lost )); then
+    # The disk was full: once writing works again, say what was lost.
+    if printf '[%(%Y-%m-%d %H:%M:%S)T.%s] [launcher] %d line(s) of output lost: %s\n' "$s" "$ms" "$lost" "write failed (no space left on device?)" 2>/dev/null; then
+      lost=0
+    else
+      (( lost++ )); return
+    fi
+  fi
+  printf '[%(%Y-%m-%d %H:%M:%S)T.%s] %s\n' "$s" "$ms" "$l" 2>/dev/null || (( lost++ ))
+}
+while :; do
+  if (( pane )); then
+    IFS= read -r -t "$( (( ended )) && echo 0.2 || echo 10)" l
+  else
+    IFS= read -r l
+  fi
+  rc=$?
+  if (( rc > 128 )); then
+    # Quiet: keep what came of a line, and end with the pane.
+    partial+=$l
+    kill -0 "$pane" 2>/dev/null || break
+    ended=0
+    continue
+  fi
+  l=$partial$l partial=
+  (( rc == 0 )) || [[ -n $l ]] || break
   if [[ $l == *$'\r'* ]]; then
     # Progress-bar rewrites: keep what follows the last CR (split with read:
     # ${l##*CR} is quadratic).
@@ -55,16 +88,15 @@ while IFS= read -r l || [[ -n $l ]]; do
       l=$(printf '%s' "$l" | tr -d '\001-\010\013-\037\177'; printf .); l=${l%.}
     fi
   fi
-  t=${EPOCHREALTIME:-}
-  t=${t/,/.}
-  if [[ $t == *.* ]]; then s=${t%.*} ms=${t#*.}; ms=${ms:0:3}; else s=-1 ms=000; fi
-  if (( lost )); then
-    # The disk was full: once writing works again, say what was lost.
-    if printf '[%(%Y-%m-%d %H:%M:%S)T.%s] [launcher] %d line(s) of output lost: %s\n' "$s" "$ms" "$lost" "write failed (no space left on device?)" 2>/dev/null; then
-      lost=0
-    else
-      (( lost++ )); continue
-    fi
+  if [[ -n $tag && $l == ?*"[launcher] "*" (run $tag)" ]]; then
+    # Launcher's line after output without a newline: a line of its own.
+    head=${l%%"[launcher] "*}
+    if [[ -n $head ]]; then emit "$head"; l=${l:${#head}}; fi
   fi
-  printf '[%(%Y-%m-%d %H:%M:%S)T.%s] %s\n' "$s" "$ms" "$l" 2>/dev/null || (( lost++ ))
+  emit "$l"
+  if [[ -n $tag && $l =~ ^\[launcher\]\ [^\ ]+\ exited\ with\ code\ -?[0-9]+\ \(run\ ${tag}\)$ ]]; then
+    (( pane )) && kill -USR1 "$pane" 2>/dev/null
+    ended=1
+  fi
+  (( rc == 0 )) || break
 done

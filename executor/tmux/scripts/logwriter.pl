@@ -4,10 +4,23 @@
 # is plain text. No POSIX module: loading it costs more than the rest.
 # Writes go straight to the file (syswrite): a full disk loses lines, counted,
 # and the first write that succeeds afterwards records how many and why.
+#
+# Arguments (both optional): TAG, the run's tag, and PANE, the pid of the
+# pane's shell. tmux drops what it has not read from a pane whose process
+# ended, so the pane's exit path waits for its exit line to reach the log:
+# the writer sends PANE a SIGUSR1 once it has it. A line of output without
+# a newline does not swallow launcher's line after it: a "[launcher] …
+# (run TAG)" at the end of a line is written as a line of its own. The
+# writer ends with its pane: at the end of its input, or once PANE is gone
+# and nothing came for a while (tmux keeps a dead pane's pipe open).
 use strict;
 use Time::HiRes ();
+my ($tag, $pane) = (@ARGV, '', 0);
+$pane = 0 unless $pane =~ /\A[1-9][0-9]*\z/;
 my ($sec, $prefix) = (-1, '');
 my ($lost, $why, $torn) = (0, '', 0);
+my $ours = length $tag ? qr/\A\[launcher\] .* \(run \Q$tag\E\)\z/s : undef;
+my $exit = length $tag ? qr/\A\[launcher\] \S+ exited with code -?[0-9]+ \(run \Q$tag\E\)\z/ : undef;
 sub stamp {
     my $t = Time::HiRes::time();
     my $s = int($t);
@@ -26,8 +39,20 @@ sub put {
     $torn = 1 if defined $w && $w > 0;
     return 0;
 }
-while (defined(my $l = <STDIN>)) {
-    chomp $l;
+sub emit {
+    my $l = shift;
+    my $ts = stamp();
+    if ($lost) {
+        my $note = ($torn ? "\n" : '') . sprintf("%s [launcher] %d line%s of output lost: %s\n", $ts, $lost, $lost == 1 ? '' : 's', $why || 'write failed');
+        if (!put($note)) { $lost++; return; }
+        ($lost, $torn) = (0, 0);
+    }
+    $lost++ unless put("$ts $l\n");
+}
+my $ended = 0;
+sub line {
+    my $l = shift;
+    $l =~ s/\n\z//;
     $l =~ s/\r+\z//;
     $l =~ s/\A.*\r//s;
     $l =~ s/\e\[[0-?]*[ -\/]*[@-~]//g;
@@ -35,11 +60,39 @@ while (defined(my $l = <STDIN>)) {
     $l =~ s/\e[()*+][0-9A-Za-z]//g;
     $l =~ s/\e[@-Z\\-_=>]//g;
     $l =~ s/[\x00-\x08\x0b-\x1f\x7f]//g;
-    my $ts = stamp();
-    if ($lost) {
-        my $note = ($torn ? "\n" : '') . sprintf("%s [launcher] %d line%s of output lost: %s\n", $ts, $lost, $lost == 1 ? '' : 's', $why || 'write failed');
-        if (!put($note)) { $lost++; next; }
-        ($lost, $torn) = (0, 0);
+    if ($ours) {
+        my $i = index($l, '[launcher] ');
+        if ($i > 0 && substr($l, $i) =~ $ours) {
+            emit(substr($l, 0, $i));
+            $l = substr($l, $i);
+        }
     }
-    $lost++ unless put("$ts $l\n");
+    emit($l);
+    if ($exit && $l =~ $exit) {
+        kill 'USR1', $pane if $pane;
+        $ended = 1;
+    }
 }
+# Lines are cut from what sysread returns; the scan goes on where it
+# stopped, so a megabyte without a newline costs time linear in its length.
+my ($buf, $from, $rin) = ('', 0, '');
+vec($rin, fileno(STDIN), 1) = 1;
+while (1) {
+    if ($pane) {
+        my $n = select(my $rout = $rin, undef, undef, $ended ? 0.2 : 10);
+        if ($n == 0) {
+            last unless kill 0, $pane;
+            $ended = 0; # a line that only looked like the end
+            next;
+        }
+    }
+    my $r = sysread(STDIN, $buf, 65536, length $buf);
+    next if !defined $r && $!{EINTR};
+    last unless $r;
+    while ((my $i = index($buf, "\n", $from)) >= 0) {
+        line(substr($buf, 0, $i + 1, ''));
+        $from = 0;
+    }
+    $from = length $buf;
+}
+line($buf) if length $buf;

@@ -2,16 +2,35 @@
 # ENVFILE (0600, written by launcher for this run only) exports the process's
 # variables and its command, so no value ever sits on a command line or in
 # the tmux session's environment. It is removed once read.
+# A stop's C-c is sent only once the env file is gone (a C-c while bash
+# still reads .bashrc is lost, and cuts the .bashrc short): from here on
+# a C-c that comes before the command starts is remembered, and the
+# command does not start.
+trap '__launcher_int=1' INT
 __launcher_env=$1; set --
 if ! . "$__launcher_env"; then printf '[launcher] cannot read %s\n' "$__launcher_env"; exit 126; fi
 rm -f -- "$__launcher_env"; unset __launcher_env
-# The exit line is the last thing the pane does, at once: a reader of the
-# log (or a `status` right after a quick process) takes it for the end of
-# the pane. (No doorbell here: a tmux call would delay the pane's end; a
-# watching launcher sees exits at its next poll.)
-trap '__launcher_rc=$?; case $__launcher_rc in 130|131) printf "\n";; esac; printf "[launcher] %s exited with code %d (run %s)\n" "$LAUNCHER_PROCESS" "$__launcher_rc" "$LAUNCHER_TAG"' EXIT
+# The exit line is the pane's last output. tmux drops what it has not read
+# from a pane whose process ended, so the pane waits (at most 2 s) until
+# its log writer has read that line and says so with SIGUSR1: once the pane
+# is dead, its log holds every byte. USR1 is caught (not ignored, which
+# children would inherit) from the start, so a line that only looks like
+# the end changes nothing. (No tmux call here: a watching launcher sees
+# exits at its next poll.)
+trap : USR1
+__launcher_drain() {
+  set +m
+  local i=0
+  while [ -z "${__launcher_drained:-}" ] && [ $i -lt 40 ]; do
+    sleep 0.05 & wait $! 2>/dev/null
+    i=$((i + 1))
+  done
+}
+trap '__launcher_rc=$?; trap "__launcher_drained=1" USR1; case $__launcher_rc in 130|131) printf "\n";; esac; printf "[launcher] %s exited with code %d (run %s)\n" "$LAUNCHER_PROCESS" "$__launcher_rc" "$LAUNCHER_TAG" 2>/dev/null && __launcher_drain' EXIT
 printf '[launcher] starting %s (run %s)\n' "$LAUNCHER_PROCESS" "$LAUNCHER_TAG"
 if [ -n "$LAUNCHER_CWD" ]; then cd -- "$LAUNCHER_CWD" || exit 126; fi
+[ -z "${__launcher_int:-}" ] || exit 130
+trap - INT
 if [ -z "${LAUNCHER_RESTART:-}" ]; then
   unset LAUNCHER_RESTART
   eval "${LAUNCHER_RUN:-$LAUNCHER_CMD}"
