@@ -125,18 +125,16 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(
 		// Events of the last operation reach their handlers whatever the
 		// outcome (a failure's alerts above all), within a bound: a handler
 		// that never yields is stopped when the Lua host closes.
-		before := ctx.Err()
 		idle := s.lua.Drain(drainTimeout)
 		if !idle && ctx.Err() == nil {
 			fmt.Fprintf(s.stderr, "launcher: Lua event handlers still running after %s were stopped\n", drainTimeout)
 		}
-		// Ctrl-C that cut handlers (during the drain, or just before it
-		// with handlers still to run) is 130, not 0; a Ctrl-C that was a
-		// command's normal end (watch) with nothing left to run keeps its
-		// exit code.
-		if err == nil && ctx.Err() != nil && (before == nil || !idle) {
-			err = ctx.Err()
-		}
+	}
+	// Ctrl-C (or SIGTERM) is 130 whenever it came: during the command, at
+	// its end or while handlers drained; watch and status -w included, whose
+	// normal end it is (the shell and scripts read 130 as "interrupted").
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
 	}
 	return s.report(ctx, err)
 }

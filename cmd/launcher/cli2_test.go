@@ -96,7 +96,9 @@ func TestStatusWatchFrames(t *testing.T) {
 	b := e.start("status", "-w")
 	executortest.Eventually(t, "two frames", func() bool { return strings.Count(b.stdout(), "Updated: ") >= 2 })
 	_ = b.cmd.Process.Signal(syscall.SIGINT)
-	b.wait(t)
+	if code := b.wait(t); code != 130 {
+		t.Errorf("status -w after Ctrl-C: exit %d, want 130", code)
+	}
 	if !regexp.MustCompile(`Updated: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\nPROCESS`).MatchString(b.stdout()) {
 		t.Errorf("frames:\n%s", b.stdout())
 	}

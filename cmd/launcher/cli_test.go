@@ -394,8 +394,8 @@ other:
 	n := strings.Count(w.stdout(), "tick ")
 	executortest.Eventually(t, "new lines", func() bool { return strings.Count(w.stdout(), "tick ") > n+3 })
 	_ = w.cmd.Process.Signal(syscall.SIGINT)
-	if code := w.wait(t); code != 0 {
-		t.Errorf("watch exit %d", code)
+	if code := w.wait(t); code != 130 {
+		t.Errorf("watch after Ctrl-C: exit %d, want 130", code)
 	}
 }
 
