@@ -15,7 +15,7 @@ FUZZ_QUOTE  ?= 3000x
 TEST_PKGS := tmux perl procps openssh-server openssh-client docker.io busybox-static chromium
 DEMO_PKGS := tmux perl procps
 
-.PHONY: all build test test-unit lint fuzz vet fmt-check deps deps-demo demo bench clean
+.PHONY: all build test test-unit lint stress fuzz vet fmt-check deps deps-demo demo bench clean
 
 all: build
 
@@ -70,6 +70,13 @@ $(GOLANGCI):
 lint: $(GOLANGCI)
 	$(GOLANGCI) run ./...
 	.ci/lint-guards $(GOLANGCI)
+
+# The full counts of the suite's stress tests (e.g. 1000 runs of a process
+# that prints one line and exits at once, each line in its log); run it
+# beside CPU-burning loops to see a race the suite's smaller count misses.
+STRESS_RUNS ?= 1000
+stress: deps
+	LAUNCHER_STRESS_RUNS=$(STRESS_RUNS) $(GO) test -count=1 -timeout 60m -run '^TestQuickOutputIsNeverLost$$' -v ./cmd/launcher
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_PARSE) ./engine/config
