@@ -134,3 +134,54 @@ func TestQuickstartExample(t *testing.T) {
 	}
 	e.mustRun("kill", "--all")
 }
+
+// Issue 12, finding 3: a Ctrl-C in the middle of a bring-up leaves no
+// window half made. Spawns in flight finish (each window gets its env
+// file: none ends DEAD with "cannot read …/run/….env", exit 126); what
+// started keeps running and the rest is not started.
+func TestCtrlCMidBringUpLeavesNoHalfMadeWindow(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("context: {session: half}\n")
+	var names []string
+	for i := 0; i < 80; i++ {
+		fmt.Fprintf(&b, "p%02d: {cmd: sleep 300}\n", i)
+		names = append(names, fmt.Sprintf("p%02d", i))
+	}
+	fmt.Fprintf(&b, "all:\n  cmd: \"true\"\n  persistent: false\n  depends: [%s]\n", strings.Join(names, ", "))
+	e := newEnv(t, b.String())
+	run := e.start("run", "all")
+	executortest.Eventually(t, "the first windows exist", func() bool {
+		out, err := e.tmux("list-windows", "-t", "=half:", "-F", "#{window_name}")
+		return err == nil && strings.Count(out, "\n") >= 3
+	})
+	_ = run.cmd.Process.Signal(syscall.SIGINT)
+	if code := run.wait(t); code != 130 {
+		t.Fatalf("run after Ctrl-C: exit %d\n%s", code, run.stderr())
+	}
+	if !regexp.MustCompile(`running \(\d+\): p\d\d`).MatchString(run.stderr()) || !strings.Contains(run.stderr(), "not started (") {
+		t.Errorf("Ctrl-C does not say what runs and what was not started:\n%s", run.stderr())
+	}
+	var st map[string]statusRow
+	executortest.Eventually(t, "no process is still starting", func() bool {
+		st = e.status()
+		for _, row := range st {
+			if row.State == "STARTING" {
+				return false
+			}
+		}
+		return true
+	})
+	running := 0
+	for _, n := range names {
+		switch row := st[n]; row.State {
+		case "RUNNING", "READY":
+			running++
+		case "STOPPED":
+		default:
+			t.Errorf("%s is %s (exit %s) after Ctrl-C; log:\n%s", n, row.State, fmtPtr(row.ExitCode), e.logOf("half", n))
+		}
+	}
+	if running == 0 {
+		t.Errorf("nothing kept running after Ctrl-C: %v", st)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -121,6 +123,8 @@ func (s *session) runCommand() *cli.Command {
 			ctx, cancel := timeoutContext(c)
 			defer cancel()
 			flush := s.watchEvents(c, e)
+			tally := tallyStarts(e)
+			defer tally.report(c, s, plan)
 			err = e.StartPlan(ctx, plan)
 			for try := 0; try < c.Int("ssh-retries") && executor.IsUnavailable(err) && ctx.Err() == nil; try++ {
 				e.Bus().Publish(engine.Event{Kind: engine.Info, Message: fmt.Sprintf("a machine is unreachable; retrying (%d of %d) in 1s", try+1, c.Int("ssh-retries"))})
@@ -161,6 +165,58 @@ func (s *session) opError(c *cli.Context, err error) error {
 		return &exitError{code: exitFailed, err: errors.New("failed: " + firstLine(err.Error()))}
 	}
 	return err
+}
+
+// startTally records which processes of a start are up (started, or
+// found running), so that an interrupted start can say what keeps running
+// and what was not started.
+type startTally struct {
+	mu    sync.Mutex
+	up    map[string]bool
+	unsub func()
+}
+
+func tallyStarts(e *engine.Engine) *startTally {
+	t := &startTally{up: map[string]bool{}}
+	t.unsub = e.Bus().Subscribe(nil, func(ev engine.Event) {
+		if ev.Process != "" && (ev.Kind == engine.Started || ev.Kind == engine.Ready) {
+			t.mu.Lock()
+			t.up[ev.Process] = true
+			t.mu.Unlock()
+		}
+	})
+	return t
+}
+
+// report prints, after Ctrl-C, the plan's processes that are up and those
+// that were not started.
+func (t *startTally) report(c *cli.Context, s *session, plan *config.Plan) {
+	t.unsub()
+	if c.Context.Err() == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var up, not []string
+	for _, r := range plan.Processes {
+		if t.up[r.Name] {
+			up = append(up, r.Name)
+		} else {
+			not = append(not, r.Name)
+		}
+	}
+	fmt.Fprintf(s.stderr, "launcher: running (%d): %s\nlauncher: not started (%d): %s\n", len(up), nameList(up), len(not), nameList(not))
+}
+
+// nameList joins names, the first 20 of them.
+func nameList(names []string) string {
+	switch {
+	case len(names) == 0:
+		return "-"
+	case len(names) > 20:
+		return fmt.Sprintf("%s … and %d more", strings.Join(names[:20], ", "), len(names)-20)
+	}
+	return strings.Join(names, ", ")
 }
 
 func firstLine(s string) string {

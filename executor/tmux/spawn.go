@@ -130,6 +130,9 @@ func (m *Machine) removeEnvFile(path string) {
 	_, _ = m.Host.Run(ctx, executor.Command{Args: []string{"rm", "-f", "--", path}})
 }
 
+// spawnPatience bounds a spawn's tmux invocation, which is not cancelled.
+const spawnPatience = 30 * time.Second
+
 // guard is the start of a new-window command list that fails ("already
 // set") when session already holds a window for name, managed or foreign,
 // alive or dead. tmux runs one client's command list without interleaving
@@ -175,7 +178,13 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 	if err := m.writeEnvFile(ctx, envFile, spec.Marks.Log, vars); err != nil {
 		return executor.Window{}, err
 	}
-	w, err := m.spawnWindow(ctx, spec, pane)
+	// Once the env file is written the spawn is finished, whatever comes:
+	// a Ctrl-C now would return before tmux answers while the window is
+	// created anyway, and removing its env file then leaves a pane that
+	// cannot read it (DEAD, exit 126). Only a hang is bounded.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), spawnPatience)
+	defer cancel()
+	w, err := m.spawnWindow(actx, spec, pane)
 	if err != nil {
 		m.removeEnvFile(envFile)
 	}
