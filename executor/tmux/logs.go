@@ -32,7 +32,7 @@ func (m *Machine) pipeCommand(logPath, tag string) string {
 		prog, script = "bash", m.scripts.path(bashWriter, "logwriter.bash")
 	}
 	return escapeFormat("umask 077; [ -L "+q(logPath)+" ] && exit 1; exec "+prog+" "+q(script)+" "+q(tag)) +
-		" #{pane_pid} >>" + escapeFormat(q(logPath))
+		" #{pane_pid} " + escapeFormat(q(logPath)+" >>"+q(logPath))
 }
 
 // escapeFormat protects text from tmux format and strftime expansion.

@@ -268,3 +268,55 @@ func TestLogWritersRecoverFromFullDisk(t *testing.T) {
 		})
 	}
 }
+
+// TestLogWritersRecreateARemovedLog: a log folder removed while the
+// process runs (a cleanup script, an operator's rm -rf) is created again by
+// the writer, which says so in it, and the lines after it are kept
+// (issue 12, finding 4: they went to the removed file, lost).
+func TestLogWritersRecreateARemovedLog(t *testing.T) {
+	executortest.RequireTool(t, "perl", "bash")
+	for _, w := range []struct{ name, prog, script string }{{"perl", "perl", perlWriter}, {"bash", "bash", bashWriter}} {
+		t.Run(w.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "logs", "robot")
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			log := filepath.Join(dir, "a.log")
+			out, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"-e", w.script, "", "0", log}
+			if w.prog == "bash" {
+				args = []string{"-c", w.script, "bash", "", "0", log} // $0 first
+			}
+			cmd := exec.Command(w.prog, args...)
+			cmd.Stdout = out
+			in, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			out.Close()
+			defer func() { in.Close(); _ = cmd.Wait() }()
+			read := func() string { b, _ := os.ReadFile(log); return string(b) }
+			fmt.Fprintln(in, "before")
+			executortest.Eventually(t, "the first line", func() bool { return strings.Contains(read(), "before") })
+			if err := os.RemoveAll(filepath.Dir(dir)); err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			executortest.Eventually(t, "the log is created again with the lines after", func() bool {
+				n++
+				fmt.Fprintf(in, "after %d\n", n)
+				s := read()
+				return strings.Contains(s, "[launcher] the log file was removed") && strings.Contains(s, fmt.Sprintf("after %d", n))
+			})
+			if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+				t.Errorf("folder made again: %v %v", fi, err)
+			}
+		})
+	}
+}

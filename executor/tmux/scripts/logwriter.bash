@@ -5,8 +5,9 @@
 # matched with an anchored regex, in pieces of at most 64 KiB cut before an
 # ESC. Control characters go with tr in long lines (each bash replacement
 # copies the line). The cost is linear in the line's length.
-# Arguments, the end of a run and the writer's own end: as logwriter.pl.
-tag=${1:-} pane=${2:-0}
+# Arguments, the end of a run, the writer's own end and a removed log: as
+# logwriter.pl.
+tag=${1:-} pane=${2:-0} log=${3:-} checked=$SECONDS
 [[ $pane =~ ^[1-9][0-9]*$ ]] || pane=0
 strip_escapes() {
   local IFS=$'\e' parts p h i osc=0
@@ -44,6 +45,16 @@ emit() {
       lost=0
     else
       (( lost++ )); return
+    fi
+  fi
+  if [[ -n $log ]] && (( SECONDS != checked )); then
+    # Once a second: a log removed while the process runs is created again.
+    checked=$SECONDS
+    if [[ ! $log -ef /dev/fd/1 && ! -L $log ]]; then
+      mkdir -p -m 700 -- "${log%/*}" 2>/dev/null
+      if exec >>"$log"; then
+        printf '[%(%Y-%m-%d %H:%M:%S)T.%s] [launcher] %s\n' "$s" "$ms" "the log file was removed while the process ran: created again; output written in between may be lost" 2>/dev/null
+      fi
     fi
   fi
   printf '[%(%Y-%m-%d %H:%M:%S)T.%s] %s\n' "$s" "$ms" "$l" 2>/dev/null || (( lost++ ))

@@ -13,9 +13,15 @@
 # (run TAG)" at the end of a line is written as a line of its own. The
 # writer ends with its pane: at the end of its input, or once PANE is gone
 # and nothing came for a while (tmux keeps a dead pane's pipe open).
+#
+# LOG, the third argument, is the file stdout appends to. Once a second
+# the writer checks that the file is still there: a log (or its folder)
+# removed while the process runs would swallow every line after it, so the
+# writer creates it again (0700 folders, 0600 file, never through a
+# symbolic link) and says so in it.
 use strict;
 use Time::HiRes ();
-my ($tag, $pane) = (@ARGV, '', 0);
+my ($tag, $pane, $log) = (@ARGV, '', 0, '');
 $pane = 0 unless $pane =~ /\A[1-9][0-9]*\z/;
 my ($sec, $prefix) = (-1, '');
 my ($lost, $why, $torn) = (0, '', 0);
@@ -39,9 +45,29 @@ sub put {
     $torn = 1 if defined $w && $w > 0;
     return 0;
 }
+my $checked = time;
+sub reopen {
+    my $ts = shift;
+    my @f = stat($log);
+    my @o = stat(STDOUT);
+    return if @f && @o && $f[0] == $o[0] && $f[1] == $o[1];
+    return if -l $log;
+    require File::Path;
+    require Fcntl;
+    (my $dir = $log) =~ s{/[^/]*\z}{};
+    File::Path::make_path($dir, { mode => 0700 }) if length $dir && !-d $dir;
+    sysopen(my $fh, $log, Fcntl::O_WRONLY() | Fcntl::O_APPEND() | Fcntl::O_CREAT() | Fcntl::O_NOFOLLOW(), 0600) or return;
+    open(STDOUT, '>>&', $fh) or return;
+    close $fh;
+    put("$ts [launcher] the log file was removed while the process ran: created again; output written in between may be lost\n");
+}
 sub emit {
     my $l = shift;
     my $ts = stamp();
+    if (length $log && $sec != $checked) {
+        $checked = $sec;
+        reopen($ts);
+    }
     if ($lost) {
         my $note = ($torn ? "\n" : '') . sprintf("%s [launcher] %d line%s of output lost: %s\n", $ts, $lost, $lost == 1 ? '' : 's', $why || 'write failed');
         if (!put($note)) { $lost++; return; }
