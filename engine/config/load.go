@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -127,6 +128,10 @@ func Parse(file string, data []byte) (*Config, error) {
 		}
 		return nil, Errors{{Pos: p, Msg: "invalid YAML: " + msg}}
 	}
+	if line := secondDocument(data); line > 0 {
+		return nil, Errors{{Pos: Pos{File: file, Line: line}, Msg: "a second YAML document starts here: launcher reads one document per config",
+			Hint: "remove the `---` (merge the documents), or split them into two configs"}}
+	}
 	if len(doc.Content) == 0 {
 		return nil, Errors{{Pos: Pos{File: file, Line: 1}, Msg: "the config is empty",
 			Hint: "it needs a context with a session, and one entry per process"}}
@@ -144,6 +149,36 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, l.errs.sorted()
 	}
 	return cfg, nil
+}
+
+// secondDocument returns the line where a second YAML document starts (0
+// when there is none): yaml.Unmarshal reads the first and ignores the rest
+// without a word.
+func secondDocument(data []byte) int {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var first, second yaml.Node
+	if dec.Decode(&first) != nil {
+		return 0
+	}
+	if err := dec.Decode(&second); err != nil {
+		return 0
+	}
+	if len(second.Content) == 0 {
+		return 0 // a trailing `---` holds nothing
+	}
+	line := second.Content[0].Line
+	// Point at the `---` that opens it, when it is on a line of its own.
+	lines := strings.Split(string(data), "\n")
+	for i := line - 1; i >= 1; i-- {
+		t := strings.TrimSpace(lines[i-1])
+		if strings.HasPrefix(t, "---") {
+			return i
+		}
+		if t != "" && !strings.HasPrefix(t, "#") {
+			break
+		}
+	}
+	return line
 }
 
 func (l *loader) config(root *yaml.Node) *Config {
@@ -223,11 +258,32 @@ func (l *loader) context(n *yaml.Node, cfg *Config) {
 			if l.restartKey(p.k, p.v, &cfg.Defaults.restart, "context."+p.k.Value) {
 				break
 			}
-			l.unknownKey(p.k, contextKeys, "context")
+			l.unknownContextKey(p.k)
 		}
 	}
 	if !hasSession {
 		l.errs.add(l.pos(n), "add `session: NAME` under context", "configuration requires context.session")
+	}
+}
+
+// unknownContextKey refuses a key launcher does not read under context:
+// a process key there (machine, docker…) would silently apply to no
+// process, and a typo of a context key would silently do nothing. Anchor
+// holders (keys starting with a dot, like .defines) and keys other tools
+// read are accepted.
+func (l *loader) unknownContextKey(k *yaml.Node) {
+	switch {
+	case strings.HasPrefix(k.Value, "."), knownForeignKeys[k.Value]:
+		return
+	case contains(processKeys, k.Value):
+		l.errs.add(l.pos(k), fmt.Sprintf("context sets no default %[1]s: set %[1]s on each process (an anchor saves repeating it: `.defines: [&pc user@host]`, then `%[1]s: *pc`)", k.Value),
+			"context: %q is a process key, not a context key", k.Value)
+	default:
+		hint := "keys launcher reads under context: " + strings.Join(contextKeys, ", ") + " (anchors go under .defines)"
+		if s := suggest(k.Value, contextKeys); s != "" {
+			hint = fmt.Sprintf("did you mean %q?", s)
+		}
+		l.errs.add(l.pos(k), hint, "context: unknown key %q", k.Value)
 	}
 }
 

@@ -17,6 +17,24 @@ import (
 // parameter expansions (${HOME}) are left alone, so shell code needs no
 // escaping. It returns the first missing parameter name, if any.
 func Render(tmpl string, params map[string]string) (string, string) {
+	return expand(tmpl, func(name string) (string, bool) {
+		v, ok := params[name]
+		return v, ok
+	})
+}
+
+// Refs returns the parameter names tmpl refers to, as Render reads them.
+func Refs(tmpl string) []string {
+	var names []string
+	_, _ = expand(tmpl, func(name string) (string, bool) {
+		names = append(names, name)
+		return "", true
+	})
+	return names
+}
+
+// expand is Render with a lookup function.
+func expand(tmpl string, lookup func(name string) (string, bool)) (string, string) {
 	var b strings.Builder
 	b.Grow(len(tmpl))
 	for i := 0; i < len(tmpl); i++ {
@@ -36,7 +54,7 @@ func Render(tmpl string, params map[string]string) (string, string) {
 			quoted := end > i+1 && strings.HasPrefix(tmpl[end:], ":q}")
 			if end > i+1 && (quoted || end < len(tmpl) && tmpl[end] == '}') {
 				name := tmpl[i+1 : end]
-				v, ok := params[name]
+				v, ok := lookup(name)
 				if !ok {
 					return "", name
 				}
@@ -126,6 +144,77 @@ type Plan struct {
 // Get returns the resolved process by name.
 func (p *Plan) Get(name string) *Resolved { return p.byName[name] }
 
+// checkParams refuses a requested param that no process of the operation
+// uses (a typo of -p robot:=x would otherwise be ignored without a word).
+func (c *Config) checkParams(procs []*Process, roots []string, req Request) error {
+	if len(req.Params) == 0 {
+		return nil
+	}
+	known := map[string]bool{"config_dir": true}
+	for _, kv := range c.Params {
+		known[kv.Name] = true
+	}
+	for _, p := range procs {
+		for _, n := range p.paramNames() {
+			known[n] = true
+		}
+	}
+	var unknown []string
+	for k := range req.Params {
+		if !known[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	names := make([]string, 0, len(known))
+	for k := range known {
+		if k != "config_dir" {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	hint := "no process of this operation uses parameters"
+	if len(names) > 0 {
+		hint = "the processes of this operation use: " + strings.Join(names, ", ")
+		if s := suggest(unknown[0], names); s != "" {
+			hint = fmt.Sprintf("did you mean %q? %s", s, hint)
+		}
+	}
+	return &Error{Pos: Pos{File: c.File}, Msg: fmt.Sprintf("unknown parameter %s for %s", quoteList(unknown), strings.Join(roots, ", ")), Hint: hint}
+}
+
+// paramNames are the parameters p's templates and variants refer to.
+func (p *Process) paramNames() []string {
+	tmpls := []string{p.Cmd, p.Cwd}
+	if p.ReadyCheck != nil {
+		tmpls = append(tmpls, p.ReadyCheck.Cmd)
+		for _, o := range p.ReadyCheck.Options {
+			if s, ok := o.Value.(string); ok {
+				tmpls = append(tmpls, s)
+			}
+		}
+	}
+	for _, e := range p.Env {
+		tmpls = append(tmpls, e.Value)
+	}
+	var names []string
+	for _, v := range p.Variants {
+		for _, ch := range v.Choices {
+			tmpls = append(tmpls, ch.Cmd)
+			for _, kv := range ch.Params {
+				names = append(names, kv.Name)
+			}
+		}
+	}
+	for _, t := range tmpls {
+		names = append(names, Refs(t)...)
+	}
+	return names
+}
+
 // Resolve renders roots and their dependencies for one operation.
 func (c *Config) Resolve(roots []string, req Request) (*Plan, error) {
 	procs, err := c.Closure(roots)
@@ -159,6 +248,9 @@ func (c *Config) Resolve(roots []string, req Request) (*Plan, error) {
 			}
 			return nil, &Error{Pos: Pos{File: c.File}, Msg: msg, Hint: hint}
 		}
+	}
+	if err := c.checkParams(procs, roots, req); err != nil {
+		return nil, err
 	}
 	plan := &Plan{Roots: roots, byName: map[string]*Resolved{}}
 	var errs Errors

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -287,5 +288,50 @@ func TestRenderQuotedForm(t *testing.T) {
 	}
 	if _, missing := Render("{nope:q}", nil); missing != "nope" {
 		t.Errorf("missing = %q", missing)
+	}
+}
+
+// Issue 12, finding 4: a param no process of the operation uses is an
+// error naming the params they use (a typo of -p was ignored).
+func TestUnknownParamIsRefused(t *testing.T) {
+	cfg, err := Parse("p.yaml", []byte(`
+context: {session: s, params: {robot: kyon, rate: 1}}
+a:
+  cmd: run {robot} --rate {rate}
+  variants:
+    mode:
+      - sim: {params: {world: empty}}
+b: {cmd: other}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ok := range []map[string]string{{"robot": "x"}, {"rate": "5"}, {"world": "w"}, {"config_dir": "/x"}} {
+		if _, err := cfg.Resolve([]string{"a"}, Request{Params: ok}); err != nil {
+			t.Errorf("%v: %v", ok, err)
+		}
+	}
+	_, err = cfg.Resolve([]string{"a"}, Request{Params: map[string]string{"rte": "5"}})
+	if err == nil || !strings.Contains(err.Error(), `unknown parameter "rte"`) || !strings.Contains(err.Error(), `did you mean "rate"?`) ||
+		!strings.Contains(err.Error(), "rate, robot, world") {
+		t.Errorf("typo: %v", err)
+	}
+	// A context param is known to every operation.
+	if _, err := cfg.Resolve([]string{"b"}, Request{Params: map[string]string{"robot": "y"}}); err != nil {
+		t.Errorf("context param: %v", err)
+	}
+	if _, err := cfg.Resolve([]string{"b"}, Request{Params: map[string]string{"world": "w"}}); err == nil {
+		t.Error("a param only another process uses was accepted for b")
+	}
+}
+
+// A restart_delay of 0 is raised to the floor, so the pause doubles.
+func TestRestartDelayFloor(t *testing.T) {
+	cfg, err := Parse("r.yaml", []byte("context: {session: s}\na: {cmd: x, restart: always, restart_delay: 0s, restart_delay_max: 0s, max_restarts: 0}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.Process("a").Restart; time.Duration(r.Delay) != MinRestartDelay || time.Duration(r.MaxDelay) != MinRestartDelay {
+		t.Errorf("delay %s max %s, want the floor %s", time.Duration(r.Delay), time.Duration(r.MaxDelay), MinRestartDelay)
 	}
 }

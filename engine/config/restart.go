@@ -18,7 +18,10 @@ const (
 
 // Defaults of a restart policy's numbers when the config sets none.
 const (
-	DefaultRestartDelay    = time.Second
+	DefaultRestartDelay = time.Second
+	// MinRestartDelay is the shortest restart_delay: a smaller one (0s)
+	// is raised to it, and doubles from there.
+	MinRestartDelay        = 100 * time.Millisecond
 	DefaultRestartDelayMax = 30 * time.Second
 	DefaultMaxRestarts     = 5
 	DefaultRestartWindow   = time.Minute
@@ -109,10 +112,12 @@ func (s restartSpec) policy(def Restart) Restart {
 		r.Mode = *s.mode
 	}
 	if s.delay != nil {
-		r.Delay = Duration(*s.delay)
+		// The floor: a delay of 0 never doubles, so a process that crashes
+		// at once would restart ~20 times a second (and fill its log).
+		r.Delay = Duration(max(*s.delay, MinRestartDelay))
 	}
 	if s.maxDelay != nil {
-		r.MaxDelay = Duration(*s.maxDelay)
+		r.MaxDelay = Duration(max(*s.maxDelay, MinRestartDelay))
 	}
 	if s.window != nil {
 		r.Window = Duration(*s.window)
