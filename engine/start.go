@@ -78,6 +78,8 @@ type StartOptions struct {
 	// Done names one-shots that already succeeded (in this script): they
 	// are not run again.
 	Done map[string]bool
+	// checked: the caller (a restart) checked the plan already.
+	checked bool
 }
 
 // StartPlan runs a resolved plan (see Start).
@@ -87,6 +89,11 @@ func (e *Engine) StartPlan(ctx context.Context, plan *config.Plan) error {
 
 // StartPlanWith runs a resolved plan with options.
 func (e *Engine) StartPlanWith(ctx context.Context, plan *config.Plan, opts StartOptions) error {
+	if !opts.checked {
+		if err := e.CheckPlan(ctx, PlanStart(e.cfg, plan), strings.Join(plan.Roots, " "), containersOf(plan)); err != nil {
+			return err
+		}
+	}
 	em := e.newEmitter(ctx)
 	// Its last changes (a ready mark follows its event) are older than
 	// the end of the operation: Watched views must be newer.
@@ -411,6 +418,12 @@ func (e *Engine) awaitReady(ctx context.Context, o *procOp, w executor.Window, m
 		rctx, cancel = context.WithTimeout(ctx, readyTimeout)
 		defer cancel()
 	}
+	opDeadline, hasOpDeadline := waitDeadline(ctx)
+	if hasOpDeadline {
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithDeadline(rctx, opDeadline)
+		defer cancel()
+	}
 	if hasShell || hasCustom {
 		em.emit(Checking, p, level, "checking readiness")
 	}
@@ -472,6 +485,9 @@ func (e *Engine) awaitReady(ctx context.Context, o *procOp, w executor.Window, m
 			_ = finish(executor.MarkUpdate{})
 			if ctx.Err() != nil {
 				return ctx.Err()
+			}
+			if hasOpDeadline && !time.Now().Before(opDeadline) {
+				return context.DeadlineExceeded // the operation's --timeout
 			}
 			msg := fmt.Sprintf("not ready after %s (ready_timeout); it keeps running", readyTimeout)
 			if lastReason != "" {

@@ -35,6 +35,28 @@ func (e *Engine) Kill(ctx context.Context, names []string, all bool, opts KillOp
 			return err
 		}
 	}
+	target := strings.Join(names, " ")
+	if all {
+		target = "--all"
+	}
+	// A kill's waits are its acts: its timeout bounds the whole of it (a
+	// restart's stop, which must finish, calls kill directly).
+	if dl, ok := waitDeadline(ctx); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl)
+		defer cancel()
+	}
+	if err := e.CheckPlan(ctx, PlanKill(e.cfg, names, all), target, nil); err != nil {
+		return err
+	}
+	return e.kill(ctx, names, all, opts)
+}
+
+// kill acts on a checked kill plan.
+func (e *Engine) kill(ctx context.Context, names []string, all bool, opts KillOptions) error {
+	if all {
+		names = e.cfg.Names()
+	}
 	em := e.newEmitter(ctx)
 	// Its last changes (a ready mark follows its event) are older than
 	// the end of the operation: Watched views must be newer.
@@ -293,21 +315,79 @@ func (e *Engine) Restart(ctx context.Context, name string, req config.Request, o
 	if err != nil {
 		return err
 	}
-	// Which dependants run now (they come back after the restart)?
-	running, err := e.runningDependants(ctx, name)
+	op, again, err := e.planRestart(ctx, name, plan)
 	if err != nil {
 		return err
 	}
-	if err := e.Kill(ctx, []string{name}, false, opts); err != nil {
+	var againPlan *config.Plan
+	containers := containersOf(plan)
+	if len(again) > 0 {
+		if againPlan, err = e.cfg.Resolve(again, req); err != nil {
+			return err
+		}
+		for m, cs := range containersOf(againPlan) {
+			containers[m] = append(containers[m], cs...)
+		}
+	}
+	// Check: nothing is stopped unless everything can start again.
+	if err := e.CheckPlan(ctx, op, name, containers); err != nil {
 		return err
 	}
-	if err := e.StartPlan(ctx, plan); err != nil {
+	// Act.
+	if err := e.kill(ctx, []string{name}, false, opts); err != nil {
 		return err
 	}
-	if len(running) > 0 {
-		return e.Start(ctx, running, req)
+	if err := e.StartPlanWith(ctx, plan, StartOptions{checked: true}); err != nil {
+		return err
+	}
+	if againPlan != nil {
+		return e.StartPlanWith(ctx, againPlan, StartOptions{checked: true})
 	}
 	return nil
+}
+
+// planRestart plans a restart of name from the states its dependants have
+// now; again are the dependants it starts again.
+func (e *Engine) planRestart(ctx context.Context, name string, plan *config.Plan) (OpPlan, []string, error) {
+	deps := map[string]bool{}
+	dependantsOf(e.cfg, name, deps)
+	states := map[string]State{}
+	if len(deps) > 0 {
+		sts, err := e.WindowStates(ctx, inConfigOrder(e.cfg, deps))
+		if err != nil {
+			return OpPlan{}, nil, err
+		}
+		for _, st := range sts {
+			states[st.Process] = st.State
+		}
+	}
+	var again []string
+	for _, n := range inConfigOrder(e.cfg, deps) {
+		if mayRun(states[n]) {
+			again = append(again, n)
+		}
+	}
+	return PlanRestart(e.cfg, name, plan, states), again, nil
+}
+
+// Plan computes what operation op ("run", "kill" or "restart") of names
+// would do now, without acting: what `launcher plan --op` prints.
+func (e *Engine) Plan(ctx context.Context, op string, names []string, req config.Request) (OpPlan, error) {
+	switch op {
+	case "kill":
+		return PlanKill(e.cfg, names, false), nil
+	case "run", "restart":
+		plan, err := e.cfg.Resolve(names, req)
+		if err != nil {
+			return OpPlan{}, err
+		}
+		if op == "run" {
+			return PlanStart(e.cfg, plan), nil
+		}
+		p, _, err := e.planRestart(ctx, names[0], plan)
+		return p, err
+	}
+	return OpPlan{}, fmt.Errorf("unknown operation %q (run, kill or restart)", op)
 }
 
 // runningDependants are the dependants of name (transitively) that run

@@ -172,9 +172,19 @@ func exitCode(ctx context.Context, err error) int {
 	var cerrs config.Errors
 	var unknown *config.UnknownProcessError
 	var unsafe *tmux.UnsafePathError
+	var refused *engine.PlanError
 	switch {
 	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
 		return exitInterrupted
+	case errors.As(err, &refused):
+		// Nothing changed either way: 2 when every problem is the input's
+		// (an unsafe path), 1 when a machine or a file system is at fault.
+		for _, p := range refused.Problems {
+			if !errors.As(p, &unsafe) {
+				return exitFailed
+			}
+		}
+		return exitUsage
 	case errors.As(err, &cerr), errors.As(err, &cerrs), errors.As(err, &unknown), errors.As(err, &unsafe):
 		return exitUsage
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/robotlauncher/launcher/engine"
 	"github.com/robotlauncher/launcher/engine/config"
 	"github.com/robotlauncher/launcher/executor"
 	"github.com/robotlauncher/launcher/executor/docker"
@@ -81,10 +82,11 @@ func onMachine(machine string, argv []string, tty bool) string {
 
 func (s *session) planCommand() *cli.Command {
 	return &cli.Command{
-		Name:         "plan",
-		Usage:        "show the resolved commands, machines and start order, without running anything",
-		ArgsUsage:    "PROC",
-		Flags:        withCommon(append(requestFlags(), &cli.BoolFlag{Name: "json", Usage: "print the plan as JSON"})...),
+		Name:      "plan",
+		Usage:     "show the resolved commands, machines and start order, without running anything",
+		ArgsUsage: "PROC",
+		Flags: withCommon(append(requestFlags(), &cli.BoolFlag{Name: "json", Usage: "print the plan as JSON"},
+			&cli.StringFlag{Name: "op", Value: "run", Usage: "the operation to plan: `run`, kill or restart (kill and restart read the processes' states now)"})...),
 		BashComplete: s.completeProcesses,
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -105,6 +107,20 @@ func (s *session) planCommand() *cli.Command {
 			if err != nil {
 				return &exitError{code: exitUsage, err: err}
 			}
+			op := engine.PlanStart(cfg, plan)
+			switch c.String("op") {
+			case "run":
+			case "kill", "restart":
+				e, err := s.setup(c)
+				if err != nil {
+					return err
+				}
+				if op, err = e.Plan(c.Context, c.String("op"), c.Args().Slice(), req); err != nil {
+					return err
+				}
+			default:
+				return usageErr("--op %q: write run, kill or restart", c.String("op"))
+			}
 			if c.Bool("json") {
 				procs := make([]map[string]any, 0, len(plan.Processes))
 				for _, r := range plan.Processes {
@@ -117,11 +133,22 @@ func (s *session) planCommand() *cli.Command {
 					}
 					procs = append(procs, m)
 				}
-				b, _ := json.MarshalIndent(map[string]any{"roots": plan.Roots, "processes": procs}, "", "  ")
+				b, _ := json.MarshalIndent(map[string]any{"roots": plan.Roots, "processes": procs, "op": op, "machines": op.Machines(cfg)}, "", "  ")
 				fmt.Fprintln(s.stdout, string(b))
 				return nil
 			}
 			st := newStyle(s.color)
+			fmt.Fprintf(s.stdout, "%s %s:\n", op.Op, strings.Join(c.Args().Slice(), " "))
+			if len(op.Stop) > 0 {
+				fmt.Fprintf(s.stdout, "  stop:  %s\n", strings.Join(op.Stop, ", "))
+			}
+			if len(op.Start) > 0 {
+				fmt.Fprintf(s.stdout, "  start: %s\n", strings.Join(op.Start, ", "))
+			}
+			fmt.Fprintf(s.stdout, "  machines: %s\n", strings.Join(op.Machines(cfg), ", "))
+			if op.Op == "kill" {
+				return nil
+			}
 			fmt.Fprintf(s.stdout, "start order for %s:\n", strings.Join(plan.Roots, ", "))
 			for i, r := range plan.Processes {
 				where := r.Machine

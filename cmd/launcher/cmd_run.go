@@ -58,12 +58,15 @@ func (s *session) oneProcess(c *cli.Context, cmd string) (e *engine.Engine, name
 	return e, name, req, plan, nil
 }
 
-// timeoutContext bounds the command by --timeout, when given.
+// timeoutContext bounds the command's waits (readiness) by --timeout,
+// when given; its acts (a stop, a spawn) finish, so a restart that timed
+// out never leaves its process stopped.
 func timeoutContext(c *cli.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(c.Context)
 	if d := c.Duration("timeout"); d > 0 {
-		return context.WithTimeout(c.Context, d)
+		ctx = engine.WithWaitDeadline(ctx, time.Now().Add(d))
 	}
-	return context.WithCancel(c.Context)
+	return ctx, cancel
 }
 
 // someProcesses is the start of commands on any number of processes.
@@ -161,6 +164,9 @@ func (s *session) opError(c *cli.Context, err error) error {
 	}
 	var pe *engine.ProcessError
 	var ce *engine.ConflictError
+	if engine.IsPlanRefusal(err) {
+		return err // every problem, each on its line
+	}
 	if errors.As(err, &pe) || errors.As(err, &ce) {
 		return &exitError{code: exitFailed, err: errors.New("failed: " + firstLine(err.Error()))}
 	}

@@ -130,8 +130,9 @@ func (m *Machine) removeEnvFile(path string) {
 	_, _ = m.Host.Run(ctx, executor.Command{Args: []string{"rm", "-f", "--", path}})
 }
 
-// spawnPatience bounds a spawn's tmux invocation, which is not cancelled.
-const spawnPatience = 30 * time.Second
+// spawnGrace is how long a spawn whose operation was cancelled may still
+// take to finish its tmux invocation.
+const spawnGrace = 10 * time.Second
 
 // guard is the start of a new-window command list that fails ("already
 // set") when session already holds a window for name, managed or foreign,
@@ -181,9 +182,21 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 	// Once the env file is written the spawn is finished, whatever comes:
 	// a Ctrl-C now would return before tmux answers while the window is
 	// created anyway, and removing its env file then leaves a pane that
-	// cannot read it (DEAD, exit 126). Only a hang is bounded.
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), spawnPatience)
+	// cannot read it (DEAD, exit 126). A cancelled spawn gets spawnGrace
+	// to finish (only a hung tmux server takes that long).
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	go func() {
+		select {
+		case <-ctx.Done():
+			select {
+			case <-time.After(spawnGrace):
+				cancel()
+			case <-actx.Done():
+			}
+		case <-actx.Done():
+		}
+	}()
 	w, err := m.spawnWindow(actx, spec, pane)
 	if err != nil {
 		m.removeEnvFile(envFile)

@@ -185,12 +185,14 @@ func (h *Host) request(L *lua.LState, o *lua.LTable) config.Request {
 	return req
 }
 
-// timed bounds ctx by a timeout option.
+// timed bounds the waits of an operation by a timeout option (its acts, a
+// stop or a spawn that began, finish: see engine.WithWaitDeadline).
 func timed(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
 	if d > 0 {
-		return context.WithTimeout(ctx, d)
+		ctx = engine.WithWaitDeadline(ctx, time.Now().Add(d))
 	}
-	return context.WithCancel(ctx)
+	return ctx, cancel
 }
 
 // result turns an operation's error into true | nil, err.

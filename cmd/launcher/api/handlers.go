@@ -308,9 +308,11 @@ func (s *Server) runOp(reqCtx context.Context, op, process string, wait bool, fn
 func (s *Server) launch(reqCtx context.Context, op, process string, timeout time.Duration, wait bool, fn func(ctx context.Context) error) (string, error) {
 	id := "r" + strconv.FormatUint(s.seq.Add(1), 10)
 	ctx := engine.WithRequest(s.ctx, id)
-	var cancel context.CancelFunc = func() {}
+	ctx, cancel := context.WithCancel(ctx)
 	if timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, timeout)
+		// Bounds the waits, not the acts: a timeout never leaves a restart
+		// half-made, nor fails a process the request did not wait for.
+		ctx = engine.WithWaitDeadline(ctx, time.Now().Add(timeout))
 	}
 	done := make(chan error, 1)
 	s.wg.Add(1)
