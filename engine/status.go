@@ -257,9 +257,10 @@ func logPathOf(ctx context.Context, m executor.Machine, p *config.Process) func(
 }
 
 // mayBeOrphaned reports whether st is a row whose processes may have
-// outlived its window (a persistent process with no live window).
+// outlived its window (a process with no live window; a one-shot's daemon
+// that escaped with setsid too).
 func mayBeOrphaned(st Status, p *config.Process) bool {
-	return p.Persistent && (st.State == StateStopped || st.State == StateDead)
+	return st.State == StateStopped || st.State == StateDead
 }
 
 // withOrphans marks st ORPHANED when p has no live window but processes of

@@ -184,7 +184,7 @@ func (e *Engine) stopOne(ctx context.Context, em emitter, p *config.Process, lev
 	}
 	if w == nil || w.Dead {
 		// No live window; processes of one of its runs may still run.
-		if tagged, err := em.scans.get(ctx, m); err == nil && p.Persistent {
+		if tagged, err := em.scans.get(ctx, m); err == nil {
 			if _, tags := orphansOf(p, nil, logPathOf(ctx, m, p), tagged); len(tags) > 0 {
 				return e.endRuns(ctx, em, m, p, level, tags)
 			}

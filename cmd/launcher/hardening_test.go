@@ -944,3 +944,27 @@ hupper:
 	e.mustRun("run", "hupper")
 	e.mustRun("kill", "hupper") // its nohup'd child would outlive the test
 }
+
+// Issue 12, finding 4: a daemon a one-shot leaves behind (setsid) is found
+// by the run's tag like any process's: status shows the one-shot ORPHANED
+// with its pid (it showed STOPPED), kill ends it (it did not).
+func TestOneShotDaemonIsFoundAndEnded(t *testing.T) {
+	e := newEnv(t, `
+context: {session: osd}
+setup:
+  cmd: setsid -f sleep 3003; echo daemon started
+  persistent: false
+`)
+	e.mustRun("run", "setup")
+	executortest.Eventually(t, "the daemon runs", func() bool { return len(e.taggedPIDs("setup", "sleep 3003")) == 1 })
+	d := e.taggedPIDs("setup", "sleep 3003")[0]
+	st := e.status()["setup"]
+	if st.State != "ORPHANED" || !strings.Contains(st.Error, fmt.Sprint(d)) {
+		t.Errorf("a one-shot whose daemon runs: %+v", st)
+	}
+	e.mustRun("kill", "setup")
+	executortest.Eventually(t, "kill ends the one-shot's daemon", func() bool { return !alive(d) })
+	if st := e.state("setup"); st != "STOPPED" {
+		t.Errorf("setup is %s after kill", st)
+	}
+}
