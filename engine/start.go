@@ -580,7 +580,7 @@ func (e *Engine) shellCheck(ctx context.Context, m executor.Machine, r *config.R
 			env = append(env, executor.EnvVar{Name: "LAUNCHER_LOG_START", Value: fmt.Sprint(offset + 1)})
 		}
 	}
-	res, err := m.Exec(ctx, executor.ExecSpec{Script: r.ReadyCheck, Docker: r.Docker, Env: env, Cwd: r.Cwd, Timeout: timeout})
+	res, err := m.Exec(ctx, executor.ExecSpec{Script: r.ReadyCheck, Docker: r.Docker, Env: env, Cwd: r.Cwd, Timeout: timeout, EndChildren: true})
 	if err != nil {
 		return false, err.Error()
 	}

@@ -315,6 +315,10 @@ type ExecSpec struct {
 	Env     []EnvVar
 	Cwd     string
 	Timeout time.Duration
+	// EndChildren ends what the command left running (in its process
+	// group) when it ends: a ready check must not leave a child per try.
+	// Off for commands that may start daemons on purpose.
+	EndChildren bool
 }
 
 // TaggedProcess is a process that carries a launcher run's environment.

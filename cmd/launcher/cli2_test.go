@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -184,4 +185,39 @@ func TestCtrlCMidBringUpLeavesNoHalfMadeWindow(t *testing.T) {
 	if running == 0 {
 		t.Errorf("nothing kept running after Ctrl-C: %v", st)
 	}
+}
+
+// Issue 12, finding 4: a ready check that leaves a child in the background
+// left one per try; each try's children end with it.
+func TestReadyCheckChildrenEndWithEachTry(t *testing.T) {
+	e := newEnv(t, "")
+	flag, tries := filepath.Join(e.dir, "flag"), filepath.Join(e.dir, "tries")
+	e.writeConfig(fmt.Sprintf(`
+context: {session: rcc}
+a:
+  cmd: sleep 300
+  ready_check: "echo try >> %s; sleep 4244 & test -e %s"
+`, tries, flag))
+	b := e.start("run", "a")
+	executortest.Eventually(t, "the check ran three times", func() bool {
+		data, _ := os.ReadFile(tries)
+		return strings.Count(string(data), "try") >= 3
+	})
+	if err := os.WriteFile(flag, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code := b.wait(t); code != 0 {
+		t.Fatalf("run: %d\n%s", code, b.stderr())
+	}
+	if n := countProcs("sleep 4244"); n != 0 {
+		t.Errorf("%d children of the ready check still run", n)
+		_ = exec.Command("pkill", "-f", "sleep 4244").Run()
+	}
+}
+
+// countProcs counts processes whose command line contains s.
+func countProcs(s string) int {
+	out, _ := exec.Command("pgrep", "-c", "-f", s).Output()
+	n, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	return n
 }

@@ -11,22 +11,33 @@ import (
 	"github.com/robotlauncher/launcher/executor/docker"
 )
 
+// execWrapper runs a short command ($1) in a process group of its own and
+// ends that group when the command ends (or is stopped): a ready check that
+// leaves a child in the background (`sleep 5 &`) would otherwise leave one
+// per try. Job control is on only to create the group, so bash prints no
+// job notice.
+const execWrapper = `set -m
+bash -c "$1" & p=$!
+set +m
+trap 'kill -KILL -- -$p 2>/dev/null; exit 124' TERM INT HUP
+wait "$p"; rc=$?
+kill -KILL -- -"$p" 2>/dev/null
+exit "$rc"`
+
 // Exec runs a short command: `bash -c` on the host, or `docker exec -i …
 // bash -ic` in a container, bounded on the machine by coreutils timeout so a
 // hung check cannot outlive its deadline even over SSH.
 func (m *Machine) Exec(ctx context.Context, spec executor.ExecSpec) (executor.Result, error) {
 	var argv []string
-	if spec.Timeout > 0 && !executor.IsLocal(m.Host) {
-		// Locally the context kills the process group; over SSH closing the
-		// channel does not stop the remote command, so it bounds itself.
+	if spec.Timeout > 0 {
+		// The command bounds itself on its machine (over SSH closing the
+		// channel does not stop it), with SIGTERM first so that the
+		// wrapper ends what the command left behind.
 		secs := spec.Timeout.Seconds()
 		argv = append(argv, "timeout", "-k", "2", strconv.FormatFloat(secs, 'f', 3, 64))
 	}
 	if spec.Timeout > 0 {
-		limit := spec.Timeout
-		if !executor.IsLocal(m.Host) {
-			limit += 3 * time.Second // the remote timeout fires first
-		}
+		limit := spec.Timeout + 3*time.Second // the machine's timeout fires first
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, limit)
 		defer cancel()
@@ -42,7 +53,11 @@ func (m *Machine) Exec(ctx context.Context, spec executor.ExecSpec) (executor.Re
 		argv = append(argv, docker.ExecArgv(spec.Docker, docker.ExecOptions{Env: spec.Env, Cwd: cwd, Script: spec.Script})...)
 		cmd.Env = spec.Env
 	} else {
-		argv = append(argv, "bash", "-c", spec.Script)
+		if spec.EndChildren {
+			argv = append(argv, "bash", "-c", execWrapper, "bash", spec.Script)
+		} else {
+			argv = append(argv, "bash", "-c", spec.Script)
+		}
 		cmd.Env, cmd.Dir = spec.Env, cwd
 	}
 	cmd.Args = argv
