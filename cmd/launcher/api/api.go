@@ -298,6 +298,9 @@ func classify(err error) (int, string) {
 		return http.StatusConflict, "conflict"
 	case executor.IsUnavailable(err):
 		return http.StatusServiceUnavailable, "machine_unreachable"
+	case engine.IsPlanRefusal(err):
+		// Checked before acting: nothing changed (an unsafe or full log).
+		return http.StatusConflict, "refused"
 	case errors.As(err, &perr):
 		return http.StatusInternalServerError, "process_failed"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
