@@ -102,6 +102,13 @@ planner: {cmd: sleep 300, depends: [perception, camera_driver], ready_check: "tr
 		t.Errorf("kill with armpc down: %s", r)
 	}
 	w.sameRun("planner", pids["planner"])
+	// The same through the API (the dashboard's Restart button).
+	srv := startServer(t, w.tenv, "")
+	var answer map[string]any
+	if code := srv.do("POST", "/api/v1/processes/camera_driver/restart?wait=done", map[string]any{}, &answer); code != 503 {
+		t.Errorf("API restart with armpc down: %d %v", code, answer)
+	}
+	w.sameRun("planner", pids["planner"])
 	proxy.Refuse(false)
 	for p, pid := range pids {
 		w.sameRun(p, pid)
