@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/robotlauncher/launcher/engine/config"
+	"github.com/robotlauncher/launcher/executor"
 )
 
 // OpPlan is what one operation will do, computed before it acts: which
@@ -173,8 +174,13 @@ type PlanError struct {
 func (e *PlanError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s: nothing was changed:", e.Op, e.Target)
+	down := false
 	for _, p := range e.Problems {
 		b.WriteString("\n  - " + p.Error())
+		down = down || executor.IsUnavailable(p)
+	}
+	if down && e.Op == "kill" {
+		b.WriteString("\n  (kill --skip-unreachable stops what needs no machine that is down)")
 	}
 	return b.String()
 }

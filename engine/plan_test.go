@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/robotlauncher/launcher/engine/config"
+	"github.com/robotlauncher/launcher/executor"
 )
 
 // planConfig is the robot of the trial: planner (local) needs
@@ -157,5 +158,36 @@ func TestRestartCheckedBeforeItActs(t *testing.T) {
 	sts, err := e.WindowStates(ctx, []string{"planner"})
 	if err != nil || sts[0].State != StateReady {
 		t.Errorf("planner after the refusals: %+v %v", sts, err)
+	}
+}
+
+// With machines down, kill --skip-unreachable stops what needs none of them
+// and fails naming the rest.
+func TestKillSkipUnreachable(t *testing.T) {
+	e, conn, _ := newTestEngine(t, planConfig)
+	ctx := ctxT(t)
+	if err := e.Start(ctx, []string{"planner", "logger"}, config.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	conn.Down["armpc"] = true
+	err := e.Kill(ctx, nil, true, KillOptions{SkipUnreachable: true})
+	if !executor.IsUnavailable(err) || !strings.Contains(err.Error(), "camera_driver, perception, calib") {
+		t.Fatalf("kill --all --skip-unreachable: %v", err)
+	}
+	sts, err := e.WindowStates(ctx, []string{"planner", "logger"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range sts {
+		if st.State != StateStopped {
+			t.Errorf("%s is %s, want STOPPED", st.Process, st.State)
+		}
+	}
+	conn.Down["armpc"] = false
+	sts, _ = e.WindowStates(ctx, []string{"camera_driver", "perception"})
+	for _, st := range sts {
+		if st.State != StateReady {
+			t.Errorf("%s on the machine that was down is %s, want READY", st.Process, st.State)
+		}
 	}
 }

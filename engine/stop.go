@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -15,6 +16,10 @@ import (
 type KillOptions struct {
 	// Force skips the gentle SIGINT: SIGQUIT first, as force_sigquit does.
 	Force bool
+	// SkipUnreachable stops what can be stopped when machines are down:
+	// every named process whose stop needs no unreachable machine (its
+	// dependants included). The kill still fails, naming what it left.
+	SkipUnreachable bool
 }
 
 // Kill stops the named processes (every process when names is empty and
@@ -46,10 +51,65 @@ func (e *Engine) Kill(ctx context.Context, names []string, all bool, opts KillOp
 		ctx, cancel = context.WithDeadline(ctx, dl)
 		defer cancel()
 	}
-	if err := e.CheckPlan(ctx, PlanKill(e.cfg, names, all), target, nil); err != nil {
+	err := e.CheckPlan(ctx, PlanKill(e.cfg, names, all), target, nil)
+	if err != nil && opts.SkipUnreachable {
+		return e.killReachable(ctx, err, names, all, opts)
+	}
+	if err != nil {
 		return err
 	}
 	return e.kill(ctx, names, all, opts)
+}
+
+// killReachable is a kill with SkipUnreachable after the check of its
+// plan found machines down: it stops the named processes whose stop needs
+// none of them, and fails naming the others.
+func (e *Engine) killReachable(ctx context.Context, refused error, names []string, all bool, opts KillOptions) error {
+	pe := &PlanError{}
+	if !errors.As(refused, &pe) {
+		return refused
+	}
+	down := map[string]bool{}
+	for _, p := range pe.Problems {
+		var u *executor.UnavailableError
+		if !errors.As(p, &u) {
+			return refused // another problem: nothing changes
+		}
+		down[u.Machine] = true
+	}
+	if all {
+		names = e.cfg.Names()
+	}
+	var keep, left []string
+	for _, n := range names {
+		ok := true
+		for _, q := range PlanKill(e.cfg, []string{n}, false).Stop {
+			if down[e.cfg.Process(q).Machine] {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			keep = append(keep, n)
+		} else {
+			left = append(left, n)
+		}
+	}
+	if len(keep) > 0 {
+		if err := e.CheckPlan(ctx, PlanKill(e.cfg, keep, false), strings.Join(keep, " "), nil); err != nil {
+			return err
+		}
+		if err := e.kill(ctx, keep, false, opts); err != nil {
+			return err
+		}
+	}
+	machines := make([]string, 0, len(down))
+	for m := range down {
+		machines = append(machines, m)
+	}
+	sort.Strings(machines)
+	return &executor.UnavailableError{Machine: strings.Join(machines, ", "), Op: "kill",
+		Err: fmt.Errorf("not stopped (they or their dependants are on it): %s", strings.Join(left, ", "))}
 }
 
 // kill acts on a checked kill plan.

@@ -9,6 +9,7 @@ import (
 // after the positional arguments are moved in front of them (urfave/cli
 // would otherwise take them for arguments, silently).
 func TestFlagsAfterArguments(t *testing.T) {
+	t.Parallel()
 	s := &session{getenv: func(string) string { return "" }}
 	app := s.newApp()
 	cases := []struct{ in, want string }{
@@ -55,6 +56,7 @@ func TestFlagsAfterArguments(t *testing.T) {
 }
 
 func TestParseParams(t *testing.T) {
+	t.Parallel()
 	p, err := parseParams([]string{"a:=1", "url:=http://x:=y", "empty:="})
 	if err != nil || p["a"] != "1" || p["url"] != "http://x:=y" || p["empty"] != "" {
 		t.Errorf("%v %v", p, err)
@@ -69,6 +71,7 @@ func TestParseParams(t *testing.T) {
 // TestParseCommon: the common flags are read once, wherever they stand
 // before "--", and taken out of what urfave/cli parses.
 func TestParseCommon(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		in, rest, cmd string
 		want          flagValues

@@ -15,6 +15,7 @@ import (
 )
 
 func TestFlagsAfterArgumentsEndToEnd(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "context: {session: wrong}\nother: {cmd: 'true'}\n")
 	other := filepath.Join(e.dir, "robot.yaml")
 	os.WriteFile(other, []byte("context: {session: fa, params: {n: 0}}\ncartesio:\n  cmd: echo n={n} mode={mode}; sleep 300\n  variants:\n    mode:\n      - ec_idle: {params: {mode: idle}}\n      - ec_pos: {params: {mode: pos}}\n"), 0o644)
@@ -36,6 +37,7 @@ func TestFlagsAfterArgumentsEndToEnd(t *testing.T) {
 // TestBrokenConfigsChangeNothing runs every broken config of the corpus:
 // exit 2, the error at its file:line, and no tmux server touched.
 func TestBrokenConfigsChangeNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "context: {session: x}\nx: {cmd: 'true'}\n")
 	dir, _ := filepath.Abs("../../engine/config/testdata/broken")
 	files, _ := filepath.Glob(dir + "/*.yaml")
@@ -61,6 +63,7 @@ func TestBrokenConfigsChangeNothing(t *testing.T) {
 }
 
 func TestCtrlCDuringRun(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "context: {session: ci}\nslow: {cmd: sleep 300, ready_check: 'false'}\n")
 	b := e.start("run", "slow")
 	e.waitState("slow", "STARTING")
@@ -77,6 +80,7 @@ func TestCtrlCDuringRun(t *testing.T) {
 }
 
 func TestCompletion(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "context: {session: co}\nroscore: {cmd: 'true'}\nplanner: {cmd: 'true'}\n")
 	r := e.mustRun("run", "--generate-bash-completion")
 	if !strings.Contains(r.stdout, "roscore") || !strings.Contains(r.stdout, "planner") {
@@ -92,6 +96,7 @@ func TestCompletion(t *testing.T) {
 }
 
 func TestStatusWatchFrames(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "context: {session: sw}\na: {cmd: sleep 300}\n")
 	e.mustRun("run", "a")
 	b := e.start("status", "-w")
@@ -106,6 +111,7 @@ func TestStatusWatchFrames(t *testing.T) {
 }
 
 func TestQuickstartExample(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "context: {session: x}\nx: {cmd: 'true'}\n")
 	e.cfg, _ = filepath.Abs("../../examples/quickstart/launcher.yaml")
 	r := e.mustRun("run", "planner")
@@ -141,6 +147,7 @@ func TestQuickstartExample(t *testing.T) {
 // file: none ends DEAD with "cannot read …/run/….env", exit 126); what
 // started keeps running and the rest is not started.
 func TestCtrlCMidBringUpLeavesNoHalfMadeWindow(t *testing.T) {
+	t.Parallel()
 	var b strings.Builder
 	b.WriteString("context: {session: half}\n")
 	var names []string
@@ -190,6 +197,7 @@ func TestCtrlCMidBringUpLeavesNoHalfMadeWindow(t *testing.T) {
 // Issue 12, finding 4: a ready check that leaves a child in the background
 // left one per try; each try's children end with it.
 func TestReadyCheckChildrenEndWithEachTry(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "")
 	flag, tries := filepath.Join(e.dir, "flag"), filepath.Join(e.dir, "tries")
 	e.writeConfig(fmt.Sprintf(`

@@ -38,6 +38,7 @@ top:
 `
 
 func TestDiamondBringUp(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, diamondYAML)
 	r := e.mustRun("run", "top")
 	st := e.status()
@@ -79,6 +80,7 @@ func TestDiamondBringUp(t *testing.T) {
 }
 
 func TestDiesBeforeReady(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context: {session: die}
 crasher:
@@ -109,6 +111,7 @@ after:
 // --timeout gives up waiting for readiness, says so, and leaves what
 // started running: for run and for restart.
 func TestTimeoutLeavesProcessesRunning(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context: {session: to}
 slow:
@@ -130,6 +133,7 @@ slow:
 }
 
 func TestFailedOneShotFailsDependants(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context: {session: os}
 calib:
@@ -153,6 +157,7 @@ app:
 }
 
 func TestKillCascadeAndGroups(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context: {session: kc}
 core:
@@ -209,6 +214,7 @@ group:
 }
 
 func TestStubbornProcessDiesByStopTimeout(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context: {session: stub}
 stubborn:
@@ -229,6 +235,7 @@ stubborn:
 }
 
 func TestConflictWithForeignWindow(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context: {session: conf}
 web:
@@ -276,6 +283,7 @@ db:
 }
 
 func TestRestartAndDrift(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context: {session: rs, params: {n: 1}}
 svc:
@@ -304,6 +312,7 @@ svc:
 }
 
 func TestStatusStates(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context: {session: st}
 ready:
@@ -361,6 +370,7 @@ clean:
 }
 
 func TestRunWatchExitCode(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context: {session: rw}
 job:
@@ -376,6 +386,7 @@ job:
 }
 
 func TestWatchFollowsLogs(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context: {session: wt}
 ticker:
@@ -400,6 +411,7 @@ other:
 }
 
 func TestSIGKILLMidBringUpThenCleanRerun(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context: {session: kill9}
 slow:
@@ -432,6 +444,7 @@ slow:
 }
 
 func TestLogsArePlainAndPrivate(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context: {session: lg}
 color:
@@ -470,6 +483,7 @@ color:
 // kept apart from launcher's exit line. LAUNCHER_STRESS_RUNS sets the
 // count (make stress: 1000).
 func TestQuickOutputIsNeverLost(t *testing.T) {
+	t.Parallel()
 	runs := 30
 	if n, err := strconv.Atoi(os.Getenv("LAUNCHER_STRESS_RUNS")); err == nil && n > 0 {
 		runs = n
@@ -503,6 +517,7 @@ quick:
 // at half of stop_timeout. With stop_timeout an hour, only SIGINT can
 // end them within the test.
 func TestKillRightAfterRunUsesSIGINT(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context: {session: rc, stop_timeout: 1h}
 a: {cmd: "echo rc=$RC_DONE; sleep 300"}

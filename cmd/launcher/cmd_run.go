@@ -242,6 +242,7 @@ func (s *session) killCommand() *cli.Command {
 		Flags: withCommon(
 			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "stop every process of the config"},
 			&cli.BoolFlag{Name: "force", Usage: "skip the gentle SIGINT (SIGQUIT first)"},
+			&cli.BoolFlag{Name: "skip-unreachable", Usage: "with machines down, stop what needs none of them (a kill otherwise changes nothing)"},
 			jsonEventsFlag(),
 		),
 		BashComplete: s.completeProcesses,
@@ -262,7 +263,7 @@ func (s *session) killCommand() *cli.Command {
 				return err
 			}
 			flush := s.watchEvents(c, e)
-			err = e.Kill(c.Context, names, all, engine.KillOptions{Force: c.Bool("force")})
+			err = e.Kill(c.Context, names, all, engine.KillOptions{Force: c.Bool("force"), SkipUnreachable: c.Bool("skip-unreachable")})
 			flush()
 			if err != nil {
 				return s.opError(c, err)

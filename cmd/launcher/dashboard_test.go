@@ -77,6 +77,7 @@ func waitJS(expr string) chromedp.Action[chromedp.Void] {
 func css(sel string) chromedp.CSS { return chromedp.CSS(sel) }
 
 func TestDashboardInChromium(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context: {session: dash, params: {rate: "100"}}
 roscore:

@@ -46,6 +46,7 @@ func (e *tenv) windowsByName() map[string]int {
 
 // Hardening 1: concurrent runs of one graph start every process once.
 func TestConcurrentRunsStartEachProcessOnce(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, graphYAML("race", 20))
 	e.runAll(4, "run", "top")
 	for name, n := range e.windowsByName() {
@@ -66,6 +67,7 @@ func TestConcurrentRunsStartEachProcessOnce(t *testing.T) {
 // user opens in the session inherits nothing of launcher's; env values never
 // appear on a command line.
 func TestEnvIsPerProcessAndOffCommandLines(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context:
   session: envs
@@ -114,6 +116,7 @@ second:
 
 // Hardening 15: a long command runs (it is not limited by tmux's message size).
 func TestLongCommandRuns(t *testing.T) {
+	t.Parallel()
 	long := "echo start; : " + strings.Repeat("x", 20000) + "; echo long-done; sleep 300"
 	e := newEnv(t, fmt.Sprintf("context:\n  session: longc\nbig:\n  cmd: %q\nsmall:\n  cmd: sleep 300\n", long))
 	e.mustRun("run", "big")
@@ -125,6 +128,7 @@ func TestLongCommandRuns(t *testing.T) {
 
 // Hardening 7: a process that renames its window stays launcher's.
 func TestRenamedWindowStaysManaged(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context:
   session: ren
@@ -158,6 +162,7 @@ func (e *tenv) noWindows() {
 
 // Hardening 14: a relative state directory is refused (it would lose every log).
 func TestRelativeStateDirRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "context: {session: rel}\na:\n  cmd: sleep 300\n")
 	e.extra = append(e.extra, "LAUNCHER_STATE_DIR=state-rel")
 	r := e.run("run", "a")
@@ -170,6 +175,7 @@ func TestRelativeStateDirRefused(t *testing.T) {
 // Hardening 16: a socket whose folder does not exist works (the folder is
 // created 0700).
 func TestSocketFolderCreated(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "context: {session: sockf}\na:\n  cmd: sleep 300\n")
 	e.sock = filepath.Join(e.dir, "new", "sub", "tmux.sock")
 	e.mustRun("run", "a")
@@ -185,6 +191,7 @@ func TestSocketFolderCreated(t *testing.T) {
 // Hardening 9: state directories, helpers and sockets other users could
 // control are refused with the path and the reason; nothing runs.
 func TestUnsafePathsRefused(t *testing.T) {
+	t.Parallel()
 	if os.Getuid() != 0 {
 		executortest.Skip(t, "needs root to give files to another user")
 	}
@@ -271,6 +278,7 @@ func TestUnsafePathsRefused(t *testing.T) {
 
 // Hardening 6: mon never destroys a session launcher did not create.
 func TestMonLeavesForeignSessionAlone(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "context: {session: robot}\na:\n  cmd: sleep 300\n")
 	if out, err := e.tmux("new-session", "-d", "-s", "robot_mon", "sleep 300"); err != nil {
 		t.Fatal(out)
@@ -293,6 +301,7 @@ func TestMonLeavesForeignSessionAlone(t *testing.T) {
 // Hardening 11: hostile config input ends quickly with exit 2: a merge-key
 // alias bomb, an endless device, a FIFO nobody writes.
 func TestHostileConfigInput(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "context: {session: hostile}\na:\n  cmd: sleep 1\n")
 	bomb, _ := os.ReadFile("../../engine/config/testdata/broken/37-merge-bomb.yaml")
 	bombPath := filepath.Join(e.dir, "bomb.yaml")
@@ -316,6 +325,7 @@ func TestHostileConfigInput(t *testing.T) {
 // Hardening 20 and 22: watch and pstree refuse a CONFLICT window; pstree
 // shows the user's command, not launcher's prologue.
 func TestWatchAndPstreeRefuseConflict(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "context: {session: cfl}\nmine:\n  cmd: sleep 300\ntheirs:\n  cmd: sleep 300\n")
 	e.mustRun("run", "mine")
 	if out, err := e.tmux("new-window", "-d", "-t", "=cfl:", "-n", "theirs", "sleep 300"); err != nil {
@@ -337,6 +347,7 @@ func TestWatchAndPstreeRefuseConflict(t *testing.T) {
 // Hardening 18: a path param in its quoted form is data, whatever the
 // folder is called.
 func TestConfigDirQuotedForm(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "context: {session: qdir}\n")
 	dir := filepath.Join(e.dir, "my robot $(touch PWNED)")
 	os.MkdirAll(dir, 0o755)
@@ -392,6 +403,7 @@ func lastN(s string, n int) string {
 // (and died during) gives its check this run's $LAUNCHER_LOG_START; a READY
 // process is checked again before dependants rely on it.
 func TestTakeoverChecksReadiness(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "")
 	gate, okFile := filepath.Join(e.dir, "GO"), filepath.Join(e.dir, "OK")
 	e.writeConfig(fmt.Sprintf(`
@@ -436,6 +448,7 @@ child:
 // interleaving, nothing runs afterwards whose dependency is down, and the
 // run that lost says so.
 func TestRunAndKillRace(t *testing.T) {
+	t.Parallel()
 	var b strings.Builder
 	b.WriteString("context: {session: rk}\n")
 	levels, width := 4, 3
@@ -485,6 +498,7 @@ func TestRunAndKillRace(t *testing.T) {
 // Hardening 10: a plugin another user could have written is refused, even
 // on a plain status; --no-plugins keeps status and kill usable.
 func TestUnsafePluginRefused(t *testing.T) {
+	t.Parallel()
 	if os.Getuid() != 0 {
 		executortest.Skip(t, "needs root to give files to another user")
 	}
@@ -520,6 +534,7 @@ func TestUnsafePluginRefused(t *testing.T) {
 // Hardening 25: a Lua ready check that raises fails the start at once with
 // its message (one traceback), instead of being retried forever.
 func TestRaisingLuaCheckFails(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "")
 	plugin := filepath.Join(e.dir, "checks.lua")
 	os.WriteFile(plugin, []byte(`
@@ -542,6 +557,7 @@ launcher.ready_check("broken", function(proc) error("sensor table missing") end)
 // Hardening 17: a stopped (SIGSTOP) tmux server makes status say so within
 // a bounded time, and Ctrl-C acts at once.
 func TestStoppedTmuxServer(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "context: {session: stp}\na:\n  cmd: sleep 300\n")
 	e.mustRun("run", "a")
 	out, err := e.tmux("display-message", "-p", "#{pid}")
@@ -594,6 +610,7 @@ func hasChild(pid int, comm string) bool {
 // copy-pasteable (docker exec -it … bash -ic '…' behind ssh for a remote
 // container; -i for its check).
 func TestPlanShowsExactCommandLine(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context: {session: pl}
 drv:
@@ -640,6 +657,7 @@ loc:
 // Hardening 23: help never runs a plugin command; help and unknown
 // commands have the right exit codes; --help before -c lists plugin commands.
 func TestHelpAndPluginCommands(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "")
 	ran := filepath.Join(e.dir, "cmd-ran")
 	plugin := filepath.Join(e.dir, "cmds.lua")
@@ -690,6 +708,7 @@ end)
 // alerts all arrive), and a handler that never yields is bounded: the run
 // ends, and Ctrl-C during it exits 130.
 func TestHandlersRunOnEveryExitPath(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "")
 	alerts := filepath.Join(e.dir, "alerts")
 	plugin := filepath.Join(e.dir, "alerts.lua")
@@ -734,6 +753,7 @@ launcher.on("ready", {process = "spin"}, function(ev) while true do end end)
 
 // Hardening 27: the Lua API's rough edges, asserted in Lua against real tmux.
 func TestLuaAPIEdges(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context: {session: edges, params: {robot: kyon}}
 a:
@@ -821,6 +841,7 @@ launcher.log.info("edges all good")
 // later starts; deps = false starts only the named process; a list starts
 // independent processes concurrently.
 func TestScriptOneShotsAndLists(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "")
 	count := filepath.Join(e.dir, "homed")
 	e.writeConfig(fmt.Sprintf(`
@@ -906,6 +927,7 @@ func (e *tenv) taggedPIDs(proc, cmd string) []int {
 // escaped with setsid; after the tmux server is gone, status shows ORPHANED
 // with the pids (never STOPPED), run refuses a second copy, kill ends them.
 func TestProcessesThatOutliveTheirPane(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context: {session: orph}
 daemon:
@@ -949,6 +971,7 @@ hupper:
 // by the run's tag like any process's: status shows the one-shot ORPHANED
 // with its pid (it showed STOPPED), kill ends it (it did not).
 func TestOneShotDaemonIsFoundAndEnded(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context: {session: osd}
 setup:

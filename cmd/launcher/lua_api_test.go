@@ -14,6 +14,7 @@ import (
 // TestLuaAPIAgainstRealTmux runs every function and event of the launcher
 // module against a real tmux server, asserting in Lua.
 func TestLuaAPIAgainstRealTmux(t *testing.T) {
+	t.Parallel()
 	server, _ := filepath.Abs("../../examples/robot/bin/fake_roscore.pl")
 	port := executortest.FreePort(t, "127.0.0.1")
 	e := newEnv(t, fmt.Sprintf(`
@@ -115,6 +116,7 @@ launcher.log.info("all good: %d events, %d output lines", #seen, #lines)
 // TestLuaRemoteAndDocker: the same functions where the processes run on an
 // SSH host and in containers; host_lost and host_back when the link drops.
 func TestLuaRemoteAndDocker(t *testing.T) {
+	t.Parallel()
 	d := executortest.StartDockerd(t)
 	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{Env: map[string]string{"DOCKER_HOST": d.Host()}})
 	w.extra = append(w.extra, "DOCKER_HOST="+d.Host())

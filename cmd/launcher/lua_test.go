@@ -81,6 +81,7 @@ func (a *alertServer) find(process string) map[string]any {
 }
 
 func TestRobotExample(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "context: {session: x}\nx: {cmd: 'true'}\n")
 	robot := filepath.Join(e.dir, "robot")
 	copyDir(t, "../../examples/robot", robot)
@@ -150,6 +151,7 @@ func TestRobotExample(t *testing.T) {
 }
 
 func TestLuaErrorsChangeNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context: {session: le, plugins: [plugin.lua]}
 a: {cmd: sleep 300}
@@ -203,6 +205,7 @@ a: {cmd: sleep 300}
 }
 
 func TestCtrlCCancelsScripts(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "context: {session: cc}\na: {cmd: sleep 300}\n")
 	// Each case prints "go" once it is where the Ctrl-C should find it;
 	// "loading" is interrupted while the Lua host is still loading its
@@ -238,6 +241,7 @@ func TestCtrlCCancelsScripts(t *testing.T) {
 }
 
 func TestUserPluginDirectoryAppliesToPlainCommands(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "context: {session: up}\na: {cmd: sleep 300}\n")
 	dir := filepath.Join(e.home, ".config", "launcher", "plugins")
 	os.MkdirAll(dir, 0o755)
@@ -263,6 +267,7 @@ launcher.ready_check("a", function(proc) return fs.exists(%q), "waiting for the 
 }
 
 func TestLuaTypes(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "context: {session: lt}\na: {cmd: 'true'}\n")
 	e.mustRun("lua-types")
 	stub, err := os.ReadFile(filepath.Join(e.dir, ".launcher", "types", "launcher.lua"))

@@ -12,6 +12,7 @@ import (
 // and config errors, their exit codes and messages. It is fast enough for
 // make test-unit's kind of feedback.
 func TestMainUsageErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "launcher.yaml")
 	os.WriteFile(cfg, []byte("context: {session: m}\na: {cmd: 'true'}\n"), 0o644)

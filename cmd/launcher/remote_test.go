@@ -68,6 +68,7 @@ func remoteLog(h *executortest.SSHD, session, proc string) string {
 }
 
 func TestRemoteBringUpAcrossMachines(t *testing.T) {
+	t.Parallel()
 	w := newSSHWorld(t, []string{"127.0.0.1", "127.0.0.2", "127.0.0.3"}, executortest.SSHDOptions{})
 	a, b, c := w.hosts[0], w.hosts[1], w.hosts[2]
 	w.writeConfig(fmt.Sprintf(`
@@ -141,6 +142,7 @@ planner:
 }
 
 func TestRemoteStatusWithUnreachableMachine(t *testing.T) {
+	t.Parallel()
 	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{})
 	deadPort := executortest.FreePort(t, "127.0.0.9")
 	w.writeConfig(fmt.Sprintf(`
@@ -166,6 +168,7 @@ also_down: {cmd: sleep 300, machine: nobody@127.0.0.9:%d, session: other}
 }
 
 func TestLinkLoss(t *testing.T) {
+	t.Parallel()
 	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{})
 	h := w.hosts[0]
 	proxy, machine := w.proxied(h)
@@ -218,6 +221,7 @@ ticker:
 }
 
 func TestRunSSHRetries(t *testing.T) {
+	t.Parallel()
 	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{})
 	h := w.hosts[0]
 	proxy, machine := w.proxied(h)
@@ -238,6 +242,7 @@ func TestRunSSHRetries(t *testing.T) {
 }
 
 func TestHostKeyPolicyFromCLI(t *testing.T) {
+	t.Parallel()
 	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{})
 	h := w.hosts[0]
 	if err := os.WriteFile(w.known, nil, 0o600); err != nil {
@@ -262,6 +267,7 @@ func TestHostKeyPolicyFromCLI(t *testing.T) {
 // SSH and Docker paths: the user's template puts them in a quoted
 // variable, so they must arrive as data, byte for byte.
 func TestHostileParamsNeverRunAsCode(t *testing.T) {
+	t.Parallel()
 	d := executortest.StartDockerd(t)
 	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{Env: map[string]string{"DOCKER_HOST": d.Host()}})
 	w.extra = append(w.extra, "DOCKER_HOST="+d.Host())
@@ -310,6 +316,7 @@ all: {cmd: "true", persistent: false, depends: [local_p, ssh_p, docker_p, ssh_do
 }
 
 func TestDockerMissingContainerChangesNothing(t *testing.T) {
+	t.Parallel()
 	d := executortest.StartDockerd(t)
 	e := newEnv(t, `
 context: {session: dm}
@@ -335,6 +342,7 @@ stopped: {cmd: sleep 300, docker: stopped-c}
 // TestWatchManyRemoteProcesses follows more logs on one host than sshd's
 // default MaxSessions (10) allows on one connection.
 func TestWatchManyRemoteProcesses(t *testing.T) {
+	t.Parallel()
 	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{})
 	var b strings.Builder
 	b.WriteString("context: {session: many}\n")
@@ -366,6 +374,7 @@ func TestWatchManyRemoteProcesses(t *testing.T) {
 // TestMonAttachesRemoteWindows builds the monitor session and checks that
 // a pane shows the remote process's window, attached through SSH.
 func TestMonAttachesRemoteWindows(t *testing.T) {
+	t.Parallel()
 	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{})
 	w.writeConfig(fmt.Sprintf(`
 context: {session: mon}
@@ -394,6 +403,7 @@ func e2log(w *sshWorld, p string) string { return w.logOf("hp", p) }
 // panes still reach the remote process (the pane gets them explicitly), and
 // a pane that waits says why.
 func TestMonPanesCarrySSHSettings(t *testing.T) {
+	t.Parallel()
 	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{})
 	w.writeConfig(fmt.Sprintf(`
 context: {session: mon2}
@@ -421,6 +431,7 @@ nowhere: {cmd: 'sleep 300', machine: "nobody@127.0.0.9:1"}
 // the same graph on an SSH host at once; every process gets one window in
 // the remote tmux server.
 func TestConcurrentRunsOverSSH(t *testing.T) {
+	t.Parallel()
 	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{})
 	h := w.hosts[0]
 	var b strings.Builder
@@ -455,6 +466,7 @@ func TestConcurrentRunsOverSSH(t *testing.T) {
 // remote process and its ready check, and never show on a command line of
 // the machine (the SSH host is this machine).
 func TestEnvOverSSHOffCommandLines(t *testing.T) {
+	t.Parallel()
 	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{})
 	const secret = "s3cr3t-over-ssh-4711"
 	w.writeConfig(fmt.Sprintf(`
@@ -498,6 +510,7 @@ talker:
 // TestCtrlCDuringSSHHandshake (issue 8, %w wrapping): Ctrl-C while the SSH
 // handshake hangs (the link is stalled) exits 130, not 1.
 func TestCtrlCDuringSSHHandshake(t *testing.T) {
+	t.Parallel()
 	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{})
 	proxy, machine := w.proxied(w.hosts[0])
 	w.writeConfig(fmt.Sprintf("context: {session: hs}\nfar: {cmd: 'sleep 300', machine: %s}\n", machine))
@@ -517,6 +530,7 @@ func TestCtrlCDuringSSHHandshake(t *testing.T) {
 // The restart loop over SSH: it runs in the pane on the remote machine,
 // with no launcher (and no SSH connection of ours) while it works.
 func TestRestartPolicyOverSSH(t *testing.T) {
+	t.Parallel()
 	w := newSSHWorld(t, []string{"127.0.0.1"}, executortest.SSHDOptions{})
 	h := w.hosts[0]
 	uid, gid := executortest.EnsureTestUser(t)
@@ -555,6 +569,7 @@ crashy:
 // The API drives an SSH host like the CLI does, and its stream reports
 // what happens there (a CLI kill of the remote process too).
 func TestServeOverSSH(t *testing.T) {
+	t.Parallel()
 	w := newSSHWorld(t, []string{"127.0.0.1"}, executortest.SSHDOptions{})
 	h := w.hosts[0]
 	w.writeConfig(fmt.Sprintf(`

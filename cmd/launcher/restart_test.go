@@ -33,6 +33,7 @@ func restartedRow(e *tenv, proc string, want int) statusRow {
 // The restart loop runs beside the process: no launcher runs while it
 // crashes three times, and status afterwards shows what happened.
 func TestRestartPolicyWorksWithoutLauncher(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "")
 	e.writeConfig(fmt.Sprintf(`
 context: {session: rs}
@@ -85,6 +86,7 @@ crashy:
 // A process that always fails is restarted max_restarts times, then it is
 // DEAD with the reason.
 func TestRestartGivesUpAtMaxRestarts(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context: {session: rg, restart: always, restart_delay: 20ms, max_restarts: 2, restart_window: 1m}
 boom: {cmd: 'echo boom; exit 2'}
@@ -104,6 +106,7 @@ boom: {cmd: 'echo boom; exit 2'}
 // nothing starts again; nor does a restart race a kill of a process that
 // crashes as fast as it can.
 func TestKillEndsTheRestartLoop(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context: {session: rk}
 slow: {cmd: 'echo crash; exit 3', restart: always, restart_delay: 1h, restart_delay_max: 1h}

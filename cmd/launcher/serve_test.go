@@ -170,6 +170,7 @@ func is(kind, process string) func(sseEvent) bool {
 }
 
 func TestServeAPI(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "")
 	marker := filepath.Join(e.dir, "plugin-saw-ready")
 	e.writeConfig(`
@@ -388,6 +389,7 @@ end)
 // What a browser or another host could be tricked into: each is refused and
 // changes nothing.
 func TestServeSecurity(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "context: {session: sec}\na: {cmd: sleep 300}\n")
 	s := startServer(t, e, "")
 	var body struct {
@@ -482,6 +484,7 @@ func TestServeSecurity(t *testing.T) {
 // Many stream clients are held with bounded memory; a client that stops
 // reading is dropped, and the server and the other clients go on.
 func TestServeManyClientsAndASlowOne(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `
 context: {session: many}
 a: {cmd: sleep 300}
@@ -599,6 +602,7 @@ func setRcvBuf(rc syscall.RawConn, n int) error {
 // A restart by a restart policy reaches the stream as a `restarted` event,
 // and with restart_dependants the server restarts the dependants.
 func TestServeRestartEvents(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "")
 	e.writeConfig(fmt.Sprintf(`
 context: {session: sr}
