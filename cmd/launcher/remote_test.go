@@ -591,9 +591,13 @@ remote:
 		t.Fatalf("remote start: %d %+v\n%s", code, res, s.bg.stderr())
 	}
 	ev.next(t, "remote READY seen by the monitor", func(x sseEvent) bool { return is("state", "remote")(x) && x.Data["state"] == "READY" })
+	// READY (its check is `true`) may come before the output reaches the
+	// log: the log route is polled.
 	var logs struct{ Lines []string }
-	s.do("GET", "/api/v1/processes/remote/log?lines=5", nil, &logs)
-	if !strings.Contains(strings.Join(logs.Lines, "\n"), "remote up as "+executortest.TestUser) {
+	if !executortest.Poll(func() bool {
+		s.do("GET", "/api/v1/processes/remote/log?lines=5", nil, &logs)
+		return strings.Contains(strings.Join(logs.Lines, "\n"), "remote up as "+executortest.TestUser)
+	}) {
 		t.Errorf("remote log: %+v", logs)
 	}
 	w.mustRun("kill", "remote")
