@@ -111,13 +111,17 @@ planner:
 	}
 	// Each process ran on its own host, as the test user, and its log is
 	// kept there.
+	// (READY may come before the output reaches the log: polled.)
 	for h, p := range map[*executortest.SSHD]string{a: "roscore", b: "ctrl", c: "planner"} {
-		log := remoteLog(h, "multi", p)
-		if !strings.Contains(log, fmt.Sprintf(" %s %d", h.Addr, h.Port)) {
+		var log string
+		if !executortest.Poll(func() bool {
+			log = remoteLog(h, "multi", p)
+			return strings.Contains(log, fmt.Sprintf(" %s %d", h.Addr, h.Port))
+		}) {
 			t.Errorf("%s did not run on %s:%d:\n%s", p, h.Addr, h.Port, log)
 		}
 	}
-	if !strings.Contains(remoteLog(a, "multi", "roscore"), "as "+executortest.TestUser) {
+	if !executortest.Poll(func() bool { return strings.Contains(remoteLog(a, "multi", "roscore"), "as "+executortest.TestUser) }) {
 		t.Errorf("roscore log: %s", remoteLog(a, "multi", "roscore"))
 	}
 	// pstree reads the process tree on the target.
@@ -557,8 +561,8 @@ crashy:
 	if st.LastRestartExit == nil || *st.LastRestartExit != 1 || st.Machine != h.Machine() {
 		t.Errorf("after the restarts: %+v", st)
 	}
-	if log := remoteLog(h, "rr", "crashy"); !strings.Contains(log, "restarting crashy (restart 3,") {
-		t.Errorf("remote log:\n%s", log)
+	if !executortest.Poll(func() bool { return strings.Contains(remoteLog(h, "rr", "crashy"), "restarting crashy (restart 3,") }) {
+		t.Errorf("remote log:\n%s", remoteLog(h, "rr", "crashy"))
 	}
 	w.mustRun("kill", "crashy")
 	if st := w.status()["crashy"]; st.State != "STOPPED" {
