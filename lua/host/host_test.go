@@ -77,9 +77,14 @@ func TestWaitsWorkEverywhereLuaCanPause(t *testing.T) {
 		"coroutine.resume": `local co = coroutine.create(function(x) sleep(0.01) local y = coroutine.yield(x + 1) return y * 2 end) local _, a = coroutine.resume(co, 1) local _, b = coroutine.resume(co, 10) return a .. "," .. b`,
 		"require'd fn":     `return require("mymod").nap()`,
 		"tail call":        `local function f() return sleep(0.01) end local r = f() return tostring(r)`,
+		// Issue 13, bug 1: pcall and xpcall of a Go function returned nothing.
+		"pcall go fn":  `local ok, v = pcall(string.rep, "ab", 2) assert(ok, "not ok") return v`,
+		"pcall go err": `local ok, e = pcall(string.rep) assert(not ok) return "err:" .. tostring(e ~= nil)`,
+		"xpcall go fn": `local ok, v = xpcall(string.rep, debug.traceback, "a", 3) assert(ok, "not ok") return v`,
 	}
 	want := map[string]string{"plain": "plain", "pcall ok": "pcall", "pcall error": "caught", "xpcall": "handled: ", "nested pcall": "deep",
-		"coroutine.wrap": "mine,done", "coroutine.resume": "2,20", "require'd fn": "module", "tail call": "true"}
+		"coroutine.wrap": "mine,done", "coroutine.resume": "2,20", "require'd fn": "module", "tail call": "true",
+		"pcall go fn": "abab", "pcall go err": "err:true", "xpcall go fn": "aaa"}
 	for name, code := range cases {
 		ret, err := run(t, rt, code)
 		if err != nil {

@@ -58,7 +58,9 @@ end
 -- pcall and xpcall that a wait can pass through. A user's own yield inside
 -- them also reaches the enclosing coroutine, as in Lua 5.2.
 local function protected(f, ...)
-  local co = raw_create(f)
+  -- A Lua body around f: a Go function (json.decode, string.rep) as the
+  -- body of a gopher-lua coroutine returns nothing.
+  local co = raw_create(function(...) return f(...) end)
   local r = pack(raw_resume(co, ...))
   while r[1] and raw_status(co) == "suspended" do
     r = pack(raw_resume(co, raw_yield(unpack(r, 2, r.n))))
