@@ -189,6 +189,30 @@ func (e *PlanError) Error() string {
 // them, so `run --ssh-retries` retries a plan refused for a machine).
 func (e *PlanError) Unwrap() []error { return e.Problems }
 
+// KindChecker is implemented by Checkers that can tell whether a check
+// kind is registered (a plugin left out with --no-plugins registers none).
+type KindChecker interface {
+	KnowsKind(kind string) bool
+}
+
+// unknownKinds reports the processes of a start whose ready check kind no
+// one registered.
+func (e *Engine) unknownKinds(p OpPlan) []error {
+	kc, ok := e.checker.(KindChecker)
+	var errs []error
+	for _, n := range p.Start {
+		q := e.cfg.Process(n)
+		if q == nil || q.ReadyCheck == nil || q.ReadyCheck.Kind == "" {
+			continue
+		}
+		if e.checker == nil || ok && !kc.KnowsKind(q.ReadyCheck.Kind) {
+			errs = append(errs, &config.Error{Pos: q.ReadyCheck.Pos, Msg: fmt.Sprintf("process %q: unknown check kind %q", n, q.ReadyCheck.Kind),
+				Hint: "the plugin that registers it is not loaded (--no-plugins?)"})
+		}
+	}
+	return errs
+}
+
 // LogChecker is implemented by machines that can tell, before a start,
 // whether the log files of the processes they will run can be written
 // safely (not a symbolic link, not another user's, a writable file system
@@ -228,6 +252,9 @@ func (e *Engine) CheckPlan(ctx context.Context, p OpPlan, target string, contain
 			return
 		}
 		problems = append(problems, err)
+	}
+	for _, err := range e.unknownKinds(p) {
+		add(err)
 	}
 	var wg sync.WaitGroup
 	for mach, procs := range byMachine {

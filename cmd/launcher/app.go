@@ -178,9 +178,11 @@ func exitCode(ctx context.Context, err error) int {
 		return exitInterrupted
 	case errors.As(err, &refused):
 		// Nothing changed either way: 2 when every problem is the input's
-		// (an unsafe path), 1 when a machine or a file system is at fault.
+		// (an unsafe path, an unknown check kind), 1 when a machine or a
+		// file system is at fault.
 		for _, p := range refused.Problems {
-			if !errors.As(p, &unsafe) {
+			var perr *config.Error
+			if !errors.As(p, &unsafe) && !errors.As(p, &perr) {
 				return exitFailed
 			}
 		}
@@ -397,7 +399,8 @@ func (s *session) startLua(files []string) error {
 		builtins = append(builtins, c.Aliases...)
 	}
 	builtins = append(builtins, "help", "h")
-	lh, err := binding.New(s.ctx, s.engine, binding.Options{Log: s.stderr, Stdout: s.scriptOut, Builtins: builtins})
+	noPlugins := s.flags.noPlugins || truthy(s.getenv("LAUNCHER_NO_PLUGINS"))
+	lh, err := binding.New(s.ctx, s.engine, binding.Options{Log: s.stderr, Stdout: s.scriptOut, Builtins: builtins, NoPlugins: noPlugins})
 	if err != nil {
 		return err
 	}

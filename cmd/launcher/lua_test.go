@@ -280,3 +280,46 @@ func TestLuaTypes(t *testing.T) {
 		t.Errorf(".luarc.json: %v %s", err, rc)
 	}
 }
+
+// Issue 13, bug 2: --no-plugins stops (and shows) a robot whose YAML uses
+// a check kind of a plugin that is broken; a start that needs the kind is
+// refused by its check, nothing started.
+func TestNoPluginsStopsARobotWithPluginCheckKinds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	plugin := filepath.Join(e.dir, "kinds.lua")
+	if err := os.WriteFile(plugin, []byte(`local launcher = require("launcher")
+launcher.check("always", function(proc, opts) return true end)
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.writeConfig(fmt.Sprintf(`
+context: {session: np, plugins: [%q]}
+a: {cmd: sleep 300, ready_check: {check: always}}
+b: {cmd: sleep 300}
+c: {cmd: sleep 300, depends: [a, b]}
+`, plugin))
+	e.mustRun("run", "a")
+	if err := os.WriteFile(plugin, []byte("this is not lua ("), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.run("status"); r.code != 2 {
+		t.Errorf("status with a broken plugin: %s", r)
+	}
+	if r := e.run("--no-plugins", "status"); r.code != 0 || !strings.Contains(r.stdout, "READY") {
+		t.Errorf("--no-plugins status: %s", r)
+	}
+	e.extra = append(e.extra, "LAUNCHER_NO_PLUGINS=1")
+	if r := e.run("run", "c"); r.code != 2 || !strings.Contains(r.stderr, `unknown check kind "always"`) || !strings.Contains(r.stderr, "nothing was changed") {
+		t.Errorf("--no-plugins run of a process whose kind is missing: %s", r)
+	}
+	if st := e.state("b"); st != "STOPPED" {
+		t.Errorf("b is %s after a refused run", st)
+	}
+	if r := e.run("kill", "--all"); r.code != 0 {
+		t.Errorf("--no-plugins kill --all: %s", r)
+	}
+	if st := e.state("a"); st != "STOPPED" {
+		t.Errorf("a is %s after --no-plugins kill --all", st)
+	}
+}

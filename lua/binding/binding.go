@@ -41,6 +41,11 @@ type Options struct {
 	// MonitorEvery is the polling period of the monitor that reports exits
 	// to handlers (default 250ms).
 	MonitorEvery time.Duration
+	// NoPlugins: the plugins were left out on purpose (--no-plugins), so
+	// check kinds only they register are not errors when loading: stop,
+	// status and watch work whatever the YAML references; a start that
+	// needs such a kind is refused by its check.
+	NoPlugins bool
 }
 
 // Host is a Lua runtime bound to an engine.
@@ -193,7 +198,18 @@ func (h *Host) LoadPlugins(files []string) error {
 	if err != nil {
 		return err
 	}
+	if h.opts.NoPlugins {
+		return nil
+	}
 	return h.ValidateChecks()
+}
+
+// KnowsKind reports whether a check kind is registered (built in, or by a
+// plugin): the engine's check of a start's plan asks it.
+func (h *Host) KnowsKind(kind string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.kinds[kind] != nil
 }
 
 func (h *Host) loadFile(path string) error {
