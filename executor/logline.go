@@ -31,7 +31,7 @@ func ExitLine(process string, code int, tag string) string {
 // StripTimestamp removes the "[YYYY-MM-DD hh:mm:ss.mmm] " prefix of a log
 // line.
 func StripTimestamp(line string) string {
-	if len(line) > 26 && line[0] == '[' && line[24] == ']' && line[25] == ' ' {
+	if len(line) >= 26 && line[0] == '[' && line[24] == ']' && line[25] == ' ' {
 		return line[26:]
 	}
 	return line
