@@ -487,7 +487,14 @@ func (e *Engine) awaitReady(ctx context.Context, o *procOp, w executor.Window, m
 				return ctx.Err()
 			}
 			if hasOpDeadline && !time.Now().Before(opDeadline) {
-				return context.DeadlineExceeded // the operation's --timeout
+				// The operation's timeout: told like any failure (alerts
+				// see it), and still a deadline for the caller.
+				msg := "not ready within the operation's timeout; it keeps running"
+				if lastReason != "" {
+					msg += ": " + lastReason
+				}
+				em.emit(Failed, p, level, "%s", msg)
+				return &ProcessError{Process: p.Name, Msg: msg, Cause: context.DeadlineExceeded}
 			}
 			msg := fmt.Sprintf("not ready after %s (ready_timeout); it keeps running", readyTimeout)
 			if lastReason != "" {

@@ -492,3 +492,33 @@ func BenchmarkLuaReadyCheckPoll(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/1000, "ms/poll")
 }
+
+// Issue 13, bug 3: a start that runs out of its timeout says which process
+// and why, and reaches alerts as a failed event.
+func TestStartTimeoutIsAFailureAlertsSee(t *testing.T) {
+	w := newWorld(t, `
+context: {session: s}
+core: {cmd: core}
+slow: {cmd: slow, ready_check: "never", depends: [core]}
+`)
+	w.m.Check = func(spec executor.ExecSpec) executor.Result {
+		if spec.Script == "never" {
+			return executor.Result{ExitCode: 1}
+		}
+		return executor.Result{}
+	}
+	w.mustScript(t, `
+local launcher = require("launcher")
+local failed = {}
+launcher.on("failed", function(ev) failed[#failed + 1] = ev.process .. ": " .. ev.message end)
+local ok, err = launcher.start("slow", {timeout = 0.3})
+assert(ok == nil, "a start that timed out succeeded")
+assert(tostring(err):find("slow") and tostring(err):find("timeout"), tostring(err))
+for _ = 1, 600 do -- the handler runs once the script waits: poll
+  if #failed > 0 then break end
+  launcher.sleep(0.05)
+end
+assert(#failed == 1 and failed[1]:find("^slow: not ready within"), table.concat(failed, "; "))
+assert(launcher.status("core").state == "READY", "core keeps running")
+`)
+}
