@@ -118,7 +118,8 @@ arm:
 		// READY from the event stream, and the progress shows each step.
 		chromedp.Click(css(`#row-planner button[data-action="start"]`)),
 		waitJS(stateIs("planner", "READY")+" && "+stateIs("roscore", "READY")),
-		waitJS(`document.getElementById('steps').textContent.includes('[roscore] ready')`),
+		// The request's end comes on the stream after the last ready.
+		waitJS(`document.getElementById('steps').textContent.includes('done: start planner')`),
 		into(chromedp.Text(css("#steps")), &steps),
 	)
 	if err != nil {

@@ -376,7 +376,10 @@ func TestThousandProcesses(t *testing.T) {
 	}
 	fmt.Fprintf(&b, "done:\n  cmd: echo all up\n  persistent: false\n  depends: [%s]\n", strings.Join(deps, ", "))
 	e := newEnv(t, b.String())
-	r := e.run("run", "done")
+	// 80 s alone on two cores with -race; a hang is bounded at five times
+	// the suite's patience (two CPU burners and the other packages' tests
+	// beside it took more than three minutes).
+	r := e.runWithin(5*executortest.Patience, "run", "done")
 	if r.code != 0 || strings.Contains(r.stdout+r.stderr, "deadline") {
 		t.Fatalf("exit %d; last lines:\n%s\n%s", r.code, lastN(r.stdout, 5), r.stderr)
 	}
@@ -900,9 +903,23 @@ launcher.log.info("once all good")
 	e.mustRun("run", "driver")
 }
 
+// onePID waits until exactly one process of proc runs cmd and returns it.
+func (e *tenv) onePID(proc, cmd string) int {
+	e.t.Helper()
+	var pid int
+	executortest.Eventually(e.t, proc+" runs "+cmd, func() bool {
+		pids := e.taggedPIDs(proc, cmd)
+		if len(pids) == 1 {
+			pid = pids[0]
+		}
+		return len(pids) == 1
+	})
+	return pid
+}
+
 // taggedPIDs are the pids of this test world's processes (their
 // LAUNCHER_LOG is in its state directory) whose environment holds
-// LAUNCHER_PROCESS=proc and whose command line contains cmd.
+// LAUNCHER_PROCESS=proc and whose command line is cmd.
 func (e *tenv) taggedPIDs(proc, cmd string) []int {
 	var pids []int
 	envs, _ := filepath.Glob("/proc/[0-9]*/environ")
@@ -914,7 +931,9 @@ func (e *tenv) taggedPIDs(proc, cmd string) []int {
 		}
 		dir := filepath.Dir(f)
 		line, _ := os.ReadFile(filepath.Join(dir, "cmdline"))
-		if strings.Contains(strings.ReplaceAll(string(line), "\x00", " "), cmd) {
+		// The exact command line: a parent such as `setsid -f sleep 3001`
+		// (about to exit) or a process in the middle of exec is not it.
+		if strings.TrimSpace(strings.ReplaceAll(string(line), "\x00", " ")) == cmd {
 			var pid int
 			fmt.Sscan(filepath.Base(dir), &pid)
 			pids = append(pids, pid)
@@ -936,8 +955,7 @@ hupper:
   cmd: nohup sleep 3002 >/dev/null 2>&1 & sleep 300
 `)
 	e.mustRun("run", "daemon")
-	executortest.Eventually(t, "the daemon runs", func() bool { return len(e.taggedPIDs("daemon", "sleep 3001")) == 1 })
-	d := e.taggedPIDs("daemon", "sleep 3001")[0]
+	d := e.onePID("daemon", "sleep 3001")
 	e.mustRun("kill", "daemon")
 	executortest.Eventually(t, "the escaped daemon ends with its run", func() bool { return !alive(d) })
 	if st := e.state("daemon"); st != "STOPPED" {
@@ -945,8 +963,7 @@ hupper:
 	}
 
 	e.mustRun("run", "hupper")
-	executortest.Eventually(t, "the child runs", func() bool { return len(e.taggedPIDs("hupper", "sleep 3002")) == 1 })
-	child := e.taggedPIDs("hupper", "sleep 3002")[0]
+	child := e.onePID("hupper", "sleep 3002")
 	e.tmux("kill-server")
 	st := e.status()["hupper"]
 	if st.State != "ORPHANED" || !strings.Contains(st.Error, fmt.Sprint(child)) {
@@ -979,8 +996,7 @@ setup:
   persistent: false
 `)
 	e.mustRun("run", "setup")
-	executortest.Eventually(t, "the daemon runs", func() bool { return len(e.taggedPIDs("setup", "sleep 3003")) == 1 })
-	d := e.taggedPIDs("setup", "sleep 3003")[0]
+	d := e.onePID("setup", "sleep 3003")
 	st := e.status()["setup"]
 	if st.State != "ORPHANED" || !strings.Contains(st.Error, fmt.Sprint(d)) {
 		t.Errorf("a one-shot whose daemon runs: %+v", st)

@@ -108,7 +108,14 @@ func (r result) String() string {
 // reaches it).
 func (e *tenv) run(args ...string) result {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), executortest.Patience)
+	return e.runWithin(executortest.Patience, args...)
+}
+
+// runWithin is run with a bound of its own, for a run whose work grows
+// with the test (a thousand processes under load take minutes).
+func (e *tenv) runWithin(patience time.Duration, args ...string) result {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, launcherBin, args...)
 	cmd.Env = e.environ()
