@@ -65,6 +65,14 @@ func CleanExit(code int) bool { return code == 0 || code == 130 || code == 143 }
 
 // stateOf derives a process's state from its window.
 func (e *Engine) stateOf(snap executor.Snapshot, p *config.Process, now time.Time) Status {
+	return deriveState(snap, p, now, func(m opMark) bool { return m.live(e.owner, now) })
+}
+
+// deriveState is the state of p in one listing of its machine's windows,
+// at time now; opLive tells whether the launcher that wrote an op mark may
+// still run. It is a pure function of these: every state rule is a row of
+// TestDeriveState.
+func deriveState(snap executor.Snapshot, p *config.Process, now time.Time, opLive func(opMark) bool) Status {
 	st := Status{Process: p.Name, Session: p.Session, Machine: p.Machine, State: StateStopped}
 	w, err := findWindow(snap, p)
 	if err != nil {
@@ -108,7 +116,7 @@ func (e *Engine) stateOf(snap executor.Snapshot, p *config.Process, now time.Tim
 	}
 	pid := w.PanePID
 	st.PID = &pid
-	if opOK && op.live(e.owner, now) {
+	if opOK && opLive(op) {
 		if op.Kind == "stopping" {
 			st.State = StateStopping
 		} else {
