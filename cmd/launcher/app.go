@@ -232,7 +232,7 @@ func (s *session) newApp() *cli.App {
 		Commands: append([]*cli.Command{
 			s.runCommand(), s.killCommand(), s.restartCommand(), s.statusCommand(), s.watchCommand(),
 			s.monCommand(), s.planCommand(), s.validateCommand(), s.scriptCommand(), s.luaTypesCommand(),
-			s.attachCommand(), s.serveCommand(), s.completionCommand(), helpCommand(),
+			s.attachCommand(), s.serveCommand(), s.completionCommand(), helpCommand(), s.versionCommand(),
 		}, s.pluginCommands()...),
 		// A word that is no command is a usage error (exit 2), not "no help
 		// topic" with exit 1.
@@ -249,6 +249,24 @@ func (s *session) newApp() *cli.App {
 		}
 	}
 	return app
+}
+
+func init() {
+	// -v is concert_launcher's variant flag, before the command too: the
+	// version is --version (or `launcher version`), without a short form.
+	cli.VersionFlag = &cli.BoolFlag{Name: "version", Usage: "print the version"}
+}
+
+// versionCommand is `launcher version`.
+func (s *session) versionCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "print the version",
+		Action: func(c *cli.Context) error {
+			fmt.Fprintln(s.stdout, "launcher "+version)
+			return nil
+		},
+	}
 }
 
 // helpCommand is `launcher help [COMMAND]` (urfave/cli's own is hidden and

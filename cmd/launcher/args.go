@@ -29,7 +29,7 @@ func normalizeArgs(app *cli.App, args []string) []string {
 	var early []string
 	for i < len(args) && isFlag(args[i]) {
 		early = append(early, args[i])
-		if !strings.Contains(args[i], "=") && i+1 < len(args) && (takesValue(app.Flags, args[i]) || takesValue(commonFlags(), args[i])) {
+		if !strings.Contains(args[i], "=") && i+1 < len(args) && (takesValue(app.Flags, args[i]) || takesValue(commonFlags(), args[i]) || takesValue(requestFlags(), args[i])) {
 			early = append(early, args[i+1])
 			i++
 		}

@@ -34,6 +34,11 @@ func TestFlagsAfterArguments(t *testing.T) {
 		{"status --bogus a", "status --bogus -- a"},
 		{"help run -c r.yaml", "help -c r.yaml -- run"},
 		{"serve -c r.yaml --listen 127.0.0.1:9000", "serve -c r.yaml --listen 127.0.0.1:9000"},
+		// Issue 16: concert_launcher's -v CHOICE (and -p) before the command
+		// select a variant; they printed the version.
+		{"-c r.yaml -v sim plan x", "plan -c r.yaml -v sim -- x"},
+		{"-v sim -p a:=b run x", "run -v sim -p a:=b -- x"},
+		{"version", "version"},
 	}
 	for _, c := range cases {
 		got := strings.Join(normalizeArgs(app, append([]string{"launcher"}, strings.Fields(c.in)...))[1:], " ")
@@ -82,6 +87,8 @@ func TestParseCommon(t *testing.T) {
 		{"script b.lua -- -c kept", "script b.lua -- -c kept", "script", flagValues{}},
 		{"run x -c", "run x -c", "run", flagValues{}},
 		{"--tmux-config /dev/null homing --help", "homing --help", "homing", flagValues{tmuxConfig: "/dev/null"}},
+		{"-c r.yaml -v sim plan x", "-v sim plan x", "plan", flagValues{config: "r.yaml"}},
+		{"--variant=sim -p a:=b run x", "--variant=sim -p a:=b run x", "run", flagValues{}},
 	}
 	for _, c := range cases {
 		f, cmd, rest := parseCommon(append([]string{"launcher"}, strings.Fields(c.in)...))

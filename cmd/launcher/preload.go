@@ -7,7 +7,7 @@ import (
 )
 
 // Commands that never read the config (no plugins are loaded for them).
-var configless = map[string]bool{"completion": true, "lua-types": true}
+var configless = map[string]bool{"completion": true, "lua-types": true, "version": true}
 
 // parseCommon is the one parser of the common flags (-c/--config,
 // --tmux-socket, --tmux-config, --accept-new-host-keys, --no-plugins):
@@ -55,6 +55,15 @@ func parseCommon(args []string) (f flagValues, cmd string, rest []string) {
 			f.acceptNew = !hasVal || val == "true"
 		case "no-plugins":
 			f.noPlugins = !hasVal || val == "true"
+		case "v", "variant", "variants", "p", "param", "params":
+			// concert_launcher's -v CHOICE and -p k:=v before the command:
+			// their value is no command name (normalizeArgs moves them
+			// after it).
+			rest = append(rest, a)
+			if !hasVal && cmd == "" && i+1 < len(args) {
+				i++
+				rest = append(rest, args[i])
+			}
 		default:
 			if (name == "help" || name == "h" || name == "version" || name == "generate-bash-completion") && cmd == "" {
 				helpSeen = true

@@ -203,7 +203,11 @@ func (p *Process) paramNames() []string {
 	var names []string
 	for _, v := range p.Variants {
 		for _, ch := range v.Choices {
-			tmpls = append(tmpls, ch.Cmd)
+			for _, n := range Refs(ch.Cmd) {
+				if n != "cmd" { // {cmd} there is the process's command
+					names = append(names, n)
+				}
+			}
 			for _, kv := range ch.Params {
 				names = append(names, kv.Name)
 			}
