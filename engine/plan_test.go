@@ -191,3 +191,36 @@ func TestKillSkipUnreachable(t *testing.T) {
 		}
 	}
 }
+
+// Issue 15, bug 4: a start whose timeout runs out while a dependency that
+// already ran is checked again blames the operation's timeout on the
+// process asked for, not a failure on the dependency (which was READY and
+// untouched).
+func TestTimeoutBlamesTheOperationNotARunningDependency(t *testing.T) {
+	e, conn, events := newTestEngine(t, `
+context: {session: s}
+core: {cmd: core, ready_check: "check-core"}
+ctrl: {cmd: ctrl, depends: [core]}
+`)
+	ctx := ctxT(t)
+	if err := e.Start(ctx, []string{"core"}, config.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	m := local(t, conn)
+	m.Check = func(spec executor.ExecSpec) executor.Result {
+		return executor.Result{ExitCode: 1} // the re-check does not pass in time
+	}
+	err := e.Start(WithWaitDeadline(ctx, time.Now().Add(50*time.Millisecond)), []string{"ctrl"}, config.Request{})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("start: %v", err)
+	}
+	var failed []string
+	for _, ev := range events() {
+		if ev.Kind == Failed {
+			failed = append(failed, ev.Process+": "+ev.Message)
+		}
+	}
+	if len(failed) != 1 || !strings.HasPrefix(failed[0], "ctrl: not started: the operation's timeout ran out while waiting for core") {
+		t.Errorf("failed events: %q", failed)
+	}
+}

@@ -115,6 +115,11 @@ func (e *Engine) StartPlanWith(ctx context.Context, plan *config.Plan, opts Star
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
+				if dl, ok := waitDeadline(ctx); ok && !time.Now().Before(dl) && errors.Is(err, context.DeadlineExceeded) {
+					msg := fmt.Sprintf("not started: the operation's timeout ran out while waiting for %s", r.Depends[i])
+					em.emit(Failed, r.Process, level, "%s", msg)
+					return &ProcessError{Process: name, Msg: msg, Cause: err}
+				}
 				em.emit(Failed, r.Process, level, "not started: dependency %s failed", r.Depends[i])
 				return &ProcessError{Process: name, Msg: fmt.Sprintf("not started: dependency %s failed", r.Depends[i]), Cause: err}
 			}
@@ -487,6 +492,12 @@ func (e *Engine) awaitReady(ctx context.Context, o *procOp, w executor.Window, m
 				return ctx.Err()
 			}
 			if hasOpDeadline && !time.Now().Before(opDeadline) {
+				if markNeeded {
+					// It ran before this operation (its readiness was
+					// being checked again): not its failure; the dependant
+					// that waited for it reports the timeout.
+					return context.DeadlineExceeded
+				}
 				// The operation's timeout: told like any failure (alerts
 				// see it), and still a deadline for the caller.
 				msg := "not ready within the operation's timeout; it keeps running"
