@@ -52,35 +52,50 @@ else
     case $op in stopping*) return 0 ;; esac
     return 1
   }
+  # decide:begin
+  # __lr_decide is the restart decision, a function of $__lr_mode,
+  # $__launcher_rc, $__lr_t (now, ms), the restart times $__lr_times and
+  # the policy's numbers only (no tmux, no clock: TestRestartDecision runs
+  # it as a table). It sets __lr_verdict (exit: a clean end under
+  # on-failure; giveup: max_restarts reached within the window; restart)
+  # and __lr_d, the delay (ms), doubled for each restart still in the window
+  # up to the cap; __lr_times keeps the restarts inside the window.
+  __lr_decide() {
+    if [ "$__lr_mode" = on-failure ]; then
+      case $__launcher_rc in 0 | 130 | 143) __lr_verdict=exit; return ;; esac
+    fi
+    local x recent=()
+    for x in "${__lr_times[@]}"; do
+      [ $((__lr_t - x)) -lt "$__lr_window" ] && recent+=("$x")
+    done
+    __lr_times=("${recent[@]}")
+    if [ "$__lr_max" -gt 0 ] && [ "${#__lr_times[@]}" -ge "$__lr_max" ]; then
+      __lr_verdict=giveup; return
+    fi
+    __lr_d=$__lr_delay
+    for x in "${__lr_times[@]}"; do
+      __lr_d=$((__lr_d * 2))
+      [ "$__lr_d" -ge "$__lr_cap" ] && break
+    done
+    [ "$__lr_d" -gt "$__lr_cap" ] && __lr_d=$__lr_cap
+    __lr_verdict=restart
+  }
+  # decide:end
   __lr_count=0 __lr_times=()
   while :; do
     # A subshell: the command's own `exit` must end it, not the loop.
     (eval "${LAUNCHER_RUN:-$LAUNCHER_CMD}")
     __launcher_rc=$?
-    if [ "$__lr_mode" = on-failure ]; then
-      case $__launcher_rc in 0 | 130 | 143) exit "$__launcher_rc" ;; esac
-    fi
-    __lr_stop_asked && exit "$__launcher_rc"
     __lr_now
-    # The restarts still inside the window count against max_restarts and
-    # double the delay.
-    __lr_recent=()
-    for __lr_x in "${__lr_times[@]}"; do
-      [ $((__lr_t - __lr_x)) -lt "$__lr_window" ] && __lr_recent+=("$__lr_x")
-    done
-    __lr_times=("${__lr_recent[@]}")
-    if [ "$__lr_max" -gt 0 ] && [ "${#__lr_times[@]}" -ge "$__lr_max" ]; then
+    __lr_decide
+    [ "$__lr_verdict" = exit ] && exit "$__launcher_rc"
+    __lr_stop_asked && exit "$__launcher_rc"
+    if [ "$__lr_verdict" = giveup ]; then
       __lr_why="gave up after $__lr_count restarts (max_restarts $__lr_max within $((__lr_window / 1000))s); last exit code $__launcher_rc"
       tmux set-option -w -t "$TMUX_PANE" @launcher_restart_state "gaveup $__lr_why" \; wait-for -S launcher-changed 2>/dev/null
       printf '[launcher] %s: %s (run %s)\n' "$LAUNCHER_PROCESS" "$__lr_why" "$LAUNCHER_TAG"
       exit "$__launcher_rc"
     fi
-    __lr_d=$__lr_delay
-    for __lr_x in "${__lr_times[@]}"; do
-      __lr_d=$((__lr_d * 2))
-      [ "$__lr_d" -ge "$__lr_cap" ] && break
-    done
-    [ "$__lr_d" -gt "$__lr_cap" ] && __lr_d=$__lr_cap
     if [ "$__lr_clear" = 1 ]; then
       tmux set-option -w -t "$TMUX_PANE" @launcher_restart_state "backoff $((__lr_t + __lr_d)) $__launcher_rc" \; set-option -w -t "$TMUX_PANE" @launcher_ready 0 \; wait-for -S launcher-changed 2>/dev/null
     else

@@ -1,0 +1,61 @@
+package tmux
+
+import (
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/robotlauncher/launcher/executor/executortest"
+)
+
+// TestRestartDecision runs the pane's restart decision (__lr_decide in
+// prologue.bash, a function of its inputs only) as a table: one row per
+// rule of the restart policy.
+func TestRestartDecision(t *testing.T) {
+	executortest.RequireTool(t, "bash")
+	begin, end := strings.Index(prologue, "# decide:begin"), strings.Index(prologue, "# decide:end")
+	if begin < 0 || end < begin {
+		t.Fatal("prologue.bash has no decide:begin/end markers")
+	}
+	decide := prologue[begin:end]
+	const now = 1_000_000
+	rows := []struct {
+		name  string
+		mode  string
+		rc    int
+		times []int // earlier restarts, ms
+		delay int
+		cap   int
+		max   int
+		win   int
+		want  string // verdict, delay (ms), restarts kept in the window
+	}{
+		{"always restarts after a clean exit", "always", 0, nil, 1000, 30000, 5, 60000, "restart 1000 0"},
+		{"on-failure: exit 0 ends", "on-failure", 0, nil, 1000, 30000, 5, 60000, "exit"},
+		{"on-failure: SIGINT (130) ends", "on-failure", 130, nil, 1000, 30000, 5, 60000, "exit"},
+		{"on-failure: SIGTERM (143) ends", "on-failure", 143, nil, 1000, 30000, 5, 60000, "exit"},
+		{"on-failure: exit 1 restarts", "on-failure", 1, nil, 1000, 30000, 5, 60000, "restart 1000 0"},
+		{"each restart in the window doubles the delay", "always", 1, []int{now - 3000, now - 2000}, 1000, 30000, 5, 60000, "restart 4000 2"},
+		{"restarts outside the window are forgotten", "always", 1, []int{now - 120000, now - 90000, now - 1000}, 1000, 30000, 5, 60000, "restart 2000 1"},
+		{"the delay stops at its cap", "always", 1, []int{now - 5, now - 4, now - 3, now - 2, now - 1}, 1000, 3000, 0, 60000, "restart 3000 5"},
+		{"max_restarts within the window: give up", "always", 2, []int{now - 3, now - 2, now - 1}, 1000, 30000, 3, 60000, "giveup"},
+		{"max_restarts 0 never gives up (the 100ms floor still doubles)", "always", 2, []int{now - 3, now - 2, now - 1}, 100, 30000, 0, 60000, "restart 800 3"},
+	}
+	for _, r := range rows {
+		times := make([]string, len(r.times))
+		for i, x := range r.times {
+			times[i] = fmt.Sprint(x)
+		}
+		script := decide + fmt.Sprintf(`
+__lr_mode=%s __launcher_rc=%d __lr_t=%d __lr_delay=%d __lr_cap=%d __lr_max=%d __lr_window=%d
+__lr_times=(%s)
+__lr_decide
+if [ "$__lr_verdict" = restart ]; then echo "$__lr_verdict $__lr_d ${#__lr_times[@]}"; else echo "$__lr_verdict"; fi
+`, r.mode, r.rc, now, r.delay, r.cap, r.max, r.win, strings.Join(times, " "))
+		out, err := exec.Command("bash", "-c", script).CombinedOutput()
+		if got := strings.TrimSpace(string(out)); err != nil || got != r.want {
+			t.Errorf("%s: got %q (%v), want %q", r.name, got, err, r.want)
+		}
+	}
+}
