@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/robotlauncher/launcher/engine"
 )
 
 // TestFlagsAfterArguments checks, for every command, that flags placed
@@ -95,5 +97,32 @@ func TestParseCommon(t *testing.T) {
 		if f != c.want || cmd != c.cmd || strings.Join(rest[1:], " ") != c.rest {
 			t.Errorf("%q: got %+v %q %q, want %+v %q %q", c.in, f, cmd, rest[1:], c.want, c.cmd, c.rest)
 		}
+	}
+}
+
+// Issue 13, item 7: a request for help anywhere in a plugin command's
+// arguments shows its help instead of running it.
+func TestPluginCommandHelp(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]bool{
+		"--help": true, "z --help": true, "-h": true, "z -h x": true, "help": true,
+		"z": false, "help z": false, "z -- --help": false, "": false,
+	} {
+		if got := wantsHelp(strings.Fields(in)); got != want {
+			t.Errorf("%q: %v, want %v", in, got, want)
+		}
+	}
+}
+
+// Issue 13, item 8: state events print nothing in line output (they were
+// empty "• [proc] " lines); the others still print.
+func TestProgressSkipsStateEvents(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	p := newProgress(&b, newStyle(false), false)
+	p.event(engine.Event{Kind: engine.StateChanged, Process: "a"})
+	p.event(engine.Event{Kind: engine.Ready, Process: "a", Message: "ready"})
+	if out := b.String(); strings.Count(out, "\n") != 1 || !strings.Contains(out, "[a] ready") {
+		t.Errorf("line output: %q", out)
 	}
 }

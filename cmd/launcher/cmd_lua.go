@@ -76,7 +76,7 @@ func (s *session) pluginCommands() []*cli.Command {
 			Action: func(c *cli.Context) error {
 				// Its arguments go to Lua unparsed, except a request for
 				// help: that never runs the command.
-				if a := c.Args().First(); a == "--help" || a == "-h" || a == "help" && c.NArg() == 1 {
+				if wantsHelp(c.Args().Slice()) {
 					showCommandHelp(c, c.App.Command(pc.Name))
 					return nil
 				}
@@ -85,6 +85,24 @@ func (s *session) pluginCommands() []*cli.Command {
 		})
 	}
 	return out
+}
+
+// wantsHelp reports whether a plugin command's arguments ask for help:
+// --help or -h anywhere before "--" (`launcher homing z --help` ran the
+// command), or a lone "help".
+func wantsHelp(args []string) bool {
+	if len(args) == 1 && args[0] == "help" {
+		return true
+	}
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == "--help" || a == "-h" {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *session) luaTypesCommand() *cli.Command {

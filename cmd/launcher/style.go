@@ -136,6 +136,11 @@ func (p *progress) line(ev engine.Event) string {
 
 // event handles one event (called from the bus, one at a time).
 func (p *progress) event(ev engine.Event) {
+	if ev.Kind == engine.StateChanged {
+		// The watched view's changes: the events around them tell the same
+		// (they printed as empty "• [proc] " lines).
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.live {
