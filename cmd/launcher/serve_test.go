@@ -664,3 +664,25 @@ solo:
 		t.Errorf("solo after its restart: %+v", st)
 	}
 }
+
+// Issue 15, bug 1: after serve restarts, a client resuming with an id of
+// the earlier run is told it missed events (a gap: the page reloads)
+// instead of resuming nothing; ids of the new run are larger.
+func TestServeRestartIsAGapForOldIDs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "context: {session: sr}\nrobot_state: {cmd: sleep 300}\n")
+	s := startServer(t, e, "")
+	ev := s.stream("/api/v1/events", 0)
+	e.mustRun("run", "robot_state")
+	old := ev.next(t, "an event with an id", func(x sseEvent) bool { return x.ID > 0 })
+	_ = s.bg.cmd.Process.Signal(syscall.SIGTERM)
+	s.bg.wait(t)
+	e.mustRun("kill", "robot_state")
+	s2 := startServer(t, e, "")
+	again := s2.stream("/api/v1/events", old.ID)
+	again.next(t, "a gap for the earlier run's id", func(x sseEvent) bool { return x.Data["event"] == "gap" })
+	e.mustRun("run", "robot_state")
+	if x := again.next(t, "an event of the new run", func(x sseEvent) bool { return x.ID > 0 }); x.ID <= old.ID {
+		t.Errorf("id %d of the new run is not above %d of the earlier one", x.ID, old.ID)
+	}
+}

@@ -94,7 +94,7 @@ func New(ctx context.Context, o Options) *Server {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
-	s := &Server{o: o, e: o.Engine, hub: newHub(o.StreamKeep, o.StreamQueue), mux: http.NewServeMux(), ctx: ctx}
+	s := &Server{o: o, e: o.Engine, hub: newHub(o.StreamKeep, o.StreamQueue, uint64(time.Now().UnixMicro())), mux: http.NewServeMux(), ctx: ctx}
 	s.routes()
 	return s
 }

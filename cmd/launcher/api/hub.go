@@ -11,7 +11,11 @@ import (
 // connected client through a bounded queue: a client too slow to keep up
 // is dropped (it reconnects and resumes), never waited for.
 type hub struct {
-	mu      sync.Mutex
+	mu sync.Mutex
+	// first is the id of this server's first event: the server's start in
+	// Unix microseconds, so ids grow across restarts and an id another run
+	// issued is told apart (it would otherwise resume nothing, silently).
+	first   uint64
 	next    uint64
 	ring    []frame // the newest events, oldest first
 	keep    int
@@ -33,8 +37,8 @@ type client struct {
 
 func (c *client) drop() { c.once.Do(func() { close(c.dropped) }) }
 
-func newHub(keep, queue int) *hub {
-	return &hub{keep: keep, queue: queue, clients: map[*client]struct{}{}, next: 1}
+func newHub(keep, queue int, first uint64) *hub {
+	return &hub{keep: keep, queue: queue, clients: map[*client]struct{}{}, first: first, next: first}
 }
 
 // publish numbers v, keeps it and queues it for every client.
@@ -65,7 +69,8 @@ func (h *hub) publish(v any) {
 
 // subscribe registers a client and returns the kept events after lastID
 // (all of them when lastID is 0 and replay is set); gap reports that
-// events after lastID were no longer kept.
+// events after lastID were no longer kept, or that lastID is not one of
+// this server's.
 func (h *hub) subscribe(lastID uint64, replay bool) (c *client, backlog []frame, gap bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -78,7 +83,12 @@ func (h *hub) subscribe(lastID uint64, replay bool) (c *client, backlog []frame,
 	if lastID == 0 && !replay {
 		return c, nil, false
 	}
-	if len(ring) > 0 && lastID+1 < ring[0].id {
+	switch {
+	case lastID+1 < h.first || lastID >= h.next:
+		// An id this server never issued (an earlier run's, before a
+		// restart): what happened meanwhile is unknown.
+		gap = true
+	case len(ring) > 0 && lastID+1 < ring[0].id:
 		gap = true
 	}
 	for _, f := range ring {

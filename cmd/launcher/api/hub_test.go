@@ -6,7 +6,7 @@ import "testing"
 // kept events are not affected, and a resume after a kept event replays
 // exactly what followed it.
 func TestHubDropsAFullClientAndReplays(t *testing.T) {
-	h := newHub(4, 2)
+	h := newHub(4, 2, 1)
 	slow, _, _ := h.subscribe(0, false)
 	fast, _, _ := h.subscribe(0, false)
 	for i := 0; i < 3; i++ {
@@ -55,5 +55,28 @@ func TestLoopbackChecks(t *testing.T) {
 		if IsLoopbackAddr(addr) != want {
 			t.Errorf("IsLoopbackAddr(%q) != %v", addr, want)
 		}
+	}
+}
+
+// Issue 15, bug 1: ids grow across server runs, and an id this server
+// never issued (an earlier run's) is a gap, even before its first event:
+// a page resuming after a restart reloads instead of showing stale states.
+func TestHubIDsOfAnotherRunAreAGap(t *testing.T) {
+	old := newHub(4, 2, 1_000_000)
+	old.publish(map[string]int{"n": 1})
+	oldID := old.next - 1
+	h := newHub(4, 2, 2_000_000)
+	if _, _, gap := h.subscribe(oldID, false); !gap {
+		t.Error("an earlier run's id before any event: no gap")
+	}
+	h.publish(map[string]int{"n": 2})
+	if _, backlog, gap := h.subscribe(oldID, false); !gap || len(backlog) != 1 || backlog[0].id != 2_000_000 {
+		t.Errorf("an earlier run's id: gap %v, %+v", gap, backlog)
+	}
+	if _, _, gap := h.subscribe(h.next+5, false); !gap {
+		t.Error("an id from a later run: no gap")
+	}
+	if _, backlog, gap := h.subscribe(2_000_000, false); gap || len(backlog) != 0 {
+		t.Errorf("resume after its own last id: gap %v, %d events", gap, len(backlog))
 	}
 }
