@@ -535,3 +535,51 @@ p: {cmd: p}
 	m.Ring()
 	expect(4)
 }
+
+// Issue 15, bug 2: when a machine is lost, each of its processes gets a
+// state event (UNAVAILABLE, with the reason) besides host_lost, so no view
+// keeps showing it READY; when it is back, its real state follows.
+func TestMonitorTellsEachProcessOfALostMachine(t *testing.T) {
+	e, conn, _ := newTestEngine(t, `
+context: {session: s}
+far: {cmd: far, machine: armpc}
+near: {cmd: near}
+`)
+	if err := e.Start(ctxT(t), []string{"far", "near"}, config.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan Event, 16)
+	unsub := e.Bus().Subscribe(func(ev Event) bool {
+		return ev.Kind == StateChanged || ev.Kind == HostLost || ev.Kind == HostBack
+	}, func(ev Event) { got <- ev })
+	defer unsub()
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	go e.Monitor(ctx, 20*time.Millisecond)
+	executortest.Eventually(t, "the monitor's first poll", func() bool { _, ok := e.Watched(time.Hour); return ok })
+	next := func(what string, match func(Event) bool) Event {
+		t.Helper()
+		for {
+			select {
+			case ev := <-got:
+				if match(ev) {
+					return ev
+				}
+			case <-time.After(executortest.Patience):
+				t.Fatalf("no %s", what)
+			}
+		}
+	}
+	conn.SetDown("armpc", true)
+	ev := next("far UNAVAILABLE", func(ev Event) bool { return ev.Kind == StateChanged && ev.Process == "far" })
+	if ev.State != StateUnavailable || !strings.Contains(ev.Message, "connection refused") {
+		t.Errorf("far's state event: %+v", ev)
+	}
+	next("host_lost", func(ev Event) bool { return ev.Kind == HostLost && ev.Machine == "armpc" })
+	conn.SetDown("armpc", false)
+	ev = next("far's real state", func(ev Event) bool { return ev.Kind == StateChanged && ev.Process == "far" })
+	if ev.State != StateReady {
+		t.Errorf("far back: %+v", ev)
+	}
+	next("host_back", func(ev Event) bool { return ev.Kind == HostBack && ev.Machine == "armpc" })
+}

@@ -187,6 +187,13 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 			if st.State == StateUnavailable {
 				down[st.Machine] = st.Error
 				if prev.state != st.State {
+					// Every process of a lost machine says so (with the
+					// reason), so no view keeps showing it READY; what it
+					// was seen doing is kept for when the machine is back.
+					if !first {
+						em.publish(Event{Time: now, Kind: StateChanged, Process: st.Process, Machine: st.Machine, Session: st.Session,
+							State: st.State, Message: st.Error})
+					}
 					prev.state = st.State
 					last[st.Process] = prev
 				}

@@ -502,6 +502,14 @@ func NewConnector() *Connector {
 	return &Connector{Machines: map[string]*Machine{}, Down: map[string]bool{}}
 }
 
+// SetDown makes a machine unreachable (or reachable again) while others
+// use the connector.
+func (c *Connector) SetDown(name string, down bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.Down[name] = down
+}
+
 // Machine returns (or creates) the fake machine called name.
 func (c *Connector) Machine(ctx context.Context, name string) (executor.Machine, error) {
 	return c.Get(name)
