@@ -42,12 +42,16 @@ type Event struct {
 	Process string    `json:"process,omitempty"`
 	Machine string    `json:"machine,omitempty"`
 	Session string    `json:"session,omitempty"`
-	// Level is the depth of the process in the operation's dependency tree.
-	Level    int    `json:"level"`
-	Message  string `json:"message,omitempty"`
-	ExitCode *int   `json:"exit_code,omitempty"`
-	PID      int    `json:"pid,omitempty"`
-	Line     string `json:"line,omitempty"`
+	// Level is the depth of the process in the operation's dependency tree
+	// ("depth" in JSON: "level" is the reference tool's severity).
+	Level int `json:"depth"`
+	// Severity0 is Severity as the reference tool's callback level: 0
+	// info, 1 warning, 2 error ("level" in JSON).
+	Severity0 int    `json:"level"`
+	Message   string `json:"message,omitempty"`
+	ExitCode  *int   `json:"exit_code,omitempty"`
+	PID       int    `json:"pid,omitempty"`
+	Line      string `json:"line,omitempty"`
 	// Op identifies the operation that emitted the event (0: the monitor).
 	Op uint64 `json:"op,omitempty"`
 	// Expected is set on Exited events that someone asked for: a stop, or
@@ -171,6 +175,7 @@ func (b *Bus) Publish(ev Event) {
 	if ev.Severity == "" {
 		ev.Severity = severityOf(ev)
 	}
+	ev.Severity0 = map[string]int{"info": 0, "warning": 1, "error": 2}[ev.Severity]
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for s := range b.subs {

@@ -19,9 +19,14 @@ import (
 // legacyStatus is a process's entry in /process/list's "status": the
 // fields of the reference tool's status dict, plus launcher's state.
 type legacyStatus struct {
-	PID         any    `json:"pid"` // an int, or "-" when not running
-	Dead        bool   `json:"dead"`
+	PID  any  `json:"pid"` // an int, or "-" when not running
+	Dead bool `json:"dead"`
+	// ExitStatus is what the reference GUI reads to tell "Stopped" (0)
+	// from "Killed": 0 for every clean or requested stop (a shell loop
+	// ends 1 on SIGINT), 255 (ssh's "unreachable") for a process whose
+	// machine is lost, which must not look stopped. ExitCode is the real one.
 	ExitStatus  *int   `json:"exitstatus"`
+	ExitCode    *int   `json:"exit_code"`
 	RunPending  bool   `json:"run_pending"`
 	KillPending bool   `json:"kill_pending"`
 	State       string `json:"state"`
@@ -42,15 +47,30 @@ func (s *Server) compatList(w http.ResponseWriter, r *http.Request) {
 	}
 	status := map[string]legacyStatus{}
 	for _, st := range sts {
-		ls := legacyStatus{PID: "-", State: string(st.State), Machine: st.Machine, Session: st.Session, Error: st.Error,
-			ExitStatus: st.ExitCode, RunPending: st.State == engine.StateStarting, KillPending: st.State == engine.StateStopping}
-		if st.PID != nil {
-			ls.PID = *st.PID
-		}
-		ls.Dead = st.Window != nil && st.Window.Dead
-		status[st.Process] = ls
+		status[st.Process] = legacyOf(st)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"processes": procs, "status": status})
+}
+
+// legacyOf is a status row as the reference GUI reads it.
+func legacyOf(st engine.Status) legacyStatus {
+	ls := legacyStatus{PID: "-", State: string(st.State), Machine: st.Machine, Session: st.Session, Error: st.Error,
+		ExitStatus: st.ExitCode, ExitCode: st.ExitCode, RunPending: st.State == engine.StateStarting, KillPending: st.State == engine.StateStopping}
+	if st.PID != nil {
+		ls.PID = *st.PID
+	}
+	ls.Dead = st.Window != nil && st.Window.Dead
+	switch st.State {
+	case engine.StateStopped:
+		if ls.Dead {
+			zero := 0
+			ls.ExitStatus = &zero
+		}
+	case engine.StateUnavailable:
+		lost := 255
+		ls.Dead, ls.ExitStatus = true, &lost
+	}
+	return ls
 }
 
 func (s *Server) compatCommand(w http.ResponseWriter, r *http.Request) {

@@ -1,6 +1,11 @@
 package api
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/robotlauncher/launcher/engine"
+	"github.com/robotlauncher/launcher/executor"
+)
 
 // A client whose queue is full is dropped at once; the others and the
 // kept events are not affected, and a resume after a kept event replays
@@ -78,5 +83,28 @@ func TestHubIDsOfAnotherRunAreAGap(t *testing.T) {
 	}
 	if _, backlog, gap := h.subscribe(2_000_000, false); gap || len(backlog) != 0 {
 		t.Errorf("resume after its own last id: gap %v, %d events", gap, len(backlog))
+	}
+}
+
+// Issue 15, bug 5: the reference GUI reads dead and exitstatus: a
+// requested stop (a shell loop ends 1 on SIGINT) reads as a clean stop,
+// and a process on a lost machine does not look stopped.
+func TestLegacyStatusForTheReferenceGUI(t *testing.T) {
+	one := 1
+	stopped := legacyOf(engine.Status{State: engine.StateStopped, ExitCode: &one, Window: &executor.Window{Dead: true}})
+	if !stopped.Dead || stopped.ExitStatus == nil || *stopped.ExitStatus != 0 || *stopped.ExitCode != 1 {
+		t.Errorf("a requested stop: %+v", stopped)
+	}
+	dead := legacyOf(engine.Status{State: engine.StateDead, ExitCode: &one, Window: &executor.Window{Dead: true}})
+	if !dead.Dead || *dead.ExitStatus != 1 {
+		t.Errorf("a crash: %+v", dead)
+	}
+	lost := legacyOf(engine.Status{State: engine.StateUnavailable, Error: "connection refused"})
+	if !lost.Dead || lost.ExitStatus == nil || *lost.ExitStatus == 0 || lost.PID != "-" {
+		t.Errorf("a lost machine's process: %+v", lost)
+	}
+	never := legacyOf(engine.Status{State: engine.StateStopped})
+	if never.Dead || never.ExitStatus != nil {
+		t.Errorf("never started: %+v", never)
 	}
 }

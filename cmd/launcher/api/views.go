@@ -103,6 +103,10 @@ func configView(p *config.Process) ConfigView {
 		}
 		v.Variants = append(v.Variants, vv)
 	}
+	// The reference GUI lists a process unless show_ui is false: the
+	// default is said, not left for each client to guess.
+	show := true
+	v.ShowUI = &show
 	for k, x := range p.Extra {
 		switch k {
 		case "show_ui":
