@@ -100,7 +100,9 @@ type loader struct {
 	file string
 	errs Errors
 	// visits counts pairs produced by merge keys, against maxMergeVisits.
-	visits   int
+	visits int
+	// merged memoises each mapping's merged entries (see pairsDepth).
+	merged   map[*yaml.Node]mergedMap
 	exploded bool
 }
 

@@ -23,17 +23,42 @@ type pair struct{ k, v *yaml.Node }
 // pairs returns the entries of a mapping with YAML merge keys (<<) applied:
 // explicit keys win over merged ones, earlier merges over later ones.
 func (l *loader) pairs(n *yaml.Node) []pair {
-	return l.pairsDepth(n, 0)
+	p, _ := l.pairsDepth(n, 0)
+	return p
 }
 
-func (l *loader) pairsDepth(n *yaml.Node, depth int) []pair {
+// mergedMap is a mapping's entries with merges applied, and its weight:
+// how many entries the merges would produce if each were expanded anew,
+// which is what an alias bomb makes explode.
+type mergedMap struct {
+	pairs  []pair
+	weight int
+}
+
+// pairsDepth computes a mapping's entries once per node: an anchor merged
+// many times (nine times per level over eight levels) is worked out once,
+// while its weight still counts every expansion against maxMergeVisits.
+func (l *loader) pairsDepth(n *yaml.Node, depth int) ([]pair, int) {
 	if l.exploded {
-		return nil
+		return nil, 0
 	}
 	n = resolve(n)
+	if m, ok := l.merged[n]; ok {
+		return m.pairs, m.weight
+	}
+	out, weight := l.computePairs(n, depth)
+	if l.merged == nil {
+		l.merged = map[*yaml.Node]mergedMap{}
+	}
+	l.merged[n] = mergedMap{out, weight}
+	return out, weight
+}
+
+func (l *loader) computePairs(n *yaml.Node, depth int) ([]pair, int) {
+	weight := 0
 	if depth > 32 {
 		l.errs.add(l.pos(n), "", "merge keys nest too deeply")
-		return nil
+		return nil, 0
 	}
 	var own []pair
 	var merged []pair
@@ -57,14 +82,15 @@ func (l *loader) pairsDepth(n *yaml.Node, depth int) []pair {
 					l.errs.add(l.pos(v), "", "a merge key (<<) needs a mapping or a list of mappings")
 					continue
 				}
-				sub := l.pairsDepth(s, depth+1)
-				if l.visits += len(sub); l.visits > maxMergeVisits {
+				sub, w := l.pairsDepth(s, depth+1)
+				weight += w
+				if l.visits += w; l.visits > maxMergeVisits {
 					if !l.exploded {
 						l.exploded = true
 						l.errs.add(l.pos(v), "use fewer nested merge keys (<<) and aliases",
 							"merge keys expand to more than %d entries (a YAML alias bomb?)", maxMergeVisits)
 					}
-					return nil
+					return nil, 0
 				}
 				merged = append(merged, sub...)
 			}
@@ -89,7 +115,7 @@ func (l *loader) pairsDepth(n *yaml.Node, depth int) []pair {
 			out = append(out, p)
 		}
 	}
-	return out
+	return out, weight + len(own)
 }
 
 func kindName(n *yaml.Node) string {
