@@ -145,20 +145,9 @@ func PlanRestart(cfg *config.Config, name string, plan *config.Plan, states map[
 		}
 	}
 	// A dependant started again brings its own dependencies.
-	var addWithDeps func(n string)
-	addWithDeps = func(n string) {
-		if start[n] {
-			return
-		}
-		start[n] = true
-		if p := cfg.Process(n); p != nil {
-			for _, d := range p.Depends {
-				addWithDeps(d)
-			}
-		}
-	}
-	for _, d := range again {
-		addWithDeps(d)
+	procs, _ := cfg.Closure(again)
+	for _, p := range procs {
+		start[p.Name] = true
 	}
 	return OpPlan{Op: "restart", Stop: k.Stop, Start: inConfigOrder(cfg, start)}
 }

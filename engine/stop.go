@@ -179,7 +179,7 @@ func (e *Engine) startedBehind(ctx context.Context, names []string, all bool) []
 	} else {
 		for _, n := range names {
 			covered[n] = true
-			e.collectDependants(n, covered)
+			dependantsOf(e.cfg, n, covered)
 		}
 	}
 	var list []string
@@ -349,17 +349,6 @@ func (e *Engine) waitStopped(ctx context.Context, o *procOp, w executor.Window, 
 	}
 }
 
-// collectDependants adds to seen every persistent process that depends on
-// name, transitively.
-func (e *Engine) collectDependants(name string, seen map[string]bool) {
-	for _, q := range e.persistentDependants(name) {
-		if !seen[q] {
-			seen[q] = true
-			e.collectDependants(q, seen)
-		}
-	}
-}
-
 // abandonStop removes the stopping mark of a stop that did not complete.
 func (e *Engine) abandonStop(m executor.Machine, id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -409,25 +398,35 @@ func (e *Engine) Restart(ctx context.Context, name string, req config.Request, o
 // planRestart plans a restart of name from the states its dependants have
 // now; again are the dependants it starts again.
 func (e *Engine) planRestart(ctx context.Context, name string, plan *config.Plan) (OpPlan, []string, error) {
+	states, again, err := e.dependantStates(ctx, name)
+	if err != nil {
+		return OpPlan{}, nil, err
+	}
+	return PlanRestart(e.cfg, name, plan, states), again, nil
+}
+
+// dependantStates reads the states of name's persistent dependants
+// (transitively) with one listing per machine; again are those that may
+// run (mayRun), in config order.
+func (e *Engine) dependantStates(ctx context.Context, name string) (map[string]State, []string, error) {
 	deps := map[string]bool{}
 	dependantsOf(e.cfg, name, deps)
 	states := map[string]State{}
-	if len(deps) > 0 {
-		sts, err := e.WindowStates(ctx, inConfigOrder(e.cfg, deps))
-		if err != nil {
-			return OpPlan{}, nil, err
-		}
-		for _, st := range sts {
-			states[st.Process] = st.State
-		}
+	if len(deps) == 0 {
+		return states, nil, nil
+	}
+	sts, err := e.WindowStates(ctx, inConfigOrder(e.cfg, deps))
+	if err != nil {
+		return nil, nil, err
 	}
 	var again []string
-	for _, n := range inConfigOrder(e.cfg, deps) {
-		if mayRun(states[n]) {
-			again = append(again, n)
+	for _, st := range sts {
+		states[st.Process] = st.State
+		if mayRun(st.State) {
+			again = append(again, st.Process)
 		}
 	}
-	return PlanRestart(e.cfg, name, plan, states), again, nil
+	return states, again, nil
 }
 
 // Plan computes what operation op ("run", "kill" or "restart") of names
@@ -450,41 +449,23 @@ func (e *Engine) Plan(ctx context.Context, op string, names []string, req config
 	return OpPlan{}, fmt.Errorf("unknown operation %q (run, kill or restart)", op)
 }
 
-// runningDependants are the dependants of name (transitively) that run
-// now, in config order.
-func (e *Engine) runningDependants(ctx context.Context, name string) ([]string, error) {
-	seen := map[string]bool{}
-	e.collectDependants(name, seen)
-	if len(seen) == 0 {
-		return nil, nil
-	}
-	var names []string
-	for _, p := range e.cfg.Processes {
-		if seen[p.Name] {
-			names = append(names, p.Name)
-		}
-	}
-	sts, err := e.WindowStates(ctx, names)
-	if err != nil {
-		return nil, err
-	}
-	var running []string
-	for _, st := range sts {
-		switch st.State {
-		case StateReady, StateRunning, StateStarting, StateRestarting:
-			running = append(running, st.Process)
-		}
-	}
-	return running, nil
-}
-
 // RestartDependants stops the running dependants of name and starts them
 // again (after name is ready): what `restart_dependants: true` asks for
 // when a restart policy restarted name.
 func (e *Engine) RestartDependants(ctx context.Context, name string) error {
-	running, err := e.runningDependants(ctx, name)
-	if err != nil || len(running) == 0 {
+	states, again, err := e.dependantStates(ctx, name)
+	if err != nil {
 		return err
+	}
+	// Those on a machine that does not answer are left to its return.
+	var running []string
+	for _, n := range again {
+		if states[n] != StateUnavailable {
+			running = append(running, n)
+		}
+	}
+	if len(running) == 0 {
+		return nil
 	}
 	if err := e.Kill(ctx, running, false, KillOptions{}); err != nil {
 		return err

@@ -86,16 +86,30 @@ func (m *Machine) CheckLogs(ctx context.Context, paths []string) error {
 	return errors.Join(errs...)
 }
 
+// ownLocalLog refuses a local log path that is a symbolic link or another
+// user's file (*UnsafePathError); it returns the file's info when it exists.
+func ownLocalLog(machine, path string) (os.FileInfo, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil, nil // absent: the start creates it
+	}
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case fi.Mode()&os.ModeSymlink != 0:
+		return nil, &UnsafePathError{Machine: machine, Msg: "refusing to use " + path + ": it is a symbolic link (remove it)"}
+	case st != nil && int(st.Uid) != os.Getuid():
+		return nil, &UnsafePathError{Machine: machine, Msg: fmt.Sprintf("refusing to use %s: it is owned by uid %d, not by you", path, st.Uid)}
+	}
+	return fi, nil
+}
+
 // checkLocalLog is CheckLogs for one local path.
 func checkLocalLog(machine, path string) error {
-	if fi, err := os.Lstat(path); err == nil {
-		st, _ := fi.Sys().(*syscall.Stat_t)
-		switch {
-		case fi.Mode()&os.ModeSymlink != 0:
-			return &UnsafePathError{Machine: machine, Msg: "refusing to use " + path + ": it is a symbolic link (remove it)"}
-		case st != nil && int(st.Uid) != os.Getuid():
-			return &UnsafePathError{Machine: machine, Msg: fmt.Sprintf("refusing to use %s: it is owned by uid %d, not by you", path, st.Uid)}
-		}
+	fi, err := ownLocalLog(machine, path)
+	if err != nil {
+		return err
+	}
+	if fi != nil {
 		if err := syscall.Access(path, 2); err != nil {
 			return &LogError{Machine: machine, Path: path, Msg: "it is not writable: " + err.Error()}
 		}

@@ -77,17 +77,13 @@ func envFileText(vars []executor.EnvVar) []byte {
 func (m *Machine) writeEnvFile(ctx context.Context, path, logPath string, vars []executor.EnvVar) error {
 	text := envFileText(vars)
 	if executor.IsLocal(m.Host) {
-		if fi, err := os.Lstat(logPath); err == nil {
-			st, _ := fi.Sys().(*syscall.Stat_t)
-			switch {
-			case fi.Mode()&os.ModeSymlink != 0:
-				return &UnsafePathError{Machine: m.Machine(), Msg: "refusing to use " + logPath + ": it is a symbolic link (remove it)"}
-			case st != nil && int(st.Uid) != os.Getuid():
-				return &UnsafePathError{Machine: m.Machine(), Msg: fmt.Sprintf("refusing to use %s: it is owned by uid %d, not by you", logPath, st.Uid)}
-			case fi.Mode().Perm()&0o077 != 0:
-				if err := os.Chmod(logPath, 0o600); err != nil {
-					return err
-				}
+		fi, err := ownLocalLog(m.Machine(), logPath)
+		if err != nil {
+			return err
+		}
+		if fi != nil && fi.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(logPath, 0o600); err != nil {
+				return err
 			}
 		}
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
