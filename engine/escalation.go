@@ -8,9 +8,11 @@ import (
 )
 
 // escalation is the schedule of a stop: the first signal (SIGINT, or
-// SIGQUIT with force / force_sigquit) at once, SIGTERM at half of the stop
+// SIGQUIT with force_sigquit) at once, SIGTERM at half of the stop
 // timeout, SIGKILL at the timeout, and giving up killAfter after SIGKILL (a
-// process in uninterruptible sleep). It only decides; the caller signals.
+// process in uninterruptible sleep). A forced stop sends SIGKILL at once, as
+// the reference GUI's forced stop does: force means now, not "a different
+// first key and the same wait". It only decides; the caller signals.
 type escalation struct {
 	first     executor.Signal
 	timeout   time.Duration
@@ -22,15 +24,18 @@ type escalation struct {
 // giveUp is next's answer when even SIGKILL did not end the process.
 const giveUp executor.Signal = ""
 
-func newEscalation(force bool, timeout time.Duration) *escalation {
-	first := executor.SIGINT
-	if force {
-		first = executor.SIGQUIT
-	}
+func newEscalation(force, sigquit bool, timeout time.Duration) *escalation {
 	if timeout <= 0 {
 		timeout = config.DefaultStopTimeout
 	}
-	return &escalation{first: first, timeout: timeout, killAfter: 5 * time.Second}
+	s := &escalation{first: executor.SIGINT, timeout: timeout, killAfter: 5 * time.Second}
+	switch {
+	case force:
+		s.first, s.phase = executor.SIGKILL, 2
+	case sigquit:
+		s.first = executor.SIGQUIT
+	}
+	return s
 }
 
 // next returns the signal to send now, elapsed after the first one, and

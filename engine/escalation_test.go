@@ -8,7 +8,7 @@ import (
 )
 
 func TestEscalationSchedule(t *testing.T) {
-	s := newEscalation(false, 4*time.Second)
+	s := newEscalation(false, false, 4*time.Second)
 	if s.first != executor.SIGINT {
 		t.Fatalf("first signal %s", s.first)
 	}
@@ -31,7 +31,21 @@ func TestEscalationSchedule(t *testing.T) {
 			t.Errorf("at %s: %q %v, want %q %v", st.at, got, ok, st.want, st.ok)
 		}
 	}
-	if f := newEscalation(true, 0); f.first != executor.SIGQUIT || f.timeout != 10*time.Second {
-		t.Errorf("force: %+v", f)
+	if q := newEscalation(false, true, 0); q.first != executor.SIGQUIT || q.timeout != 10*time.Second {
+		t.Errorf("force_sigquit: %+v", q)
+	}
+	// A forced stop kills at once and never sends a gentler signal after
+	// it; it gives up only if even SIGKILL does not end the process.
+	f := newEscalation(true, true, time.Minute)
+	if f.first != executor.SIGKILL {
+		t.Fatalf("force: first signal %s, want KILL", f.first)
+	}
+	for _, at := range []time.Duration{0, 30 * time.Second, time.Minute} {
+		if got, ok := f.next(at / 12); ok {
+			t.Errorf("force at %s: %q", at/12, got)
+		}
+	}
+	if got, ok := f.next(5*time.Second + time.Millisecond); !ok || got != giveUp {
+		t.Errorf("force after killAfter: %q %v, want give-up", got, ok)
 	}
 }

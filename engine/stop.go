@@ -14,7 +14,8 @@ import (
 
 // KillOptions tune a stop.
 type KillOptions struct {
-	// Force skips the gentle SIGINT: SIGQUIT first, as force_sigquit does.
+	// Force stops at once: SIGKILL to the whole run, no gentle signal and
+	// no wait for the stop timeout.
 	Force bool
 	// SkipUnreachable stops what can be stopped when machines are down:
 	// every named process whose stop needs no unreachable machine (its
@@ -267,7 +268,7 @@ func (e *Engine) stopOne(ctx context.Context, em emitter, p *config.Process, lev
 		}
 		return nil
 	}
-	esc := newEscalation(force || p.ForceSigquit, p.StopTimeout)
+	esc := newEscalation(force, p.ForceSigquit, p.StopTimeout)
 	timeout := esc.timeout
 	first := esc.first
 	mark := executor.SetOp(e.owner.mark("stopping", time.Now())).And(executor.SetReady(false))
@@ -503,7 +504,7 @@ func (e *Engine) sweepEscaped(ctx context.Context, em emitter) error {
 // endRuns stops every process of the given runs of p that still runs
 // without a window: SIGTERM, then SIGKILL after half of stop_timeout.
 func (e *Engine) endRuns(ctx context.Context, em emitter, m executor.Machine, p *config.Process, level int, tags []string) error {
-	timeout := newEscalation(false, p.StopTimeout).timeout
+	timeout := newEscalation(false, false, p.StopTimeout).timeout
 	remaining := func() []int {
 		tagged, err := m.Tagged(ctx)
 		if err != nil {

@@ -544,3 +544,62 @@ all: {cmd: "echo rc=$RC_DONE; sleep 300", depends: [a, b, c]}
 		}
 	}
 }
+
+// A forced stop is SIGKILL at once, on the CLI, the API and in Lua: it
+// used to send SIGQUIT and then wait for stop_timeout before SIGKILL. These
+// processes ignore SIGINT, SIGQUIT and SIGTERM, and stop_timeout is an
+// hour: only an immediate SIGKILL ends them within the test.
+func TestForceStopsAtOnce(t *testing.T) {
+	t.Parallel()
+	const stubborn = `trap '' INT QUIT TERM; echo up; while true; do sleep 1; done`
+	e := newEnv(t, fmt.Sprintf(`
+context: {session: fk, stop_timeout: 1h}
+cli: {cmd: %[1]q, ready_check: "grep -q up \"$LAUNCHER_LOG\""}
+api: {cmd: %[1]q, ready_check: "grep -q up \"$LAUNCHER_LOG\""}
+lua: {cmd: %[1]q, ready_check: "grep -q up \"$LAUNCHER_LOG\""}
+`, stubborn))
+	for _, p := range []string{"cli", "api", "lua"} {
+		e.mustRun("run", p)
+	}
+	pids := map[string]int{}
+	for _, p := range []string{"cli", "api", "lua"} {
+		pids[p] = e.pid(p)
+	}
+	stopped := func(p string) {
+		t.Helper()
+		st := e.status()[p]
+		if st.State != "STOPPED" {
+			t.Errorf("%s after a forced stop: %s", p, st.State)
+		}
+		if alive(pids[p]) {
+			t.Errorf("%s: pid %d still runs after a forced stop", p, pids[p])
+		}
+	}
+
+	r := e.mustRun("kill", "cli", "--force")
+	if !strings.Contains(r.stdout, "SIGKILL") || strings.Contains(r.stdout, "SIGQUIT") || strings.Contains(r.stdout, "escalating") {
+		t.Errorf("kill --force did not stop with SIGKILL at once:\n%s", r)
+	}
+	stopped("cli")
+
+	s := startServer(t, e, "")
+	var ans struct {
+		OK bool `json:"ok"`
+	}
+	if code := s.do("POST", "/api/v1/processes/api/stop?wait=done", map[string]any{"force": true}, &ans); code != 200 || !ans.OK {
+		t.Errorf("API forced stop: %d %+v", code, ans)
+	}
+	stopped("api")
+
+	script := filepath.Join(e.dir, "force.lua")
+	if err := os.WriteFile(script, []byte(`local launcher = require("launcher")
+assert(launcher.kill("lua", {force = true}))
+launcher.log.info("forced: %s", launcher.status("lua").state)
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.run("script", script); r.code != 0 || !strings.Contains(r.stderr, "forced: STOPPED") {
+		t.Errorf("Lua forced stop: %s", r)
+	}
+	stopped("lua")
+}

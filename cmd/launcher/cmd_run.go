@@ -241,7 +241,7 @@ func (s *session) killCommand() *cli.Command {
 		ArgsUsage: "PROC... | --all",
 		Flags: withCommon(
 			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "stop every process of the config"},
-			&cli.BoolFlag{Name: "force", Usage: "skip the gentle SIGINT (SIGQUIT first)"},
+			&cli.BoolFlag{Name: "force", Usage: "stop at once: SIGKILL to the whole run, no wait for stop_timeout"},
 			&cli.BoolFlag{Name: "skip-unreachable", Usage: "with machines down, stop what needs none of them (a kill otherwise changes nothing)"},
 			jsonEventsFlag(),
 		),
@@ -279,7 +279,7 @@ func (s *session) restartCommand() *cli.Command {
 		Usage:     "stop a process and start it again with the config's current command",
 		ArgsUsage: "PROC",
 		Flags: withCommon(append(requestFlags(),
-			&cli.BoolFlag{Name: "force", Usage: "skip the gentle SIGINT"},
+			&cli.BoolFlag{Name: "force", Usage: "stop with SIGKILL at once"},
 			&cli.DurationFlag{Name: "timeout", Usage: "give up waiting after `DURATION`"},
 			jsonEventsFlag(),
 		)...),

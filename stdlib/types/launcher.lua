@@ -73,7 +73,7 @@ local launcher = {}
 ---@return string? err
 function launcher.start(name, opts) end
 
----Stop a process (its dependants first), as `launcher kill`.
+---Stop a process (its dependants first), as `launcher kill`; `force` kills at once (SIGKILL).
 ---@async
 ---@param name string
 ---@param opts? {force?: boolean, timeout?: number}
