@@ -77,9 +77,30 @@ func (m *Machine) batch(ctx context.Context, cmds [][]string) ([]string, error) 
 	case <-req.done:
 		return req.out, req.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
+	// A request the leader has not taken yet is withdrawn: it never runs.
+	// One it has taken may run still, after its caller has gone.
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, r := range b.queue {
+		if r == req {
+			b.queue = append(b.queue[:i:i], b.queue[i+1:]...)
+			return nil, ctx.Err()
+		}
+	}
+	return nil, &inFlightError{ctx.Err()}
 }
+
+// inFlightError is batch's answer to a caller that gave up while its
+// commands were already under way: whether they ran is not known (a spawn
+// must not take back what its window may still need).
+type inFlightError struct{ err error }
+
+func (e *inFlightError) Error() string {
+	return e.err.Error() + " (its tmux commands were already under way)"
+}
+
+func (e *inFlightError) Unwrap() error { return e.err }
 
 func (m *Machine) lead() {
 	b := &m.batcher

@@ -128,7 +128,7 @@ func (m *Machine) removeEnvFile(path string) {
 
 // spawnGrace is how long a spawn whose operation was cancelled may still
 // take to finish its tmux invocation.
-const spawnGrace = 10 * time.Second
+var spawnGrace = 10 * time.Second // a variable for the tests
 
 // guard is the start of a new-window command list that fails ("already
 // set") when session already holds a window for name, managed or foreign,
@@ -194,7 +194,10 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 		}
 	}()
 	w, err := m.spawnWindow(actx, spec, pane)
-	if err != nil {
+	var inFlight *inFlightError
+	if err != nil && !errors.As(err, &inFlight) {
+		// The window was not made: nothing will read the env file. (One
+		// whose tmux call was under way may still be made and read it.)
 		m.removeEnvFile(envFile)
 	}
 	return w, err
