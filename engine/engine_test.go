@@ -286,8 +286,9 @@ b: {cmd: b, force_sigquit: true}
 	if err := e.Kill(ctx, []string{"b"}, false, KillOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// force: SIGKILL at once; force_sigquit: SIGQUIT first.
 	calls := strings.Join(m.Calls(), "\n")
-	if strings.Contains(calls, "INT") || !strings.Contains(calls, "signal a QUIT") || !strings.Contains(calls, "signal b QUIT") {
+	if strings.Contains(calls, "INT") || !strings.Contains(calls, "signal a KILL") || strings.Contains(calls, "signal a QUIT") || !strings.Contains(calls, "signal b QUIT") {
 		t.Errorf("calls:\n%s", calls)
 	}
 }

@@ -625,6 +625,11 @@ func (e *Engine) diedBeforeReady(ctx context.Context, o *procOp, w executor.Wind
 	if !w.ExitKnown {
 		msg = "exited before becoming ready"
 	}
+	if op, ok := parseOp(w.Marks.Op); ok && op.Kind == "stopping" {
+		// A kill reached it while it started: the stop won, whatever the
+		// exit code a command cut short at that moment gives.
+		msg = "stopped before becoming ready (a stop won)"
+	}
 	ev := Event{Kind: Failed, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: msg}
 	if w.ExitKnown {
 		ev.ExitCode = &code

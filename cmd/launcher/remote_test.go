@@ -610,3 +610,42 @@ remote:
 		t.Errorf("after the CLI kill: %d %+v", code, res.Status)
 	}
 }
+
+// TestRemoteKillOf25UsesSIGINT: a kill --all of 25 processes on one SSH
+// machine, right after their bring-up, reaches every one with SIGINT (for a
+// ROS node the clean shutdown; SIGTERM is not). Two of 25 used to be
+// escalated to SIGTERM in one run of three: a C-c that reached the pane's
+// shell just before it ran the command was caught there and lost
+// (TestCtrlCJustBeforeTheCommandEndsTheRun has the cause). stop_timeout is
+// an hour, so a lost SIGINT shows as the test's hang, and the kill's output
+// must not mention any escalation. Three rounds here, twenty in make stress.
+func TestRemoteKillOf25UsesSIGINT(t *testing.T) {
+	t.Parallel()
+	w := newSSHWorld(t, []string{"127.0.0.2"}, executortest.SSHDOptions{})
+	var b strings.Builder
+	b.WriteString("context: {session: sigint, stop_timeout: 1h}\n")
+	var names []string
+	for i := 0; i < 25; i++ {
+		fmt.Fprintf(&b, "p%d: {cmd: 'exec sleep 300', machine: %s}\n", i, w.hosts[0].Machine())
+		names = append(names, fmt.Sprintf("p%d", i))
+	}
+	fmt.Fprintf(&b, "all: {cmd: 'true', persistent: false, depends: [%s]}\n", strings.Join(names, ", "))
+	w.writeConfig(b.String())
+	rounds := 3
+	if os.Getenv("LAUNCHER_STRESS_RUNS") != "" {
+		rounds = 20 // make stress
+	}
+	for round := 0; round < rounds; round++ {
+		w.mustRun("run", "all")
+		r := w.mustRun("kill", "--all")
+		if strings.Contains(r.stdout, "escalating") || strings.Contains(r.stdout, "SIGTERM") {
+			t.Fatalf("round %d: a stop escalated:\n%s", round, r)
+		}
+		st := w.status()
+		for _, p := range names {
+			if st := st[p]; st.State != "STOPPED" || st.ExitCode == nil || *st.ExitCode != 130 {
+				t.Fatalf("round %d: %s after the kill: %s, exit %s", round, p, st.State, fmtPtr(st.ExitCode))
+			}
+		}
+	}
+}

@@ -153,3 +153,38 @@ func TestCancelledSpawnNeverLeavesABrokenPane(t *testing.T) {
 	_ = m.Signal(bg, first, executor.SIGKILL, executor.MarkUpdate{})
 	_ = m.Signal(bg, *w, executor.SIGKILL, executor.MarkUpdate{})
 }
+
+// A C-c that reaches the pane's shell just before it starts the command
+// (the command line's `kill -INT $$` stands for one arriving then) ends
+// the run with 130. bash used to catch it there and give exit 1, or drop
+// it before an `exec`: the process ran on, the stop escalated to SIGTERM,
+// and a run racing a kill said the process failed (TestRunAndKillRace).
+func TestCtrlCJustBeforeTheCommandEndsTheRun(t *testing.T) {
+	m := newLocal(t)
+	bg := context.Background()
+	for _, script := range []string{`kill -INT $$; echo not-stopped; sleep 300`, `kill -INT $$; exec sleep 300`} {
+		w, err := m.Spawn(bg, executor.SpawnSpec{Session: "int", Name: "p", Script: script, Marks: executor.Marks{Tag: "tint"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cur executor.Window
+		executortest.Eventually(t, "the pane ends", func() bool {
+			snap, err := m.Snapshot(bg)
+			if err != nil {
+				return false
+			}
+			ws := snap.Find("int", "p")
+			if len(ws) == 1 {
+				cur = ws[0]
+			}
+			return len(ws) == 1 && ws[0].Dead
+		})
+		log, _ := os.ReadFile(w.Marks.Log)
+		if !cur.ExitKnown || cur.ExitCode != 130 || strings.Contains(string(log), "not-stopped") {
+			t.Errorf("%q: exit %d (known %v), want 130; log:\n%s", script, cur.ExitCode, cur.ExitKnown, log)
+		}
+		if err := m.CloseWindow(bg, cur.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

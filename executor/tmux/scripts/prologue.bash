@@ -29,12 +29,18 @@ __launcher_drain() {
 trap '__launcher_rc=$?; trap "__launcher_drained=1" USR1; case $__launcher_rc in 130|131) printf "\n";; esac; printf "[launcher] %s exited with code %d (run %s)\n" "$LAUNCHER_PROCESS" "$__launcher_rc" "$LAUNCHER_TAG" 2>/dev/null && __launcher_drain' EXIT
 printf '[launcher] starting %s (run %s)\n' "$LAUNCHER_PROCESS" "$LAUNCHER_TAG"
 if [ -n "$LAUNCHER_CWD" ]; then cd -- "$LAUNCHER_CWD" || exit 126; fi
+# From here on a C-c that reaches this shell ends the run (exit 130): one
+# remembered but looked at no more, or caught by bash just before it
+# execs or forks the command, would be lost (the process kept running and
+# the stop escalated to SIGTERM). The trap stays through the command: an
+# `exec` resets it in the new program, a child gets SIGINT itself.
+trap 'exit 130' INT
 [ -z "${__launcher_int:-}" ] || exit 130
-trap - INT
 if [ -z "${LAUNCHER_RESTART:-}" ]; then
   unset LAUNCHER_RESTART
   eval "${LAUNCHER_RUN:-$LAUNCHER_CMD}"
 else
+  trap - INT
   # The restart policy lives here, beside the process, so it keeps working
   # when no launcher runs. LAUNCHER_RESTART: MODE DELAY_MS MAXDELAY_MS MAX
   # WINDOW_MS CLEAR_READY. What it does is recorded in window options
