@@ -125,9 +125,13 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(
 		// Events of the last operation reach their handlers whatever the
 		// outcome (a failure's alerts above all), within a bound: a handler
 		// that never yields is stopped when the Lua host closes.
-		idle := s.lua.Drain(drainTimeout)
-		if !idle && ctx.Err() == nil {
-			fmt.Fprintf(s.stderr, "launcher: Lua event handlers still running after %s were stopped\n", drainTimeout)
+		rep := s.lua.Drain(drainTimeout)
+		switch {
+		case rep.Idle:
+		case ctx.Err() != nil:
+			fmt.Fprintf(s.stderr, "launcher: interrupted: Lua event handlers were stopped (%s)\n", rep)
+		default:
+			fmt.Fprintf(s.stderr, "launcher: Lua event handlers still busy after %s were stopped (%s); a plugin waits longer with launcher.set_drain_timeout(seconds)\n", rep.Waited, rep)
 		}
 	}
 	// Ctrl-C (or SIGTERM) is 130 whenever it came: during the command, at

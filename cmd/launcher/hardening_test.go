@@ -762,7 +762,7 @@ launcher.on("ready", {process = "spin"}, function(ev) while true do end end)
 	}
 
 	r = e.run("run", "spin")
-	if r.code != 0 || !strings.Contains(r.stderr, "still running after") {
+	if r.code != 0 || !strings.Contains(r.stderr, "still busy after 5s were stopped (running: ready handler at ") {
 		t.Errorf("a busy handler: %s", r)
 	}
 	e.mustRun("kill", "spin")

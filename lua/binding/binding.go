@@ -59,13 +59,14 @@ type Host struct {
 	loop chan struct{}
 
 	// Owner-goroutine state.
-	args        []string
-	handlers    []*handler
-	queue       []func()
-	running     bool // a handler task runs (or waits)
-	dispatching bool // next is looping
-	module      *lua.LTable
-	subscribe   sync.Once
+	args     []string
+	handlers []*handler
+	module   *lua.LTable
+	// drainTimeout is how long the exit waits for handlers (0: the
+	// caller's default); a plugin sets it with launcher.set_drain_timeout.
+	drainTimeout time.Duration
+	tally        tally
+	subscribe    sync.Once
 
 	// Shared with engine goroutines.
 	mu       sync.Mutex
@@ -101,6 +102,12 @@ type handler struct {
 	off     bool
 	where   string
 	cancel  context.CancelFunc // output followers
+
+	// Each handler gets its events in order, one call at a time; handlers
+	// do not wait for one another (a looping one starves only itself).
+	queue       []engine.Event
+	running     bool // a call runs (or waits)
+	dispatching bool // next is looping
 }
 
 // New creates the runtime, loads the standard library and the built-in
@@ -383,43 +390,114 @@ func (h *Host) runTask(name string, fn *lua.LFunction, args []lua.LValue) error 
 	}
 }
 
-// Drain waits (at most d) for handler tasks that are still queued or
-// running, so events of the last operation reach their handlers. It
-// reports false when handlers were still busy at the deadline, or when
-// Ctrl-C (the host's context) cut them.
-func (h *Host) Drain(d time.Duration) bool {
+// DrainReport is what Drain left undone.
+type DrainReport struct {
+	// Idle: every queued handler call ran to its end.
+	Idle bool
+	// Running names the handlers whose call was still running
+	// ("exited handler at alerts.lua:12").
+	Running []string
+	// Undelivered counts, by event kind, the events still queued for a
+	// handler (one per handler it was meant for).
+	Undelivered map[string]int
+	// Waited is the drain time that applied (a plugin may have set it).
+	Waited time.Duration
+}
+
+// String says it for the operator: which handlers and how many events of
+// which kind.
+func (r DrainReport) String() string {
+	var parts []string
+	if len(r.Running) > 0 {
+		parts = append(parts, "running: "+strings.Join(r.Running, ", "))
+	}
+	if len(r.Undelivered) > 0 {
+		kinds := make([]string, 0, len(r.Undelivered))
+		for k := range r.Undelivered {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		var ks []string
+		for _, k := range kinds {
+			ks = append(ks, fmt.Sprintf("%d %s", r.Undelivered[k], k))
+		}
+		parts = append(parts, "events not delivered: "+strings.Join(ks, ", "))
+	} else {
+		parts = append(parts, "every event was delivered")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Drain waits (at most d, or the time a plugin set with
+// launcher.set_drain_timeout) for handler calls that are still queued or
+// running, so events of the last operation reach their handlers, and
+// reports what was left: Idle is false when handlers were still busy at
+// the deadline, or when Ctrl-C (the host's context) cut them. It reads a
+// tally kept beside the owner goroutine, so a handler that never yields
+// (and holds that goroutine) is named too.
+func (h *Host) Drain(d time.Duration) DrainReport {
 	h.e.Bus().Flush()
+	if set := h.getDrainTimeout(); set > 0 {
+		d = set
+	}
 	deadline := time.Now().Add(d)
 	for {
-		busy := true
-		done := make(chan struct{})
-		if !h.rt.Post(func() { defer close(done); busy = h.running || len(h.queue) > 0 }) {
-			return true // closed: nothing can run any more
+		rep := h.tally.report()
+		rep.Waited = d
+		if rep.Idle || h.ctx.Err() != nil || !time.Now().Before(deadline) {
+			return rep
 		}
-		// A handler that never yields keeps the owner goroutine: the wait
-		// for it is bounded too.
 		select {
-		case <-done:
 		case <-h.ctx.Done():
-			// Ctrl-C: idle only if nothing was left to run (the owner
-			// answers at once when no handler holds it).
-			select {
-			case <-done:
-				return !busy
-			case <-time.After(50 * time.Millisecond):
-				return false
-			}
-		case <-time.After(time.Until(deadline)):
-			return false
+		case <-time.After(10 * time.Millisecond):
 		}
-		if !busy {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// tally counts, for Drain, the events on their way to handlers: posted to
+// the owner goroutine and not dispatched yet, queued for a handler, and
+// the handler calls running. Its own lock: read while the owner is busy.
+type tally struct {
+	mu      sync.Mutex
+	posted  map[string]int // by event kind, not dispatched yet
+	queued  map[string]int // by event kind, one per handler call
+	running map[string]int // by handler ("exited handler at alerts.lua:12")
+}
+
+func (t *tally) add(m *map[string]int, k string, n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if *m == nil {
+		*m = map[string]int{}
+	}
+	if (*m)[k] += n; (*m)[k] <= 0 {
+		delete(*m, k)
+	}
+}
+
+func (t *tally) report() DrainReport {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := DrainReport{Idle: len(t.posted)+len(t.queued)+len(t.running) == 0}
+	for k := range t.running {
+		r.Running = append(r.Running, k)
+	}
+	sort.Strings(r.Running)
+	for _, m := range []map[string]int{t.posted, t.queued} {
+		for k, n := range m {
+			if r.Undelivered == nil {
+				r.Undelivered = map[string]int{}
+			}
+			r.Undelivered[k] += n
+		}
+	}
+	return r
+}
+
+func (h *Host) getDrainTimeout() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.drainTimeout
 }
 
 func where(L *lua.LState) string {

@@ -522,3 +522,69 @@ assert(#failed == 1 and failed[1]:find("^slow: not ready within"), table.concat(
 assert(launcher.status("core").state == "READY", "core keeps running")
 `)
 }
+
+// Issue 13, bug 5: a looping handler starved every other handler (an
+// exited alert was never delivered while a watchdog handler looped).
+// Handlers now wait only for their own previous call.
+func TestALoopingHandlerHoldsUpOnlyItself(t *testing.T) {
+	w := newWorld(t, `
+context: {session: s}
+a: {cmd: a}
+b: {cmd: b}
+`)
+	w.mustScript(t, `
+local launcher = require("launcher")
+local watchdog, seen = 0, {}
+launcher.on("ready", "a", function()
+  while true do watchdog = watchdog + 1; launcher.sleep(0.01) end
+end)
+launcher.on("ready", "b", function(ev) seen[#seen + 1] = ev.process end)
+assert(launcher.start("a"))
+assert(launcher.start("b"))
+local t0 = require("time").now()
+while #seen == 0 and require("time").since(t0) < 10 do launcher.sleep(0.01) end
+assert(#seen == 1 and seen[1] == "b", "the b handler never ran while the watchdog looped")
+assert(watchdog > 0, "the watchdog did not run")
+`)
+}
+
+// Issue 13, bug 4: events left at exit were dropped with one line and no
+// count. The drain says which handler was busy and how many events of
+// which kind were not delivered, and a plugin can wait longer.
+func TestDrainSaysWhatWasNotDelivered(t *testing.T) {
+	yaml := "context: {session: s}\n"
+	var names []string
+	for i := 0; i < 6; i++ {
+		yaml += fmt.Sprintf("p%d: {cmd: p%d}\n", i, i)
+		names = append(names, fmt.Sprintf("%q", fmt.Sprintf("p%d", i)))
+	}
+	slow := `
+local launcher = require("launcher")
+launcher.on("ready", function(ev) launcher.sleep(%s) end)
+`
+	w := newWorld(t, yaml)
+	if err := w.plugin(t, fmt.Sprintf(slow, "30")); err != nil {
+		t.Fatal(err)
+	}
+	w.mustScript(t, `assert(require("launcher").start({`+strings.Join(names, ", ")+`}))`)
+	rep := w.h.Drain(50 * time.Millisecond)
+	if rep.Idle || rep.Undelivered["ready"] != 5 || len(rep.Running) != 1 || !strings.Contains(rep.Running[0], "ready handler at ") {
+		t.Fatalf("drain of a slow handler: %+v", rep)
+	}
+	if s := rep.String(); !strings.Contains(s, "events not delivered: 5 ready") || !strings.Contains(s, ".lua:3") {
+		t.Errorf("the report does not say where and how many: %s", s)
+	}
+
+	// A plugin that needs longer says so; the longest wish applies.
+	w = newWorld(t, yaml)
+	if err := w.plugin(t, fmt.Sprintf(slow, "0.05")+"launcher.set_drain_timeout(30)\nlauncher.set_drain_timeout(1)\n"); err != nil {
+		t.Fatal(err)
+	}
+	w.mustScript(t, `assert(require("launcher").start({`+strings.Join(names, ", ")+`}))`)
+	if rep := w.h.Drain(time.Millisecond); !rep.Idle || rep.Waited != 30*time.Second {
+		t.Errorf("a drain time set by a plugin: %+v", rep)
+	}
+	if err := w.plugin(t, `require("launcher").set_drain_timeout(0)`); err == nil || !strings.Contains(err.Error(), ":1:") {
+		t.Errorf("set_drain_timeout(0): %v", err)
+	}
+}

@@ -99,7 +99,11 @@ func newHandle(L *lua.LState, v any, name string, methods map[string]lua.LValue)
 func (h *Host) ensureSubscribed() {
 	h.subscribe.Do(func() {
 		h.e.Bus().Subscribe(nil, func(ev engine.Event) {
-			h.rt.Post(func() { h.dispatch(ev) })
+			k := eventName(ev.Kind)
+			h.tally.add(&h.tally.posted, k, 1)
+			if !h.rt.Post(func() { h.tally.add(&h.tally.posted, k, -1); h.dispatch(ev) }) {
+				h.tally.add(&h.tally.posted, k, -1) // closed: it never will
+			}
 		})
 	})
 }
@@ -123,38 +127,41 @@ func (h *Host) dispatch(ev engine.Event) {
 	}
 }
 
-// enqueue runs handlers one at a time: a handler call starts when the
-// previous one has finished (waits included).
+// enqueue queues a call of hd for ev. Each handler's calls run one at a
+// time and in order (a call starts when its previous one has finished,
+// waits included); different handlers do not wait for one another.
 func (h *Host) enqueue(hd *handler, ev engine.Event) {
-	h.queue = append(h.queue, func() {
-		L := h.rt.L
-		t := eventTable(L, ev)
-		h.running = true
+	hd.queue = append(hd.queue, ev)
+	h.tally.add(&h.tally.queued, eventName(ev.Kind), 1)
+	if !hd.running {
+		h.next(hd)
+	}
+}
+
+// next starts hd's queued calls while none of its calls runs. A call that
+// ends without waiting ends inside Spawn: the loop (not recursion) goes on.
+func (h *Host) next(hd *handler) {
+	if hd.dispatching {
+		return
+	}
+	hd.dispatching = true
+	defer func() { hd.dispatching = false }()
+	for !hd.running && len(hd.queue) > 0 {
+		ev := hd.queue[0]
+		hd.queue = hd.queue[1:]
+		t := eventTable(h.rt.L, ev)
+		hd.running = true
+		who := hd.event + " handler at " + hd.where
+		h.tally.add(&h.tally.running, who, 1)
+		h.tally.add(&h.tally.queued, eventName(ev.Kind), -1)
 		h.rt.Spawn("handler for "+hd.event+" ("+hd.where+")", hd.fn, []lua.LValue{t}, func(_ []lua.LValue, err error) {
 			if err != nil && !host.Cancelled(err) {
 				h.rt.OnError(err)
 			}
-			h.running = false
-			h.next()
+			h.tally.add(&h.tally.running, who, -1)
+			hd.running = false
+			h.next(hd)
 		})
-	})
-	if !h.running {
-		h.next()
-	}
-}
-
-// next starts queued handler calls while none is running. A call that
-// ends without waiting ends inside f(): the loop (not recursion) goes on.
-func (h *Host) next() {
-	if h.dispatching {
-		return
-	}
-	h.dispatching = true
-	defer func() { h.dispatching = false }()
-	for !h.running && len(h.queue) > 0 {
-		f := h.queue[0]
-		h.queue = h.queue[1:]
-		f()
 	}
 }
 
@@ -212,11 +219,15 @@ func (h *Host) followOutput(hd *handler) {
 			if p := h.cfg.Process(l.Process); p != nil {
 				ev.Machine, ev.Session = p.Machine, p.Session
 			}
-			h.rt.Post(func() {
+			h.tally.add(&h.tally.posted, "output", 1)
+			if !h.rt.Post(func() {
+				h.tally.add(&h.tally.posted, "output", -1)
 				if !hd.off {
 					h.enqueue(hd, ev)
 				}
-			})
+			}) {
+				h.tally.add(&h.tally.posted, "output", -1)
+			}
 		})
 	}()
 }

@@ -23,6 +23,7 @@ import (
 var Functions = []string{
 	"start", "kill", "kill_all", "restart", "status", "wait_ready", "watch", "exec",
 	"on", "ready_check", "check", "command", "route", "sleep", "supervise", "shell_quote", "run_log",
+	"set_drain_timeout",
 }
 
 // Events are the event names launcher.on accepts.
@@ -48,13 +49,14 @@ func (h *Host) loader(L *lua.LState) int {
 	async("supervise", h.supervise)
 	async("run_log", h.runLog)
 	L.SetFuncs(m, map[string]lua.LGFunction{
-		"watch":       h.watch,
-		"on":          h.on,
-		"ready_check": h.readyCheck,
-		"check":       h.check,
-		"command":     h.command,
-		"route":       h.route,
-		"shell_quote": func(L *lua.LState) int { L.Push(lua.LString(shell.Quote(host.Str(L, 1)))); return 1 },
+		"watch":             h.watch,
+		"on":                h.on,
+		"ready_check":       h.readyCheck,
+		"check":             h.check,
+		"command":           h.command,
+		"route":             h.route,
+		"shell_quote":       func(L *lua.LState) int { L.Push(lua.LString(shell.Quote(host.Str(L, 1)))); return 1 },
+		"set_drain_timeout": h.setDrainTimeout,
 	})
 	m.RawSetString("log", stdlib.LogTable(L, h.opts.Log))
 	m.RawSetString("args", host.ToLua(L, h.args))
@@ -493,5 +495,23 @@ func (h *Host) command(L *lua.LState) int {
 	}
 	h.commands = append(h.commands, &Command{Name: name, Help: host.OptString(L, o, "help"), Usage: host.OptString(L, o, "usage"),
 		Where: where(L), fn: fn})
+	return 0
+}
+
+// maxDrainTimeout bounds what a plugin may ask the exit to wait.
+const maxDrainTimeout = 10 * time.Minute
+
+// set_drain_timeout(seconds): how long launcher waits at exit for event
+// handlers still running or queued (a slow webhook, many events at once);
+// the longest value any script or plugin set applies.
+func (h *Host) setDrainTimeout(L *lua.LState) int {
+	secs := float64(L.CheckNumber(1))
+	d := time.Duration(secs * float64(time.Second))
+	if secs <= 0 || d > maxDrainTimeout {
+		host.ArgError(L, 1, fmt.Sprintf("a drain time in seconds, more than 0 and at most %s", maxDrainTimeout))
+	}
+	h.mu.Lock()
+	h.drainTimeout = max(h.drainTimeout, d)
+	h.mu.Unlock()
 	return 0
 }

@@ -180,6 +180,13 @@ function launcher.sleep(seconds) end
 ---@return string? err "cancelled"
 function launcher.supervise(opts) end
 
+---How long launcher waits at exit for event handlers still running or
+---queued (default 5 s; the longest value any script or plugin set applies,
+---at most 600). Past it, the handlers are stopped and launcher says which
+---handler was busy and how many events of which kind were not delivered.
+---@param seconds number
+function launcher.set_drain_timeout(seconds) end
+
 ---Quote a string as one POSIX shell word.
 ---@param s string
 ---@return string
