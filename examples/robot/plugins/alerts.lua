@@ -4,6 +4,10 @@ local launcher = require("launcher")
 local http = require("http")
 local url = os.getenv("ROBOT_ALERT_URL")
 
+-- A stop of the whole robot can queue many alerts at once: give them time
+-- to go out before launcher exits (it says what was not delivered).
+launcher.set_drain_timeout(30)
+
 launcher.on("exited", function(ev)
   if ev.expected then return end
   launcher.log.warn("%s exited unexpectedly (code %s) on %s", ev.process, tostring(ev.exit_code), ev.machine)
