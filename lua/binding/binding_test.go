@@ -588,3 +588,38 @@ launcher.on("ready", function(ev) launcher.sleep(%s) end)
 		t.Errorf("set_drain_timeout(0): %v", err)
 	}
 }
+
+// Issue 13, bug 6: config lists were read-only proxies that table.concat,
+// unpack, next and json.encode saw as empty. They read as tables now, and
+// an empty list is [] in JSON; writes still raise.
+func TestConfigListsAreTablesToEveryFunction(t *testing.T) {
+	w := newWorld(t, `
+context: {session: s}
+core: {cmd: core, env: {ROS_MASTER_URI: "http://localhost:11311"}}
+ctrl: {cmd: ctrl, depends: [core]}
+home: {cmd: home, depends: [core, ctrl]}
+`)
+	w.mustScript(t, `
+local launcher = require("launcher")
+local json = require("json")
+local home = launcher.config.processes.home
+assert(table.concat(home.depends, ",") == "core,ctrl", table.concat(home.depends, ","))
+local a, b = unpack(home.depends)
+assert(a == "core" and b == "ctrl", tostring(a) .. " " .. tostring(b))
+assert(#home.depends == 2, #home.depends)
+assert(next(home.depends) == 1, "next sees nothing")
+assert(next(launcher.config.processes) ~= nil, "next sees no process")
+assert(select("#", unpack(launcher.config.processes.core.depends)) == 0)
+local enc = json.encode({depends = home.depends, none = launcher.config.processes.core.depends, env = launcher.config.processes.core.env})
+local back = json.decode(enc)
+assert(back.depends[1] == "core" and back.depends[2] == "ctrl", enc)
+assert(enc:find('"none":%[%]'), "an empty list is not []: " .. enc)
+assert(back.env.ROS_MASTER_URI == "http://localhost:11311", enc)
+local whole = json.decode(json.encode(launcher.config))
+assert(whole.processes.home.depends[2] == "ctrl", "json.encode(launcher.config) lost the lists")
+assert(not pcall(table.insert, home.depends, "x"), "table.insert changed a config list")
+assert(not pcall(table.sort, home.depends), "table.sort changed a config list")
+assert(not pcall(function() home.depends[3] = "x" end), "a config list took a write")
+assert(#home.depends == 2)
+`)
+}

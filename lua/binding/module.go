@@ -60,7 +60,7 @@ func (h *Host) loader(L *lua.LState) int {
 	})
 	m.RawSetString("log", stdlib.LogTable(L, h.opts.Log))
 	m.RawSetString("args", host.ToLua(L, h.args))
-	m.RawSetString("config", readOnly(L, h.configView(L)))
+	m.RawSetString("config", host.ReadOnly(L, h.configView(L), false))
 	h.module = m
 	L.Push(m)
 	return 1
@@ -75,7 +75,7 @@ func (h *Host) configView(L *lua.LState) *lua.LTable {
 	for _, p := range h.cfg.Params {
 		params.RawSetString(p.Name, lua.LString(p.Value))
 	}
-	t.RawSetString("params", readOnly(L, params))
+	t.RawSetString("params", host.ReadOnly(L, params, false))
 	procs := L.NewTable()
 	for _, p := range h.cfg.Processes {
 		pt := L.NewTable()
@@ -85,12 +85,12 @@ func (h *Host) configView(L *lua.LState) *lua.LTable {
 		pt.RawSetString("session", lua.LString(p.Session))
 		pt.RawSetString("docker", lua.LString(p.Docker))
 		pt.RawSetString("persistent", lua.LBool(p.Persistent))
-		pt.RawSetString("depends", readOnly(L, host.ToLua(L, append([]string{}, p.Depends...)).(*lua.LTable)))
+		pt.RawSetString("depends", host.ReadOnly(L, host.ToLua(L, append([]string{}, p.Depends...)).(*lua.LTable), true))
 		env := L.NewTable()
 		for _, e := range p.Env {
 			env.RawSetString(e.Name, lua.LString(e.Value))
 		}
-		pt.RawSetString("env", readOnly(L, env))
+		pt.RawSetString("env", host.ReadOnly(L, env, false))
 		if p.Cwd != "" {
 			pt.RawSetString("cwd", lua.LString(p.Cwd))
 		}
@@ -104,7 +104,7 @@ func (h *Host) configView(L *lua.LState) *lua.LTable {
 			} else {
 				rt.RawSetString("cmd", lua.LString(rc.Cmd))
 			}
-			pt.RawSetString("ready_check", readOnly(L, rt))
+			pt.RawSetString("ready_check", host.ReadOnly(L, rt, false))
 		}
 		for k, d := range map[string]time.Duration{"ready_timeout": p.ReadyTimeout, "ready_period": p.ReadyPeriod, "stop_timeout": p.StopTimeout} {
 			if d > 0 {
@@ -120,51 +120,14 @@ func (h *Host) configView(L *lua.LState) *lua.LTable {
 			for _, c := range v.Choices {
 				choices.Append(lua.LString(c.Name))
 			}
-			vt.RawSetString("choices", readOnly(L, choices))
-			variants.Append(readOnly(L, vt))
+			vt.RawSetString("choices", host.ReadOnly(L, choices, true))
+			variants.Append(host.ReadOnly(L, vt, false))
 		}
-		pt.RawSetString("variants", readOnly(L, variants))
-		procs.RawSetString(p.Name, readOnly(L, pt))
+		pt.RawSetString("variants", host.ReadOnly(L, variants, true))
+		procs.RawSetString(p.Name, host.ReadOnly(L, pt, false))
 	}
-	t.RawSetString("processes", readOnly(L, procs))
+	t.RawSetString("processes", host.ReadOnly(L, procs, false))
 	return t
-}
-
-// readOnly returns a proxy of t that refuses writes.
-func readOnly(L *lua.LState, t *lua.LTable) *lua.LTable {
-	proxy := L.NewTable()
-	mt := L.NewTable()
-	mt.RawSetString("__index", t)
-	mt.RawSetString("__newindex", L.NewFunction(func(L *lua.LState) int {
-		host.Raise(L, "launcher.config is read-only")
-		return 0
-	}))
-	mt.RawSetString("__len", L.NewFunction(func(L *lua.LState) int { L.Push(lua.LNumber(t.Len())); return 1 }))
-	// Iteration sees the real table (pairs and ipairs honour these).
-	next := L.GetGlobal("next")
-	mt.RawSetString("__pairs", L.NewFunction(func(L *lua.LState) int {
-		L.Push(next)
-		L.Push(t)
-		L.Push(lua.LNil)
-		return 3
-	}))
-	mt.RawSetString("__ipairs", L.NewFunction(func(L *lua.LState) int {
-		L.Push(L.NewFunction(func(L *lua.LState) int {
-			i := L.CheckInt(2) + 1
-			v := t.RawGetInt(i)
-			if v == lua.LNil {
-				return 0
-			}
-			L.Push(lua.LNumber(i))
-			L.Push(v)
-			return 2
-		}))
-		L.Push(t)
-		L.Push(lua.LNumber(0))
-		return 3
-	}))
-	L.SetMetatable(proxy, mt)
-	return proxy
 }
 
 func (h *Host) process(L *lua.LState, n int) *config.Process {

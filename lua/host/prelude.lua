@@ -90,6 +90,27 @@ function require(name)
   return mod
 end
 
+-- Read-only views (launcher.config) keep their data in their metatable;
+-- the functions that read a table raw read it there, and the ones that
+-- write one refuse a view.
+local rawget_, getmetatable_ = rawget, getmetatable
+local function view_data(t)
+  local mt = getmetatable_(t)
+  if type(mt) == "table" then return rawget_(mt, "__launcher_data") end
+end
+local raw_next, raw_unpack, raw_concat = next, unpack, table.concat
+_G.next = function(t, k) return raw_next(view_data(t) or t, k) end
+_G.unpack = function(t, ...) return raw_unpack(view_data(t) or t, ...) end
+if table.unpack then table.unpack = _G.unpack end
+function table.concat(t, ...) return raw_concat(view_data(t) or t, ...) end
+for _, name in ipairs({"insert", "remove", "sort"}) do
+  local raw = table[name]
+  table[name] = function(t, ...)
+    if view_data(t) then error("launcher.config is read-only", 2) end
+    return raw(t, ...)
+  end
+end
+
 -- pairs and ipairs honour __pairs and __ipairs (Lua 5.2 style), so
 -- read-only views such as launcher.config can be iterated.
 local raw_pairs, raw_ipairs, getmetatable = pairs, ipairs, getmetatable

@@ -93,6 +93,12 @@ func fromLua(v lua.LValue, depth int) (any, error) {
 	case lua.LString:
 		return string(x), nil
 	case *lua.LTable:
+		if data, list, ok := viewOf(x); ok {
+			if list && data.Len() == 0 {
+				return []any{}, nil // an empty list stays a list in JSON
+			}
+			x = data
+		}
 		n := x.Len()
 		count := 0
 		x.ForEach(func(lua.LValue, lua.LValue) { count++ })
@@ -292,4 +298,65 @@ func Func(L *lua.LState, n int) *lua.LFunction {
 	}
 	ArgError(L, n, "function expected, got "+L.Get(n).Type().String())
 	return nil
+}
+
+// Read-only views (launcher.config) keep their data in their metatable:
+// the standard functions that read tables raw (next, unpack, table.concat,
+// json.encode, a route's answer) read it there (prelude.lua, FromLua).
+const (
+	viewData = "__launcher_data"
+	viewList = "__launcher_list"
+)
+
+// ReadOnly returns a view of t that refuses writes and that pairs, ipairs,
+// #, next, unpack, table.concat and FromLua (so json.encode) read as t.
+// list marks a list, so an empty one is [] in JSON, not {}.
+func ReadOnly(L *lua.LState, t *lua.LTable, list bool) *lua.LTable {
+	proxy := L.NewTable()
+	mt := L.NewTable()
+	mt.RawSetString(viewData, t)
+	if list {
+		mt.RawSetString(viewList, lua.LTrue)
+	}
+	mt.RawSetString("__index", t)
+	mt.RawSetString("__newindex", L.NewFunction(func(L *lua.LState) int {
+		Raise(L, "launcher.config is read-only")
+		return 0
+	}))
+	mt.RawSetString("__len", L.NewFunction(func(L *lua.LState) int { L.Push(lua.LNumber(t.Len())); return 1 }))
+	// Iteration sees the real table (pairs and ipairs honour these).
+	next := L.GetGlobal("next")
+	mt.RawSetString("__pairs", L.NewFunction(func(L *lua.LState) int {
+		L.Push(next)
+		L.Push(t)
+		L.Push(lua.LNil)
+		return 3
+	}))
+	mt.RawSetString("__ipairs", L.NewFunction(func(L *lua.LState) int {
+		L.Push(L.NewFunction(func(L *lua.LState) int {
+			i := L.CheckInt(2) + 1
+			v := t.RawGetInt(i)
+			if v == lua.LNil {
+				return 0
+			}
+			L.Push(lua.LNumber(i))
+			L.Push(v)
+			return 2
+		}))
+		L.Push(t)
+		L.Push(lua.LNumber(0))
+		return 3
+	}))
+	L.SetMetatable(proxy, mt)
+	return proxy
+}
+
+// viewOf returns the data of a ReadOnly view.
+func viewOf(t *lua.LTable) (data *lua.LTable, list, ok bool) {
+	mt, isTable := t.Metatable.(*lua.LTable)
+	if !isTable {
+		return nil, false, false
+	}
+	data, ok = mt.RawGetString(viewData).(*lua.LTable)
+	return data, mt.RawGetString(viewList) == lua.LTrue, ok
 }

@@ -57,7 +57,7 @@ function Watch:close() end
 
 ---@class launcher
 ---@field args string[] the arguments after the script's name
----@field config {session: string, file: string, params: table<string,string>, processes: table<string, {name: string, cmd: string, machine: string, session: string, docker: string, persistent: boolean, depends: string[], env: table<string,string>, cwd?: string, ready_check?: table, ready_timeout?: number, ready_period?: number, stop_timeout?: number, variants: {name: string, group: boolean, choices: string[]}[]}>} read-only; pairs() and ipairs() iterate it
+---@field config {session: string, file: string, params: table<string,string>, processes: table<string, {name: string, cmd: string, machine: string, session: string, docker: string, persistent: boolean, depends: string[], env: table<string,string>, cwd?: string, ready_check?: table, ready_timeout?: number, ready_period?: number, stop_timeout?: number, variants: {name: string, group: boolean, choices: string[]}[]}>} read-only; reads as a table to pairs, ipairs, #, next, unpack, table.concat and json.encode
 ---@field log {info: fun(fmt: string, ...), warn: fun(fmt: string, ...), error: fun(fmt: string, ...)}
 local launcher = {}
 
