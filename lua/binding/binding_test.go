@@ -623,3 +623,30 @@ assert(not pcall(function() home.depends[3] = "x" end), "a config list took a wr
 assert(#home.depends == 2)
 `)
 }
+
+// Issue 13, bug 7: a failing require was reported at "[launcher]:85" and an
+// error inside a coroutine.wrap function got a "[launcher]:53:" prefix.
+// Both are at the script's own file:line now.
+func TestRequireAndWrapErrorsAreAtTheScriptsLine(t *testing.T) {
+	w := newWorld(t, robotYAML)
+	err := w.script(t, "local x = 1\nlocal m = require(\"no_such_module\")\n")
+	if err == nil || !regexp.MustCompile(`s\d+\.lua:2: module no_such_module not found`).MatchString(err.Error()) || strings.Contains(err.Error(), "[launcher]") {
+		t.Errorf("require of a missing module: %v", err)
+	}
+	err = w.script(t, "local ok, e = pcall(require, \"no_such_module\")\nassert(not ok)\nerror(e, 0)\n")
+	if err == nil || !regexp.MustCompile(`s\d+\.lua:1: module no_such_module not found`).MatchString(err.Error()) {
+		t.Errorf("pcall(require) of a missing module: %v", err)
+	}
+	err = w.script(t, "local f = coroutine.wrap(function()\n  error(\"boom\")\nend)\nf()\n")
+	if err == nil || !regexp.MustCompile(`^s\d+\.lua:2: boom`).MatchString(lastPathPart(err.Error())) || strings.Contains(err.Error(), "[launcher]") {
+		t.Errorf("an error in coroutine.wrap: %v", err)
+	}
+}
+
+// lastPathPart drops the directory of a message that starts with a path.
+func lastPathPart(s string) string {
+	if i := strings.LastIndex(strings.SplitN(s, ":", 2)[0], "/"); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}

@@ -107,6 +107,12 @@ func New(ctx context.Context, o Options) (*Runtime, error) {
 	rt.host = L.NewTable()
 	rt.done = L.NewTable()
 	L.SetContext(ctx)
+	// __where: the user's "file:line:" for errors the prelude raises on the
+	// caller's behalf (gopher-lua's error levels stop at coroutine edges).
+	L.SetGlobal("__where", L.NewFunction(func(L *lua.LState) int {
+		L.Push(lua.LString(UserWhere(L)))
+		return 1
+	}))
 	fn, err := L.Load(strings.NewReader(prelude), "[launcher]")
 	if err != nil {
 		return nil, fmt.Errorf("lua prelude: %w", err)

@@ -50,7 +50,8 @@ function coroutine.wrap(f)
   local co = raw_create(f)
   return function(...)
     local r = drive(co, ...)
-    if not r[1] then error(r[2], 2) end
+    -- As in Lua: the error as raised inside, without a position of ours.
+    if not r[1] then error(r[2], 0) end
     return unpack(r, 2, r.n)
   end
 end
@@ -82,11 +83,22 @@ function xpcall(f, handler, ...)
   return false, handler(r[2])
 end
 
+local where = __where
 function require(name)
+  local at = where()
   loading = loading + 1
   local ok, mod = raw_resume(raw_create(function() return raw_require(name) end))
   loading = loading - 1
-  if not ok then error(mod, 0) end
+  if not ok then
+    -- The loader's own failure (not found) is raised here, in the prelude:
+    -- it belongs to the require of the caller. An error inside the module
+    -- keeps its position in the module.
+    if type(mod) == "string" then
+      local rest = mod:match("^%[launcher%]:%d+: (.*)$")
+      if rest then error(at ~= "" and at .. " " .. rest or rest, 0) end
+    end
+    error(mod, 0)
+  end
   return mod
 end
 
