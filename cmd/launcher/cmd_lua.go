@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -35,14 +36,15 @@ func (s *session) scriptCommand() *cli.Command {
 			if _, err := os.Stat(file); err != nil {
 				return usageErr("cannot read script %s: %v", file, errors.Unwrap(err))
 			}
-			return s.runLua(c, func() error { return s.lua.RunScript(file, c.Args().Tail()) })
+			return s.runLua(c, "", func() error { return s.lua.RunScript(file, c.Args().Tail()) })
 		},
 	}
 }
 
-// runLua runs a script or a plugin command with progress lines for the
-// operations it starts, and maps its end to an exit status.
-func (s *session) runLua(c *cli.Context, run func() error) error {
+// runLua runs a script or a plugin command (command: its name) with
+// progress lines for the operations it starts, and maps its end to an exit
+// status.
+func (s *session) runLua(c *cli.Context, command string, run func() error) error {
 	p := newProgress(s.scriptOut, newStyle(s.color), false)
 	unsub := s.engine.Bus().Subscribe(nil, p.event)
 	err := run()
@@ -56,6 +58,15 @@ func (s *session) runLua(c *cli.Context, run func() error) error {
 		return &exitError{code: exitUsage, err: errors.New(le.Msg)}
 	case c.Context.Err() != nil || host.Cancelled(err):
 		return &exitError{code: exitInterrupted, err: errors.New("interrupted; processes that started keep running")}
+	}
+	if command != "" {
+		// A plugin command is a command like any other: its error is one
+		// line at the plugin's file:line (the traceback with LAUNCHER_TRACE=1).
+		msg := err.Error()
+		if i := strings.Index(msg, "\nstack traceback:"); i >= 0 && s.getenv("LAUNCHER_TRACE") == "" {
+			msg = msg[:i]
+		}
+		return &exitError{code: exitFailed, err: fmt.Errorf("%s: %s", command, msg)}
 	}
 	return &exitError{code: exitFailed, err: fmt.Errorf("script failed: %w", err)}
 }
@@ -80,7 +91,7 @@ func (s *session) pluginCommands() []*cli.Command {
 					showCommandHelp(c, c.App.Command(pc.Name))
 					return nil
 				}
-				return s.runLua(c, func() error { return s.lua.RunCommand(pc, c.Args().Slice()) })
+				return s.runLua(c, pc.Name, func() error { return s.lua.RunCommand(pc, c.Args().Slice()) })
 			},
 		})
 	}

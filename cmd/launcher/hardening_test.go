@@ -688,6 +688,7 @@ func TestHelpAndPluginCommands(t *testing.T) {
 local launcher = require("launcher")
 launcher.command("homing", {help = "home the robot", usage = "[axis]"}, function(args)
   io.open(%q, "w"):close()
+  if args[1] == "bad" then error("axis bad is not calibrated") end
 end)
 `, ran)), 0o644)
 	e.writeConfig(fmt.Sprintf("context: {session: hp, plugins: [%q]}\na:\n  cmd: sleep 300\n", plugin))
@@ -724,6 +725,13 @@ end)
 	e.mustRun("homing")
 	if _, err := os.Stat(ran); err != nil {
 		t.Error("the plugin command does not run")
+	}
+	// Its failure is a command's error at the plugin's line: no "script
+	// failed", no traceback (issue 13, bug 7).
+	r := e.run("homing", "bad")
+	if r.code != 1 || !strings.Contains(r.stderr, "launcher: homing: "+plugin+":5: axis bad is not calibrated") ||
+		strings.Contains(r.stderr, "script failed") || strings.Contains(r.stderr, "traceback") {
+		t.Errorf("a failing plugin command: %s", r)
 	}
 }
 
