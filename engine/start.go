@@ -560,7 +560,11 @@ func (e *Engine) pollChecks(ctx context.Context, o *procOp, w executor.Window, o
 	}
 	if ok && e.hasCustom(r) && e.checker != nil {
 		var err error
-		ok, reason, err = e.checker.Check(ctx, Probe{Process: r, Machine: o.m, Window: w, LogPath: w.Marks.Log, LogOffset: offset})
+		// One try is bounded like a shell check's: a check that never
+		// returns is one slow try, not the whole ready_timeout.
+		cctx, cancel := context.WithTimeout(ctx, e.checkTimeout)
+		defer cancel()
+		ok, reason, err = e.checker.Check(cctx, Probe{Process: r, Machine: o.m, Window: w, LogPath: w.Marks.Log, LogOffset: offset})
 		if errors.As(err, &raised) {
 			return false, raised.Msg, raised
 		}

@@ -650,3 +650,30 @@ func lastPathPart(s string) string {
 	}
 	return s
 }
+
+// Issue 13, bug 7: a custom check that loops without waiting held the
+// start for the whole ready_timeout (2 minutes by default) and said only
+// "context deadline exceeded". Each try is bounded like a shell check's,
+// and the reason names the check, its file:line and the likely cause.
+func TestABusyCheckSaysWhatAndWhere(t *testing.T) {
+	w := newWorld(t, `
+context: {session: s}
+a: {cmd: a, ready_check: {check: spin}, ready_timeout: 1s}
+`)
+	if err := w.plugin(t, `
+local launcher = require("launcher")
+launcher.check("spin", function(proc, opts)
+  while true do end
+end)
+`); err != nil {
+		t.Fatal(err)
+	}
+	err := w.script(t, `local launcher = require("launcher")
+local ok, err = launcher.start("a")
+assert(not ok)
+error(err, 0)
+`)
+	if err == nil || !regexp.MustCompile(`the spin check \(\S+\.lua:3\) did not return within \S+ \(a loop that never waits\?`).MatchString(err.Error()) {
+		t.Errorf("a check that never returns: %v", err)
+	}
+}

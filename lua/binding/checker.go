@@ -2,8 +2,11 @@ package binding
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	lua "github.com/yuin/gopher-lua"
 
@@ -61,8 +64,16 @@ type checkResult struct {
 }
 
 func (h *Host) runCheck(ctx context.Context, fn *lua.LFunction, p engine.Probe, isKind bool) (bool, string, error) {
+	start := time.Now()
 	res := make(chan checkResult, 1)
-	var task *host.Task
+	// The task is cancelled from this goroutine, not the owner's: a check
+	// that never waits holds the owner goroutine, and only its thread's
+	// context (checked by the VM) can stop it.
+	var (
+		mu        sync.Mutex
+		task      *host.Task
+		cancelled bool
+	)
 	posted := h.rt.Post(func() {
 		L := h.rt.L
 		proc := L.NewTable()
@@ -82,7 +93,7 @@ func (h *Host) runCheck(ctx context.Context, fn *lua.LFunction, p engine.Probe, 
 			args = append(args, opts)
 		}
 		name := "ready check of " + p.Process.Name
-		task = h.rt.Spawn(name, fn, args, func(ret []lua.LValue, err error) {
+		t := h.rt.NewTask(name, fn, args, func(ret []lua.LValue, err error) {
 			if err != nil {
 				res <- checkResult{err: err}
 				return
@@ -96,6 +107,14 @@ func (h *Host) runCheck(ctx context.Context, fn *lua.LFunction, p engine.Probe, 
 			}
 			res <- r
 		})
+		mu.Lock()
+		task = t
+		c := cancelled
+		mu.Unlock()
+		if c {
+			t.Cancel()
+		}
+		h.rt.Start(t)
 	})
 	if !posted {
 		return false, "", fmt.Errorf("the Lua host is closed")
@@ -103,7 +122,10 @@ func (h *Host) runCheck(ctx context.Context, fn *lua.LFunction, p engine.Probe, 
 	select {
 	case r := <-res:
 		if r.err != nil {
-			if host.Cancelled(r.err) {
+			if host.Cancelled(r.err) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					return false, busyCheck(fn, p, isKind, time.Since(start)), nil
+				}
 				return false, "cancelled", nil
 			}
 			// Reported once with its traceback; a check that raises is a
@@ -117,11 +139,27 @@ func (h *Host) runCheck(ctx context.Context, fn *lua.LFunction, p engine.Probe, 
 		}
 		return r.ok, r.reason, nil
 	case <-ctx.Done():
-		h.rt.Post(func() {
-			if task != nil {
-				task.Cancel()
-			}
-		})
+		mu.Lock()
+		cancelled = true
+		t := task
+		mu.Unlock()
+		if t != nil {
+			t.Cancel()
+		}
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return false, busyCheck(fn, p, isKind, time.Since(start)), nil
+		}
 		return false, "", ctx.Err()
 	}
+}
+
+// busyCheck is the reason of a check try that did not return in its
+// time, said for the operator: which check, where, and the likely cause.
+func busyCheck(fn *lua.LFunction, p engine.Probe, isKind bool, took time.Duration) string {
+	what := "the ready_check function"
+	if isKind {
+		what = "the " + p.Process.CheckKind + " check"
+	}
+	return fmt.Sprintf("%s (%s:%d) did not return within %s (a loop that never waits? wait with launcher.sleep between tries)",
+		what, fn.Proto.SourceName, fn.Proto.LineDefined, took.Round(100*time.Millisecond))
 }

@@ -225,15 +225,27 @@ func (rt *Runtime) Close() {
 // Spawn starts fn(args...) as a new task (call on the owner). It runs until
 // its first wait before Spawn returns.
 func (rt *Runtime) Spawn(name string, fn *lua.LFunction, args []lua.LValue, done func([]lua.LValue, error)) *Task {
+	t := rt.NewTask(name, fn, args, done)
+	rt.Start(t)
+	return t
+}
+
+// NewTask makes a task that Start runs (call on the owner). In between, its
+// Cancel can be handed to another goroutine: a task that never waits holds
+// the owner goroutine from its start on, and only Cancel (its thread's
+// context, checked by the VM) can stop it.
+func (rt *Runtime) NewTask(name string, fn *lua.LFunction, args []lua.LValue, done func([]lua.LValue, error)) *Task {
 	th, cancel := rt.L.NewThread()
 	t := &Task{Name: name, th: th, fn: fn, args: args, cancel: cancel, ctx: th.Context(), Done: done}
 	if t.ctx == nil {
 		t.ctx = rt.ctx
 	}
 	rt.tasks[th] = t
-	rt.resume(t, nil)
 	return t
 }
+
+// Start runs a task made by NewTask until its first wait (call on the owner).
+func (rt *Runtime) Start(t *Task) { rt.resume(t, nil) }
 
 // Cancel cancels a task: its pending wait returns nil, "cancelled".
 func (t *Task) Cancel() { t.cancel() }
