@@ -53,7 +53,11 @@ func (s *session) runLua(c *cli.Context, command string, run func() error) error
 		return nil
 	}
 	var le *binding.LoadError
+	var status binding.ExitStatus
 	switch {
+	case errors.As(err, &status):
+		// The plugin command's own exit code: it said what it had to.
+		return &exitError{code: int(status)}
 	case errors.As(err, &le):
 		return &exitError{code: exitUsage, err: errors.New(le.Msg)}
 	case c.Context.Err() != nil || host.Cancelled(err):

@@ -689,6 +689,7 @@ local launcher = require("launcher")
 launcher.command("homing", {help = "home the robot", usage = "[axis]"}, function(args)
   io.open(%q, "w"):close()
   if args[1] == "bad" then error("axis bad is not calibrated") end
+  if args[1] == "three" then return 3 end
 end)
 `, ran)), 0o644)
 	e.writeConfig(fmt.Sprintf("context: {session: hp, plugins: [%q]}\na:\n  cmd: sleep 300\n", plugin))
@@ -732,6 +733,10 @@ end)
 	if r.code != 1 || !strings.Contains(r.stderr, "launcher: homing: "+plugin+":5: axis bad is not calibrated") ||
 		strings.Contains(r.stderr, "script failed") || strings.Contains(r.stderr, "traceback") {
 		t.Errorf("a failing plugin command: %s", r)
+	}
+	// The number it returns is its exit code, without a message.
+	if r := e.run("homing", "three"); r.code != 3 || r.stderr != "" {
+		t.Errorf("a plugin command that returns 3: %s", r)
 	}
 }
 

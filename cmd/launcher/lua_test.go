@@ -323,3 +323,43 @@ c: {cmd: sleep 300, depends: [a, b]}
 		t.Errorf("a is %s after --no-plugins kill --all", st)
 	}
 }
+
+// The watchdog example (timers): a process whose output goes silent is
+// restarted; one that keeps talking is left alone.
+func TestWatchdogExample(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, `
+context: {session: wd}
+talker: {cmd: "for i in 1 2 3; do echo tick $i; sleep 0.1; done; echo going quiet; sleep 300"}
+chatty: {cmd: "while true; do echo alive; sleep 0.1; done"}
+`)
+	e.mustRun("run", "talker")
+	e.mustRun("run", "chatty")
+	first, chatty := e.pid("talker"), e.pid("chatty")
+	script, _ := filepath.Abs("../../examples/robot/watchdog.lua")
+	wd := e.start("script", script, "talker", "1")
+	other := e.start("script", script, "chatty", "1")
+	executortest.Eventually(t, "the silent talker is restarted", func() bool {
+		st := e.status()["talker"]
+		return strings.Contains(wd.stderr(), "talker silent for") && st.State == "READY" && st.PID != nil && *st.PID != first
+	})
+	executortest.Eventually(t, "the second watchdog watches", func() bool {
+		return strings.Contains(other.stderr(), "watching chatty")
+	})
+	// Two silences' worth of time for chatty, measured by talker's
+	// restarts: talker goes silent again 0.3 s after each restart.
+	second := e.pid("talker")
+	executortest.Eventually(t, "the talker is restarted again", func() bool {
+		st := e.status()["talker"]
+		return st.PID != nil && *st.PID != second
+	})
+	if strings.Contains(other.stderr(), "silent for") || e.pid("chatty") != chatty {
+		t.Errorf("a process that keeps talking was restarted:\n%s", other.stderr())
+	}
+	for _, b := range []*bg{wd, other} {
+		_ = b.cmd.Process.Signal(syscall.SIGINT)
+		if code := b.wait(t); code != 130 {
+			t.Errorf("watchdog after Ctrl-C: exit %d\n%s", code, b.stderr())
+		}
+	}
+}

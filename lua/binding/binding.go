@@ -102,6 +102,7 @@ type handler struct {
 	off     bool
 	where   string
 	cancel  context.CancelFunc // output followers
+	once    bool               // off after its first event
 
 	// Each handler gets its events in order, one call at a time; handlers
 	// do not wait for one another (a looping one starves only itself).
@@ -364,8 +365,25 @@ func (h *Host) RunCommand(c *Command, args []string) error {
 	}); err != nil {
 		return err
 	}
-	return h.runTask("command "+c.Name, c.fn, []lua.LValue{argt})
+	var code int
+	err := h.runTaskRet("command "+c.Name, c.fn, []lua.LValue{argt}, func(ret []lua.LValue) {
+		if len(ret) > 0 {
+			if n, ok := ret[0].(lua.LNumber); ok {
+				code = int(n)
+			}
+		}
+	})
+	if err == nil && code != 0 {
+		return ExitStatus(code)
+	}
+	return err
 }
+
+// ExitStatus is a plugin command's exit code: the number its function
+// returned (0 or nothing: success).
+type ExitStatus int
+
+func (e ExitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 // setArgs sets launcher.args (owner goroutine).
 func (h *Host) setArgs(args []string) {
@@ -376,9 +394,20 @@ func (h *Host) setArgs(args []string) {
 }
 
 func (h *Host) runTask(name string, fn *lua.LFunction, args []lua.LValue) error {
+	return h.runTaskRet(name, fn, args, nil)
+}
+
+// runTaskRet runs fn as a task and waits for its end; ret (on the owner)
+// gets what it returned.
+func (h *Host) runTaskRet(name string, fn *lua.LFunction, args []lua.LValue, ret func([]lua.LValue)) error {
 	done := make(chan error, 1)
 	if err := h.Do(func() {
-		h.rt.Spawn(name, fn, args, func(_ []lua.LValue, err error) { done <- err })
+		h.rt.Spawn(name, fn, args, func(vals []lua.LValue, err error) {
+			if err == nil && ret != nil {
+				ret(vals)
+			}
+			done <- err
+		})
 	}); err != nil {
 		return err
 	}

@@ -677,3 +677,72 @@ error(err, 0)
 		t.Errorf("a check that never returns: %v", err)
 	}
 }
+
+// Issue 13, what Lua authors expect: timers (after, every, :stop()), a
+// task beside the script (spawn, :cancel(), :running()) and handlers
+// that fire once.
+func TestTimersSpawnAndOnce(t *testing.T) {
+	w := newWorld(t, robotYAML)
+	w.mustScript(t, `
+local launcher = require("launcher")
+local time = require("time")
+local function waitfor(cond, what)
+  local t0 = time.now()
+  while not cond() do
+    assert(time.since(t0) < 10, "timed out waiting for " .. what)
+    launcher.sleep(0.01)
+  end
+end
+
+-- after: once; a stopped one never runs.
+local fired, never = 0, 0
+launcher.after(0.02, function() launcher.sleep(0.01); fired = fired + 1 end)
+local stopped = launcher.after(0.02, function() never = never + 1 end)
+stopped:stop()
+waitfor(function() return fired == 1 end, "after")
+
+-- every: again and again, never overlapping, until stopped.
+local ticks, active, overlap = 0, 0, false
+local tick
+tick = launcher.every(0.01, function()
+  active = active + 1
+  overlap = overlap or active > 1
+  launcher.sleep(0.02)
+  ticks = ticks + 1
+  active = active - 1
+  if ticks == 3 then tick:stop() end
+end)
+waitfor(function() return ticks >= 3 end, "every")
+launcher.sleep(0.1)
+assert(ticks == 3, "every ran after :stop(): " .. ticks)
+assert(not overlap, "every's runs overlapped")
+assert(never == 0 and fired == 1, "a stopped after ran, or after ran twice")
+
+-- spawn: beside the caller, which goes on at once; cancel ends it.
+local order = {}
+local task = launcher.spawn(function(a, b)
+  order[#order + 1] = "task " .. a .. b
+  launcher.sleep(0.02)
+  order[#order + 1] = "task done"
+end, "x", "y")
+order[#order + 1] = "caller"
+waitfor(function() return not task:running() end, "the spawned task")
+assert(table.concat(order, ",") == "caller,task xy,task done", table.concat(order, ","))
+local forever = launcher.spawn(function() while true do launcher.sleep(0.01) end end)
+launcher.sleep(0.03)
+assert(forever:running())
+forever:cancel()
+waitfor(function() return not forever:running() end, "cancel")
+local spin = launcher.spawn(function() while true do end end)
+spin:cancel()
+waitfor(function() return not spin:running() end, "cancel of a loop that never waits")
+
+-- once: the first matching event only.
+local readies = {}
+launcher.on("ready", {once = true}, function(ev) readies[#readies + 1] = ev.process end)
+assert(launcher.start("ctrl"))
+waitfor(function() return #readies >= 1 end, "once")
+launcher.sleep(0.05)
+assert(#readies == 1 and readies[1] == "core", table.concat(readies, ","))
+`)
+}

@@ -34,8 +34,9 @@ func (h *Host) on(L *lua.LState) int {
 	case lua.LString:
 		hd.process, fnArg = string(f), 3
 	case *lua.LTable:
-		o := host.CheckOptions(L, 2, "process", "match")
+		o := host.CheckOptions(L, 2, "process", "match", "once")
 		hd.process = host.OptString(L, o, "process")
+		hd.once = host.OptBool(L, o, "once")
 		if m := host.OptString(L, o, "match"); m != "" {
 			re, err := regexp.Compile(m)
 			if err != nil {
@@ -124,6 +125,9 @@ func (h *Host) dispatch(ev engine.Event) {
 			continue
 		}
 		h.enqueue(hd, ev)
+		if hd.once {
+			hd.off = true
+		}
 	}
 }
 
@@ -224,6 +228,10 @@ func (h *Host) followOutput(hd *handler) {
 				h.tally.add(&h.tally.posted, "output", -1)
 				if !hd.off {
 					h.enqueue(hd, ev)
+					if hd.once {
+						hd.off = true
+						hd.cancel()
+					}
 				}
 			}) {
 				h.tally.add(&h.tally.posted, "output", -1)

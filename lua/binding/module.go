@@ -23,7 +23,7 @@ import (
 var Functions = []string{
 	"start", "kill", "kill_all", "restart", "status", "wait_ready", "watch", "exec",
 	"on", "ready_check", "check", "command", "route", "sleep", "supervise", "shell_quote", "run_log",
-	"set_drain_timeout",
+	"set_drain_timeout", "after", "every", "spawn",
 }
 
 // Events are the event names launcher.on accepts.
@@ -57,6 +57,9 @@ func (h *Host) loader(L *lua.LState) int {
 		"route":             h.route,
 		"shell_quote":       func(L *lua.LState) int { L.Push(lua.LString(shell.Quote(host.Str(L, 1)))); return 1 },
 		"set_drain_timeout": h.setDrainTimeout,
+		"after":             h.after,
+		"every":             h.everyFn,
+		"spawn":             h.spawn,
 	})
 	m.RawSetString("log", stdlib.LogTable(L, h.opts.Log))
 	m.RawSetString("args", host.ToLua(L, h.args))

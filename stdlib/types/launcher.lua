@@ -127,9 +127,10 @@ function launcher.watch(name, opts) end
 ---@return string? stderr
 function launcher.exec(target, cmd, opts) end
 
----Call fn for each event; filter is a process name or glob, or {process=, match=} (output events need match).
+---Call fn for each event; filter is a process name or glob, or {process=, match=, once=} (output events need
+---match; once: only the first matching event). Each handler gets its events in order, one call at a time.
 ---@param event string
----@param filter string|{process?: string, match?: string}|fun(ev: launcher.Event)
+---@param filter string|{process?: string, match?: string, once?: boolean}|fun(ev: launcher.Event)
 ---@param fn? fun(ev: launcher.Event)
 ---@return launcher.Subscription
 function launcher.on(event, filter, fn) end
@@ -145,10 +146,11 @@ function launcher.ready_check(name, fn) end
 ---@param opts? {options?: string[]}
 function launcher.check(kind, fn, opts) end
 
----Add a subcommand: `launcher NAME ARGS…` runs fn(args).
+---Add a subcommand: `launcher NAME ARGS…` runs fn(args); a number it returns is the exit code (nothing or 0:
+---success; an error: 1).
 ---@param name string
 ---@param opts {help?: string, usage?: string}
----@param fn fun(args: string[])
+---@param fn fun(args: string[]): integer?
 function launcher.command(name, opts, fn) end
 
 ---@class launcher.Request
@@ -186,6 +188,36 @@ function launcher.supervise(opts) end
 ---handler was busy and how many events of which kind were not delivered.
 ---@param seconds number
 function launcher.set_drain_timeout(seconds) end
+
+---Run fn once, `seconds` from now, as a task of its own (it may wait).
+---@param seconds number
+---@param fn fun()
+---@return launcher.Timer
+function launcher.after(seconds, fn) end
+
+---Run fn every `seconds` (at least 0.01), as a task of its own (it may
+---wait); the next run is due one interval after the previous one ended, so
+---runs never overlap. A watchdog is a few lines:
+---`launcher.every(1, function() ... end)`.
+---@param seconds number
+---@param fn fun()
+---@return launcher.Timer
+function launcher.every(seconds, fn) end
+
+---@class launcher.Timer
+---@field stop fun(self: launcher.Timer) stop it; a run under way finishes
+
+---Run fn(...) as a task beside the caller: it may wait, and the caller goes
+---on at once (so one slow job never holds up another). An error in it is
+---reported with its traceback.
+---@param fn function
+---@param ... any
+---@return launcher.Task
+function launcher.spawn(fn, ...) end
+
+---@class launcher.Task
+---@field cancel fun(self: launcher.Task) end it (at its next wait, or at once if it loops without waiting)
+---@field running fun(self: launcher.Task): boolean whether it still runs
 
 ---Quote a string as one POSIX shell word.
 ---@param s string
