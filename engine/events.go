@@ -33,6 +33,9 @@ const (
 	// StateChanged: the monitor saw a process's state change, whoever
 	// caused it (State: the new state).
 	StateChanged Kind = "state"
+	// User is an event a script or plugin emitted (launcher.emit): Name and
+	// Data are its own.
+	User Kind = "user"
 )
 
 // Event is one step of an operation, or a change the monitor noticed.
@@ -67,6 +70,9 @@ type Event struct {
 	// Severity is info, warning or error (as the reference GUI shows
 	// events): set by the bus from the kind when empty.
 	Severity string `json:"severity,omitempty"`
+	// Name and Data are a User event's name and payload (JSON values).
+	Name string `json:"name,omitempty"`
+	Data any    `json:"data,omitempty"`
 	// Request is the label of the request that started the operation
 	// (see WithRequest): an API client finds its operation's steps by it.
 	Request string `json:"request,omitempty"`

@@ -199,6 +199,7 @@ local launcher = require("launcher")
 local fs = require("fs")
 launcher.on("ready", "planner", function(ev) fs.write(%q, ev.process) end)
 launcher.route("GET", "/robot/battery", function(req)
+  launcher.emit("battery_checked", {level = 87, who = req.query.who})
   return {level = 87, who = req.query.who, processes = #launcher.status()}
 end)
 `, marker)), 0o644)
@@ -370,8 +371,14 @@ end)
 		Who       string
 		Processes int
 	}
+	userEv := s.stream("/api/v1/events", 0)
 	if code := s.do("GET", "/robot/battery?who=ops", nil, &battery); code != 200 || battery.Level != 87 || battery.Who != "ops" || battery.Processes != 3 {
 		t.Errorf("plugin route: %d %+v", code, battery)
+	}
+	// A plugin's own event (launcher.emit) is on the stream with its data.
+	user := userEv.next(t, "the plugin's user event", func(x sseEvent) bool { return x.Data["event"] == "user" })
+	if data, _ := user.Data["data"].(map[string]any); user.Data["name"] != "battery_checked" || data["level"] != float64(87) || data["who"] != "ops" {
+		t.Errorf("user event on the stream: %v", user.Data)
 	}
 
 	// Stop everything.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -106,8 +107,16 @@ func indent(level int) string {
 }
 
 func eventText(ev engine.Event) string {
-	if ev.Kind == engine.Output {
+	switch ev.Kind {
+	case engine.Output:
 		return "| " + ev.Line
+	case engine.User:
+		// A script's own event: its name and its data as JSON.
+		if ev.Data == nil {
+			return ev.Name
+		}
+		data, _ := json.Marshal(ev.Data)
+		return ev.Name + " " + string(data)
 	}
 	return ev.Message
 }
@@ -131,6 +140,9 @@ func newProgress(w io.Writer, st *style, live bool) *progress {
 }
 
 func (p *progress) line(ev engine.Event) string {
+	if ev.Process == "" {
+		return fmt.Sprintf("%s%2s %s", indent(ev.Level), p.st.marker(ev), eventText(ev))
+	}
 	return fmt.Sprintf("%s%2s [%s] %s", indent(ev.Level), p.st.marker(ev), p.st.proc(ev.Process), eventText(ev))
 }
 
@@ -159,6 +171,13 @@ func (p *progress) event(ev engine.Event) {
 				fmt.Fprintf(p.w, "%s     %s\n", strings.Repeat(" ", len([]rune(indent(ev.Level)))), l)
 			}
 		}
+		return
+	}
+	if ev.Kind == engine.User {
+		// A script's own event scrolls above the tree; it has no row.
+		p.clear()
+		fmt.Fprintln(p.w, p.line(ev))
+		p.draw()
 		return
 	}
 	if _, ok := p.rows[ev.Process]; !ok && ev.Process != "" {

@@ -103,6 +103,7 @@ type handler struct {
 	where   string
 	cancel  context.CancelFunc // output followers
 	once    bool               // off after its first event
+	name    string             // user events: a name or glob
 
 	// Each handler gets its events in order, one call at a time; handlers
 	// do not wait for one another (a looping one starves only itself).

@@ -746,3 +746,40 @@ launcher.sleep(0.05)
 assert(#readies == 1 and readies[1] == "core", table.concat(readies, ","))
 `)
 }
+
+// Issue 13: user events. launcher.emit(name, data) reaches "user"
+// handlers (filtered by name) and every bus subscriber (serve's stream).
+func TestEmitUserEvents(t *testing.T) {
+	w := newWorld(t, robotYAML)
+	var seen []engine.Event
+	var mu sync.Mutex
+	unsub := w.e.Bus().Subscribe(nil, func(ev engine.Event) {
+		if ev.Kind == engine.User {
+			mu.Lock()
+			seen = append(seen, ev)
+			mu.Unlock()
+		}
+	})
+	defer unsub()
+	w.mustScript(t, `
+local launcher = require("launcher")
+local got, all = {}, 0
+launcher.on("user", {name = "battery_*"}, function(ev) got[#got + 1] = ev.name .. "=" .. ev.data.level end)
+launcher.on("user", function(ev) all = all + 1 end)
+launcher.emit("battery_low", {level = 12})
+launcher.emit("arm_homed")
+launcher.emit("battery_ok", {level = 80})
+local t0 = require("time").now()
+while (#got < 2 or all < 3) and require("time").since(t0) < 10 do launcher.sleep(0.01) end
+assert(table.concat(got, ",") == "battery_low=12,battery_ok=80", table.concat(got, ","))
+assert(all == 3, all)
+assert(not pcall(launcher.emit, "bad name"), "a bad name was taken")
+assert(not pcall(launcher.emit, "x", {f = print}), "a function was taken as data")
+`)
+	w.e.Bus().Flush()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 3 || seen[0].Name != "battery_low" || seen[0].Data.(map[string]any)["level"] != int64(12) || seen[1].Data != nil {
+		t.Errorf("bus subscribers got: %+v", seen)
+	}
+}

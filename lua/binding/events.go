@@ -34,8 +34,9 @@ func (h *Host) on(L *lua.LState) int {
 	case lua.LString:
 		hd.process, fnArg = string(f), 3
 	case *lua.LTable:
-		o := host.CheckOptions(L, 2, "process", "match", "once")
+		o := host.CheckOptions(L, 2, "process", "match", "once", "name")
 		hd.process = host.OptString(L, o, "process")
+		hd.name = host.OptString(L, o, "name")
 		hd.once = host.OptBool(L, o, "once")
 		if m := host.OptString(L, o, "match"); m != "" {
 			re, err := regexp.Compile(m)
@@ -124,6 +125,9 @@ func (h *Host) dispatch(ev engine.Event) {
 		if hd.process != "" && !engine.Glob(hd.process, ev.Process) {
 			continue
 		}
+		if hd.name != "" && !engine.Glob(hd.name, ev.Name) {
+			continue
+		}
 		h.enqueue(hd, ev)
 		if hd.once {
 			hd.off = true
@@ -194,6 +198,12 @@ func eventTable(L *lua.LState, ev engine.Event) *lua.LTable {
 	}
 	if ev.Kind == engine.Restarted {
 		t.RawSetString("restarts", lua.LNumber(ev.Restarts))
+	}
+	if ev.Kind == engine.User {
+		t.RawSetString("name", lua.LString(ev.Name))
+		if ev.Data != nil {
+			t.RawSetString("data", host.ToLua(L, ev.Data))
+		}
 	}
 	return t
 }

@@ -23,11 +23,11 @@ import (
 var Functions = []string{
 	"start", "kill", "kill_all", "restart", "status", "wait_ready", "watch", "exec",
 	"on", "ready_check", "check", "command", "route", "sleep", "supervise", "shell_quote", "run_log",
-	"set_drain_timeout", "after", "every", "spawn",
+	"set_drain_timeout", "after", "every", "spawn", "emit",
 }
 
-// Events are the event names launcher.on accepts.
-var Events = []string{"starting", "started", "ready", "failed", "exited", "stopping", "stopped", "output", "host_lost", "host_back", "restarted"}
+// Events are the event names launcher.on accepts ("user": launcher.emit's).
+var Events = []string{"starting", "started", "ready", "failed", "exited", "stopping", "stopped", "output", "host_lost", "host_back", "restarted", "user"}
 
 func (h *Host) loader(L *lua.LState) int {
 	if h.module != nil {
@@ -60,6 +60,7 @@ func (h *Host) loader(L *lua.LState) int {
 		"after":             h.after,
 		"every":             h.everyFn,
 		"spawn":             h.spawn,
+		"emit":              h.emit,
 	})
 	m.RawSetString("log", stdlib.LogTable(L, h.opts.Log))
 	m.RawSetString("args", host.ToLua(L, h.args))
@@ -479,5 +480,27 @@ func (h *Host) setDrainTimeout(L *lua.LState) int {
 	h.mu.Lock()
 	h.drainTimeout = max(h.drainTimeout, d)
 	h.mu.Unlock()
+	return 0
+}
+
+var userEventName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.:-]{0,63}$`)
+
+// emit(name, [data]) publishes a user event: handlers of "user" get it
+// (launcher.on("user", {name = NAME}, fn)), and so do the event stream of
+// serve and --json output. data is any JSON value.
+func (h *Host) emit(L *lua.LState) int {
+	name := host.Str(L, 1)
+	if !userEventName.MatchString(name) {
+		host.ArgError(L, 1, "an event name: a letter, then letters, digits, _ . : - (at most 64)")
+	}
+	var data any
+	if L.GetTop() >= 2 {
+		v, err := host.FromLua(L.Get(2))
+		if err != nil {
+			host.ArgError(L, 2, "data must be a JSON value: "+err.Error())
+		}
+		data = v
+	}
+	h.e.Bus().Publish(engine.Event{Kind: engine.User, Name: name, Data: data, Message: name})
 	return 0
 }

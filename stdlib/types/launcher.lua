@@ -5,8 +5,13 @@
 -- plugin is loading. Waiting works inside pcall and coroutines; read
 -- watchers with `while` loops (for-in iterators cannot wait).
 
+---@alias launcher.EventName "starting"|"started"|"ready"|"failed"|"exited"|"stopping"|"stopped"|"output"|"host_lost"|"host_back"|"restarted"|"user"
+---@alias launcher.State "STOPPED"|"STARTING"|"RUNNING"|"READY"|"STOPPING"|"DEAD"|"RESTARTING"|"CONFLICT"|"UNAVAILABLE"|"ORPHANED"
+
 ---@class launcher.Event
----@field event string   starting|started|ready|failed|exited|stopping|stopped|output|host_lost|host_back|restarted
+---@field event launcher.EventName
+---@field name? string    user events: the name launcher.emit gave
+---@field data? any       user events: the data launcher.emit gave
 ---@field process? string
 ---@field machine? string
 ---@field session? string
@@ -22,7 +27,7 @@
 ---@field process string
 ---@field session string
 ---@field machine string
----@field state string   STOPPED|STARTING|RUNNING|READY|STOPPING|DEAD|RESTARTING|CONFLICT|UNAVAILABLE|ORPHANED
+---@field state launcher.State
 ---@field pid? integer
 ---@field exit_code? integer
 ---@field error? string
@@ -129,8 +134,8 @@ function launcher.exec(target, cmd, opts) end
 
 ---Call fn for each event; filter is a process name or glob, or {process=, match=, once=} (output events need
 ---match; once: only the first matching event). Each handler gets its events in order, one call at a time.
----@param event string
----@param filter string|{process?: string, match?: string, once?: boolean}|fun(ev: launcher.Event)
+---@param event launcher.EventName
+---@param filter string|{process?: string, match?: string, once?: boolean, name?: string}|fun(ev: launcher.Event)
 ---@param fn? fun(ev: launcher.Event)
 ---@return launcher.Subscription
 function launcher.on(event, filter, fn) end
@@ -218,6 +223,12 @@ function launcher.spawn(fn, ...) end
 ---@class launcher.Task
 ---@field cancel fun(self: launcher.Task) end it (at its next wait, or at once if it loops without waiting)
 ---@field running fun(self: launcher.Task): boolean whether it still runs
+
+---Publish a user event: handlers of "user" get it (`launcher.on("user", {name = "battery_*"}, fn)`, ev.name and
+---ev.data), and so do serve's event stream and `--json` output. data is any JSON value.
+---@param name string a letter, then letters, digits, _ . : - (at most 64)
+---@param data? any
+function launcher.emit(name, data) end
 
 ---Quote a string as one POSIX shell word.
 ---@param s string
