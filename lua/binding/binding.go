@@ -80,7 +80,8 @@ type Host struct {
 
 type checkKind struct {
 	fn      *lua.LFunction
-	options []string // nil: any
+	options []string          // nil: any
+	types   map[string]string // option name → "string", "number", "integer", "boolean"
 	where   string
 }
 
@@ -304,6 +305,11 @@ func (h *Host) ValidateChecks() error {
 			if !ok {
 				errs = append(errs, &config.Error{Pos: o.Pos, Msg: fmt.Sprintf("process %q: check %q has no option %q", p.Name, rc.Kind, o.Name),
 					Hint: "its options: " + strings.Join(k.options, ", ")})
+				continue
+			}
+			if typ := k.types[o.Name]; typ != "" && !optionTypeOK(typ, o.Value) {
+				errs = append(errs, &config.Error{Pos: o.Pos, Msg: fmt.Sprintf("process %q: check %q option %q must be %s, not %v", p.Name, rc.Kind, o.Name, map[string]string{"integer": "an integer", "number": "a number", "string": "a string", "boolean": "a boolean"}[typ], o.Value),
+					Hint: fmt.Sprintf("write it as a YAML %s (%s)", typ, k.where)})
 			}
 		}
 	}

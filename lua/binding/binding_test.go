@@ -783,3 +783,40 @@ assert(not pcall(launcher.emit, "x", {f = print}), "a function was taken as data
 		t.Errorf("bus subscribers got: %+v", seen)
 	}
 }
+
+// Issue 13: option types for check kinds. A YAML value of the wrong type
+// is a file:line config error (a {param} is checked once rendered).
+func TestCheckOptionTypes(t *testing.T) {
+	w := newWorld(t, `context: {session: s, params: {p: "9"}}
+a: {cmd: a, ready_check: {check: beat, count: "three", host: x}}
+b: {cmd: b, ready_check: {check: beat, count: 3, host: 7}}
+c: {cmd: c, ready_check: {check: beat, count: "{p}", strict: true, ratio: 0.5}}
+d: {cmd: d, ready_check: {check: beat, count: 2.5}}
+`)
+	p := filepath.Join(w.dir, "beat.lua")
+	if err := os.WriteFile(p, []byte(`local launcher = require("launcher")
+launcher.check("beat", function(proc, opts) return true end,
+  {options = {count = "integer", host = "string", strict = "boolean", ratio = "number"}})
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := w.h.LoadPlugins([]string{p})
+	msg := fmt.Sprint(err)
+	for _, want := range []string{
+		`launcher.yaml:2:`, `option "count" must be an integer, not three`,
+		`launcher.yaml:3:`, `option "host" must be a string, not 7`,
+		`launcher.yaml:5:`, `option "count" must be an integer, not 2.5`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("option types: %q missing in:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "launcher.yaml:4:") {
+		t.Errorf("well-typed options refused:\n%s", msg)
+	}
+	bad := filepath.Join(w.dir, "bad.lua")
+	os.WriteFile(bad, []byte(`require("launcher").check("x", function() return true end, {options = {n = "num"}})`), 0o644)
+	if err := newWorld(t, "context: {session: s}\na: {cmd: a}\n").h.LoadPlugins([]string{bad}); err == nil || !strings.Contains(err.Error(), "bad.lua:1:") {
+		t.Errorf("an unknown option type: %v", err)
+	}
+}

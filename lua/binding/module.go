@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -414,11 +415,31 @@ func (h *Host) check(L *lua.LState) int {
 	fn := host.Func(L, 2)
 	o := host.CheckOptions(L, 3, "options")
 	k := &checkKind{fn: fn, where: where(L)}
-	if o.RawGetString("options") != lua.LNil {
-		k.options = host.OptStrings(L, o, "options")
-		if k.options == nil {
-			k.options = []string{}
+	switch opts := o.RawGetString("options").(type) {
+	case *lua.LNilType:
+	case *lua.LTable:
+		// A list of names, or names with their types:
+		// {port = "number", host = "string"}.
+		if first, _ := opts.Next(lua.LNil); opts.Len() > 0 || first == lua.LNil {
+			k.options = host.OptStrings(L, o, "options")
+			if k.options == nil {
+				k.options = []string{}
+			}
+			break
 		}
+		k.types = map[string]string{}
+		opts.ForEach(func(name, typ lua.LValue) {
+			n, ok1 := name.(lua.LString)
+			t, ok2 := typ.(lua.LString)
+			if !ok1 || !ok2 || !validOptionType[string(t)] {
+				host.ArgError(L, 3, `options: a list of names, or {name = "string"|"number"|"integer"|"boolean"}`)
+			}
+			k.options = append(k.options, string(n))
+			k.types[string(n)] = string(t)
+		})
+		sort.Strings(k.options)
+	default:
+		host.ArgError(L, 3, `options: a list of names, or {name = "string"|"number"|"integer"|"boolean"}`)
 	}
 	if !regexp.MustCompile(`^[a-z][a-z0-9_]*$`).MatchString(kind) {
 		host.ArgError(L, 1, "a check kind is a lowercase name (letters, digits, _)")
@@ -503,4 +524,35 @@ func (h *Host) emit(L *lua.LState) int {
 	}
 	h.e.Bus().Publish(engine.Event{Kind: engine.User, Name: name, Data: data, Message: name})
 	return 0
+}
+
+var validOptionType = map[string]bool{"string": true, "number": true, "integer": true, "boolean": true}
+
+// optionTypeOK reports whether a YAML value fits a check option's type. A
+// string with a {param} placeholder is checked once rendered, by the check.
+func optionTypeOK(typ string, v any) bool {
+	if s, ok := v.(string); ok && strings.Contains(s, "{") {
+		return true
+	}
+	switch typ {
+	case "string":
+		_, ok := v.(string)
+		return ok
+	case "boolean":
+		_, ok := v.(bool)
+		return ok
+	case "integer":
+		switch v.(type) {
+		case int, int64, uint64:
+			return true
+		}
+		return false
+	case "number":
+		switch v.(type) {
+		case int, int64, uint64, float64:
+			return true
+		}
+		return false
+	}
+	return true
 }

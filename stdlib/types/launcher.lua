@@ -148,7 +148,7 @@ function launcher.ready_check(name, fn) end
 ---Add a check kind for YAML: `ready_check: {check: KIND, option: value}`.
 ---@param kind string
 ---@param fn fun(proc: launcher.Proc, opts: table): boolean, string?
----@param opts? {options?: string[]}
+---@param opts? {options?: string[]|table<string, "string"|"number"|"integer"|"boolean">} the options it takes (with their types: a YAML value of another type is a file:line error)
 function launcher.check(kind, fn, opts) end
 
 ---Add a subcommand: `launcher NAME ARGS…` runs fn(args); a number it returns is the exit code (nothing or 0:
