@@ -217,6 +217,10 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 				ev := Event{Time: now, Kind: Exited, Process: st.Process, Machine: st.Machine, Session: st.Session, Message: "exited", ExitCode: st.ExitCode}
 				if op, ok := parseOp(st.Window.Marks.Op); ok && op.Kind == "stopping" {
 					ev.Message, ev.Expected = "stopped on request", true
+				} else if gu := st.Window.Marks.Restarts.GaveUp; gu != "" {
+					// The restart policy gave up: say why and after how many
+					// restarts, not a bare "exited".
+					ev.Message, ev.Restarts = "restart policy: "+gu, st.Window.Marks.Restarts.Count
 				}
 				em.publish(ev)
 			case known && prev.alive && st.Window == nil && prev.window != "" && !isOneShot(e, st.Process):

@@ -100,6 +100,21 @@ boom: {cmd: 'echo boom; exit 2'}
 	if strings.Count(log, "boom\n") != 3 {
 		t.Errorf("expected 3 runs:\n%s", log)
 	}
+	// A hook hears the give-up with its reason and count, not a bare
+	// "exited" (issue 13, bug 8).
+	e.mustRun("kill", "boom")
+	hook := filepath.Join(e.dir, "giveup.lua")
+	os.WriteFile(hook, []byte(`local launcher = require("launcher")
+local got
+launcher.on("exited", "boom", function(ev) if not ev.expected then got = ev end end)
+assert(launcher.start("boom"))
+local t0 = require("time").now()
+while not (got and got.restarts) and require("time").since(t0) < 60 do launcher.sleep(0.05) end
+print(got and got.message, got and got.restarts, got and got.exit_code)
+`), 0o644)
+	if r := e.mustRun("script", hook); !strings.Contains(r.stdout, "restart policy: gave up after 2 restarts (max_restarts 2") || !strings.Contains(r.stdout, "\t2\t2\n") {
+		t.Errorf("the give-up as a hook hears it: %q", r.stdout)
+	}
 }
 
 // A kill during the pause before a restart ends the process at once and

@@ -196,7 +196,7 @@ func eventTable(L *lua.LState, ev engine.Event) *lua.LTable {
 	if ev.Kind == engine.Exited {
 		t.RawSetString("expected", lua.LBool(ev.Expected))
 	}
-	if ev.Kind == engine.Restarted {
+	if ev.Kind == engine.Restarted || ev.Restarts > 0 {
 		t.RawSetString("restarts", lua.LNumber(ev.Restarts))
 	}
 	if ev.Kind == engine.User {
