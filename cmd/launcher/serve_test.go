@@ -198,6 +198,9 @@ planner:
 local launcher = require("launcher")
 local fs = require("fs")
 launcher.on("ready", "planner", function(ev) fs.write(%q, ev.process) end)
+launcher.route("POST", "/robot/missions", function(req)
+  return {id = 7, name = req.body.name}, {status = 201, headers = {Location = "/robot/missions/7"}}
+end)
 launcher.route("GET", "/robot/battery", function(req)
   launcher.emit("battery_checked", {level = 87, who = req.query.who})
   return {level = 87, who = req.query.who, processes = #launcher.status()}
@@ -374,6 +377,30 @@ end)
 	userEv := s.stream("/api/v1/events", 0)
 	if code := s.do("GET", "/robot/battery?who=ops", nil, &battery); code != 200 || battery.Level != 87 || battery.Who != "ops" || battery.Processes != 3 {
 		t.Errorf("plugin route: %d %+v", code, battery)
+	}
+	// A route sets its status and headers (issue 13, bug 8); a miss and a
+	// wrong method are the API's JSON errors, not plain text.
+	resp, err := http.Post(s.base+"/robot/missions", "application/json", strings.NewReader(`{"name":"dock"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 201 || resp.Header.Get("Location") != "/robot/missions/7" || !strings.Contains(string(created), `"name": "dock"`) {
+		t.Errorf("a route's status and headers: %d %v %s", resp.StatusCode, resp.Header, created)
+	}
+	for _, c := range []struct {
+		method, path string
+		status       int
+		code         string
+	}{
+		{"GET", "/robot/nosuch", 404, "not_found"},
+		{"DELETE", "/robot/battery", 405, "method_not_allowed"},
+		{"GET", "/api/v1/nosuch", 404, "not_found"},
+	} {
+		if code := s.do(c.method, c.path, nil, &errBody); code != c.status || errBody.Error.Code != c.code {
+			t.Errorf("%s %s: %d %+v, want %d %s as JSON", c.method, c.path, code, errBody, c.status, c.code)
+		}
 	}
 	// A plugin's own event (launcher.emit) is on the stream with its data.
 	user := userEv.next(t, "the plugin's user event", func(x sseEvent) bool { return x.Data["event"] == "user" })

@@ -30,6 +30,61 @@ type RouteRequest struct {
 	Body   any
 }
 
+// RouteAnswer is what a route's function returned: the body (JSON
+// values), and from its optional second value {status=, headers={}} the
+// status (0: 200) and extra headers.
+type RouteAnswer struct {
+	Body    any
+	Status  int
+	Headers map[string]string
+}
+
+var headerName = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+
+// routeMeta reads a route's second return value.
+func routeMeta(v lua.LValue, a *RouteAnswer) error {
+	t, ok := v.(*lua.LTable)
+	if !ok {
+		if v == lua.LNil {
+			return nil
+		}
+		return fmt.Errorf("its second value must be {status=, headers=}, not a %s", v.Type())
+	}
+	var err error
+	t.ForEach(func(k, val lua.LValue) {
+		switch k.String() {
+		case "status":
+			n, ok := val.(lua.LNumber)
+			if !ok || n < 100 || n > 599 || float64(n) != float64(int(n)) {
+				err = fmt.Errorf("status must be an HTTP status (100-599), not %s", val.String())
+				return
+			}
+			a.Status = int(n)
+		case "headers":
+			ht, ok := val.(*lua.LTable)
+			if !ok {
+				err = fmt.Errorf("headers must be a table of name = value")
+				return
+			}
+			a.Headers = map[string]string{}
+			ht.ForEach(func(hk, hv lua.LValue) {
+				name := hk.String()
+				switch {
+				case !headerName.MatchString(name) || strings.ContainsAny(hv.String(), "\r\n"):
+					err = fmt.Errorf("header %q is not a header name and value", name)
+				case strings.EqualFold(name, "Content-Length") || strings.EqualFold(name, "Transfer-Encoding") || strings.EqualFold(name, "Content-Type"):
+					err = fmt.Errorf("header %s is the server's (the body is JSON)", name)
+				default:
+					a.Headers[name] = hv.String()
+				}
+			})
+		default:
+			err = fmt.Errorf("unknown key %q in its second value (status, headers)", k.String())
+		}
+	})
+	return err
+}
+
 // ReservedRoutePrefixes are the paths launcher's own server owns; a plugin
 // route may not take them.
 var ReservedRoutePrefixes = []string{"/api/", "/process/", "/static/"}
@@ -75,9 +130,9 @@ func (h *Host) Routes() []*Route {
 // CallRoute runs a route's function as a task and returns its first result
 // as Go values (a table becomes a map or a slice). A Lua error is an error
 // with the traceback; ctx ending stops waiting for it.
-func (h *Host) CallRoute(ctx context.Context, r *Route, req RouteRequest) (any, error) {
+func (h *Host) CallRoute(ctx context.Context, r *Route, req RouteRequest) (RouteAnswer, error) {
 	type result struct {
-		v   any
+		v   RouteAnswer
 		err error
 	}
 	done := make(chan result, 1)
@@ -107,17 +162,23 @@ func (h *Host) CallRoute(ctx context.Context, r *Route, req RouteRequest) (any, 
 			if cerr != nil {
 				cerr = fmt.Errorf("route %s %s returned a value JSON cannot hold: %w", r.Method, r.Path, cerr)
 			}
-			done <- result{v: v, err: cerr}
+			a := RouteAnswer{Body: v}
+			if cerr == nil && len(ret) > 1 {
+				if merr := routeMeta(ret[1], &a); merr != nil {
+					cerr = fmt.Errorf("route %s %s (%s): %w", r.Method, r.Path, r.Where, merr)
+				}
+			}
+			done <- result{v: a, err: cerr}
 		})
 	}); err != nil {
-		return nil, err
+		return RouteAnswer{}, err
 	}
 	select {
 	case res := <-done:
 		return res.v, res.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return RouteAnswer{}, ctx.Err()
 	case <-h.ctx.Done():
-		return nil, h.ctx.Err()
+		return RouteAnswer{}, h.ctx.Err()
 	}
 }

@@ -167,10 +167,11 @@ function launcher.command(name, opts, fn) end
 ---Add an HTTP route to `launcher serve`: fn(request) returns a table, sent
 ---as JSON (or nil, then `null`). The path is fixed (no patterns) and may not
 ---start with /api/, /process/ or /static/. A Lua error answers 500 with the
----message. Waiting (launcher.exec, launcher.status…) works inside fn.
+---message. Waiting (launcher.exec, launcher.status…) works inside fn. A second
+---value sets the status (100-599) and headers: `return body, {status = 201, headers = {Location = "/x/7"}}`.
 ---@param method "GET"|"POST"|"PUT"|"DELETE"
 ---@param path string
----@param fn fun(request: launcher.Request): table?
+---@param fn fun(request: launcher.Request): table?, {status?: integer, headers?: table<string,string>}?
 function launcher.route(method, path, fn) end
 
 ---Wait for a number of seconds.

@@ -36,7 +36,7 @@ const DefaultListen = "127.0.0.1:8750"
 // Routes are the HTTP routes Lua plugins added (the Lua host implements it).
 type Routes interface {
 	Routes() []*binding.Route
-	CallRoute(ctx context.Context, r *binding.Route, req binding.RouteRequest) (any, error)
+	CallRoute(ctx context.Context, r *binding.Route, req binding.RouteRequest) (binding.RouteAnswer, error)
 }
 
 // Options configure a Server.
@@ -196,8 +196,47 @@ func (s *Server) guard(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.mux.ServeHTTP(w, r)
+	s.mux.ServeHTTP(&jsonMiss{ResponseWriter: w}, r)
 }
+
+// jsonMiss turns the mux's own plain-text 404 and 405 (no route, or a
+// route without this method, plugins' routes included) into the API's JSON
+// error; answers of the handlers pass through untouched.
+type jsonMiss struct {
+	http.ResponseWriter
+	swallow bool
+}
+
+func (j *jsonMiss) WriteHeader(code int) {
+	h := j.Header()
+	if (code == http.StatusNotFound || code == http.StatusMethodNotAllowed) && strings.HasPrefix(h.Get("Content-Type"), "text/plain") {
+		j.swallow = true
+		if code == http.StatusNotFound {
+			writeErr(j.ResponseWriter, code, "not_found", "no such route (the API is under /api/v1, see /api/v1/openapi.json)")
+		} else {
+			writeErr(j.ResponseWriter, code, "method_not_allowed", "this route does not take that method; allowed: "+h.Get("Allow"))
+		}
+		return
+	}
+	j.ResponseWriter.WriteHeader(code)
+}
+
+func (j *jsonMiss) Write(b []byte) (int, error) {
+	if j.swallow {
+		return len(b), nil
+	}
+	return j.ResponseWriter.Write(b)
+}
+
+// Flush passes through for the event stream.
+func (j *jsonMiss) Flush() {
+	if f, ok := j.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (j *jsonMiss) Unwrap() http.ResponseWriter { return j.ResponseWriter }
 
 func (s *Server) tokenOK(t string) bool {
 	return t != "" && subtle.ConstantTimeCompare([]byte(t), []byte(s.o.Token)) == 1

@@ -489,6 +489,17 @@ func (s *Server) luaRoute(rt *binding.Route) http.HandlerFunc {
 			writeErr(w, http.StatusInternalServerError, "plugin_error", err.Error())
 			return
 		}
-		writeJSON(w, http.StatusOK, v)
+		status := v.Status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		for k, val := range v.Headers {
+			w.Header().Set(k, val)
+		}
+		if status == http.StatusNoContent || status == http.StatusNotModified {
+			w.WriteHeader(status)
+			return
+		}
+		writeJSON(w, status, v.Body)
 	}
 }
