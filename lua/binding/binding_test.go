@@ -820,3 +820,26 @@ launcher.check("beat", function(proc, opts) return true end,
 		t.Errorf("an unknown option type: %v", err)
 	}
 }
+
+// Issue 13: handler groups are removed together.
+func TestHandlerGroups(t *testing.T) {
+	w := newWorld(t, robotYAML)
+	w.mustScript(t, `
+local launcher = require("launcher")
+local g = launcher.group()
+local inGroup, outside = 0, 0
+g:on("user", function() inGroup = inGroup + 1 end)
+g:on("user", {name = "x"}, function() inGroup = inGroup + 1 end)
+launcher.on("user", function() outside = outside + 1 end)
+launcher.emit("x")
+local t0 = require("time").now()
+while (inGroup < 2 or outside < 1) and require("time").since(t0) < 10 do launcher.sleep(0.01) end
+assert(inGroup == 2 and outside == 1, inGroup .. " " .. outside)
+g:off()
+launcher.emit("x")
+while outside < 2 and require("time").since(t0) < 10 do launcher.sleep(0.01) end
+launcher.sleep(0.05)
+assert(inGroup == 2 and outside == 2, "after g:off(): " .. inGroup .. " " .. outside)
+assert(not pcall(g.on, "user", function() end), "g.on without self was taken")
+`)
+}

@@ -78,6 +78,39 @@ func (h *Host) on(L *lua.LState) int {
 	return 1
 }
 
+// group() returns a handler group: g:on(...) subscribes as launcher.on
+// does, g:off() removes every handler of the group at once (a plugin's
+// feature switched off, a stage's handlers dropped when it ends).
+func (h *Host) group(L *lua.LState) int {
+	var members []*handler
+	g := L.NewTable()
+	g.RawSetString("on", L.NewFunction(func(L *lua.LState) int {
+		if _, ok := L.Get(1).(*lua.LTable); !ok {
+			host.Raise(L, "call it as group:on(event, [filter], fn)")
+		}
+		L.Remove(1)
+		n := h.on(L)
+		if ud, ok := L.Get(-1).(*lua.LUserData); ok {
+			if hd, ok := ud.Value.(*handler); ok {
+				members = append(members, hd)
+			}
+		}
+		return n
+	}))
+	g.RawSetString("off", L.NewFunction(func(L *lua.LState) int {
+		for _, hd := range members {
+			hd.off = true
+			if hd.cancel != nil {
+				hd.cancel()
+			}
+		}
+		members = nil
+		return 0
+	}))
+	L.Push(g)
+	return 1
+}
+
 // newHandle makes a userdata with methods and a readable tostring. The Go
 // value stays owned by the host (the GC of Lua does not end it).
 func newHandle(L *lua.LState, v any, name string, methods map[string]lua.LValue) *lua.LUserData {

@@ -24,7 +24,7 @@ import (
 var Functions = []string{
 	"start", "kill", "kill_all", "restart", "status", "wait_ready", "watch", "exec",
 	"on", "ready_check", "check", "command", "route", "sleep", "supervise", "shell_quote", "run_log",
-	"set_drain_timeout", "after", "every", "spawn", "emit",
+	"set_drain_timeout", "after", "every", "spawn", "emit", "group",
 }
 
 // Events are the event names launcher.on accepts ("user": launcher.emit's).
@@ -62,6 +62,7 @@ func (h *Host) loader(L *lua.LState) int {
 		"every":             h.everyFn,
 		"spawn":             h.spawn,
 		"emit":              h.emit,
+		"group":             h.group,
 	})
 	m.RawSetString("log", stdlib.LogTable(L, h.opts.Log))
 	m.RawSetString("args", host.ToLua(L, h.args))

@@ -231,6 +231,15 @@ function launcher.spawn(fn, ...) end
 ---@param data? any
 function launcher.emit(name, data) end
 
+---A handler group: g:on(...) subscribes as launcher.on does; g:off() removes
+---every handler of the group at once.
+---@return launcher.Group
+function launcher.group() end
+
+---@class launcher.Group
+---@field on fun(self: launcher.Group, event: launcher.EventName, filter: any, fn?: fun(ev: launcher.Event)): launcher.Subscription
+---@field off fun(self: launcher.Group) remove every handler of the group
+
 ---Quote a string as one POSIX shell word.
 ---@param s string
 ---@return string
