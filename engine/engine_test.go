@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -583,4 +584,86 @@ near: {cmd: near}
 		t.Errorf("far back: %+v", ev)
 	}
 	next("host_back", func(ev Event) bool { return ev.Kind == HostBack && ev.Machine == "armpc" })
+}
+
+// pollCounter counts an engine's snapshots of its machines (its monitor's
+// polls).
+type pollCounter struct {
+	executor.Connector
+	n atomic.Int64
+}
+
+type countedMachine struct {
+	inner
+	n *atomic.Int64
+}
+
+// inner names the embedded machine (a field named Machine would hide the
+// interface's Machine method).
+type inner = executor.Machine
+
+func (c *pollCounter) Machine(ctx context.Context, name string) (executor.Machine, error) {
+	m, err := c.Connector.Machine(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return countedMachine{m, &c.n}, nil
+}
+
+func (m countedMachine) Snapshot(ctx context.Context) (executor.Snapshot, error) {
+	defer m.n.Add(1)
+	return m.inner.Snapshot(ctx)
+}
+
+// Issue 13, bug 8: two observers (serve and a script) each report one
+// exit; their events carry the same key, so a receiver keeps one alert,
+// and the next run's exit has another key.
+func TestObserversAgreeOnAnExitsKey(t *testing.T) {
+	e, conn, _ := newTestEngine(t, `
+context: {session: s}
+core: {cmd: core}
+`)
+	pc := &pollCounter{Connector: conn}
+	other := New(Options{Config: e.Config(), Connector: pc})
+	m := local(t, conn)
+	var keys []string
+	for run := 0; run < 2; run++ {
+		if err := e.Start(ctxT(t), []string{"core"}, config.Request{}); err != nil {
+			t.Fatal(err)
+		}
+		a, b := make(chan Event, 4), make(chan Event, 4)
+		ua := e.Bus().Subscribe(func(ev Event) bool { return ev.Kind == Exited }, func(ev Event) { a <- ev })
+		ub := other.Bus().Subscribe(func(ev Event) bool { return ev.Kind == Exited }, func(ev Event) { b <- ev })
+		ctx, cancel := context.WithCancel(ctxT(t))
+		done := make(chan struct{}, 2)
+		go func() { e.Monitor(ctx, 10*time.Millisecond); done <- struct{}{} }()
+		before := pc.n.Load()
+		go func() { other.Monitor(ctx, 10*time.Millisecond); done <- struct{}{} }()
+		// The other observer saw it alive (it did not start it: a run it
+		// first sees dead is not news to it).
+		deadline := time.Now().Add(time.Minute)
+		for pc.n.Load() < before+2 {
+			if time.Now().After(deadline) {
+				t.Fatal("the second monitor did not poll")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		m.Exit("core", 3)
+		ea, eb := <-a, <-b
+		cancel()
+		<-done
+		<-done
+		ua()
+		ub()
+		if ea.Key == "" || ea.Key != eb.Key {
+			t.Fatalf("run %d: keys %q and %q, want one non-empty key", run, ea.Key, eb.Key)
+		}
+		keys = append(keys, ea.Key)
+		if err := e.Kill(ctxT(t), []string{"core"}, false, KillOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if keys[0] == keys[1] {
+		t.Errorf("two runs' exits share the key %q", keys[0])
+	}
 }

@@ -70,6 +70,10 @@ type Event struct {
 	// Severity is info, warning or error (as the reference GUI shows
 	// events): set by the bus from the kind when empty.
 	Severity string `json:"severity,omitempty"`
+	// Key is the same for one happening in every launcher that watches it
+	// (the monitor's exited and restarted events: kind, process, run), so
+	// two observers' alerts can be told to be one.
+	Key string `json:"key,omitempty"`
 	// Name and Data are a User event's name and payload (JSON values).
 	Name string `json:"name,omitempty"`
 	Data any    `json:"data,omitempty"`

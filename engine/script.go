@@ -222,6 +222,7 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 					// restarts, not a bare "exited".
 					ev.Message, ev.Restarts = "restart policy: "+gu, st.Window.Marks.Restarts.Count
 				}
+				ev.Key = runKey(ev, st.Window.Marks.Tag, st.Window.Marks.Started)
 				em.publish(ev)
 			case known && prev.alive && st.Window == nil && prev.window != "" && !isOneShot(e, st.Process):
 				// The window is gone between two polls: a stop (by any
@@ -236,8 +237,10 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 				before = 0
 			}
 			if known && id != "" && st.Restarts > before {
-				em.publish(Event{Time: now, Kind: Restarted, Process: st.Process, Machine: st.Machine, Session: st.Session,
-					Message: fmt.Sprintf("restart %d after exit code %d", st.Restarts, derefInt(st.LastExit)), ExitCode: st.LastExit, Restarts: st.Restarts})
+				ev := Event{Time: now, Kind: Restarted, Process: st.Process, Machine: st.Machine, Session: st.Session,
+					Message: fmt.Sprintf("restart %d after exit code %d", st.Restarts, derefInt(st.LastExit)), ExitCode: st.LastExit, Restarts: st.Restarts}
+				ev.Key = runKey(ev, st.Window.Marks.Tag, st.Window.Marks.Started) + fmt.Sprintf("/%d", st.Restarts)
+				em.publish(ev)
 			}
 			if !first && prev.state != st.State {
 				em.publish(Event{Time: now, Kind: StateChanged, Process: st.Process, Machine: st.Machine, Session: st.Session,
@@ -443,4 +446,12 @@ func (e *Engine) RecheckReady(ctx context.Context, name string) error {
 			return nil // not ready within its timeout: it stays RUNNING
 		}
 	}
+}
+
+// runKey names what an event of the monitor is about — this kind of
+// event, of this run of the process — the same in every launcher that
+// watches the robot (serve and a script both post an alert for one exit:
+// the receiver keeps one per key).
+func runKey(ev Event, tag string, started int64) string {
+	return fmt.Sprintf("%s/%s/%s/%s/%s-%d", ev.Kind, ev.Machine, ev.Session, ev.Process, tag, started)
 }

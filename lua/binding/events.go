@@ -219,6 +219,7 @@ func eventTable(L *lua.LState, ev engine.Event) *lua.LTable {
 	set("session", ev.Session)
 	set("message", ev.Message)
 	set("line", ev.Line)
+	set("key", ev.Key)
 	t.RawSetString("time", lua.LNumber(float64(ev.Time.UnixNano())/1e9))
 	if ev.ExitCode != nil {
 		t.RawSetString("exit_code", lua.LNumber(*ev.ExitCode))

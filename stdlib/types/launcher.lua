@@ -22,6 +22,7 @@
 ---@field pid? integer
 ---@field expected? boolean exited events: true when a stop asked for the exit
 ---@field restarts? integer restarted events: the restart count of the run
+---@field key? string      exited and restarted events: the same in every launcher that watched it (de-duplicate alerts by it)
 
 ---@class launcher.Status
 ---@field process string
