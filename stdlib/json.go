@@ -10,7 +10,8 @@ import (
 )
 
 // json: encode(value [, {indent = true}]) -> string | nil, err;
-// decode(string) -> value | nil, err. Arrays are tables with keys 1..n,
+// decode(string) -> value | nil, err; array([t]) -> t, marked a list (an
+// empty one encodes as []). Arrays are tables with keys 1..n,
 // objects tables with string keys; JSON null becomes nil.
 func jsonLoader(L *lua.LState) int {
 	m := L.NewTable()
@@ -35,6 +36,14 @@ func jsonLoader(L *lua.LState) int {
 				return 2
 			}
 			L.Push(lua.LString(b))
+			return 1
+		},
+		// array(t) marks t as a list, so an empty one encodes as [] (an
+		// empty table is {} otherwise); it returns t.
+		"array": func(L *lua.LState) int {
+			t := L.OptTable(1, L.NewTable())
+			host.MarkList(L, t)
+			L.Push(t)
 			return 1
 		},
 		"decode": func(L *lua.LState) int {

@@ -15,3 +15,15 @@ return s, tostring(#v.a), v.a[2], tostring(v.a[4].b), v.c, tostring(bad), tostri
 		}
 	}
 }
+
+// Issue 13, bug 8: an empty list came back as {}: json.array marks a
+// table as a list, so empty it is [] (and full, a list as before).
+func TestJSONArray(t *testing.T) {
+	got := runLua(t, `local json = require("json")
+local empty = json.array()
+local some = json.array({1, 2})
+return json.encode({none = empty, plain = {}, some = some}), json.encode(json.array({}))`)
+	if got[0] != `{"none":[],"plain":{},"some":[1,2]}` || got[1] != `[]` {
+		t.Errorf("json.array: %q", got)
+	}
+}

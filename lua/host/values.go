@@ -93,11 +93,14 @@ func fromLua(v lua.LValue, depth int) (any, error) {
 	case lua.LString:
 		return string(x), nil
 	case *lua.LTable:
-		if data, list, ok := viewOf(x); ok {
+		data, list, ok := viewOf(x)
+		if ok {
 			if list && data.Len() == 0 {
 				return []any{}, nil // an empty list stays a list in JSON
 			}
 			x = data
+		} else if list && x.Len() == 0 {
+			return []any{}, nil // json.array
 		}
 		n := x.Len()
 		count := 0
@@ -351,7 +354,8 @@ func ReadOnly(L *lua.LState, t *lua.LTable, list bool) *lua.LTable {
 	return proxy
 }
 
-// viewOf returns the data of a ReadOnly view.
+// viewOf returns the data of a ReadOnly view, and whether t (a view, or a
+// table json.array marked) is a list.
 func viewOf(t *lua.LTable) (data *lua.LTable, list, ok bool) {
 	mt, isTable := t.Metatable.(*lua.LTable)
 	if !isTable {
@@ -359,4 +363,15 @@ func viewOf(t *lua.LTable) (data *lua.LTable, list, ok bool) {
 	}
 	data, ok = mt.RawGetString(viewData).(*lua.LTable)
 	return data, mt.RawGetString(viewList) == lua.LTrue, ok
+}
+
+// MarkList marks t as a list for FromLua: empty, it is [] in JSON, not {}
+// (json.array). A table with a metatable of its own is left as it is.
+func MarkList(L *lua.LState, t *lua.LTable) {
+	if t.Metatable != lua.LNil && t.Metatable != nil {
+		return // a class's metatable is shared: not ours to change
+	}
+	mt := L.NewTable()
+	mt.RawSetString(viewList, lua.LTrue)
+	L.SetMetatable(t, mt)
 }

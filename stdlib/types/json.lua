@@ -11,4 +11,9 @@ function json.encode(value, opts) end
 ---@return any value
 ---@return string? err
 function json.decode(text) end
+---Mark a table as a list, so an empty one encodes as [] (an empty table is {} otherwise); returns it. A table
+---with a metatable of its own is left as it is.
+---@param t? table
+---@return table
+function json.array(t) end
 return json
