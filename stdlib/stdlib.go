@@ -43,7 +43,7 @@ func Preload(rt *host.Runtime, o Options) {
 // Modules lists the module names Preload registers, with their Go
 // functions (for the stub test).
 var Modules = map[string][]string{
-	"json": {"encode", "decode"},
+	"json": {"encode", "decode", "array"},
 	"http": {"get", "post"},
 	"net":  {"tcp_open"},
 	"fs":   {"read", "write", "exists", "glob"},
