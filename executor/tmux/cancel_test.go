@@ -3,6 +3,7 @@ package tmux
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -162,8 +163,11 @@ func TestCancelledSpawnNeverLeavesABrokenPane(t *testing.T) {
 func TestCtrlCJustBeforeTheCommandEndsTheRun(t *testing.T) {
 	m := newLocal(t)
 	bg := context.Background()
-	for _, script := range []string{`kill -INT $$; echo not-stopped; sleep 300`, `kill -INT $$; exec sleep 300`} {
-		w, err := m.Spawn(bg, executor.SpawnSpec{Session: "int", Name: "p", Script: script, Marks: executor.Marks{Tag: "tint"}})
+	for i, script := range []string{`kill -INT $$; echo not-stopped; sleep 300`, `kill -INT $$; exec sleep 300`} {
+		// A window of its own each (a name reused at once may still be
+		// held by the closing window).
+		name := fmt.Sprintf("p%d", i)
+		w, err := m.Spawn(bg, executor.SpawnSpec{Session: "int", Name: name, Script: script, Marks: executor.Marks{Tag: fmt.Sprintf("tint%d", i)}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,7 +177,7 @@ func TestCtrlCJustBeforeTheCommandEndsTheRun(t *testing.T) {
 			if err != nil {
 				return false
 			}
-			ws := snap.Find("int", "p")
+			ws := snap.Find("int", name)
 			if len(ws) == 1 {
 				cur = ws[0]
 			}
