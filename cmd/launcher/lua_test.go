@@ -9,10 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/robotlauncher/launcher/executor/executortest"
 )
@@ -362,4 +364,131 @@ chatty: {cmd: "while true; do echo alive; sleep 0.1; done"}
 			t.Errorf("watchdog after Ctrl-C: exit %d\n%s", code, b.stderr())
 		}
 	}
+}
+
+// Issue 13, bug 4, against the real binary: a webhook that takes its time
+// and 30 processes stopped at once. Every exit either reaches the webhook
+// or is counted in what launcher says it did not deliver; nothing goes
+// missing without a word, whether the drain runs out or Ctrl-C cuts it.
+func TestEveryAlertIsDeliveredOrCounted(t *testing.T) {
+	t.Parallel()
+	var (
+		mu       sync.Mutex
+		received int
+		delay    time.Duration
+	)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		received++
+		d := delay
+		mu.Unlock()
+		// The slow receiver: the time between posts is what the test
+		// measures, not a stand-in for synchronisation.
+		time.Sleep(d)
+		w.WriteHeader(204)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	url := "http://" + ln.Addr().String() + "/alert"
+
+	const n = 30
+	var cfg strings.Builder
+	cfg.WriteString("context: {session: wh}\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&cfg, "p%02d: {cmd: sleep 300}\n", i)
+	}
+	e := newEnv(t, "")
+	plugin := filepath.Join(e.dir, "alerts.lua")
+	var names []string
+	for i := 0; i < n; i++ {
+		names = append(names, fmt.Sprintf("%q", fmt.Sprintf("p%02d", i)))
+	}
+	up := filepath.Join(e.dir, "up.lua")
+	if err := os.WriteFile(up, []byte(`assert(require("launcher").start({`+strings.Join(names, ", ")+`}))`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writePlugin := func(drain int) {
+		t.Helper()
+		code := fmt.Sprintf(`local launcher = require("launcher")
+local http = require("http")
+launcher.set_drain_timeout(%d)
+launcher.on("exited", function(ev)
+  http.post(%q, {process = ev.process}, {timeout = 30})
+end)
+`, drain, url)
+		if err := os.WriteFile(plugin, []byte(code), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.writeConfig(strings.Replace(cfg.String(), "session: wh}", fmt.Sprintf("session: wh, plugins: [%q]}", plugin), 1))
+	undelivered := regexp.MustCompile(`events not delivered: (\d+) exited`)
+	// check runs one stop of all n and compares the webhook's count with
+	// launcher's own account; it returns how many did not arrive.
+	check := func(name string, d time.Duration, drain int, interrupt bool) int {
+		t.Helper()
+		mu.Lock()
+		received, delay = 0, d
+		mu.Unlock()
+		writePlugin(drain)
+		e.mustRun("script", up)
+		b := e.start("kill", "--all")
+		if interrupt {
+			// Ctrl-C once the first alerts are on their way: the kill is
+			// done or nearly, and most alerts are still queued.
+			if !executortest.Poll(func() bool { mu.Lock(); defer mu.Unlock(); return received >= 2 }) {
+				t.Fatalf("%s: no alert arrived; output:\n%s\n%s", name, b.stdout(), b.stderr())
+			}
+			_ = b.cmd.Process.Signal(syscall.SIGINT)
+		}
+		code := b.wait(t)
+		mu.Lock()
+		got := received
+		mu.Unlock()
+		stderr := b.stderr()
+		left := 0
+		if m := undelivered.FindStringSubmatch(stderr); m != nil {
+			left, _ = strconv.Atoi(m[1])
+		}
+		// The one handler call that was cut mid-post may or may not have
+		// reached the webhook; launcher names it as running.
+		inFlight := strings.Contains(stderr, "running: exited handler at ")
+		switch {
+		case got+left == n:
+		case inFlight && got+left == n-1:
+		default:
+			t.Errorf("%s: %d alerts arrived, %d reported undelivered (in flight: %v), of %d exits; exit %d\n%s",
+				name, got, left, inFlight, n, code, stderr)
+		}
+		if got < n && left == 0 && !inFlight {
+			t.Errorf("%s: %d of %d alerts lost without a word:\n%s", name, n-got, n, stderr)
+		}
+		wantCode := 0
+		if interrupt {
+			wantCode = 130
+		}
+		if code != wantCode {
+			t.Errorf("%s: exit %d, want %d:\n%s", name, code, wantCode, stderr)
+		}
+		for i := 0; i < n; i++ {
+			if st := e.state(fmt.Sprintf("p%02d", i)); st != "STOPPED" {
+				t.Errorf("%s: p%02d is %s after kill --all", name, i, st)
+			}
+		}
+		return n - got
+	}
+	// A drain long enough for a fast webhook: every alert arrives.
+	if lost := check("fast webhook", 20*time.Millisecond, 30, false); lost != 0 {
+		t.Errorf("fast webhook: %d alerts did not arrive", lost)
+	}
+	// A slow webhook and a short drain: the shortfall is counted.
+	if lost := check("short drain", 300*time.Millisecond, 1, false); lost == 0 {
+		t.Errorf("short drain: every alert arrived; the case tests nothing")
+	}
+	// Ctrl-C while alerts go out: counted too, and the exit is 130.
+	check("ctrl-c", 300*time.Millisecond, 30, true)
 }
