@@ -298,6 +298,15 @@ type SpawnSpec struct {
 	// Restart is the restart loop to run around the process (nil: run it
 	// once).
 	Restart *RestartPolicy
+	// Rotate is how the log writer rotates the log (zero: never).
+	Rotate LogRotation
+}
+
+// LogRotation tells the log writer to rename the log to LOG.1 (LOG.1 to
+// LOG.2 …, keeping Keep files) once it reaches MaxSize bytes.
+type LogRotation struct {
+	MaxSize int64
+	Keep    int
 }
 
 // EnvVar is one environment variable; order is kept as written.

@@ -50,6 +50,8 @@ type Defaults struct {
 	StopTimeout  time.Duration
 	// restart is what context's restart keys set.
 	restart restartSpec
+	// log is what context's log rotation keys set.
+	log logSpec
 }
 
 // EnvVar is one entry of an env map, in file order.
@@ -81,6 +83,8 @@ type Process struct {
 	StopTimeout  time.Duration // 0: DefaultStopTimeout
 	// Restart is the process's restart policy (context's keys, then its own).
 	Restart Restart
+	// Log is how its log rotates (context's keys, then its own).
+	Log LogRotation
 	// Extra holds keys launcher does not use (GUI metadata such as show_ui,
 	// category): kept, never an error.
 	Extra map[string]any

@@ -18,10 +18,12 @@ import (
 var (
 	processKeys = []string{"cmd", "machine", "docker", "ready_check", "persistent", "session", "depends",
 		"variants", "force_sigquit", "env", "cwd", "ready_timeout", "ready_period", "stop_timeout",
-		"restart", "restart_delay", "restart_delay_max", "max_restarts", "restart_window", "restart_dependants"}
+		"restart", "restart_delay", "restart_delay_max", "max_restarts", "restart_window", "restart_dependants",
+		"log_max_size", "log_keep"}
 	contextKeys = []string{"session", "params", ".defines", "log_dir", "plugins", "env", "cwd",
 		"ready_timeout", "ready_period", "stop_timeout",
-		"restart", "restart_delay", "restart_delay_max", "max_restarts", "restart_window", "restart_dependants"}
+		"restart", "restart_delay", "restart_delay_max", "max_restarts", "restart_window", "restart_dependants",
+		"log_max_size", "log_keep"}
 	// Keys that real concert_launcher configs carry for other tools (the GUI
 	// server); they are kept and never mistaken for typos.
 	knownForeignKeys = map[string]bool{"show_ui": true, "category": true, "_is_custom": true, "container": true}
@@ -258,6 +260,9 @@ func (l *loader) context(n *yaml.Node, cfg *Config) {
 			cfg.Defaults.StopTimeout, _ = l.duration(p.v, "context.stop_timeout")
 		default:
 			if l.restartKey(p.k, p.v, &cfg.Defaults.restart, "context."+p.k.Value) {
+				break
+			}
+			if l.logKey(p.k, p.v, &cfg.Defaults.log, "context."+p.k.Value) {
 				break
 			}
 			l.unknownContextKey(p.k)

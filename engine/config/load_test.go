@@ -157,3 +157,65 @@ d: {cmd: x, persistent: false, restart: no}
 		}
 	}
 }
+
+// Issue 16, logs that last: log_max_size and log_keep under context are
+// every process's default and a process's own win; the default keeps a
+// robot's disk safe; bad values are errors at their line.
+func TestLogRotationKeys(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "l.yaml")
+	os.WriteFile(f, []byte(`
+context: {session: s, log_max_size: 200KB, log_keep: 3}
+a: {cmd: x}
+b: {cmd: x, log_max_size: 1.5GB}
+c: {cmd: x, log_max_size: 0, log_keep: 1}
+d: {cmd: x, log_max_size: 4096}
+`), 0o644)
+	cfg, err := Load(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]LogRotation{
+		"a": {MaxSize: 200 << 10, Keep: 3},
+		"b": {MaxSize: 3 << 29, Keep: 3},
+		"c": {MaxSize: 0, Keep: 1},
+		"d": {MaxSize: 4096, Keep: 3},
+	}
+	for name, w := range want {
+		if got := cfg.Process(name).Log; got != w {
+			t.Errorf("%s: %+v, want %+v", name, got, w)
+		}
+	}
+	os.WriteFile(f, []byte("context: {session: s}\na: {cmd: x}\n"), 0o644)
+	if cfg, err = Load(f); err != nil || cfg.Process("a").Log != (LogRotation{MaxSize: DefaultLogMaxSize, Keep: DefaultLogKeep}) {
+		t.Errorf("default rotation: %+v %v", cfg.Process("a").Log, err)
+	}
+	for _, c := range []struct{ yaml, want string }{
+		{"a: {cmd: x, log_max_size: 10 parsecs}", `l.yaml:3:27: process "a": log_max_size: "10 parsecs" is not a size`},
+		{"a: {cmd: x, log_max_size: 10}", "is less than 1KB"},
+		{"a: {cmd: x, log_max_size: [1]}", "must be a size, not a list"},
+		{"a: {cmd: x, log_keep: 0}", `l.yaml:3:23: process "a": log_keep must be how many rotated logs to keep`},
+		{"a: {cmd: x, log_keep: many}", "log_keep must be"},
+		{"a: {cmd: x, log_kep: 2}", "log_keep"},
+	} {
+		os.WriteFile(f, []byte("context: {session: s}\n\n"+c.yaml+"\n"), 0o644)
+		_, err := Load(f)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v", c.yaml, err)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for s, want := range map[string]int64{"0": 0, "512": 512, "200KB": 200 << 10, "10MB": 10 << 20, "10mb": 10 << 20,
+		"1GB": 1 << 30, "2 MiB": 2 << 20, "1.5K": 1536, "7b": 7, "3M": 3 << 20} {
+		if got, err := ParseSize(s); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "MB", "-1MB", "10 TB", "1e3", "ten"} {
+		if _, err := ParseSize(s); err == nil {
+			t.Errorf("ParseSize(%q) accepted", s)
+		}
+	}
+}

@@ -32,6 +32,7 @@ func (l *loader) process(k, v *yaml.Node, cfg *Config) *Process {
 	var readyTimeout, readyPeriod, stopTimeout *time.Duration
 	var ownEnv []EnvVar
 	var restart restartSpec
+	var logs logSpec
 	cwd, hasCwd := "", false
 	for _, pr := range l.pairs(v) {
 		what := fmt.Sprintf("process %q: %s", name, pr.k.Value)
@@ -107,6 +108,9 @@ func (l *loader) process(k, v *yaml.Node, cfg *Config) *Process {
 			if l.restartKey(pr.k, pr.v, &restart, what) {
 				break
 			}
+			if l.logKey(pr.k, pr.v, &logs, what) {
+				break
+			}
 			l.unknownKey(pr.k, processKeys, fmt.Sprintf("process %q", name))
 			p.Extra[pr.k.Value] = plain(pr.v)
 		}
@@ -129,6 +133,7 @@ func (l *loader) process(k, v *yaml.Node, cfg *Config) *Process {
 		p.StopTimeout = DefaultStopTimeout
 	}
 	p.Restart = restart.policy(cfg.Defaults.restart.policy(defaultRestart()))
+	p.Log = logs.rotation(cfg.Defaults.log.rotation(defaultLogRotation()))
 	l.checkRestart(p)
 	return p
 }

@@ -119,7 +119,9 @@ type Resolved struct {
 	StopTimeout  Duration          `json:"stop_timeout"`
 	ForceSigquit bool              `json:"force_sigquit,omitempty"`
 	// Restart is the restart policy; nil when it is `no`.
-	Restart  *Restart `json:"restart,omitempty"`
+	Restart *Restart `json:"restart,omitempty"`
+	// LogRotation is how the process's log rotates.
+	LogRotation
 	Variants []string `json:"variants,omitempty"`
 	Hash     string   `json:"hash"`
 	Level    int      `json:"level"`
@@ -366,7 +368,7 @@ func (c *Config) resolveOne(p *Process, req Request, selected map[string]bool) (
 	}
 	r := &Resolved{Name: p.Name, Machine: p.Machine, Session: p.Session, Docker: p.Docker, Persistent: p.Persistent,
 		Depends: append([]string{}, p.Depends...), ReadyTimeout: Duration(p.ReadyTimeout), ReadyPeriod: Duration(p.ReadyPeriod),
-		StopTimeout: Duration(p.StopTimeout), ForceSigquit: p.ForceSigquit, Variants: applied, Process: p}
+		StopTimeout: Duration(p.StopTimeout), ForceSigquit: p.ForceSigquit, Variants: applied, LogRotation: p.Log, Process: p}
 	if p.Restart.Enabled() {
 		rp := p.Restart
 		r.Restart = &rp

@@ -251,6 +251,77 @@ func Transport(t *testing.T, tg Target) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*Patience)
 	defer cancel()
 
+	// The log writer runs on the host: the target without a container
+	// covers it.
+	logRotation := func(t *testing.T) {
+		// Issue 16, logs that last: the writer on the machine rotates the
+		// log at its size; a follower started before the first line sees
+		// every line once, in order, across the rotations, and the head
+		// of a log just rotated reaches back into NAME.log.1.
+		path, err := m.LogPath(ctx, tg.Session, "rot")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := m.FollowLog(ctx, path, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		const n = 700
+		// About 200 lines a second, a rotation every second or so: the
+		// pace of a chatty node, not a synchronisation.
+		w := spawn(t, ctx, m, tg, executor.SpawnSpec{Name: "rot", Rotate: executor.LogRotation{MaxSize: 16 << 10, Keep: 20},
+			Script: fmt.Sprintf(`for i in $(seq 1 %d); do echo "line $i of a chatty node's output"; [ $((i %% 20)) = 0 ] && sleep 0.1; done; echo done`, n)})
+		r := bufio.NewReader(s)
+		next := 1
+		for next <= n {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("follow ended before line %d: %v", next, err)
+			}
+			body := executor.StripTimestamp(strings.TrimSuffix(l, "\n"))
+			if executor.IsLauncherLine(body) {
+				continue
+			}
+			if want := fmt.Sprintf("line %d of a chatty node's output", next); body != want {
+				t.Fatalf("followed %q, want %q", body, want)
+			}
+			next++
+		}
+		waitLog(t, ctx, m, path, "] done")
+		size, lines, err := m.LogHead(ctx, path, 300)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := m.Exec(ctx, executor.ExecSpec{Script: "ls " + path + "*"})
+		if err != nil || !strings.Contains(string(res.Stdout), path+".1") || !strings.Contains(string(res.Stdout), path+".2") {
+			t.Fatalf("no rotated logs: %q %v", res.Stdout, err)
+		}
+		// Fewer than 300 lines since the last rotation: the head reaches
+		// back into .1, seamlessly.
+		var body []string
+		for _, l := range lines {
+			if b := executor.StripTimestamp(l); !executor.IsLauncherLine(b) {
+				body = append(body, b)
+			}
+		}
+		if size >= 16<<10 || len(lines) != 300 || len(body) < 2 || body[len(body)-1] != "done" {
+			t.Fatalf("head after rotation: size %d, %d lines, body ends %q", size, len(lines), body[len(body)-1:])
+		}
+		for i := 1; i < len(body)-1; i++ {
+			var a, b int
+			fmt.Sscanf(body[i-1], "line %d", &a)
+			fmt.Sscanf(body[i], "line %d", &b)
+			if b != a+1 {
+				t.Fatalf("head after rotation is not seamless at %q, %q", body[i-1], body[i])
+			}
+		}
+		_ = m.Signal(ctx, w, executor.SIGKILL, executor.MarkUpdate{})
+	}
+	if tg.Container == "" {
+		t.Run("LogRotation", logRotation)
+	}
+
 	t.Run("ExecHostileCommands", func(t *testing.T) {
 		for _, docker := range dockerModes(tg) {
 			for _, script := range Hostile {

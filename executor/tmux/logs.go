@@ -25,14 +25,14 @@ func (m *Machine) LogPath(ctx context.Context, session, name string) (string, er
 // the run's exit line (tag) so the pane may end. A symbolic link planted
 // where the log goes is refused (the log directory is checked to be the
 // caller's; this closes the remaining gap).
-func (m *Machine) pipeCommand(logPath, tag string) string {
+func (m *Machine) pipeCommand(logPath, tag string, rot executor.LogRotation) string {
 	q := shell.Quote
 	prog, script := "perl", m.scripts.path(perlWriter, "logwriter.pl")
 	if m.scripts.writer != "perl" {
 		prog, script = "bash", m.scripts.path(bashWriter, "logwriter.bash")
 	}
 	return escapeFormat("umask 077; [ -L "+q(logPath)+" ] && exit 1; exec "+prog+" "+q(script)+" "+q(tag)) +
-		" #{pane_pid} " + escapeFormat(q(logPath)+" >>"+q(logPath))
+		" #{pane_pid} " + escapeFormat(q(logPath)+" "+strconv.FormatInt(max(rot.MaxSize, 0), 10)+" "+strconv.Itoa(max(rot.Keep, 0))+" >>"+q(logPath))
 }
 
 // escapeFormat protects text from tmux format and strftime expansion.
@@ -41,11 +41,21 @@ func escapeFormat(s string) string {
 }
 
 // logHeadScript prints the size of $1 (0 when missing) and then, when
-// $2 > 0, the last $2 lines before that size.
+// $2 > 0, the last $2 lines before that size; when the log was rotated
+// not long ago and has fewer lines, the last of the rotated $1.1 come
+// first.
 const logHeadScript = `f=$1 n=$2
 if [ -f "$f" ]; then s=$(wc -c < "$f"); else s=0; fi
 echo $s
-if [ "$n" -gt 0 ] && [ "$s" -gt 0 ]; then head -c "$s" -- "$f" | tail -n "$n"; fi`
+[ "$n" -gt 0 ] || exit 0
+c=$n
+if [ "$s" -lt 1048576 ] && [ -f "$f.1" ]; then
+  c=0
+  [ "$s" -gt 0 ] && c=$(head -c "$s" -- "$f" | wc -l)
+  [ "$c" -lt "$n" ] && tail -n $((n - c)) -- "$f.1"
+fi
+if [ "$s" -gt 0 ]; then head -c "$s" -- "$f" | tail -n "$n"; fi
+exit 0`
 
 // LogHead returns the size of a log and its last n lines before that size.
 func (m *Machine) LogHead(ctx context.Context, path string, n int) (int64, []string, error) {
@@ -68,8 +78,35 @@ func (m *Machine) LogHead(ctx context.Context, path string, n int) (int64, []str
 	return size, lines, nil
 }
 
-// FollowLog streams a log from a byte offset with `tail -F` on the machine
-// (inotify there, so new lines arrive at once).
+// followScript is FollowLog where Perl is missing: tail -F follows the
+// name across a rotation, but notices it only at its next poll (a file
+// rotated twice in between is skipped). An offset past the end of the file
+// is handled as logfollow.pl does.
+const followScript = `f=$1 off=$2
+s=0; [ -f "$f" ] && s=$(wc -c < "$f")
+if [ "$s" -lt "$off" ] && [ -f "$f.1" ]; then
+  s1=$(wc -c < "$f.1")
+  if [ "$s1" -ge "$off" ]; then
+    tail -c +$((off + 1)) -- "$f.1"
+    off=0
+  else
+    off=$((off - s1))
+  fi
+fi
+exec tail -c +$((off + 1)) -F -- "$f"`
+
+// FollowLog streams a log from a byte offset on the machine, across
+// rotations (logfollow.pl; tail -F without Perl).
 func (m *Machine) FollowLog(ctx context.Context, path string, offset int64) (executor.Stream, error) {
-	return m.Host.Stream(ctx, executor.Command{Args: []string{"tail", "-c", "+" + strconv.FormatInt(offset+1, 10), "-F", "--", path}})
+	if err := m.resolve(ctx); err != nil {
+		return nil, err
+	}
+	if err := m.install(ctx); err != nil {
+		return nil, err
+	}
+	off := strconv.FormatInt(offset, 10)
+	if m.scripts.writer == "perl" {
+		return m.Host.Stream(ctx, executor.Command{Args: []string{"perl", m.scripts.path(perlFollower, "logfollow.pl"), path, off}})
+	}
+	return m.Host.Stream(ctx, executor.Command{Args: []string{"sh", "-c", followScript, "sh", path, off}})
 }

@@ -214,7 +214,7 @@ func (m *Machine) spawnWindow(ctx context.Context, spec executor.SpawnSpec, pane
 		}
 		cmds = append(cmds,
 			[]string{"pipe-pane", "-t", target},
-			[]string{"pipe-pane", "-t", target, m.pipeCommand(spec.Marks.Log, spec.Marks.Tag)},
+			[]string{"pipe-pane", "-t", target, m.pipeCommand(spec.Marks.Log, spec.Marks.Tag, spec.Rotate)},
 			doorbell,
 			[]string{"display-message", "-p", "-t", target, "#{window_id}" + sep + "#{window_index}" + sep + "#{pane_pid}"})
 		return cmds

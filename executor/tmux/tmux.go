@@ -30,6 +30,8 @@ var (
 	perlWriter string
 	//go:embed scripts/logwriter.bash
 	bashWriter string
+	//go:embed scripts/logfollow.pl
+	perlFollower string
 	//go:embed scripts/signal.sh
 	signalScript string
 	//go:embed scripts/signal_container.sh

@@ -2,7 +2,9 @@ package tmux
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -316,6 +318,123 @@ func TestLogWritersRecreateARemovedLog(t *testing.T) {
 			})
 			if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
 				t.Errorf("folder made again: %v %v", fi, err)
+			}
+		})
+	}
+}
+
+// Issue 16, logs that last: both writers rotate a log at its size limit
+// between two lines, keep log_keep files, and lose or split no line, also
+// when two writers (an earlier run draining, the new run) share the log.
+func TestLogWritersRotate(t *testing.T) {
+	executortest.RequireTool(t, "perl", "bash")
+	for _, w := range []struct{ name, prog, script string }{{"perl", "perl", perlWriter}, {"bash", "bash", bashWriter}} {
+		t.Run(w.name, func(t *testing.T) {
+			// start runs a writer on log; lines are written with feed.
+			start := func(log string, max, keep int) (io.WriteCloser, *exec.Cmd) {
+				out, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer out.Close()
+				args := []string{"-e", w.script, "", "0", log, fmt.Sprint(max), fmt.Sprint(keep)}
+				if w.prog == "bash" {
+					args = append([]string{"-c", w.script, "bash"}, args[2:]...)
+				}
+				cmd := exec.Command(w.prog, args...)
+				cmd.Stdout = out
+				in, err := cmd.StdinPipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				return in, cmd
+			}
+			// lines reads log.keep … log.1, log in order, without stamps.
+			lines := func(log string, keep int) ([]string, map[string]int64) {
+				var all []string
+				sizes := map[string]int64{}
+				for i := keep + 1; i >= 0; i-- {
+					p := log
+					if i > 0 {
+						p = fmt.Sprintf("%s.%d", log, i)
+					}
+					data, err := os.ReadFile(p)
+					if err != nil {
+						continue
+					}
+					sizes[filepath.Base(p)] = int64(len(data))
+					for _, l := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+						if len(l) < 26 || l[0] != '[' || l[24] != ']' {
+							t.Fatalf("%s: a line without its stamp (split?): %q", p, l)
+						}
+						all = append(all, l[26:])
+					}
+				}
+				return all, sizes
+			}
+			const n, max = 300, 2048
+			payload := strings.Repeat("x", 40)
+
+			// Keep 3: the newest lines, in order and whole; older files go.
+			log := filepath.Join(t.TempDir(), "a.log")
+			in, cmd := start(log, max, 3)
+			for i := 0; i < n; i++ {
+				fmt.Fprintf(in, "line %04d %s\n", i, payload)
+			}
+			in.Close()
+			if err := cmd.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			got, sizes := lines(log, 3)
+			if _, err := os.Stat(log + ".4"); err == nil {
+				t.Errorf("a fourth rotated file with log_keep 3")
+			}
+			for name, s := range sizes {
+				if s > max+80 {
+					t.Errorf("%s is %d bytes, over the %d limit by more than a line", name, s, max)
+				}
+			}
+			if len(sizes) != 4 || len(got) == 0 || got[len(got)-1] != fmt.Sprintf("line %04d %s", n-1, payload) {
+				t.Fatalf("files %v; last line %q", sizes, got[len(got)-1])
+			}
+			first := n - len(got)
+			for i, l := range got {
+				if want := fmt.Sprintf("line %04d %s", first+i, payload); l != want {
+					t.Fatalf("line %d of what was kept is %q, want %q", i, l, want)
+				}
+			}
+
+			// Two writers on one log, each rotating it: every line of
+			// both is somewhere, once.
+			log = filepath.Join(t.TempDir(), "b.log")
+			a, ca := start(log, max, 50)
+			b, cb := start(log, max, 50)
+			for i := 0; i < n; i++ {
+				fmt.Fprintf(a, "a %04d %s\n", i, payload)
+				fmt.Fprintf(b, "b %04d %s\n", i, payload)
+			}
+			a.Close()
+			b.Close()
+			if err := errors.Join(ca.Wait(), cb.Wait()); err != nil {
+				t.Fatal(err)
+			}
+			got, sizes = lines(log, 50)
+			seen := map[string]int{}
+			for _, l := range got {
+				seen[l]++
+			}
+			for _, who := range []string{"a", "b"} {
+				for i := 0; i < n; i++ {
+					if l := fmt.Sprintf("%s %04d %s", who, i, payload); seen[l] != 1 {
+						t.Errorf("%q is there %d times", l, seen[l])
+					}
+				}
+			}
+			if len(sizes) < 5 || len(got) != 2*n {
+				t.Errorf("%d lines in %d files", len(got), len(sizes))
 			}
 		})
 	}

@@ -5,10 +5,37 @@
 # matched with an anchored regex, in pieces of at most 64 KiB cut before an
 # ESC. Control characters go with tr in long lines (each bash replacement
 # copies the line). The cost is linear in the line's length.
-# Arguments, the end of a run, the writer's own end and a removed log: as
-# logwriter.pl.
-tag=${1:-} pane=${2:-0} log=${3:-} checked=$SECONDS
+# Arguments, the end of a run, the writer's own end, a removed log and
+# rotation: as logwriter.pl. The size is counted here (bytes written) and
+# checked with wc only when the count says it is time, so the writer forks
+# nothing per line.
+tag=${1:-} pane=${2:-0} log=${3:-} max=${4:-0} keep=${5:-0} checked=$SECONDS
 [[ $pane =~ ^[1-9][0-9]*$ ]] || pane=0
+[[ $max =~ ^[0-9]+$ && -n $log && $keep =~ ^[1-9][0-9]*$ ]] || max=0
+size=0
+if (( max )); then size=$(wc -c < "$log" 2>/dev/null) || size=0; fi
+rotfail=-1
+# rotate renames the log once it reached max bytes (see logwriter.pl).
+rotate() {
+  (( SECONDS != rotfail )) || return
+  # Not ours to rename (removed, or rotated by another writer): the check
+  # once a second handles it.
+  [[ $log -ef /dev/fd/1 && ! -L $log ]] || return
+  size=$(wc -c < "$log" 2>/dev/null) || return
+  (( size >= max )) || return
+  # Writers of one log rotate it one at a time (flock(1) on the file,
+  # where util-linux is there), and check again once they hold it.
+  local i ok=0 locked=0
+  flock -x 1 2>/dev/null && locked=1
+  if [[ $log -ef /dev/fd/1 && ! -L $log ]]; then
+    for (( i = keep - 1; i >= 1; i-- )); do
+      [[ -e $log.$i ]] && mv -f -- "$log.$i" "$log.$((i + 1))" 2>/dev/null
+    done
+    mv -f -- "$log" "$log.1" 2>/dev/null && ok=1
+  fi
+  (( locked )) && flock -u 1 2>/dev/null
+  if (( ok )) && exec >>"$log"; then size=0; else rotfail=$SECONDS; fi
+}
 strip_escapes() {
   local IFS=$'\e' parts p h i osc=0
   read -r -a parts <<< "$1"
@@ -52,12 +79,24 @@ emit() {
     checked=$SECONDS
     if [[ ! $log -ef /dev/fd/1 && ! -L $log ]]; then
       mkdir -p -m 700 -- "${log%/*}" 2>/dev/null
+      rotated=0
+      for (( i = 1; i <= keep && !rotated; i++ )); do
+        [[ $log.$i -ef /dev/fd/1 ]] && rotated=1
+      done
       if exec >>"$log"; then
-        printf '[%(%Y-%m-%d %H:%M:%S)T.%s] [launcher] %s\n' "$s" "$ms" "the log file was removed while the process ran: created again; output written in between may be lost" 2>/dev/null
+        (( rotated )) || printf '[%(%Y-%m-%d %H:%M:%S)T.%s] [launcher] %s\n' "$s" "$ms" "the log file was removed while the process ran: created again; output written in between may be lost" 2>/dev/null
       fi
     fi
   fi
-  printf '[%(%Y-%m-%d %H:%M:%S)T.%s] %s\n' "$s" "$ms" "$l" 2>/dev/null || (( lost++ ))
+  if printf '[%(%Y-%m-%d %H:%M:%S)T.%s] %s\n' "$s" "$ms" "$l" 2>/dev/null; then
+    if (( max )); then
+      local LC_ALL=C
+      (( size += 27 + ${#l} ))
+      (( size < max )) || rotate
+    fi
+  else
+    (( lost++ ))
+  fi
 }
 while :; do
   if (( pane )); then

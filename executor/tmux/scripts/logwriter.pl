@@ -19,10 +19,19 @@
 # removed while the process runs would swallow every line after it, so the
 # writer creates it again (0700 folders, 0600 file, never through a
 # symbolic link) and says so in it.
+#
+# MAX and KEEP, the fourth and fifth: once the log reaches MAX bytes, the
+# writer renames it to LOG.1 (LOG.1 to LOG.2 … up to LOG.KEEP, the oldest
+# dropped) and goes on in a new LOG: between two lines, so no line is lost
+# or split. A writer whose log another writer (an earlier run still
+# draining) rotated follows it to the new file without a word.
 use strict;
 use Time::HiRes ();
-my ($tag, $pane, $log) = (@ARGV, '', 0, '');
+my ($tag, $pane, $log, $max, $keep) = (@ARGV, '', 0, '', 0, 0);
 $pane = 0 unless $pane =~ /\A[1-9][0-9]*\z/;
+$max = 0 unless $max =~ /\A[0-9]+\z/ && length $log;
+$keep = 0 unless $keep =~ /\A[1-9][0-9]*\z/;
+$max = 0 unless $keep;
 my ($sec, $prefix) = (-1, '');
 my ($lost, $why, $torn) = (0, '', 0);
 my $ours = length $tag ? qr/\A\[launcher\] .* \(run \Q$tag\E\)\z/s : undef;
@@ -46,20 +55,56 @@ sub put {
     return 0;
 }
 my $checked = time;
+sub same {
+    my ($a, $b) = @_;
+    return @$a && @$b && $a->[0] == $b->[0] && $a->[1] == $b->[1];
+}
+sub openlog {
+    require Fcntl;
+    sysopen(my $fh, $log, Fcntl::O_WRONLY() | Fcntl::O_APPEND() | Fcntl::O_CREAT() | Fcntl::O_NOFOLLOW(), 0600) or return 0;
+    open(STDOUT, '>>&', $fh) or return 0;
+    close $fh;
+    return 1;
+}
 sub reopen {
     my $ts = shift;
     my @f = stat($log);
     my @o = stat(STDOUT);
-    return if @f && @o && $f[0] == $o[0] && $f[1] == $o[1];
+    return if same(\@f, \@o);
     return if -l $log;
+    # Rotated by another writer of this log (once or more): follow it.
+    my $rotated = 0;
+    for (my $i = 1; $i <= $keep && !$rotated; $i++) {
+        my @r = stat("$log.$i");
+        $rotated = same(\@r, \@o);
+    }
     require File::Path;
-    require Fcntl;
     (my $dir = $log) =~ s{/[^/]*\z}{};
     File::Path::make_path($dir, { mode => 0700 }) if length $dir && !-d $dir;
-    sysopen(my $fh, $log, Fcntl::O_WRONLY() | Fcntl::O_APPEND() | Fcntl::O_CREAT() | Fcntl::O_NOFOLLOW(), 0600) or return;
-    open(STDOUT, '>>&', $fh) or return;
-    close $fh;
-    put("$ts [launcher] the log file was removed while the process ran: created again; output written in between may be lost\n");
+    openlog() or return;
+    put("$ts [launcher] the log file was removed while the process ran: created again; output written in between may be lost\n") unless $rotated;
+}
+my $rotfail = -1;
+sub rotate {
+    my @o = stat(STDOUT);
+    return if !@o || $o[7] < $max || $rotfail == $sec;
+    # Writers of one log rotate it one at a time (a lock on the file).
+    flock(STDOUT, 2);
+    my @f = stat($log);
+    if (!same(\@f, \@o) || -l $log) {
+        # Not ours to rename (removed, or rotated by another writer): the
+        # check once a second handles it.
+        flock(STDOUT, 8);
+        return;
+    }
+    for (my $i = $keep - 1; $i >= 1; $i--) {
+        rename("$log.$i", "$log." . ($i + 1)) if -e "$log.$i";
+    }
+    # A log that cannot be renamed (a read-only folder) keeps growing:
+    # tried again a second later, never a lost line.
+    my $ok = rename($log, "$log.1");
+    flock(STDOUT, 8);
+    $rotfail = $sec unless $ok && openlog();
 }
 sub emit {
     my $l = shift;
@@ -73,7 +118,11 @@ sub emit {
         if (!put($note)) { $lost++; return; }
         ($lost, $torn) = (0, 0);
     }
-    $lost++ unless put("$ts $l\n");
+    if (put("$ts $l\n")) {
+        rotate() if $max;
+    } else {
+        $lost++;
+    }
 }
 my $ended = 0;
 sub line {
