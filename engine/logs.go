@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -139,4 +140,86 @@ func (e *Engine) dialer(name string) func(ctx context.Context) (executor.Machine
 		m, _, err := e.machine(ctx, name)
 		return m, err
 	}
+}
+
+// Logs passes to fn the lines of name's log that q selects, from every
+// file the writer rotated and every run, oldest first; the filtering
+// happens on the process's machine. It is `launcher logs`.
+func (e *Engine) Logs(ctx context.Context, name string, q executor.LogQuery, fn func(line string)) error {
+	p, err := e.cfg.Lookup(name)
+	if err != nil {
+		return err
+	}
+	m, _, err := e.machine(ctx, p.Machine)
+	if err != nil {
+		return err
+	}
+	path, err := m.LogPath(ctx, p.Session, p.Name)
+	if err != nil {
+		return err
+	}
+	s, err := m.ReadLog(ctx, path, q)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	r := bufio.NewReaderSize(s, 64*1024)
+	for {
+		line, rerr := r.ReadString('\n')
+		if line != "" {
+			fn(strings.TrimSuffix(line, "\n"))
+		}
+		if rerr != nil {
+			if !errors.Is(rerr, io.EOF) {
+				return rerr
+			}
+			break
+		}
+	}
+	if err := s.Wait(); err != nil {
+		return fmt.Errorf("reading the log of %s on %s: %w", name, p.Machine, err)
+	}
+	return ctx.Err()
+}
+
+// RunInfo is one run of a process as its log tells it.
+type RunInfo struct {
+	Tag     string `json:"run"`
+	Started string `json:"started"`
+	// Ended is empty while the run goes on (or when its end was not
+	// logged); ExitCode is then -1.
+	Ended    string `json:"ended,omitempty"`
+	ExitCode int    `json:"exit_code"`
+}
+
+// Runs lists the runs of name found in its log (across rotations), oldest
+// first: what `launcher logs --run` takes.
+func (e *Engine) Runs(ctx context.Context, name string) ([]RunInfo, error) {
+	var runs []RunInfo
+	at := map[string]int{}
+	err := e.Logs(ctx, name, executor.LogQuery{Runs: true}, func(line string) {
+		body := executor.StripTimestamp(line)
+		stamp := strings.Trim(strings.TrimSuffix(line, body), "[] ")
+		i := strings.LastIndex(body, "(run ")
+		if i < 0 || !strings.HasSuffix(body, ")") {
+			return
+		}
+		tag := body[i+5 : len(body)-1]
+		switch {
+		case executor.IsStartLine(line, tag):
+			at[tag] = len(runs)
+			runs = append(runs, RunInfo{Tag: tag, Started: stamp, ExitCode: -1})
+		case executor.IsExitLine(line, tag):
+			k, ok := at[tag]
+			if !ok {
+				return
+			}
+			var code int
+			if j := strings.LastIndex(body[:i], " exited with code "); j >= 0 {
+				fmt.Sscanf(body[j+len(" exited with code "):i], "%d", &code)
+			}
+			runs[k].Ended, runs[k].ExitCode = stamp, code
+		}
+	})
+	return runs, err
 }

@@ -585,6 +585,13 @@ func windowByID(snap executor.Snapshot, id string) *executor.Window {
 	return nil
 }
 
+// logStartGuard keeps $LAUNCHER_LOG_START meaningful across a rotation:
+// once the log was rotated since the run began (it is now shorter than
+// where the run's output started), this run's output goes on at the start
+// of the new file.
+const logStartGuard = `if [ -f "$LAUNCHER_LOG" ] && [ "$(wc -c < "$LAUNCHER_LOG")" -lt $((LAUNCHER_LOG_START - 1)) ]; then LAUNCHER_LOG_START=1; fi
+`
+
 // shellCheck runs the ready_check command once on the process's machine
 // (inside its container, if any).
 func (e *Engine) shellCheck(ctx context.Context, m executor.Machine, r *config.Resolved, logPath string, offset int64) (bool, string) {
@@ -603,7 +610,11 @@ func (e *Engine) shellCheck(ctx context.Context, m executor.Machine, r *config.R
 			env = append(env, executor.EnvVar{Name: "LAUNCHER_LOG_START", Value: fmt.Sprint(offset + 1)})
 		}
 	}
-	res, err := m.Exec(ctx, executor.ExecSpec{Script: r.ReadyCheck, Docker: r.Docker, Env: env, Cwd: r.Cwd, Timeout: timeout, EndChildren: true})
+	script := r.ReadyCheck
+	if r.Docker == "" && offset >= 0 {
+		script = logStartGuard + script
+	}
+	res, err := m.Exec(ctx, executor.ExecSpec{Script: script, Docker: r.Docker, Env: env, Cwd: r.Cwd, Timeout: timeout, EndChildren: true})
 	if err != nil {
 		return false, err.Error()
 	}

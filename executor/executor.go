@@ -302,6 +302,19 @@ type SpawnSpec struct {
 	Rotate LogRotation
 }
 
+// LogQuery selects lines of a log for ReadLog.
+type LogQuery struct {
+	// Since keeps lines stamped at most this long ago (0: all).
+	Since time.Duration
+	// Run keeps the output of one run (its tag, as "(run TAG)" lines say).
+	Run string
+	// Last keeps the last Last lines of what the other fields select (0:
+	// all).
+	Last int
+	// Runs keeps only the lines that open and close runs (to list them).
+	Runs bool
+}
+
 // LogRotation tells the log writer to rename the log to LOG.1 (LOG.1 to
 // LOG.2 …, keeping Keep files) once it reaches MaxSize bytes.
 type LogRotation struct {
@@ -387,6 +400,10 @@ type Machine interface {
 	// FollowLog streams a log file from a byte offset, waiting for the file
 	// to appear and to grow, until the stream is closed.
 	FollowLog(ctx context.Context, path string, offset int64) (Stream, error)
+	// ReadLog streams the lines of a log and its rotated files (LOG.N …
+	// LOG.1, LOG: oldest first) that q selects, filtered on the machine so
+	// only what is asked for crosses the link.
+	ReadLog(ctx context.Context, path string, q LogQuery) (Stream, error)
 	// Processes reads the machine's process table (for pstree).
 	Processes(ctx context.Context) ([]ProcessInfo, error)
 	// Tagged lists the processes on the machine that carry a launcher

@@ -3,6 +3,7 @@ package executor
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // The log-line contract. Every line of a process log is timestamped
@@ -56,4 +57,44 @@ func IsExitLine(line, tag string) bool {
 	body := StripTimestamp(line)
 	return strings.HasPrefix(body, launcherPrefix) && strings.Contains(body, " exited with code ") &&
 		(tag == "" || strings.HasSuffix(body, "(run "+tag+")"))
+}
+
+// FilterLog applies q to the lines of a log (oldest first), as a machine's
+// ReadLog does on the machine: stamps are compared in now's location.
+func FilterLog(lines []string, q LogQuery, now time.Time) []string {
+	cutoff := ""
+	if q.Since > 0 {
+		cutoff = now.Add(-q.Since.Truncate(time.Second)).Format("[2006-01-02 15:04:05")
+	}
+	var out []string
+	on, cur := cutoff == "", ""
+	for _, l := range lines {
+		// The run a line belongs to is known from before the cutoff.
+		if IsStartLine(l, "") {
+			body := StripTimestamp(l)
+			if i := strings.LastIndex(body, "(run "); i >= 0 && strings.HasSuffix(body, ")") {
+				cur = body[i+5 : len(body)-1]
+			}
+		}
+		if !on {
+			if len(l) < 20 || l[:20] < cutoff {
+				continue
+			}
+			on = true
+		}
+		if q.Runs {
+			if IsStartLine(l, "") || IsExitLine(l, "") {
+				out = append(out, l)
+			}
+			continue
+		}
+		if q.Run != "" && cur != q.Run {
+			continue
+		}
+		out = append(out, l)
+	}
+	if q.Last > 0 && len(out) > q.Last {
+		out = out[len(out)-q.Last:]
+	}
+	return out
 }

@@ -451,6 +451,25 @@ func (m *Machine) FollowLog(ctx context.Context, path string, offset int64) (exe
 	return &stream{r: pr, cancel: cancel}, nil
 }
 
+// ReadLog streams what q selects of the fake log (it never rotates).
+func (m *Machine) ReadLog(ctx context.Context, path string, q executor.LogQuery) (executor.Stream, error) {
+	m.mu.Lock()
+	lines := executor.FilterLog(m.logs[path], q, time.Now())
+	m.mu.Unlock()
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		var b strings.Builder
+		for _, l := range lines {
+			b.WriteString(l + "\n")
+		}
+		_, _ = io.WriteString(pw, b.String())
+		pw.Close()
+		<-ctx.Done()
+	}()
+	return &stream{r: pr, cancel: cancel}, nil
+}
+
 type stream struct {
 	r      *io.PipeReader
 	cancel context.CancelFunc

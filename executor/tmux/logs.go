@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/robotlauncher/launcher/executor"
 	"github.com/robotlauncher/launcher/executor/shell"
@@ -109,4 +110,41 @@ func (m *Machine) FollowLog(ctx context.Context, path string, offset int64) (exe
 		return m.Host.Stream(ctx, executor.Command{Args: []string{"perl", m.scripts.path(perlFollower, "logfollow.pl"), path, off}})
 	}
 	return m.Host.Stream(ctx, executor.Command{Args: []string{"sh", "-c", followScript, "sh", path, off}})
+}
+
+// readLogScript prints a log's rotated files and the log, oldest first,
+// through one awk filter: lines stamped since the cutoff ($2 seconds ago,
+// in the machine's local time as the stamps are), the lines of one run
+// ($3: from its start line to the next run's), only the start and exit
+// lines ($5 = runs), then the last $4 lines.
+const readLogScript = `f=$1 since=$2 run=$3 n=$4 mode=$5
+i=1
+while [ -f "$f.$i" ]; do i=$((i + 1)); done
+set --
+while [ "$i" -gt 1 ]; do i=$((i - 1)); set -- "$@" "$f.$i"; done
+[ -f "$f" ] && set -- "$@" "$f"
+[ $# -gt 0 ] || exit 0
+cutoff=
+if [ "$since" -gt 0 ]; then cutoff=$(date -d "@$(( $(date +%s) - since ))" '+[%Y-%m-%d %H:%M:%S') || exit 1; fi
+cat -- "$@" | awk -v cutoff="$cutoff" -v run="$run" -v mode="$mode" '
+  /^\[[^]]*\] \[launcher\] starting .* \(run [^ )]*\)$/ { t = $NF; sub(/\)$/, "", t); cur = t; start = 1 }
+  cutoff != "" && !on { if (substr($0, 1, 20) < cutoff) { start = 0; next }; on = 1 }
+  start { start = 0; if (mode == "runs") { print; next } }
+  mode == "runs" { if ($0 ~ /^\[[^]]*\] \[launcher\] .* exited with code -?[0-9]+ \(run [^ )]*\)$/) print; next }
+  run != "" && cur != run { next }
+  { print }
+' | if [ "$n" -gt 0 ]; then tail -n "$n"; else cat; fi`
+
+// ReadLog streams what q selects of a log and its rotated files.
+func (m *Machine) ReadLog(ctx context.Context, path string, q executor.LogQuery) (executor.Stream, error) {
+	mode := "lines"
+	if q.Runs {
+		mode = "runs"
+	}
+	since := int64(0)
+	if q.Since > 0 {
+		since = max(int64(q.Since/time.Second), 1)
+	}
+	return m.Host.Stream(ctx, executor.Command{Args: []string{"sh", "-c", readLogScript, "sh", path,
+		strconv.FormatInt(since, 10), q.Run, strconv.Itoa(max(q.Last, 0)), mode}})
 }

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/robotlauncher/launcher/executor"
 	"github.com/robotlauncher/launcher/executor/executortest"
@@ -437,5 +438,62 @@ func TestLogWritersRotate(t *testing.T) {
 				t.Errorf("%d lines in %d files", len(got), len(sizes))
 			}
 		})
+	}
+}
+
+// Issue 16, `launcher logs`: ReadLog filters on the machine (awk) exactly
+// as executor.FilterLog says, across the rotated files, oldest first.
+func TestReadLogAgreesWithFilterLog(t *testing.T) {
+	m := newLocal(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "a.log")
+	now := time.Now()
+	stamp := func(ago time.Duration) string { return now.Add(-ago).Format("[2006-01-02 15:04:05.000] ") }
+	var all []string
+	files := map[string][]string{}
+	add := func(file string, ago time.Duration, text string) {
+		l := stamp(ago) + text
+		files[file] = append(files[file], l)
+		all = append(all, l)
+	}
+	add(log+".2", 3*time.Hour, executor.StartLine("a", "r1"))
+	add(log+".2", 3*time.Hour, "old output")
+	add(log+".2", 2*time.Hour, executor.ExitLine("a", 1, "r1"))
+	add(log+".1", 2*time.Hour, executor.StartLine("a", "r2"))
+	add(log+".1", 90*time.Minute, "r2 output one")
+	add(log+".1", 30*time.Minute, "[launcher] a failed with code 2; restarting in 1.000s (run r2)")
+	add(log, 20*time.Minute, "r2 output two")
+	add(log, 10*time.Minute, executor.ExitLine("a", 130, "r2"))
+	add(log, 5*time.Minute, executor.StartLine("a", "r3"))
+	add(log, 4*time.Minute, "r3 output with (run r2) in it")
+	add(log, time.Minute, "r3 last")
+	for f, ls := range files {
+		if err := os.WriteFile(f, []byte(strings.Join(ls, "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, q := range []executor.LogQuery{{}, {Last: 3}, {Since: time.Hour}, {Run: "r2"}, {Run: "r2", Last: 2},
+		{Run: "r9"}, {Runs: true}, {Since: 15 * time.Minute, Runs: true}, {Since: 100 * time.Minute, Run: "r2"}} {
+		s, err := m.ReadLog(ctx, log, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := io.ReadAll(s)
+		if err != nil || s.Wait() != nil {
+			t.Fatalf("%+v: %v", q, err)
+		}
+		s.Close()
+		want := executor.FilterLog(all, q, now)
+		got := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+		if len(out) == 0 {
+			got = nil
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("%+v:\n got %q\nwant %q", q, got, want)
+		}
+		if len(want) == 0 && q.Run != "r9" {
+			t.Errorf("%+v selects nothing: the case tests little", q)
+		}
 	}
 }
