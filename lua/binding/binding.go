@@ -498,6 +498,13 @@ type tally struct {
 	posted  map[string]int // by event kind, not dispatched yet
 	queued  map[string]int // by event kind, one per handler call
 	running map[string]int // by handler ("exited handler at alerts.lua:12")
+	wanted  map[string]int // handlers on, by event kind
+}
+
+func (t *tally) wants(kind string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.wanted[kind] > 0
 }
 
 func (t *tally) add(m *map[string]int, k string, n int) {

@@ -58,6 +58,7 @@ func (h *Host) on(L *lua.LState) int {
 	}
 	h.handlers = append(h.handlers, hd)
 	hd.id = len(h.handlers)
+	h.tally.add(&h.tally.wanted, hd.event, 1)
 	if event == "exited" || event == "host_lost" || event == "host_back" || event == "restarted" {
 		h.e.MonitorOnce(h.ctx, h.opts.MonitorEvery)
 	}
@@ -68,7 +69,7 @@ func (h *Host) on(L *lua.LState) int {
 	}
 	L.Push(newHandle(L, hd, "launcher.Subscription("+hd.event+")", map[string]lua.LValue{
 		"off": L.NewFunction(func(L *lua.LState) int {
-			hd.off = true
+			h.turnOff(hd)
 			if hd.cancel != nil {
 				hd.cancel()
 			}
@@ -99,7 +100,7 @@ func (h *Host) group(L *lua.LState) int {
 	}))
 	g.RawSetString("off", L.NewFunction(func(L *lua.LState) int {
 		for _, hd := range members {
-			hd.off = true
+			h.turnOff(hd)
 			if hd.cancel != nil {
 				hd.cancel()
 			}
@@ -135,6 +136,11 @@ func (h *Host) ensureSubscribed() {
 	h.subscribe.Do(func() {
 		h.e.Bus().Subscribe(nil, func(ev engine.Event) {
 			k := eventName(ev.Kind)
+			if !h.tally.wants(k) {
+				// No handler for it: nothing to deliver, nothing to count
+				// as undelivered at exit.
+				return
+			}
 			h.tally.add(&h.tally.posted, k, 1)
 			if !h.rt.Post(func() { h.tally.add(&h.tally.posted, k, -1); h.dispatch(ev) }) {
 				h.tally.add(&h.tally.posted, k, -1) // closed: it never will
@@ -144,6 +150,14 @@ func (h *Host) ensureSubscribed() {
 }
 
 func eventName(k engine.Kind) string { return string(k) }
+
+// turnOff removes hd from dispatch (owner).
+func (h *Host) turnOff(hd *handler) {
+	if !hd.off {
+		hd.off = true
+		h.tally.add(&h.tally.wanted, hd.event, -1)
+	}
+}
 
 // dispatch queues a handler call for every handler ev matches (owner).
 func (h *Host) dispatch(ev engine.Event) {
@@ -163,7 +177,7 @@ func (h *Host) dispatch(ev engine.Event) {
 		}
 		h.enqueue(hd, ev)
 		if hd.once {
-			hd.off = true
+			h.turnOff(hd)
 		}
 	}
 }
@@ -273,7 +287,7 @@ func (h *Host) followOutput(hd *handler) {
 				if !hd.off {
 					h.enqueue(hd, ev)
 					if hd.once {
-						hd.off = true
+						h.turnOff(hd)
 						hd.cancel()
 					}
 				}
