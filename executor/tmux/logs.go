@@ -79,11 +79,12 @@ func (m *Machine) LogHead(ctx context.Context, path string, n int) (int64, []str
 	return size, lines, nil
 }
 
-// followScript is FollowLog where Perl is missing: tail -F follows the
-// name across a rotation, but notices it only at its next poll (a file
-// rotated twice in between is skipped). An offset past the end of the file
-// is handled as logfollow.pl does.
-const followScript = `f=$1 off=$2
+// followScript runs logfollow.pl ($1) on log $2 from byte $3, or where
+// Perl is missing tail -F, which follows the name across a rotation but
+// notices it only at its next poll (a file rotated twice in between is
+// skipped). Nothing is installed first: a watch starts at once.
+const followScript = `if command -v perl >/dev/null 2>&1; then exec perl -e "$1" -- "$2" "$3"; fi
+f=$2 off=$3
 s=0; [ -f "$f" ] && s=$(wc -c < "$f")
 if [ "$s" -lt "$off" ] && [ -f "$f.1" ]; then
   s1=$(wc -c < "$f.1")
@@ -97,19 +98,9 @@ fi
 exec tail -c +$((off + 1)) -F -- "$f"`
 
 // FollowLog streams a log from a byte offset on the machine, across
-// rotations (logfollow.pl; tail -F without Perl).
+// rotations.
 func (m *Machine) FollowLog(ctx context.Context, path string, offset int64) (executor.Stream, error) {
-	if err := m.resolve(ctx); err != nil {
-		return nil, err
-	}
-	if err := m.install(ctx); err != nil {
-		return nil, err
-	}
-	off := strconv.FormatInt(offset, 10)
-	if m.scripts.writer == "perl" {
-		return m.Host.Stream(ctx, executor.Command{Args: []string{"perl", m.scripts.path(perlFollower, "logfollow.pl"), path, off}})
-	}
-	return m.Host.Stream(ctx, executor.Command{Args: []string{"sh", "-c", followScript, "sh", path, off}})
+	return m.Host.Stream(ctx, executor.Command{Args: []string{"sh", "-c", followScript, "sh", perlFollower, path, strconv.FormatInt(offset, 10)}})
 }
 
 // readLogScript prints a log's rotated files and the log, oldest first,

@@ -33,8 +33,7 @@ func (s *scripts) path(content, name string) string {
 var prepareScript string
 
 // helpers are the files install puts in <state>/bin.
-var helpers = []struct{ content, name string }{{perlWriter, "logwriter.pl"}, {bashWriter, "logwriter.bash"}, {prologue, "prologue.bash"},
-	{perlFollower, "logfollow.pl"}}
+var helpers = []struct{ content, name string }{{perlWriter, "logwriter.pl"}, {bashWriter, "logwriter.bash"}, {prologue, "prologue.bash"}}
 
 // prepareErr turns a failed prepare.sh into an error: exit 3 is a refusal
 // (a directory other users could write), which is bad input, not a fault.
