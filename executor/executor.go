@@ -168,7 +168,10 @@ type Marks struct {
 	Managed bool   // @launcher: the window is ours
 	Op      string // @launcher_op: "starting|stopping host pid pidstart unix"
 	Hash    string // @launcher_hash: hash of the rendered command
-	Ready   bool   // @launcher_ready: the ready check passed
+	Ready   bool   // @launcher_ready: the ready check passed ("1 UNIX_MS")
+	// ReadyAt is when it passed, Unix milliseconds (0: not known, a
+	// window of an older launcher).
+	ReadyAt int64
 	Started int64  // @launcher_started: start time, Unix milliseconds
 	Tag     string // @launcher_tag: LAUNCHER_TAG of this run (kills inside containers)
 	Docker  string // @launcher_docker: container the process runs in

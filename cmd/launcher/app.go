@@ -234,7 +234,7 @@ func (s *session) newApp() *cli.App {
 			return &exitError{code: exitUsage, err: fmt.Errorf("%w (see launcher %s --help)", err, c.Command.Name)}
 		},
 		Commands: append([]*cli.Command{
-			s.runCommand(), s.killCommand(), s.restartCommand(), s.statusCommand(), s.watchCommand(), s.logsCommand(),
+			s.runCommand(), s.killCommand(), s.restartCommand(), s.statusCommand(), s.watchCommand(), s.logsCommand(), s.analyzeCommand(),
 			s.monCommand(), s.planCommand(), s.validateCommand(), s.scriptCommand(), s.luaTypesCommand(),
 			s.attachCommand(), s.serveCommand(), s.completionCommand(), helpCommand(), s.versionCommand(),
 		}, s.pluginCommands()...),

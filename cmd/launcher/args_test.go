@@ -26,6 +26,7 @@ func TestFlagsAfterArguments(t *testing.T) {
 		{"status a --json -c r.yaml", "status --json -c r.yaml -- a"},
 		{"status -w a", "status -w -- a"},
 		{"watch a b -n 5", "watch -n 5 -- a b"},
+		{"analyze a --json", "analyze --json -- a"},
 		{"logs a --run 1f0c --since 10m -n 5", "logs --run 1f0c --since 10m -n 5 -- a"},
 		{"mon --attach -c r.yaml", "mon --attach -c r.yaml"},
 		{"plan a --json -v x", "plan --json -v x -- a"},

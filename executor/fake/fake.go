@@ -324,6 +324,9 @@ func apply(mk *executor.Marks, u executor.MarkUpdate) {
 	}
 	if u.Ready != nil {
 		mk.Ready = *u.Ready
+		if mk.Ready {
+			mk.ReadyAt = time.Now().UnixMilli()
+		}
 	}
 }
 

@@ -78,6 +78,18 @@ func (m *Machine) Snapshot(ctx context.Context) (executor.Snapshot, error) {
 
 type retryKey struct{}
 
+// readyValue is @launcher_ready: "0", or "1 UNIX_MS" with the time the
+// ready check passed (for `launcher analyze`).
+func readyValue(ready bool, at int64) string {
+	switch {
+	case !ready:
+		return "0"
+	case at > 0:
+		return "1 " + strconv.FormatInt(at, 10)
+	}
+	return "1"
+}
+
 // ParseWindows parses list-windows output in listFormat. Malformed rows are
 // dropped.
 func ParseWindows(out []byte) []executor.Window {
@@ -107,13 +119,16 @@ func ParseWindows(out []byte) []executor.Window {
 			Managed: f[8] == "1",
 			Op:      f[9],
 			Hash:    f[10],
-			Ready:   f[11] == "1",
+			Ready:   f[11] == "1" || strings.HasPrefix(f[11], "1 "),
 			Tag:     f[13],
 			Docker:  f[14],
 			Log:     f[15],
 			OneShot: f[16] == "1",
 		}
 		w.Marks.Started, _ = strconv.ParseInt(f[12], 10, 64)
+		if at, ok := strings.CutPrefix(f[11], "1 "); ok {
+			w.Marks.ReadyAt, _ = strconv.ParseInt(at, 10, 64)
+		}
 		w.ServerPID, _ = strconv.Atoi(f[17])
 		w.Marks.Name = f[18]
 		w.Marks.Restarts = parseRestartMarks(f[19], f[20])
@@ -156,7 +171,7 @@ func markOptions(target string, mk executor.Marks) [][]string {
 		{"@launcher", "1"},
 		{"@launcher_op", mk.Op},
 		{"@launcher_hash", mk.Hash},
-		{"@launcher_ready", b(mk.Ready)},
+		{"@launcher_ready", readyValue(mk.Ready, mk.ReadyAt)},
 		{"@launcher_started", strconv.FormatInt(mk.Started, 10)},
 		{"@launcher_tag", mk.Tag},
 		{"@launcher_docker", mk.Docker},
@@ -202,11 +217,7 @@ func setCommands(windowID string, u executor.MarkUpdate) [][]string {
 		}
 	}
 	if u.Ready != nil {
-		v := "0"
-		if *u.Ready {
-			v = "1"
-		}
-		cmds = append(cmds, []string{"set-option", "-w", "-t", windowID, "@launcher_ready", v})
+		cmds = append(cmds, []string{"set-option", "-w", "-t", windowID, "@launcher_ready", readyValue(*u.Ready, time.Now().UnixMilli())})
 	}
 	if len(cmds) > 0 {
 		cmds = append(cmds, doorbell)
