@@ -200,11 +200,10 @@ func (e *Engine) Runs(ctx context.Context, name string) ([]RunInfo, error) {
 	err := e.Logs(ctx, name, executor.LogQuery{Runs: true}, func(line string) {
 		body := executor.StripTimestamp(line)
 		stamp := strings.Trim(strings.TrimSuffix(line, body), "[] ")
-		i := strings.LastIndex(body, "(run ")
-		if i < 0 || !strings.HasSuffix(body, ")") {
+		tag := executor.RunTag(line)
+		if tag == "" {
 			return
 		}
-		tag := body[i+5 : len(body)-1]
 		switch {
 		case executor.IsStartLine(line, tag):
 			at[tag] = len(runs)
@@ -215,8 +214,8 @@ func (e *Engine) Runs(ctx context.Context, name string) ([]RunInfo, error) {
 				return
 			}
 			var code int
-			if j := strings.LastIndex(body[:i], " exited with code "); j >= 0 {
-				fmt.Sscanf(body[j+len(" exited with code "):i], "%d", &code)
+			if j := strings.LastIndex(body, " exited with code "); j >= 0 {
+				fmt.Sscanf(body[j+len(" exited with code "):], "%d", &code)
 			}
 			runs[k].Ended, runs[k].ExitCode = stamp, code
 		}

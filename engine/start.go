@@ -611,7 +611,8 @@ func (e *Engine) shellCheck(ctx context.Context, m executor.Machine, r *config.R
 		}
 	}
 	script := r.ReadyCheck
-	if r.Docker == "" && offset >= 0 {
+	if r.Docker == "" && offset >= 0 && strings.Contains(script, "LAUNCHER_LOG_START") {
+		// Only for checks that read it: the guard costs a wc per try.
 		script = logStartGuard + script
 	}
 	res, err := m.Exec(ctx, executor.ExecSpec{Script: script, Docker: r.Docker, Env: env, Cwd: r.Cwd, Timeout: timeout, EndChildren: true})

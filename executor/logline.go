@@ -59,6 +59,16 @@ func IsExitLine(line, tag string) bool {
 		(tag == "" || strings.HasSuffix(body, "(run "+tag+")"))
 }
 
+// RunTag is the tag a launcher line names ("… (run TAG)"), or "".
+func RunTag(line string) string {
+	body := StripTimestamp(line)
+	i := strings.LastIndex(body, "(run ")
+	if i < 0 || !strings.HasSuffix(body, ")") {
+		return ""
+	}
+	return body[i+5 : len(body)-1]
+}
+
 // FilterLog applies q to the lines of a log (oldest first), as a machine's
 // ReadLog does on the machine: stamps are compared in now's location.
 func FilterLog(lines []string, q LogQuery, now time.Time) []string {
@@ -71,10 +81,7 @@ func FilterLog(lines []string, q LogQuery, now time.Time) []string {
 	for _, l := range lines {
 		// The run a line belongs to is known from before the cutoff.
 		if IsStartLine(l, "") {
-			body := StripTimestamp(l)
-			if i := strings.LastIndex(body, "(run "); i >= 0 && strings.HasSuffix(body, ")") {
-				cur = body[i+5 : len(body)-1]
-			}
+			cur = RunTag(l)
 		}
 		if !on {
 			if len(l) < 20 || l[:20] < cutoff {

@@ -211,7 +211,7 @@ func TestLogWritersRecoverFromFullDisk(t *testing.T) {
 	if os.Getuid() != 0 {
 		executortest.Skip(t, "needs root to mount a small tmpfs")
 	}
-	for _, w := range []struct{ name, prog, script string }{{"perl", "perl", perlWriter}, {"bash", "bash", bashWriter}} {
+	for _, w := range logWriters {
 		t.Run(w.name, func(t *testing.T) {
 			dir := t.TempDir()
 			if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
@@ -272,37 +272,47 @@ func TestLogWritersRecoverFromFullDisk(t *testing.T) {
 	}
 }
 
+// logWriters are the two log writers, run as tmux's pipe-pane runs them.
+var logWriters = []struct{ name, prog, script string }{{"perl", "perl", perlWriter}, {"bash", "bash", bashWriter}}
+
+// startWriter runs a writer with args (TAG PANE LOG [MAX KEEP]) appending
+// to log, as the pipe command does; the pane's output is written to in.
+func startWriter(t *testing.T, prog, script, log string, args ...string) (in io.WriteCloser, cmd *exec.Cmd) {
+	t.Helper()
+	out, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	argv := append([]string{"-e", script}, args...)
+	if prog == "bash" {
+		argv = append([]string{"-c", script, "bash"}, args...) // $0 first
+	}
+	cmd = exec.Command(prog, argv...)
+	cmd.Stdout = out
+	if in, err = cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return in, cmd
+}
+
 // TestLogWritersRecreateARemovedLog: a log folder removed while the
 // process runs (a cleanup script, an operator's rm -rf) is created again by
 // the writer, which says so in it, and the lines after it are kept
 // (issue 12, finding 4: they went to the removed file, lost).
 func TestLogWritersRecreateARemovedLog(t *testing.T) {
 	executortest.RequireTool(t, "perl", "bash")
-	for _, w := range []struct{ name, prog, script string }{{"perl", "perl", perlWriter}, {"bash", "bash", bashWriter}} {
+	for _, w := range logWriters {
 		t.Run(w.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "logs", "robot")
 			if err := os.MkdirAll(dir, 0o700); err != nil {
 				t.Fatal(err)
 			}
 			log := filepath.Join(dir, "a.log")
-			out, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-			if err != nil {
-				t.Fatal(err)
-			}
-			args := []string{"-e", w.script, "", "0", log}
-			if w.prog == "bash" {
-				args = []string{"-c", w.script, "bash", "", "0", log} // $0 first
-			}
-			cmd := exec.Command(w.prog, args...)
-			cmd.Stdout = out
-			in, err := cmd.StdinPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			out.Close()
+			in, cmd := startWriter(t, w.prog, w.script, log, "", "0", log)
 			defer func() { in.Close(); _ = cmd.Wait() }()
 			read := func() string { b, _ := os.ReadFile(log); return string(b) }
 			fmt.Fprintln(in, "before")
@@ -329,29 +339,10 @@ func TestLogWritersRecreateARemovedLog(t *testing.T) {
 // when two writers (an earlier run draining, the new run) share the log.
 func TestLogWritersRotate(t *testing.T) {
 	executortest.RequireTool(t, "perl", "bash")
-	for _, w := range []struct{ name, prog, script string }{{"perl", "perl", perlWriter}, {"bash", "bash", bashWriter}} {
+	for _, w := range logWriters {
 		t.Run(w.name, func(t *testing.T) {
-			// start runs a writer on log; lines are written with feed.
 			start := func(log string, max, keep int) (io.WriteCloser, *exec.Cmd) {
-				out, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer out.Close()
-				args := []string{"-e", w.script, "", "0", log, fmt.Sprint(max), fmt.Sprint(keep)}
-				if w.prog == "bash" {
-					args = append([]string{"-c", w.script, "bash"}, args[2:]...)
-				}
-				cmd := exec.Command(w.prog, args...)
-				cmd.Stdout = out
-				in, err := cmd.StdinPipe()
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				return in, cmd
+				return startWriter(t, w.prog, w.script, log, "", "0", log, fmt.Sprint(max), fmt.Sprint(keep))
 			}
 			// lines reads log.keep … log.1, log in order, without stamps.
 			lines := func(log string, keep int) ([]string, map[string]int64) {
