@@ -1,5 +1,5 @@
 # launcher: build, test, demo and benchmarks. `make test` installs what the
-# tests need (tmux, perl, OpenSSH server, Docker engine, busybox) when it is
+# tests need (tmux, perl, OpenSSH server, Docker engine, busybox, systemd-analyze) when it is
 # missing, so it runs on a fresh Debian/Ubuntu machine.
 GO      ?= go
 BIN     := bin/launcher
@@ -12,7 +12,7 @@ FUZZ_PARSE  ?= 80000x
 FUZZ_RENDER ?= 200000x
 FUZZ_QUOTE  ?= 3000x
 # Packages the tests need, and the commands that tell they are there.
-TEST_PKGS := tmux perl procps openssh-server openssh-client docker.io busybox-static chromium
+TEST_PKGS := tmux perl procps openssh-server openssh-client docker.io busybox-static chromium systemd
 DEMO_PKGS := tmux perl procps
 
 .PHONY: all build test test-unit lint stress fuzz vet fmt-check deps deps-demo demo bench clean

@@ -65,6 +65,17 @@ func normalizeArgs(app *cli.App, args []string) []string {
 	}
 	out = append(out, args[i])
 	i++
+	// `launcher service install --user`: the flags belong to the innermost
+	// subcommand named, so descend to it first.
+	for i < len(args) && len(cmd.Subcommands) > 0 {
+		sub := cmd.Command(args[i])
+		if sub == nil {
+			break
+		}
+		cmd = sub
+		out = append(out, args[i])
+		i++
+	}
 	args = append(append(append([]string{}, args[:i]...), early...), args[i:]...)
 	var flags, pos []string
 	passthrough := cmd.Name == "script" || isPluginCommand(cmd)

@@ -43,6 +43,10 @@ func TestFlagsAfterArguments(t *testing.T) {
 		{"-c r.yaml -v sim plan x", "plan -c r.yaml -v sim -- x"},
 		{"-v sim -p a:=b run x", "run -v sim -p a:=b -- x"},
 		{"version", "version"},
+		// Flags belong to the innermost subcommand named.
+		{"service install --user --up a --up b -c r.yaml", "service install --user --up a --up b -c r.yaml"},
+		{"-c r.yaml service status --user", "service status -c r.yaml --user"},
+		{"service uninstall --name x", "service uninstall --name x"},
 	}
 	for _, c := range cases {
 		got := strings.Join(normalizeArgs(app, append([]string{"launcher"}, strings.Fields(c.in)...))[1:], " ")

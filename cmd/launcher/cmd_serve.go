@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/robotlauncher/launcher/cmd/launcher/api"
+	"github.com/robotlauncher/launcher/engine"
 	"github.com/robotlauncher/launcher/engine/config"
 	"github.com/robotlauncher/launcher/executor"
 	"github.com/robotlauncher/launcher/executor/pool"
@@ -30,6 +31,7 @@ func (s *session) serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "listen", Value: api.DefaultListen, Usage: "listen on `ADDR` (host:port); an address that is not loopback requires a token"},
 			&cli.StringFlag{Name: "token-file", Usage: "read the API token from `FILE` (0600, yours); without it, a non-loopback server makes one and keeps it in the state directory"},
 			&cli.IntFlag{Name: "stream-queue", Value: 256, Hidden: true, Usage: "events queued per stream client before it is dropped as too slow"},
+			&cli.StringSliceFlag{Name: "up", Usage: "once serving, bring `PROC` up (repeatable; at boot: tried again every 5 s while a machine is unreachable)"},
 		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -45,6 +47,10 @@ func (s *session) serveCommand() *cli.Command {
 			}
 			e, err := s.setup(c)
 			if err != nil {
+				return err
+			}
+			up := c.StringSlice("up")
+			if err := s.checkNames(up); err != nil {
 				return err
 			}
 			loopback := api.IsLoopbackAddr(listen)
@@ -74,6 +80,9 @@ func (s *session) serveCommand() *cli.Command {
 			fmt.Fprintf(s.stdout, "launcher serve: http://%s/ (%s, %d processes; API at /api/v1/, events at /api/v1/events)\n", addr, s.cfg.File, len(s.cfg.Processes))
 			if announce != "" {
 				fmt.Fprintln(s.stdout, announce)
+			}
+			if len(up) > 0 {
+				go s.bringUp(c.Context, e, up)
 			}
 			var serveErr error
 			select {
@@ -159,4 +168,33 @@ func (s *session) serveToken(ctx context.Context, file string, loopback bool) (t
 		return "", "", err
 	}
 	return token, "token: " + token + " (kept in " + path + "; send it as `Authorization: Bearer TOKEN`; browsers open /?token=TOKEN once)", nil
+}
+
+// bringUp is serve --up: the named processes are started once the server
+// runs; while a machine is unreachable (the network still coming up at
+// boot) the start is tried again every 5 s, for as long as serve runs. A
+// process that fails for another reason is reported and left to the
+// operator (the dashboard shows why).
+func (s *session) bringUp(ctx context.Context, e *engine.Engine, names []string) {
+	for attempt := 1; ; attempt++ {
+		fmt.Fprintf(s.stdout, "launcher serve: bringing up %s\n", strings.Join(names, ", "))
+		err := e.Start(ctx, names, config.Request{})
+		if err == nil {
+			fmt.Fprintf(s.stdout, "launcher serve: %s up\n", strings.Join(names, ", "))
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if !executor.IsUnavailable(err) {
+			fmt.Fprintf(s.stdout, "launcher serve: bringing up %s failed: %v\n", strings.Join(names, ", "), err)
+			return
+		}
+		fmt.Fprintf(s.stdout, "launcher serve: %v; trying again in 5s (attempt %d)\n", err, attempt)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
+	}
 }
