@@ -37,7 +37,6 @@ big: {cmd: 'for i in $(seq 1 400); do echo "big line $i of forty-odd bytes"; don
 		t.Errorf("the log writer of a stopped run is still running (%d)", writers("chatty"))
 	}
 	e.mustRun("run", "chatty")
-	r := e.mustRun("logs", "chatty", "--runs", "--json")
 	var runs struct {
 		Runs []struct {
 			Run      string `json:"run"`
@@ -46,8 +45,14 @@ big: {cmd: 'for i in $(seq 1 400); do echo "big line $i of forty-odd bytes"; don
 			ExitCode int    `json:"exit_code"`
 		} `json:"runs"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &runs); err != nil || len(runs.Runs) != 2 {
-		t.Fatalf("--runs --json: %v\n%s", err, r)
+	// chatty has no ready check: run returns before the log writer has
+	// written the second run's start line.
+	var r result
+	if !executortest.Poll(func() bool {
+		r = e.mustRun("logs", "chatty", "--runs", "--json")
+		return json.Unmarshal([]byte(r.stdout), &runs) == nil && len(runs.Runs) == 2
+	}) {
+		t.Fatalf("--runs --json:\n%s", r)
 	}
 	first, second := runs.Runs[0], runs.Runs[1]
 	if first.ExitCode != 130 || first.Ended == "" || second.ExitCode != -1 || second.Ended != "" || first.Started > second.Started {
