@@ -167,10 +167,17 @@ func TestCtrlCJustBeforeTheCommandEndsTheRun(t *testing.T) {
 		// A window of its own each (a name reused at once may still be
 		// held by the closing window).
 		name := fmt.Sprintf("p%d", i)
-		w, err := m.Spawn(bg, executor.SpawnSpec{Session: "int", Name: name, Script: script, Marks: executor.Marks{Tag: fmt.Sprintf("tint%d", i)}})
-		if err != nil {
-			t.Fatal(err)
-		}
+		// The previous window was the server's last: a spawn while the
+		// server exits is ErrRaced, and the caller (the engine) looks again.
+		var w executor.Window
+		var err error
+		executortest.Eventually(t, "spawned "+name, func() bool {
+			w, err = m.Spawn(bg, executor.SpawnSpec{Session: "int", Name: name, Script: script, Marks: executor.Marks{Tag: fmt.Sprintf("tint%d", i)}})
+			if err != nil && !errors.Is(err, executor.ErrRaced) {
+				t.Fatal(err)
+			}
+			return err == nil
+		})
 		var cur executor.Window
 		executortest.Eventually(t, "the pane ends", func() bool {
 			snap, err := m.Snapshot(bg)
