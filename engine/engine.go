@@ -263,13 +263,31 @@ func (e *ProcessError) Unwrap() error { return e.Cause }
 type ConflictError struct {
 	Process, Session, Machine string
 	Ambiguous                 bool
+	// Window is the foreign window (not when Ambiguous): its pane's pid,
+	// whether it lives, and who started it when that can be told.
+	Window *executor.Window
 }
 
 func (e *ConflictError) Error() string {
 	if e.Ambiguous {
 		return fmt.Sprintf("refusing to control ambiguous tmux target '%s:%s' on %s: several windows have that name", e.Session, e.Process, e.Machine)
 	}
-	return fmt.Sprintf("refusing to control unmanaged tmux window '%s:%s' on %s: it was not started by launcher (rename or close it)", e.Session, e.Process, e.Machine)
+	what := "it was not started by launcher (rename or close it)"
+	if w := e.Window; w != nil {
+		by := "not started by launcher"
+		if w.Foreign != "" {
+			by = "started by " + w.Foreign
+		}
+		life := fmt.Sprintf("pid %d, running", w.PanePID)
+		if w.Dead {
+			life = "its process ended"
+			if w.ExitKnown {
+				life = fmt.Sprintf("its process ended with code %d", w.ExitCode)
+			}
+		}
+		what = fmt.Sprintf("%s (%s): `launcher adopt %s` takes it over without a restart", by, life, e.Process)
+	}
+	return fmt.Sprintf("refusing to control unmanaged tmux window '%s:%s' on %s: %s", e.Session, e.Process, e.Machine, what)
 }
 
 // findWindow returns the managed window of p in snap, nil when there is
@@ -282,7 +300,7 @@ func findWindow(snap executor.Snapshot, p *config.Process) (*executor.Window, er
 	case len(ws) > 1:
 		return nil, &ConflictError{Process: p.Name, Session: p.Session, Machine: p.Machine, Ambiguous: true}
 	case !ws[0].Marks.Managed:
-		return nil, &ConflictError{Process: p.Name, Session: p.Session, Machine: p.Machine}
+		return nil, &ConflictError{Process: p.Name, Session: p.Session, Machine: p.Machine, Window: &ws[0]}
 	}
 	w := ws[0]
 	return &w, nil

@@ -213,12 +213,12 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 		// Processes of an earlier run that outlived their window would be
 		// a second copy next to the new one (two drivers on the hardware).
 		if tagged, err := em.scans.get(ctx, m); err == nil {
-			if pids, _ := orphansOf(p, w, logPathOf(ctx, m, p), tagged); len(pids) > 0 {
+			if pids, tags := orphansOf(p, w, logPathOf(ctx, m, p), tagged); len(pids) > 0 {
 				// They may be a concurrent launcher's new window: look again.
 				if cur, err := currentWindow(ctx, em, p, level, snaps); err == nil && cur != nil && !cur.Dead && attempt < maxRaces {
 					continue
 				}
-				return failf(em, p, level, "not started: processes of an earlier run still run (pids %s); `launcher kill %s` ends them", joinInts(pids), p.Name)
+				return failf(em, p, level, "not started: processes of %s still run (pids %s); `launcher kill %s` ends them", earlierRun(tags), joinInts(pids), p.Name)
 			}
 		}
 		if r.Docker != "" {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -77,6 +78,11 @@ func deriveState(snap executor.Snapshot, p *config.Process, now time.Time, opLiv
 	w, err := findWindow(snap, p)
 	if err != nil {
 		st.State, st.Error = StateConflict, err.Error()
+		var ce *ConflictError
+		if errors.As(err, &ce) && ce.Window != nil && !ce.Window.Dead {
+			pid := ce.Window.PanePID
+			st.PID = &pid
+		}
 		return st
 	}
 	if w == nil {
@@ -236,7 +242,8 @@ func orphansOf(p *config.Process, w *executor.Window, logPath func() string, tag
 	}
 	seen := map[string]bool{}
 	for _, tp := range tagged {
-		if tp.Session != p.Session || tp.Process != p.Name || tp.Tag == live {
+		// concert_launcher's command lines do not say the session.
+		if tp.Session != p.Session && tp.Foreign == "" || tp.Process != p.Name || tp.Tag == live {
 			continue
 		}
 		if lp := logPath(); tp.Log != "" && lp != "" && tp.Log != lp {
@@ -277,14 +284,25 @@ func withOrphans(ctx context.Context, st Status, p *config.Process, m executor.M
 	if !mayBeOrphaned(st, p) {
 		return st
 	}
-	pids, _ := orphansOf(p, st.Window, logPathOf(ctx, m, p), tagged)
+	pids, tags := orphansOf(p, st.Window, logPathOf(ctx, m, p), tagged)
 	if len(pids) == 0 {
 		return st
 	}
 	st.Orphans = pids
 	st.State = StateOrphaned
-	st.Error = fmt.Sprintf("processes of an earlier run still run (pids %s): `launcher kill %s` ends them", joinInts(pids), p.Name)
+	st.Error = fmt.Sprintf("processes of %s still run (pids %s): `launcher kill %s` ends them", earlierRun(tags), joinInts(pids), p.Name)
 	return st
+}
+
+// earlierRun says whose runs tags are: ours, or concert_launcher's that
+// outlived their window.
+func earlierRun(tags []string) string {
+	for _, t := range tags {
+		if strings.HasPrefix(t, executor.ConcertLauncher+":") {
+			return "a run of concert_launcher that outlived its window"
+		}
+	}
+	return "an earlier run"
 }
 
 func joinInts(v []int) string {

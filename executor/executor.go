@@ -159,7 +159,29 @@ type Window struct {
 	Marks     Marks
 	// ServerPID is the pid of the tmux server that holds the window.
 	ServerPID int
+	// Group is the session group of Session ("" when not grouped):
+	// concert_launcher put every process in a session of its own grouped
+	// with the main one, and a window lives on in the group after the
+	// main session is killed.
+	Group string
+	// Foreign names the tool that started a window launcher does not own,
+	// when it can be told ("concert_launcher": its wrapper in the pane,
+	// or its @concert_launcher_managed option), else "".
+	Foreign string
 }
+
+// AdoptSpec is what Adopt writes on a window.
+type AdoptSpec struct {
+	Marks  Marks
+	Rotate LogRotation
+	// Note is written to Marks.Log, timestamped as the log's lines are,
+	// before the first byte of the pane's output.
+	Note []string
+}
+
+// ConcertLauncher is the Foreign of a window concert_launcher started, and
+// the Foreign of the processes of its runs.
+const ConcertLauncher = "concert_launcher"
 
 // Marks is the launcher's state kept in tmux window user options, so that it
 // lives exactly as long as the window and a launcher killed mid-operation
@@ -256,12 +278,25 @@ type Snapshot struct {
 // is found by its @launcher_name mark whatever its tmux name is now; a window
 // without that mark (a foreign one, or one started by an older launcher) by
 // its tmux name.
+//
+// A window of a session grouped with session counts too (one listing row
+// per session of the group, one window): concert_launcher's windows live on
+// in its per-process sessions after its main session is killed.
 func (s Snapshot) Find(session, name string) []Window {
 	var out []Window
+	seen := map[string]int{}
 	for _, w := range s.Windows {
-		if w.Session == session && w.Holds(name) {
-			out = append(out, w)
+		if w.Session != session && (w.Group == "" || w.Group != session) || !w.Holds(name) {
+			continue
 		}
+		if i, ok := seen[w.ID]; ok {
+			if w.Session == session {
+				out[i] = w
+			}
+			continue
+		}
+		seen[w.ID] = len(out)
+		out = append(out, w)
 	}
 	return out
 }
@@ -355,7 +390,16 @@ type TaggedProcess struct {
 	// Log is the run's log file: it tells apart launchers with other
 	// state directories (another user setup, a test) on one machine.
 	Log string
+	// Foreign is ConcertLauncher for a process of a concert_launcher run
+	// (its wrapper, its `script`, and what they started; Session is ""
+	// then: its command lines do not say), else "". Output is that run's
+	// log (script's file, /tmp/NAME.stdout).
+	Foreign, Output string
 }
+
+// ConcertTag is the Tag of the processes of concert_launcher's runs of
+// process name (as Tagged reports them, and SignalTagged takes it).
+func ConcertTag(name string) string { return ConcertLauncher + ":" + name }
 
 // ProcessInfo is one row of a process table read on a machine.
 type ProcessInfo struct {
@@ -389,6 +433,10 @@ type Machine interface {
 	Signal(ctx context.Context, w Window, sig Signal, u MarkUpdate) error
 	// CloseWindow removes a window (used for one-shots that succeeded).
 	CloseWindow(ctx context.Context, windowID string) error
+	// Adopt makes w, a window another tool started, launcher's without
+	// touching its process: the marks are set, and a live pane's output
+	// goes to the log from now on, after spec.Note.
+	Adopt(ctx context.Context, w Window, spec AdoptSpec) error
 	// Exec runs a short command to completion.
 	Exec(ctx context.Context, spec ExecSpec) (Result, error)
 	// CheckContainer fails with a clear error when the container is missing

@@ -236,7 +236,7 @@ func (s *session) newApp() *cli.App {
 		Commands: append([]*cli.Command{
 			s.runCommand(), s.killCommand(), s.restartCommand(), s.statusCommand(), s.watchCommand(), s.logsCommand(), s.analyzeCommand(),
 			s.monCommand(), s.planCommand(), s.validateCommand(), s.scriptCommand(), s.luaTypesCommand(),
-			s.attachCommand(), s.serveCommand(), s.serviceCommand(), s.completionCommand(), helpCommand(), s.versionCommand(),
+			s.attachCommand(), s.adoptCommand(), s.serveCommand(), s.serviceCommand(), s.completionCommand(), helpCommand(), s.versionCommand(),
 		}, s.pluginCommands()...),
 		// A word that is no command is a usage error (exit 2), not "no help
 		// topic" with exit 1.

@@ -33,6 +33,7 @@ func TestFlagsAfterArguments(t *testing.T) {
 		{"validate -c r.yaml", "validate -c r.yaml"},
 		{"script b.lua --robot kyon -c r.yaml", "script -c r.yaml -- b.lua --robot kyon"},
 		{"attach a --wait", "attach --wait -- a"},
+		{"adopt core ctrl --json -c r.yaml", "adopt --json -c r.yaml -- core ctrl"},
 		{"lua-types dir", "lua-types -- dir"},
 		{"run a -- -weird", "run -- a -weird"},
 		{"status --bogus a", "status --bogus -- a"},

@@ -230,7 +230,8 @@ type statusRow struct {
 	Error    string `json:"error"`
 	Restarts int    `json:"restarts"`
 	// LastRestartExit is the exit code behind the last restart.
-	LastRestartExit *int `json:"last_restart_exit_code"`
+	LastRestartExit *int  `json:"last_restart_exit_code"`
+	Orphans         []int `json:"orphans"`
 }
 
 func (e *tenv) status() map[string]statusRow {
@@ -302,7 +303,20 @@ func (e *tenv) pid(proc string) int {
 	return *st.PID
 }
 
-func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+// alive reports whether pid runs. A zombie does not: on some machines pid 1
+// (a VM's init, a container's entry point) reaps orphans late or never.
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true // not Linux /proc: the signal test is all there is
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(f) == 0 || f[0] != "Z"
+}
 
 // runAll runs the launcher n times at once with the same arguments and
 // fails the test for every run that does not exit 0.

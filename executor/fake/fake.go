@@ -184,6 +184,25 @@ func (m *Machine) AddForeign(session, name string) {
 	m.windows = append(m.windows, &window{Window: executor.Window{Session: session, ID: fmt.Sprintf("@%d", m.nextID), Name: name, PanePID: m.pid}})
 }
 
+// Adopt marks a foreign window as launcher's and writes the note to its
+// log.
+func (m *Machine) Adopt(ctx context.Context, target executor.Window, spec executor.AdoptSpec) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.record("adopt %s", target.Name)
+	for _, w := range m.windows {
+		if w.ID == target.ID {
+			w.Marks = spec.Marks
+			w.Foreign = ""
+			for _, l := range spec.Note {
+				m.logs[spec.Marks.Log] = append(m.logs[spec.Marks.Log], "[2000-01-01 00:00:00.000] "+l)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("fake: no window %s", target.ID)
+}
+
 // Exit ends a running process now with code (as if it crashed).
 func (m *Machine) Exit(name string, code int) {
 	m.mu.Lock()

@@ -3,7 +3,9 @@ package tmux
 import (
 	"context"
 	"fmt"
+	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -93,17 +95,39 @@ func (m *Machine) commandStarted(ctx context.Context, tag string) (bool, error) 
 
 // taggedScript prints, NUL-separated, "/proc/PID/environ:VAR=value" for
 // the launcher variables of every process that has them (one grep finds the
-// processes, one reads their variables).
+// processes, one reads their variables). Then the runs of concert_launcher:
+// "concert:PID:ARGV" (arguments \x1f-separated) for each of its wrappers
+// and `script … NAME.stdout` processes of this tmux server ($1, the -S
+// socket, or tmux's default: their TMUX variable names it; those of another
+// server, another user's or a test's, are not ours to count or stop), and
+// when there are any, "ppid:PID:PPID" for every process, to find what they
+// started.
 const taggedScript = `files=$(grep -lzF LAUNCHER_TAG= /proc/[0-9]*/environ 2>/dev/null)
-[ -n "$files" ] || exit 0
-grep -azH -E '^LAUNCHER_(TAG|PROCESS|SESSION|LOG)=' $files 2>/dev/null
+[ -z "$files" ] || grep -azH -E '^LAUNCHER_(TAG|PROCESS|SESSION|LOG)=' $files 2>/dev/null
+c=$(grep -lzE '(^|/)concert_launcher_wrapper\.bash$|/[^/]+\.stdout$' /proc/[0-9]*/cmdline 2>/dev/null)
+[ -n "$c" ] || exit 0
+sock=${1:-${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)/default} n=0
+for f in $c; do
+  p=${f#/proc/}; p=${p%/cmdline}
+  case $(tr '\000' '\n' < "/proc/$p/environ" 2>/dev/null | grep -m1 '^TMUX=') in
+  "TMUX=$sock,"*) ;;
+  *) continue ;;
+  esac
+  printf 'concert:%s:' "$p"; tr '\000' '\037' < "$f" 2>/dev/null; printf '\000'; n=1
+done
+[ $n = 1 ] || exit 0
+for d in /proc/[0-9]*; do
+  read -r st < "$d/stat" 2>/dev/null || continue
+  st=${st##*) }; set -- $st; [ "$1" = Z ] || printf 'ppid:%s:%s\000' "${d#/proc/}" "$2"
+done
 exit 0`
 
 // Tagged lists the processes of the machine that carry launcher's run
 // variables (the pane's shell and everything it started, unless a
-// process cleared its environment).
+// process cleared its environment), and the processes of
+// concert_launcher's runs.
 func (m *Machine) Tagged(ctx context.Context) ([]executor.TaggedProcess, error) {
-	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c", taggedScript}})
+	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c", taggedScript, "sh", m.opts.Socket}})
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +141,34 @@ func (m *Machine) Tagged(ctx context.Context) ([]executor.TaggedProcess, error) 
 func ParseTagged(out []byte) []executor.TaggedProcess {
 	byPID := map[int]*executor.TaggedProcess{}
 	var order []int
+	type root struct {
+		pid          int
+		name, output string
+	}
+	var roots []root
+	children := map[int][]int{}
 	for _, rec := range strings.Split(string(out), "\x00") {
+		kind, rest, _ := strings.Cut(rec, ":")
+		switch kind {
+		case "concert":
+			pidText, argv, _ := strings.Cut(rest, ":")
+			pid, err := strconv.Atoi(pidText)
+			if err != nil {
+				continue
+			}
+			if name, output := concertRun(strings.Split(strings.TrimSuffix(argv, "\x1f"), "\x1f")); name != "" {
+				roots = append(roots, root{pid, name, output})
+			}
+			continue
+		case "ppid":
+			a, b, _ := strings.Cut(rest, ":")
+			pid, err1 := strconv.Atoi(a)
+			ppid, err2 := strconv.Atoi(b)
+			if err1 == nil && err2 == nil {
+				children[ppid] = append(children[ppid], pid)
+			}
+			continue
+		}
 		path, kv, ok := strings.Cut(rec, ":")
 		if !ok || !strings.HasPrefix(path, "/proc/") {
 			continue
@@ -150,13 +201,66 @@ func ParseTagged(out []byte) []executor.TaggedProcess {
 			ps = append(ps, *tp)
 		}
 	}
+	// A concert_launcher run is its wrapper or `script` and everything
+	// below them; the log of the `script` in a wrapper's tree is the
+	// run's output.
+	trees := make([][]int, len(roots))
+	for i, r := range roots {
+		trees[i] = []int{r.pid}
+		for j := 0; j < len(trees[i]); j++ {
+			trees[i] = append(trees[i], children[trees[i][j]]...)
+		}
+	}
+	for i := range roots {
+		for j, r2 := range roots {
+			if roots[i].output == "" && r2.output != "" && r2.name == roots[i].name && slices.Contains(trees[i], r2.pid) {
+				roots[i].output = roots[j].output
+			}
+		}
+	}
+	seen := map[int]bool{}
+	for i, r := range roots {
+		for _, pid := range trees[i] {
+			if !seen[pid] {
+				seen[pid] = true
+				ps = append(ps, executor.TaggedProcess{PID: pid, Tag: executor.ConcertTag(r.name), Process: r.name,
+					Foreign: executor.ConcertLauncher, Output: r.output})
+			}
+		}
+	}
 	return ps
 }
 
+// concertRun reads the process name (and log) of a concert_launcher run
+// from a command line: its wrapper (`bash …/concert_launcher_wrapper.bash
+// NAME CMD`) or its `script --append --flush --return --command … DIR/NAME.stdout`.
+func concertRun(argv []string) (name, output string) {
+	for i, a := range argv {
+		if strings.HasSuffix(a, "concert_launcher_wrapper.bash") && i+1 < len(argv) && i <= 1 {
+			return argv[i+1], ""
+		}
+	}
+	if len(argv) >= 3 && path.Base(argv[0]) == "script" && slices.Contains(argv, "--append") {
+		last := argv[len(argv)-1]
+		if name, ok := strings.CutSuffix(path.Base(last), ".stdout"); ok && name != "" {
+			return name, last
+		}
+	}
+	return "", ""
+}
+
 // SignalTagged signals every process of the given runs on the machine.
+// The processes of a concert_launcher run (executor.ConcertTag) carry no
+// tag of ours: they are looked up again and signalled by pid.
 func (m *Machine) SignalTagged(ctx context.Context, tags []string, sig executor.Signal) error {
 	for _, tag := range tags {
 		if tag == "" {
+			continue
+		}
+		if strings.HasPrefix(tag, executor.ConcertLauncher+":") {
+			if err := m.signalConcert(ctx, tag, sig); err != nil {
+				return err
+			}
 			continue
 		}
 		res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c", signalScript, "sh", string(sig), "-", "0", tag}})
@@ -168,4 +272,24 @@ func (m *Machine) SignalTagged(ctx context.Context, tags []string, sig executor.
 		}
 	}
 	return nil
+}
+
+// signalConcert signals the processes of concert_launcher's runs of tag.
+func (m *Machine) signalConcert(ctx context.Context, tag string, sig executor.Signal) error {
+	tagged, err := m.Tagged(ctx)
+	if err != nil {
+		return err
+	}
+	args := []string{"kill", "-s", string(sig)}
+	for _, tp := range tagged {
+		if tp.Tag == tag {
+			args = append(args, strconv.Itoa(tp.PID))
+		}
+	}
+	if len(args) == 3 {
+		return nil
+	}
+	// A process that ended meanwhile makes kill fail: that is no error.
+	_, err = m.Host.Run(ctx, executor.Command{Args: args})
+	return err
 }

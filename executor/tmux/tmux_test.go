@@ -59,7 +59,12 @@ func TestParseWindows(t *testing.T) {
 		case "dead":
 			restarts, state = "5 2 1700000001000", "gaveup exited with code 2 after 5 restarts"
 		}
-		return strings.Join(append(f, "4242", name, restarts, state, "end"), sep)
+		group, concertMark, concertCmd := "", "", "0"
+		if f[3] == "sig" {
+			// A window concert_launcher started, in a grouped session.
+			group, concertCmd = "robot", "1"
+		}
+		return strings.Join(append(f, "4242", name, restarts, state, group, concertMark, concertCmd, "end"), sep)
 	}
 	out := strings.Join([]string{
 		row("s", "@1", "0", "web", "100", "0", "", "", "1", "", "abc", "1", "1700000000000", "tag", "", "/l/web.log", "0"),
@@ -84,8 +89,21 @@ func TestParseWindows(t *testing.T) {
 	if w := ws[1]; !w.Dead || !w.ExitKnown || w.ExitCode != 3 || w.Marks.Op != "stopping h 1 2 3" || !w.Marks.OneShot {
 		t.Errorf("dead window: %+v", w)
 	}
-	if w := ws[2]; !w.ExitKnown || w.ExitCode != 137 || w.Marks.Managed {
+	if w := ws[2]; !w.ExitKnown || w.ExitCode != 137 || w.Marks.Managed || w.Group != "robot" || w.Foreign != executor.ConcertLauncher {
 		t.Errorf("killed window: %+v", w)
+	}
+	if w := ws[0]; w.Group != "" || w.Foreign != "" {
+		t.Errorf("launcher's window: %+v", w)
+	}
+	// A window of a session grouped with the one asked for is found once.
+	other := ws[2]
+	other.Session = "robot"
+	snap := executor.Snapshot{Windows: []executor.Window{ws[2], other}}
+	if got := snap.Find("robot", "sig"); len(got) != 1 || got[0].Session != "robot" {
+		t.Errorf("Find in a group: %+v", got)
+	}
+	if got := snap.Find("s", "sig"); len(got) != 1 {
+		t.Errorf("Find in its own session: %+v", got)
 	}
 }
 

@@ -20,6 +20,7 @@ var listFields = []string{
 	"pane_dead_status", "pane_dead_signal", "@launcher", "@launcher_op", "@launcher_hash",
 	"@launcher_ready", "@launcher_started", "@launcher_tag", "@launcher_docker", "@launcher_log",
 	"@launcher_oneshot", "pid", "@launcher_name", "@launcher_restarts", "@launcher_restart_state",
+	"session_group", "@concert_launcher_managed", "m:*concert_launcher_wrapper.bash *,#{pane_start_command}",
 }
 
 const sep = "\x1f"
@@ -62,7 +63,7 @@ func (m *Machine) Snapshot(ctx context.Context) (executor.Snapshot, error) {
 		// a moment after the pane died. Debian's tmux (built with
 		// libutempter) can miss the SIGCHLD altogether and keep the zombie
 		// forever (tmux#311, #4559): a SIGCHLD of our own makes it reap.
-		if n, _ := ctx.Value(retryKey{}).(int); w.Marks.Managed && w.Dead && !w.ExitKnown && n < 5 {
+		if n, _ := ctx.Value(retryKey{}).(int); (w.Marks.Managed || w.Foreign != "") && w.Dead && !w.ExitKnown && n < 5 {
 			if n >= 1 && w.ServerPID > 0 {
 				_, _ = m.Host.Run(ctx, executor.Command{Args: []string{"kill", "-s", "CHLD", strconv.Itoa(w.ServerPID)}})
 			}
@@ -132,6 +133,10 @@ func ParseWindows(out []byte) []executor.Window {
 		w.ServerPID, _ = strconv.Atoi(f[17])
 		w.Marks.Name = f[18]
 		w.Marks.Restarts = parseRestartMarks(f[19], f[20])
+		w.Group = f[21]
+		if !w.Marks.Managed && (f[22] == "1" || f[23] == "1") {
+			w.Foreign = executor.ConcertLauncher
+		}
 		ws = append(ws, w)
 	}
 	return ws
@@ -245,6 +250,48 @@ func (m *Machine) WaitChange(ctx context.Context) error {
 	}
 	if res.ExitCode != 0 {
 		return fmt.Errorf("tmux wait-for on %s: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
+	}
+	return nil
+}
+
+// noteScript appends lines to a log ($1), never through a symbolic link.
+const noteScript = `umask 077; f=$1; shift; [ -L "$f" ] && exit 1; printf '%s\n' "$@" >> "$f"`
+
+// Adopt makes a foreign window launcher's: its note goes to the log, then
+// one tmux invocation sets the marks and (a live pane) pipes the output to
+// the log writer. The process is not touched.
+func (m *Machine) Adopt(ctx context.Context, w executor.Window, spec executor.AdoptSpec) error {
+	if err := m.resolve(ctx); err != nil {
+		return err
+	}
+	log := spec.Marks.Log
+	if err := m.install(ctx); err != nil {
+		return err
+	}
+	if err := m.ensureDir(ctx, log[:strings.LastIndex(log, "/")]); err != nil {
+		return err
+	}
+	if len(spec.Note) > 0 {
+		stamp := time.Now().Format("[2006-01-02 15:04:05.000] ")
+		args := []string{"sh", "-c", noteScript, "sh", log}
+		for _, l := range spec.Note {
+			args = append(args, stamp+l)
+		}
+		res, err := m.Host.Run(ctx, executor.Command{Args: args})
+		if err != nil {
+			return err
+		}
+		if res.ExitCode != 0 {
+			return fmt.Errorf("writing %s on %s: %s", log, m.Machine(), strings.TrimSpace(string(res.Stderr)))
+		}
+	}
+	cmds := markOptions(w.ID, spec.Marks)
+	if !w.Dead {
+		cmds = append(cmds, []string{"pipe-pane", "-t", w.ID}, []string{"pipe-pane", "-t", w.ID, m.pipeCommand(log, spec.Marks.Tag, spec.Rotate)})
+	}
+	_, err := m.batch(ctx, append(cmds, doorbell))
+	if err != nil {
+		return fmt.Errorf("adopting window %s (%s:%s): %w", w.ID, w.Session, w.Name, err)
 	}
 	return nil
 }
