@@ -55,6 +55,7 @@ type session struct {
 	cfg       *config.Config
 	pool      *pool.Pool
 	engine    *engine.Engine
+	journal   *journal
 	lua       *binding.Host
 	acceptNew bool
 	// flags are the common flags, read once by parseCommon.
@@ -133,6 +134,9 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(
 		default:
 			fmt.Fprintf(s.stderr, "launcher: Lua event handlers still busy after %s were stopped (%s); a plugin waits longer with launcher.set_drain_timeout(seconds)\n", rep.Waited, rep)
 		}
+	}
+	if s.journal != nil {
+		s.journal.close()
 	}
 	// Ctrl-C (or SIGTERM) is 130 whenever it came: during the command, at
 	// its end or while handlers drained; watch and status -w included, whose
@@ -236,7 +240,7 @@ func (s *session) newApp() *cli.App {
 		Commands: append([]*cli.Command{
 			s.runCommand(), s.killCommand(), s.restartCommand(), s.statusCommand(), s.watchCommand(), s.logsCommand(), s.analyzeCommand(),
 			s.monCommand(), s.planCommand(), s.validateCommand(), s.scriptCommand(), s.luaTypesCommand(),
-			s.attachCommand(), s.adoptCommand(), s.serveCommand(), s.serviceCommand(), s.completionCommand(), helpCommand(), s.versionCommand(),
+			s.attachCommand(), s.adoptCommand(), s.bundleCommand(), s.serveCommand(), s.serviceCommand(), s.completionCommand(), helpCommand(), s.versionCommand(),
 		}, s.pluginCommands()...),
 		// A word that is no command is a usage error (exit 2), not "no help
 		// topic" with exit 1.
@@ -382,6 +386,7 @@ func (s *session) wire(cfg *config.Config, f flagValues) (*engine.Engine, error)
 	}
 	s.pool = pool.New(o)
 	s.engine = engine.New(engine.Options{Config: cfg, Connector: s.pool})
+	s.startJournal(s.engine, cfg.Session)
 	// Lua starts only when the config uses it (plugins, check kinds) or a
 	// script runs: plain commands stay fast.
 	files := binding.PluginFiles(cfg, s.getenv)

@@ -34,6 +34,7 @@ func TestFlagsAfterArguments(t *testing.T) {
 		{"script b.lua --robot kyon -c r.yaml", "script -c r.yaml -- b.lua --robot kyon"},
 		{"attach a --wait", "attach --wait -- a"},
 		{"adopt core ctrl --json -c r.yaml", "adopt --json -c r.yaml -- core ctrl"},
+		{"bundle -o x.tar.gz --since 2h", "bundle -o x.tar.gz --since 2h"},
 		{"lua-types dir", "lua-types -- dir"},
 		{"run a -- -weird", "run -- a -weird"},
 		{"status --bogus a", "status --bogus -- a"},

@@ -80,6 +80,24 @@ func onMachine(machine string, argv []string, tty bool) string {
 	return shell.Join(ssh)
 }
 
+// planJSON is `plan --json`: the resolved processes with the exact
+// command lines they run.
+func planJSON(cfg *config.Config, plan *config.Plan, op engine.OpPlan) []byte {
+	procs := make([]map[string]any, 0, len(plan.Processes))
+	for _, r := range plan.Processes {
+		var m map[string]any
+		b, _ := json.Marshal(r)
+		_ = json.Unmarshal(b, &m)
+		m["command_line"] = commandLine(r)
+		if r.ReadyCheck != "" {
+			m["ready_command_line"] = readyCommandLine(r)
+		}
+		procs = append(procs, m)
+	}
+	b, _ := json.MarshalIndent(map[string]any{"roots": plan.Roots, "processes": procs, "op": op, "machines": op.Machines(cfg)}, "", "  ")
+	return b
+}
+
 func (s *session) planCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "plan",
@@ -122,19 +140,7 @@ func (s *session) planCommand() *cli.Command {
 				return usageErr("--op %q: write run, kill or restart", c.String("op"))
 			}
 			if c.Bool("json") {
-				procs := make([]map[string]any, 0, len(plan.Processes))
-				for _, r := range plan.Processes {
-					var m map[string]any
-					b, _ := json.Marshal(r)
-					_ = json.Unmarshal(b, &m)
-					m["command_line"] = commandLine(r)
-					if r.ReadyCheck != "" {
-						m["ready_command_line"] = readyCommandLine(r)
-					}
-					procs = append(procs, m)
-				}
-				b, _ := json.MarshalIndent(map[string]any{"roots": plan.Roots, "processes": procs, "op": op, "machines": op.Machines(cfg)}, "", "  ")
-				fmt.Fprintln(s.stdout, string(b))
+				fmt.Fprintln(s.stdout, string(planJSON(cfg, plan, op)))
 				return nil
 			}
 			st := newStyle(s.color)

@@ -41,21 +41,7 @@ func (s *session) statusCommand() *cli.Command {
 						b, _ := json.MarshalIndent(map[string]any{"trees": trees}, "", "  ")
 						return string(b) + "\n", nil
 					}
-					var b strings.Builder
-					for _, t := range trees {
-						fmt.Fprintf(&b, "[%s] on %s\n", st.proc(t.Process), t.Machine)
-						if t.Error != "" {
-							fmt.Fprintf(&b, "  %s\n", t.Error)
-							continue
-						}
-						for _, l := range strings.Split(strings.TrimRight(formatTree(t.Root), "\n"), "\n") {
-							b.WriteString("  " + l + "\n")
-						}
-					}
-					if len(trees) == 0 {
-						b.WriteString("no process is running\n")
-					}
-					return b.String(), nil
+					return formatTrees(trees, st), nil
 				}
 				rows, err := e.Status(c.Context, names)
 				if err != nil {
@@ -170,6 +156,26 @@ func parseNumLines(v string) (int, error) {
 
 // formatTree renders a tree as indented lines:
 // "PID: 123 (roscore -p 11311) RAM: 12.34 MB CPU: 1.0%".
+// formatTrees is `status --pstree`: each running process's tree, under
+// its name and machine.
+func formatTrees(trees []engine.Tree, st *style) string {
+	var b strings.Builder
+	for _, t := range trees {
+		fmt.Fprintf(&b, "[%s] on %s\n", st.proc(t.Process), t.Machine)
+		if t.Error != "" {
+			fmt.Fprintf(&b, "  %s\n", t.Error)
+			continue
+		}
+		for _, l := range strings.Split(strings.TrimRight(formatTree(t.Root), "\n"), "\n") {
+			b.WriteString("  " + l + "\n")
+		}
+	}
+	if len(trees) == 0 {
+		b.WriteString("no process is running\n")
+	}
+	return b.String()
+}
+
 func formatTree(n *engine.TreeNode) string {
 	var b strings.Builder
 	var walk func(n *engine.TreeNode, depth int)
