@@ -130,17 +130,20 @@ func TestAdoptConcertLauncherWindows(t *testing.T) {
 	t.Parallel()
 	executortest.RequireTool(t, "script")
 	loop := `while :; do echo tick; sleep 0.2; done`
+	stubbornCmd := `trap '' INT; sleep 301`
 	e := newEnv(t, fmt.Sprintf(`
 context: {session: robot}
 core: {cmd: "echo core up; sleep 300", ready_check: "true"}
 ctrl: {cmd: %q, depends: [core]}
 done: {cmd: "echo finished"}
-`, loop))
+stubborn: {cmd: %q, stop_timeout: 2s}
+`, loop, stubbornCmd))
 	dir := filepath.Join(e.dir, "concert")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	concertRun(t, e, "robot", dir, [2]string{"core", "echo core up; sleep 300"}, [2]string{"ctrl", loop}, [2]string{"done", "echo finished"})
+	concertRun(t, e, "robot", dir, [2]string{"core", "echo core up; sleep 300"}, [2]string{"ctrl", loop}, [2]string{"done", "echo finished"},
+		[2]string{"stubborn", stubbornCmd})
 	executortest.Eventually(t, "concert's done exited", func() bool {
 		b, _ := os.ReadFile(filepath.Join(dir, "done.stdout"))
 		return strings.Contains(string(b), "process exited with code 0")
@@ -242,7 +245,26 @@ done: {cmd: "echo finished"}
 		t.Errorf("concert's loop still runs (%d)", n)
 	}
 	e.waitLog("robot", "done", "finished")
-	coreTree := treeOf(pids["core"])
+	// An adopted process that ignores SIGINT: the stop escalates and ends
+	// its whole tree (script put the command in a session of its own).
+	stubTree := treeOf(*st["stubborn"].PID)
+	if r := e.mustRun("kill", "stubborn"); !strings.Contains(r.stdout, "SIGTERM") {
+		t.Errorf("kill stubborn did not escalate:\n%s", r)
+	}
+	for _, pid := range stubTree {
+		if alive(pid) {
+			t.Errorf("pid %d of stubborn's tree outlived its kill", pid)
+		}
+	}
+	if n := len(withCmdline("sleep", "301")); n != 0 {
+		t.Errorf("stubborn's sleep outlived its kill")
+	}
+	// restart of an adopted window runs launcher's own copy in it.
+	e.mustRun("restart", "core")
+	if st := e.status()["core"]; st.State != "READY" || *st.PID == pids["core"] || alive(pids["core"]) {
+		t.Errorf("core after restart: %+v (was pid %d)", st, pids["core"])
+	}
+	coreTree := treeOf(*e.status()["core"].PID)
 	e.mustRun("kill", "--all")
 	for _, pid := range coreTree {
 		if alive(pid) {
