@@ -172,8 +172,9 @@ func secondDocument(data []byte) int {
 	}
 	line := second.Content[0].Line
 	// Point at the `---` that opens it, when it is on a line of its own.
-	lines := strings.Split(string(data), "\n")
-	for i := line - 1; i >= 1; i-- {
+	// YAML counts a lone CR as a line break too.
+	lines := strings.Split(strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(string(data)), "\n")
+	for i := min(line-1, len(lines)); i >= 1; i-- {
 		t := strings.TrimSpace(lines[i-1])
 		if strings.HasPrefix(t, "---") {
 			return i
