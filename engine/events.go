@@ -14,19 +14,23 @@ type Kind string
 // Event kinds, one per step of an operation. The CLI prints them, Lua scripts
 // subscribe to them, and a later HTTP API streams them; the names are stable.
 const (
-	Waiting  Kind = "waiting"  // waiting for dependencies
-	Starting Kind = "starting" // about to spawn
-	Started  Kind = "started"  // the window runs (Data: pid)
-	Checking Kind = "checking" // a ready check did not pass yet (Message: why)
-	Ready    Kind = "ready"    // ready (or already running and ready)
-	Failed   Kind = "failed"   // the step failed (ExitCode when a process exited)
-	Exited   Kind = "exited"   // the process ended (ExitCode)
-	Stopping Kind = "stopping" // a stop began (Message: the signal)
-	Stopped  Kind = "stopped"  // the process is no longer running
-	Output   Kind = "output"   // a line of a one-shot's (or watched process's) output
-	Info     Kind = "info"     // anything else worth telling (drift, not running…)
-	HostLost Kind = "host_lost"
-	HostBack Kind = "host_back"
+	// Connecting: the step reaches the process's (remote) machine; the
+	// SSH dial, when not connected yet, happens now (the reference tool's
+	// first event of a start).
+	Connecting Kind = "connecting"
+	Waiting    Kind = "waiting"  // waiting for dependencies
+	Starting   Kind = "starting" // about to spawn
+	Started    Kind = "started"  // the window runs (Data: pid)
+	Checking   Kind = "checking" // a ready check did not pass yet (Message: why)
+	Ready      Kind = "ready"    // ready (or already running and ready)
+	Failed     Kind = "failed"   // the step failed (ExitCode when a process exited)
+	Exited     Kind = "exited"   // the process ended (ExitCode)
+	Stopping   Kind = "stopping" // a stop began (Message: the signal)
+	Stopped    Kind = "stopped"  // the process is no longer running
+	Output     Kind = "output"   // a line of a one-shot's (or watched process's) output
+	Info       Kind = "info"     // anything else worth telling (drift, not running…)
+	HostLost   Kind = "host_lost"
+	HostBack   Kind = "host_back"
 	// Restarted: a restart policy started the process again (ExitCode:
 	// the exit that caused it; Message: which restart).
 	Restarted Kind = "restarted"

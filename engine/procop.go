@@ -22,6 +22,10 @@ type procOp struct {
 // newProcOp dials (or reuses) the process's machine. A failure is reported
 // as the process's Failed event.
 func (e *Engine) newProcOp(ctx context.Context, em emitter, p *config.Process, r *config.Resolved, level int) (*procOp, error) {
+	if r == nil {
+		// A start said so before waiting for its dependencies.
+		connecting(em, p, level)
+	}
 	m, snaps, err := e.machine(ctx, p.Machine)
 	o := &procOp{em: em, p: p, r: r, level: level, m: m, snaps: snaps}
 	if err != nil {
@@ -54,5 +58,12 @@ func (l *procLock) unlock() {
 	if l.held {
 		l.mu.Unlock()
 		l.held = false
+	}
+}
+
+// connecting emits the Connecting event of a step on a remote machine.
+func connecting(em emitter, p *config.Process, level int) {
+	if p.Machine != executor.Local {
+		em.emit(Connecting, p, level, "connecting to %s", p.Machine)
 	}
 }

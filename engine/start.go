@@ -105,6 +105,7 @@ func (e *Engine) StartPlanWith(ctx context.Context, plan *config.Plan, opts Star
 			em.emit(Info, r.Process, level, "one-shot already done (not run again)")
 			return nil
 		}
+		connecting(em, r.Process, level)
 		if len(r.Depends) > 0 && !opts.NoDeps {
 			em.emit(Waiting, r.Process, level, "depends on %s", strings.Join(r.Depends, ", "))
 			errs := g.all(ctx, r.Depends, level+1)

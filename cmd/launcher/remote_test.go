@@ -594,6 +594,12 @@ remote:
 	if code := s.do("POST", "/api/v1/processes/remote/start?wait=ready", nil, &res); code != 200 || !res.OK || res.Status.State != "READY" || res.Status.Machine != h.Machine() {
 		t.Fatalf("remote start: %d %+v\n%s", code, res, s.bg.stderr())
 	}
+	// Issue 15 (GUI parity): the reference's first event of a start is
+	// connecting (the SSH dial), before anything else of remote's.
+	first := ev.next(t, "an event of remote", func(x sseEvent) bool { return x.Data["process"] == "remote" && x.Data["event"] != "state" })
+	if first.Data["event"] != "connecting" || !strings.Contains(fmt.Sprint(first.Data["message"]), h.Machine()) {
+		t.Errorf("remote's first event: %v", first.Data)
+	}
 	ev.next(t, "remote READY seen by the monitor", func(x sseEvent) bool { return is("state", "remote")(x) && x.Data["state"] == "READY" })
 	// READY (its check is `true`) may come before the output reaches the
 	// log: the log route is polled.

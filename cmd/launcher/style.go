@@ -148,9 +148,10 @@ func (p *progress) line(ev engine.Event) string {
 
 // event handles one event (called from the bus, one at a time).
 func (p *progress) event(ev engine.Event) {
-	if ev.Kind == engine.StateChanged {
+	if ev.Kind == engine.StateChanged || ev.Kind == engine.Connecting {
 		// The watched view's changes: the events around them tell the same
-		// (they printed as empty "• [proc] " lines).
+		// (they printed as empty "• [proc] " lines). A dial that fails is
+		// the step's failure, printed as such.
 		return
 	}
 	p.mu.Lock()
