@@ -302,7 +302,7 @@ func main() {
 		name string
 		fn   func(*world) row
 	}{{"up50", up50}, {"chain10", chain10}, {"status50", status50}, {"stop50", stop50}, {"ready", readyLatency},
-		{"serve-list", serveList50}, {"serve-events", serveEvents}}
+		{"serve-list", serveList50}, {"serve-events", serveEvents}, {"serve-clients", serveClients}}
 	var rows []row
 	for _, s := range scenarios {
 		if *only != "" && !strings.Contains(s.name, *only) {
@@ -333,7 +333,7 @@ func main() {
 			mark = "MISSED"
 			failed++
 		}
-		fmt.Printf("%-46s %9.1f %s %9.1f ms %8s %-8s %s [%s]\n", r.name, r.launcherMs, unit, r.floorMs, ratio, r.target, r.floorName, mark)
+		fmt.Printf("%-46s %9.1f %s %9.1f %s %8s %-8s %s [%s]\n", r.name, r.launcherMs, unit, r.floorMs, unit, ratio, r.target, r.floorName, mark)
 		if r.note != "" {
 			fmt.Printf("%-46s %s\n", "", r.note)
 		}

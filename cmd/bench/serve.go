@@ -149,3 +149,50 @@ func drain(c chan time.Time) {
 		}
 	}
 }
+
+// serveClients: the server's RSS with 50 processes and 1000 event-stream
+// clients connected (each has read the stream's opening comment), against
+// the same server with none.
+func serveClients(w *world) row {
+	cfg := w.writeConfig(independentYAML(50))
+	w.reset()
+	w.timed(*launcher, "-c", cfg, "run", "all")
+	s := startServe(w, cfg)
+	defer s.stop()
+	idle := s.rssKiB()
+	const n = 1000
+	tr := &http.Transport{MaxConnsPerHost: 0, MaxIdleConnsPerHost: n}
+	client := &http.Client{Transport: tr}
+	var bodies []io.Closer
+	var first *bufio.Reader
+	defer func() {
+		for _, b := range bodies {
+			b.Close()
+		}
+	}()
+	for c := 0; c < n; c++ {
+		resp, err := client.Get(s.base + "/api/v1/events")
+		must(err)
+		rd := bufio.NewReader(resp.Body)
+		line, err := rd.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, ":") {
+			must(fmt.Errorf("stream client %d: %q %v", c, line, err))
+		}
+		if first == nil {
+			first = rd
+		}
+		bodies = append(bodies, resp.Body)
+	}
+	// One event to every client, so each queue and writer was used.
+	w.timed(*launcher, "-c", cfg, "kill", "p0")
+	for {
+		line, err := first.ReadString('\n')
+		must(err)
+		if strings.HasPrefix(line, "data: ") && strings.Contains(line, `"p0"`) {
+			break
+		}
+	}
+	rss := s.rssKiB()
+	return row{name: "serve RSS, 50 processes, 1000 stream clients", launcherMs: float64(rss) / 1024, floorMs: float64(idle) / 1024,
+		floorName: "the same server with no client", target: "≤ 60 MB", ok: rss <= 60*1024}
+}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -22,6 +23,9 @@ import (
 	"github.com/robotlauncher/launcher/executor"
 	"github.com/robotlauncher/launcher/executor/pool"
 )
+
+// serveMemoryLimit is serve's soft memory limit (GOMEMLIMIT overrides it).
+const serveMemoryLimit = 32 << 20
 
 func (s *session) serveCommand() *cli.Command {
 	return &cli.Command{
@@ -41,6 +45,14 @@ func (s *session) serveCommand() *cli.Command {
 			host, port, err := net.SplitHostPort(listen)
 			if err != nil || port == "" {
 				return usageErr("--listen %q: write HOST:PORT, e.g. %s", listen, api.DefaultListen)
+			}
+			if s.getenv("GOMEMLIMIT") == "" {
+				// A server that runs for months on a robot beside its
+				// processes: the garbage collector works harder before
+				// the heap doubles (a thousand stream clients cost what
+				// their connections do, not twice that). A soft limit:
+				// never an out-of-memory of its own.
+				debug.SetMemoryLimit(serveMemoryLimit)
 			}
 			if q := c.Int("stream-queue"); q < 1 || q > 1<<16 {
 				return usageErr("--stream-queue %d: write a number from 1 to 65536", q)

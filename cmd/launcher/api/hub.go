@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"strconv"
 	"sync"
@@ -30,12 +31,13 @@ type frame struct {
 }
 
 type client struct {
-	ch      chan frame
-	dropped chan struct{}
-	once    sync.Once
+	ch chan frame
+	// gone ends when the client is dropped (too slow) or unsubscribed: a
+	// context, so that the stream can act on it with context.AfterFunc
+	// instead of a goroutine per client waiting for it.
+	gone context.Context
+	drop context.CancelFunc
 }
-
-func (c *client) drop() { c.once.Do(func() { close(c.dropped) }) }
 
 func newHub(keep, queue int, first uint64) *hub {
 	return &hub{keep: keep, queue: queue, clients: map[*client]struct{}{}, first: first, next: first}
@@ -74,7 +76,8 @@ func (h *hub) publish(v any) {
 func (h *hub) subscribe(lastID uint64, replay bool) (c *client, backlog []frame, gap bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	c = &client{ch: make(chan frame, h.queue), dropped: make(chan struct{})}
+	c = &client{ch: make(chan frame, h.queue)}
+	c.gone, c.drop = context.WithCancel(context.Background())
 	h.clients[c] = struct{}{}
 	ring := h.ring
 	if len(ring) > h.keep {

@@ -23,7 +23,7 @@ func TestHubDropsAFullClientAndReplays(t *testing.T) {
 		}
 	}
 	select {
-	case <-slow.dropped:
+	case <-slow.gone.Done():
 	default:
 		t.Fatal("the client that did not read was not dropped")
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/robotlauncher/launcher/engine"
@@ -88,8 +89,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	defer s.hub.unsubscribe(c)
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	out := make(chan []byte, 256)
+	// Output lines have a queue of their own, made only for a client that
+	// asked for them (1000 dashboards cost what their connections do).
+	var out chan []byte
 	if len(outNames) > 0 {
+		out = make(chan []byte, 256)
 		go func() {
 			_ = s.e.Watch(ctx, outNames, outLines, func(l engine.LogLine) {
 				if l.Err != nil {
@@ -103,19 +107,25 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}()
 	}
 	st := newSSE(w)
-	watched := make(chan struct{})
-	go func() {
-		defer close(watched)
-		// A dropped client may be stuck in a write to a full socket: end
-		// that write now rather than at its deadline.
-		select {
-		case <-c.dropped:
+	// A dropped client may be stuck in a write to a full socket: end that
+	// write now rather than at its deadline. The response is not touched
+	// after the handler returns.
+	var mu sync.Mutex
+	returned := false
+	stopWatch := context.AfterFunc(c.gone, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !returned {
 			_ = st.rc.SetWriteDeadline(time.Now())
-		case <-ctx.Done():
 		}
+	})
+	defer func() {
+		cancel()
+		stopWatch()
+		mu.Lock()
+		returned = true
+		mu.Unlock()
 	}()
-	// The response is not touched after the handler returns.
-	defer func() { cancel(); <-watched }()
 	if err := st.comment("launcher events"); err != nil {
 		return
 	}
@@ -132,7 +142,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	if st.flush() != nil {
 		return
 	}
-	s.pump(ctx, st, c.ch, out, c.dropped)
+	s.pump(ctx, st, c.ch, out, c.gone.Done())
 }
 
 // logStream is GET /api/v1/processes/{name}/log/stream: the last ?lines=N
