@@ -176,7 +176,7 @@ func serveClients(w *world) row {
 		rd := bufio.NewReader(resp.Body)
 		line, err := rd.ReadString('\n')
 		if err != nil || !strings.HasPrefix(line, ":") {
-			must(fmt.Errorf("stream client %d: %q %v", c, line, err))
+			must(fmt.Errorf("stream client %d: %q: %w", c, line, err))
 		}
 		if first == nil {
 			first = rd
