@@ -77,7 +77,7 @@ lint: $(GOLANGCI)
 # beside CPU-burning loops to see a race the suite's smaller count misses.
 STRESS_RUNS ?= 1000
 stress: deps
-	LAUNCHER_STRESS_RUNS=$(STRESS_RUNS) $(GO) test -count=1 -timeout 60m -run '^(TestQuickOutputIsNeverLost|TestRemoteKillOf25UsesSIGINT)$$' -v ./cmd/launcher
+	LAUNCHER_STRESS_RUNS=$(STRESS_RUNS) $(GO) test -count=1 -timeout 60m -run '^(TestQuickOutputIsNeverLost|TestRemoteKillOf25UsesSIGINT|TestDashboardKeepsUpWith200)$$' -v ./cmd/launcher
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_PARSE) ./engine/config
