@@ -267,3 +267,44 @@ func TestDashboardKeepsUpWith200(t *testing.T) {
 		}
 	}
 }
+
+// Issue 15, the operator's view: a failed process says why on its row
+// (exit code with the signal's name, the last lines of its log), and the
+// buttons match the state (no Start on READY, no Stop on DEAD).
+func TestDashboardRowSaysWhy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, `
+context: {session: why}
+ok: {cmd: sleep 300}
+slam: {cmd: 'echo "Segmentation fault in map_merge()"; kill -SEGV $$'}
+`)
+	e.mustRun("run", "ok")
+	e.run("run", "slam")
+	e.waitState("slam", "DEAD")
+	ctx := browser(t)
+	s := startServer(t, e, "")
+	disabled := func(p, a string) string {
+		return fmt.Sprintf(`document.querySelector('#row-%s button[data-action="%s"]').disabled`, p, a)
+	}
+	var exit, why string
+	var startOK, stopOK, startSlam, stopSlam bool
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(s.base+"/"),
+		waitJS(`document.querySelector('#row-slam .tail') && document.querySelector('#row-slam .tail').textContent.includes('map_merge')`),
+		into(chromedp.Text(css("#row-slam .exit")), &exit),
+		into(chromedp.Text(css("#row-slam .tail")), &why),
+		into(chromedp.Evaluate[bool](disabled("ok", "start")), &startOK),
+		into(chromedp.Evaluate[bool](disabled("ok", "stop")), &stopOK),
+		into(chromedp.Evaluate[bool](disabled("slam", "start")), &startSlam),
+		into(chromedp.Evaluate[bool](disabled("slam", "stop")), &stopSlam),
+	)
+	if err != nil {
+		t.Fatalf("dashboard: %v\nserver:\n%s", err, s.bg.stderr())
+	}
+	if exit != "139 (SIGSEGV)" || !strings.Contains(why, "Segmentation fault in map_merge()") || strings.Contains(why, "[launcher]") {
+		t.Errorf("slam's row: exit %q, why %q", exit, why)
+	}
+	if !startOK || stopOK || startSlam || !stopSlam {
+		t.Errorf("buttons: ok start disabled %v, stop disabled %v; slam start disabled %v, stop disabled %v", startOK, stopOK, startSlam, stopSlam)
+	}
+}
