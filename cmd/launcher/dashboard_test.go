@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -286,7 +287,7 @@ slam: {cmd: 'echo "Segmentation fault in map_merge()"; kill -SEGV $$'}
 	disabled := func(p, a string) string {
 		return fmt.Sprintf(`document.querySelector('#row-%s button[data-action="%s"]').disabled`, p, a)
 	}
-	var exit, why string
+	var exit, why, age, mem string
 	var startOK, stopOK, startSlam, stopSlam bool
 	err := chromedp.Do(ctx,
 		chromedp.Navigate(s.base+"/"),
@@ -297,12 +298,19 @@ slam: {cmd: 'echo "Segmentation fault in map_merge()"; kill -SEGV $$'}
 		into(chromedp.Evaluate[bool](disabled("ok", "stop")), &stopOK),
 		into(chromedp.Evaluate[bool](disabled("slam", "start")), &startSlam),
 		into(chromedp.Evaluate[bool](disabled("slam", "stop")), &stopSlam),
+		// process-compose's columns: age, CPU and memory of what runs.
+		waitJS(`document.querySelector('#row-ok .mem').textContent.endsWith(' MB')`),
+		into(chromedp.Text(css("#row-ok .age")), &age),
+		into(chromedp.Text(css("#row-ok .mem")), &mem),
 	)
 	if err != nil {
 		t.Fatalf("dashboard: %v\nserver:\n%s", err, s.bg.stderr())
 	}
 	if exit != "139 (SIGSEGV)" || !strings.Contains(why, "Segmentation fault in map_merge()") || strings.Contains(why, "[launcher]") {
 		t.Errorf("slam's row: exit %q, why %q", exit, why)
+	}
+	if !regexp.MustCompile(`^\d+(s|m\d+s)$`).MatchString(age) || !regexp.MustCompile(`^\d+\.\d MB$`).MatchString(mem) {
+		t.Errorf("ok's age %q, memory %q", age, mem)
 	}
 	if !startOK || stopOK || startSlam || !stopSlam {
 		t.Errorf("buttons: ok start disabled %v, stop disabled %v; slam start disabled %v, stop disabled %v", startOK, stopOK, startSlam, stopSlam)

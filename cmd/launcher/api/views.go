@@ -27,6 +27,9 @@ type ProcessView struct {
 	Restarts        int        `json:"restarts"`
 	LastRestart     *time.Time `json:"last_restart,omitempty"`
 	LastRestartExit *int       `json:"last_restart_exit_code,omitempty"`
+	// Started is when the window's current run started (its age), absent
+	// without a window.
+	Started *time.Time `json:"started,omitempty"`
 }
 
 // StatusDoc is the whole `status --json` document.
@@ -50,6 +53,10 @@ func viewOf(r engine.Status) ProcessView {
 	if !r.LastRestart.IsZero() {
 		t := r.LastRestart.UTC()
 		v.LastRestart = &t
+	}
+	if !r.Started.IsZero() {
+		t := r.Started.UTC()
+		v.Started = &t
 	}
 	return v
 }
