@@ -47,7 +47,7 @@ fmt-check:
 # The whole suite: unit, integration (real tmux, sshd, dockerd), race
 # detector, and a short fuzzing run of the loader and the renderer.
 test: deps fmt-check vet lint
-	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) fuzz
 
 # A newcomer's first command: the tests that need neither root, nor tmux,

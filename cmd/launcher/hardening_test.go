@@ -380,8 +380,15 @@ func TestThousandProcesses(t *testing.T) {
 	// the suite's patience (two CPU burners and the other packages' tests
 	// beside it took more than three minutes).
 	r := e.runWithin(5*executortest.Patience, "run", "done")
-	if r.code != 0 || strings.Contains(r.stdout+r.stderr, "deadline") {
+	if r.code != 0 {
 		t.Fatalf("exit %d; last lines:\n%s\n%s", r.code, lastN(r.stdout, 5), r.stderr)
+	}
+	// No step failed on a timeout on the way (a tmux server slow to answer
+	// under load may be said, in an info line, and waited out).
+	for _, l := range strings.Split(r.stdout+r.stderr, "\n") {
+		if strings.Contains(l, "deadline") && (strings.Contains(l, "✗") || strings.HasPrefix(l, "launcher:")) {
+			t.Errorf("a step failed on a timeout: %s", l)
+		}
 	}
 	ready := 0
 	for _, st := range e.status() {
