@@ -277,9 +277,10 @@ func TestDashboardRowSaysWhy(t *testing.T) {
 	e := newEnv(t, `
 context: {session: why}
 ok: {cmd: sleep 300}
+child: {cmd: sleep 300, depends: [ok]}
 slam: {cmd: 'echo "Segmentation fault in map_merge()"; kill -SEGV $$'}
 `)
-	e.mustRun("run", "ok")
+	e.mustRun("run", "child")
 	e.run("run", "slam")
 	e.waitState("slam", "DEAD")
 	ctx := browser(t)
@@ -314,5 +315,34 @@ slam: {cmd: 'echo "Segmentation fault in map_merge()"; kill -SEGV $$'}
 	}
 	if !startOK || stopOK || startSlam || !stopSlam {
 		t.Errorf("buttons: ok start disabled %v, stop disabled %v; slam start disabled %v, stop disabled %v", startOK, stopOK, startSlam, stopSlam)
+	}
+
+	// A stop that also stops dependants says which and asks once: Cancel
+	// changes nothing, the confirmation stops both.
+	var ask string
+	err = chromedp.Do(ctx,
+		chromedp.Click(css(`#row-ok button[data-action="stop"]`)),
+		chromedp.WaitVisible(css(`#confirm`)),
+		into(chromedp.Text(css("#confirm-text")), &ask),
+		chromedp.Click(css(`#confirm-cancel`)),
+		chromedp.WaitNotVisible(css(`#confirm`)),
+	)
+	if err != nil {
+		t.Fatalf("stop with dependants: %v", err)
+	}
+	if !strings.Contains(ask, "also stops what depends on it: child") {
+		t.Errorf("the question: %q", ask)
+	}
+	if st := e.status(); st["ok"].State != "READY" || st["child"].State != "READY" {
+		t.Errorf("Cancel stopped something: %+v", st)
+	}
+	err = chromedp.Do(ctx,
+		chromedp.Click(css(`#row-ok button[data-action="stop"]`)),
+		chromedp.WaitVisible(css(`#confirm`)),
+		chromedp.Click(css(`#confirm-go`)),
+		waitJS(`document.querySelector('#row-ok .state').textContent === 'STOPPED' && document.querySelector('#row-child .state').textContent === 'STOPPED'`),
+	)
+	if err != nil {
+		t.Fatalf("confirmed stop: %v", err)
 	}
 }
