@@ -278,7 +278,7 @@ func TestDashboardRowSaysWhy(t *testing.T) {
 context: {session: why}
 ok: {cmd: sleep 300}
 child: {cmd: sleep 300, depends: [ok]}
-slam: {cmd: 'echo "Segmentation fault in map_merge()"; kill -SEGV $$'}
+slam: {cmd: 'echo "Segmentation fault in map_merge()"; kill -SEGV $$', ready_check: 'false'}
 `)
 	e.mustRun("run", "child")
 	e.run("run", "slam")
@@ -344,5 +344,30 @@ slam: {cmd: 'echo "Segmentation fault in map_merge()"; kill -SEGV $$'}
 	)
 	if err != nil {
 		t.Fatalf("confirmed stop: %v", err)
+	}
+
+	// The progress is kept across a reload (the server's kept events), in
+	// colours by severity, and its filter too.
+	if code := s.do("POST", "/api/v1/processes/slam/start?wait=ready", nil, nil); code == 200 {
+		t.Errorf("slam started")
+	}
+	var shownLines, errLines int
+	err = chromedp.Do(ctx,
+		chromedp.Reload(),
+		waitJS(`document.getElementById('steps').textContent.includes('[child] stopped')`),
+		into(chromedp.Evaluate[int](`document.querySelectorAll('#steps li.sev-error').length`), &errLines),
+		chromedp.SendKeys(css(`#steps-filter`), "[child]"),
+		chromedp.Reload(),
+		waitJS(`document.getElementById('steps-filter').value === '[child]' && document.getElementById('steps').children.length > 0`),
+		into(chromedp.Evaluate[int](`[...document.querySelectorAll('#steps li')].filter((l) => !l.hidden && !l.textContent.includes('[child]')).length`), &shownLines),
+	)
+	if err != nil {
+		t.Fatalf("progress after a reload: %v", err)
+	}
+	if shownLines != 0 {
+		t.Errorf("the filter [child] shows %d other lines", shownLines)
+	}
+	if errLines == 0 {
+		t.Errorf("slam's failed start is not shown as an error after the reload")
 	}
 }
