@@ -289,6 +289,7 @@ slam: {cmd: 'echo "Segmentation fault in map_merge()"; kill -SEGV $$', ready_che
 		return fmt.Sprintf(`document.querySelector('#row-%s button[data-action="%s"]').disabled`, p, a)
 	}
 	var exit, why, age, mem string
+	var shot []byte
 	var startOK, stopOK, startSlam, stopSlam bool
 	err := chromedp.Do(ctx,
 		chromedp.Navigate(s.base+"/"),
@@ -303,9 +304,14 @@ slam: {cmd: 'echo "Segmentation fault in map_merge()"; kill -SEGV $$', ready_che
 		waitJS(`document.querySelector('#row-ok .mem').textContent.endsWith(' MB')`),
 		into(chromedp.Text(css("#row-ok .age")), &age),
 		into(chromedp.Text(css("#row-ok .mem")), &mem),
+		into(chromedp.FullScreenshot(100), &shot),
 	)
 	if err != nil {
 		t.Fatalf("dashboard: %v\nserver:\n%s", err, s.bg.stderr())
+	}
+	artifact(t, "dashboard-failure.png", shot)
+	if os.Getenv("UPDATE_README_SCREENSHOTS") != "" {
+		_ = os.WriteFile(filepath.Join("api", "dashboard", "screenshot-failure.png"), shot, 0o644)
 	}
 	if exit != "139 (SIGSEGV)" || !strings.Contains(why, "Segmentation fault in map_merge()") || strings.Contains(why, "[launcher]") {
 		t.Errorf("slam's row: exit %q, why %q", exit, why)
