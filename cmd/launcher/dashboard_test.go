@@ -352,6 +352,28 @@ slam: {cmd: 'echo "Segmentation fault in map_merge()"; kill -SEGV $$', ready_che
 		t.Fatalf("confirmed stop: %v", err)
 	}
 
+	// The log pane is docked below the table, never over it, and its
+	// height is dragged by its grip.
+	var room, height int
+	err = chromedp.Do(ctx,
+		chromedp.Click(css(`#row-child button[data-action="log"]`)),
+		waitJS(`document.getElementById('log').classList.contains('on')`),
+		into(chromedp.Evaluate[int](`(() => { const g = document.getElementById('log-grip'); const y = window.innerHeight - 300;
+			g.dispatchEvent(new PointerEvent('pointerdown', {clientY: window.innerHeight - 100, bubbles: true}));
+			window.dispatchEvent(new PointerEvent('pointermove', {clientY: y}));
+			window.dispatchEvent(new PointerEvent('pointerup', {clientY: y}));
+			return 0; })()`), &room),
+		into(chromedp.Evaluate[int](`document.getElementById('log').offsetHeight`), &height),
+		into(chromedp.Evaluate[int](`parseInt(getComputedStyle(document.body).paddingBottom)`), &room),
+		chromedp.Click(css(`#log-close`)),
+	)
+	if err != nil {
+		t.Fatalf("log pane: %v", err)
+	}
+	if height != 300 || room != height {
+		t.Errorf("log pane %d px high (300 dragged), the page's room below the table %d px", height, room)
+	}
+
 	// The progress is kept across a reload (the server's kept events), in
 	// colours by severity, and its filter too.
 	if code := s.do("POST", "/api/v1/processes/slam/start?wait=ready", nil, nil); code == 200 {
