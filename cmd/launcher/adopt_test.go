@@ -131,18 +131,21 @@ func TestAdoptConcertLauncherWindows(t *testing.T) {
 	executortest.RequireTool(t, "script")
 	loop := `while :; do echo tick; sleep 0.2; done`
 	stubbornCmd := `trap '' INT; sleep 301`
+	// done ends by itself, 5 s after its start: long enough for `run done`
+	// to see it up (a persistent process that ends before its start is
+	// seen fails the start) however loaded the machine.
 	e := newEnv(t, fmt.Sprintf(`
 context: {session: robot}
 core: {cmd: "echo core up; sleep 300", ready_check: "true"}
 ctrl: {cmd: %q, depends: [core]}
-done: {cmd: "echo finished"}
+done: {cmd: "echo finished; sleep 5"}
 stubborn: {cmd: %q, stop_timeout: 2s}
 `, loop, stubbornCmd))
 	dir := filepath.Join(e.dir, "concert")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	concertRun(t, e, "robot", dir, [2]string{"core", "echo core up; sleep 300"}, [2]string{"ctrl", loop}, [2]string{"done", "echo finished"},
+	concertRun(t, e, "robot", dir, [2]string{"core", "echo core up; sleep 300"}, [2]string{"ctrl", loop}, [2]string{"done", "echo finished; sleep 5"},
 		[2]string{"stubborn", stubbornCmd})
 	executortest.Eventually(t, "concert's done exited", func() bool {
 		b, _ := os.ReadFile(filepath.Join(dir, "done.stdout"))
