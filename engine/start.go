@@ -439,7 +439,7 @@ func (e *Engine) awaitReady(ctx context.Context, o *procOp, w executor.Window, m
 	}
 	pl := newPoller(time.Duration(r.ReadyPeriod))
 	lastBeat := time.Now()
-	lastReason := ""
+	lastReason, lastSaid := "", ""
 	for {
 		// The check and the window listing run concurrently: readiness is
 		// noticed one check's time after it holds.
@@ -480,9 +480,16 @@ func (e *Engine) awaitReady(ctx context.Context, o *procOp, w executor.Window, m
 			}
 			return nil
 		}
-		if reason != lastReason && reason != "" && time.Since(pl.start) > fastPhase {
-			em.emit(Checking, p, level, "not ready: %s", reason)
+		if reason != "" {
+			// The timeout's message gives the last reason, whenever the
+			// timeout comes (a first try that took the whole ready_timeout
+			// on a loaded machine too); a reason is told as an event once
+			// the fast phase is over.
 			lastReason = reason
+		}
+		if reason != lastSaid && reason != "" && time.Since(pl.start) > fastPhase {
+			em.emit(Checking, p, level, "not ready: %s", reason)
+			lastSaid = reason
 		}
 		if time.Since(lastBeat) > heartbeatEvery {
 			_ = m.SetMarks(ctx, w.ID, executor.SetOp(e.owner.mark("starting", time.Now())))
