@@ -19,6 +19,7 @@ type Proxy struct {
 	stalled  bool
 	resume   chan struct{}
 	refusing bool
+	delay    time.Duration
 	accepted atomic.Int64
 }
 
@@ -77,7 +78,20 @@ func (p *Proxy) serve() {
 	}
 }
 
+// chunk is bytes read from one side and when they may reach the other.
+type chunk struct {
+	b   []byte
+	due time.Time
+}
+
 func (p *Proxy) pipe(dst, src net.Conn) {
+	p.mu.Lock()
+	delay := p.delay
+	p.mu.Unlock()
+	if delay > 0 {
+		p.delayedPipe(dst, src, delay)
+		return
+	}
 	buf := make([]byte, 32*1024)
 	for {
 		n, err := src.Read(buf)
@@ -96,12 +110,64 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 			break
 		}
 	}
+	p.closePair(dst, src)
+}
+
+func (p *Proxy) closePair(dst, src net.Conn) {
 	dst.Close()
 	src.Close()
 	p.mu.Lock()
 	delete(p.conns, dst)
 	delete(p.conns, src)
 	p.mu.Unlock()
+}
+
+// delayedPipe forwards every chunk delay after it was read, in order,
+// without limiting throughput: a link with a long round trip, not a slow one.
+func (p *Proxy) delayedPipe(dst, src net.Conn, delay time.Duration) {
+	q := make(chan chunk, 4096)
+	gone := make(chan struct{})
+	defer close(gone)
+	go func() {
+		defer close(q)
+		for {
+			buf := make([]byte, 32*1024)
+			n, err := src.Read(buf)
+			if n > 0 {
+				select {
+				case q <- chunk{b: buf[:n], due: time.Now().Add(delay)}:
+				case <-gone:
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for c := range q {
+		if d := time.Until(c.due); d > 0 {
+			time.Sleep(d) // the link's latency itself, not a wait for a condition
+		}
+		p.mu.Lock()
+		stalled, resume := p.stalled, p.resume
+		p.mu.Unlock()
+		if stalled {
+			<-resume
+		}
+		if _, err := dst.Write(c.b); err != nil {
+			break
+		}
+	}
+	p.closePair(dst, src)
+}
+
+// Delay makes every byte of connections accepted from now on reach the
+// other side d later, in each direction (a round trip of 2d).
+func (p *Proxy) Delay(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.delay = d
 }
 
 // Stall holds all traffic (connections stay open) until Resume.

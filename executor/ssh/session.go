@@ -59,7 +59,11 @@ func (h *Host) session(ctx context.Context) (*ssh.Client, *ssh.Session, error) {
 			return c, s, nil
 		}
 		if prohibited(err) && attempt < 200 {
-			// The server's session limit: wait for one to end.
+			// The server's session limit: give back an idle resident
+			// shell's session, or wait for one to end.
+			if h.shedResident() {
+				continue
+			}
 			select {
 			case <-ctx.Done():
 				return nil, nil, ctx.Err()
@@ -72,6 +76,93 @@ func (h *Host) session(ctx context.Context) (*ssh.Client, *ssh.Session, error) {
 			return nil, nil, h.unavailable("session", err)
 		}
 	}
+}
+
+// runResident runs cmd in a resident shell (ok false: none could be had,
+// run it on a session of its own).
+func (h *Host) runResident(ctx context.Context, cmd executor.Command) (executor.Result, error, bool) {
+	r, err := h.takeResident(ctx)
+	if err != nil {
+		return executor.Result{}, err, true
+	}
+	if r == nil {
+		return executor.Result{}, nil, false
+	}
+	res, err := r.run(ctx, cmd)
+	switch {
+	case err == nil:
+		h.mu.Lock()
+		if h.client == r.c && !h.closed {
+			h.idle = append(h.idle, r)
+			r = nil
+		}
+		h.mu.Unlock()
+		if r != nil {
+			r.close()
+		}
+		return res, nil, true
+	case ctx.Err() != nil:
+		return res, err, true
+	default:
+		// The shell ended under the command: the link broke (or someone
+		// killed it); the command's fate is unknown, like a session's that
+		// lost its link.
+		if _, cerr := h.conn(ctx); cerr != nil {
+			return executor.Result{}, cerr, true
+		}
+		return executor.Result{}, h.unavailable("exec", err), true
+	}
+}
+
+// takeResident returns an idle resident shell on the current connection, or
+// starts one; nil when the machine cannot keep one.
+func (h *Host) takeResident(ctx context.Context) (*resident, error) {
+	c, err := h.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	if h.noRes {
+		h.mu.Unlock()
+		return nil, nil
+	}
+	for len(h.idle) > 0 {
+		r := h.idle[len(h.idle)-1]
+		h.idle = h.idle[:len(h.idle)-1]
+		if r.c == c && r.alive() {
+			h.mu.Unlock()
+			return r, nil
+		}
+		r.close() // from a connection that was dropped, or it died idle
+	}
+	h.mu.Unlock()
+	r, err := startResident(c)
+	if errors.Is(err, errNoResident) {
+		h.mu.Lock()
+		h.noRes = true
+		h.mu.Unlock()
+	}
+	if err != nil {
+		// At the session limit, or a broken link: a session of its own
+		// waits for a free one, or re-dials and says what broke.
+		return nil, nil
+	}
+	return r, nil
+}
+
+// shedResident closes one idle resident shell, giving its session back to
+// the server's limit.
+func (h *Host) shedResident() bool {
+	h.mu.Lock()
+	if len(h.idle) == 0 {
+		h.mu.Unlock()
+		return false
+	}
+	r := h.idle[0]
+	h.idle = h.idle[1:]
+	h.mu.Unlock()
+	r.close()
+	return true
 }
 
 // acquireRun takes one of the run slots of the shared connection.
@@ -185,6 +276,9 @@ func (h *Host) Run(ctx context.Context, cmd executor.Command) (executor.Result, 
 		return executor.Result{}, err
 	}
 	defer release()
+	if res, err, ok := h.runResident(ctx, cmd); ok {
+		return res, err
+	}
 	c, s, err := h.session(ctx)
 	if err != nil {
 		return executor.Result{}, err

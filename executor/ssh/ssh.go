@@ -103,6 +103,8 @@ type Host struct {
 	runSem  chan struct{}
 	streams int          // streams on the shared connection
 	extra   []*extraLink // connections that carry further streams
+	idle    []*resident  // resident shells waiting for a command
+	noRes   bool         // the machine cannot keep a resident shell
 }
 
 var (
@@ -132,7 +134,12 @@ func (h *Host) Close() error {
 	h.client = nil
 	extra := h.extra
 	h.extra = nil
+	idle := h.idle
+	h.idle = nil
 	h.mu.Unlock()
+	for _, r := range idle {
+		r.close()
+	}
 	for _, l := range extra {
 		l.mu.Lock()
 		if l.c != nil {
