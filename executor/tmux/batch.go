@@ -33,6 +33,7 @@ const (
 
 type batchReq struct {
 	cmds  [][]string
+	file  *envWrite // written on the machine before tmux runs (remote spawns)
 	token string
 	size  int
 	out   []string
@@ -59,7 +60,13 @@ func newToken() string {
 // batch runs cmds (in order, as one tmux command list) together with other
 // callers' and returns the lines they printed.
 func (m *Machine) batch(ctx context.Context, cmds [][]string) ([]string, error) {
-	req := &batchReq{cmds: cmds, token: newToken(), done: make(chan struct{})}
+	return m.batchWith(ctx, cmds, nil)
+}
+
+// batchWith is batch with an env file written first, in the same command
+// on the machine (a remote spawn costs one round trip, not two).
+func (m *Machine) batchWith(ctx context.Context, cmds [][]string, file *envWrite) ([]string, error) {
+	req := &batchReq{cmds: cmds, file: file, token: newToken(), done: make(chan struct{})}
 	for _, c := range cmds {
 		for _, a := range c {
 			req.size += len(a) + 8
@@ -81,11 +88,21 @@ func (m *Machine) batch(ctx context.Context, cmds [][]string) ([]string, error) 
 	// A request the leader has not taken yet is withdrawn: it never runs.
 	// One it has taken may run still, after its caller has gone.
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	for i, r := range b.queue {
 		if r == req {
 			b.queue = append(b.queue[:i:i], b.queue[i+1:]...)
+			b.mu.Unlock()
 			return nil, ctx.Err()
+		}
+	}
+	b.mu.Unlock()
+	if file != nil {
+		// A spawn under way is finished whatever comes (see Spawn): its
+		// caller learns the window it made, unless tmux hangs.
+		select {
+		case <-req.done:
+			return req.out, req.err
+		case <-time.After(spawnGrace):
 		}
 	}
 	return nil, &inFlightError{ctx.Err()}
@@ -142,7 +159,27 @@ func (m *Machine) runBatch(reqs []*batchReq) {
 	// The invocation serves many callers: no single caller's context may
 	// cancel it.
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
-	res, err := m.Host.Run(ctx, executor.Command{Args: m.tmux(args...)})
+	cmd := executor.Command{Args: m.tmux(args...)}
+	var files []*batchReq
+	for _, r := range reqs {
+		if r.file != nil && !r.file.written {
+			files = append(files, r)
+		}
+	}
+	if len(files) > 0 {
+		cmd = writeThenRun(files, cmd.Args)
+	}
+	res, err := m.Host.Run(ctx, cmd)
+	if err == nil && len(files) > 0 {
+		if failed := fileFailures(res); len(failed) > 0 {
+			cancel()
+			m.settleFileFailures(reqs, failed)
+			return
+		}
+		for _, r := range files {
+			r.file.written = true
+		}
+	}
 	if err != nil && ctx.Err() == context.DeadlineExceeded {
 		err = fmt.Errorf("tmux on %s did not answer `%s` within %s (is its server stopped or hung?)", m.Machine(), reqs[0].cmds[0][0], batchTimeout)
 	}
@@ -238,4 +275,119 @@ func asTmuxError(err error) (*tmuxError, bool) {
 	var te *tmuxError
 	ok := errors.As(err, &te)
 	return te, ok
+}
+
+// envWrite is the env file of a remote spawn, written by the invocation
+// that creates its window.
+type envWrite struct {
+	path, log string
+	text      []byte
+	written   bool // by an invocation that ran; a retry does not write again
+}
+
+// writeFiles checks each run's log (never a symbolic link or another user's
+// file; made private), then writes each env file (0600, never replacing a
+// file) from standard input, where each text ends with a line holding the
+// separator; then it runs the rest of its arguments. Nothing is written
+// and nothing run when a check or a write fails: "LFAIL TOKEN reason" on
+// stderr names the spawn, exit 3.
+const writeFiles = `umask 077; sep=$1; shift
+bad=0 i=0
+for a; do
+  [ "$a" = -- ] && break
+  i=$((i+1))
+  case $((i % 3)) in
+  1) tok=$a ;;
+  0) log=$a
+     if [ -L "$log" ]; then echo "LFAIL $tok refusing to use $log: it is a symbolic link (remove it)" >&2; bad=1
+     elif [ -e "$log" ]; then
+       if [ ! -O "$log" ]; then echo "LFAIL $tok refusing to use $log: it is owned by another user" >&2; bad=1
+       else chmod go-rwx "$log" || { echo "LFAIL $tok cannot make $log private" >&2; bad=1; }; fi
+     fi ;;
+  esac
+done
+[ "$bad" = 0 ] || exit 3
+i=0
+for a; do
+  [ "$a" = -- ] && break
+  i=$((i+1))
+  case $((i % 3)) in
+  1) tok=$a ;;
+  2) if ! (set -C; : > "$a") 2>/dev/null; then echo "LFAIL $tok cannot write $a" >&2; bad=1; break; fi
+     while IFS= read -r line; do [ "$line" = "$sep" ] && break; printf '%s\n' "$line"; done >> "$a" ||
+       { echo "LFAIL $tok cannot write $a (is the disk full?)" >&2; bad=1; break; } ;;
+  esac
+done
+if [ "$bad" = 1 ]; then
+  # Nothing stays: the spawns that go again write their files again.
+  i=0
+  for a; do
+    [ "$a" = -- ] && break
+    i=$((i+1)); [ $((i % 3)) = 2 ] && rm -f -- "$a"
+  done
+  exit 3
+fi
+while [ "$1" != -- ]; do shift; done
+shift
+exec "$@"
+`
+
+// writeThenRun is the command that writes the env files of reqs and then
+// runs argv.
+func writeThenRun(reqs []*batchReq, argv []string) executor.Command {
+	sep := newToken()
+	args := []string{"sh", "-c", writeFiles, "sh", sep}
+	var stdin []byte
+	for _, r := range reqs {
+		args = append(args, r.token, r.file.path, r.file.log)
+		stdin = append(stdin, r.file.text...)
+		if len(r.file.text) > 0 && r.file.text[len(r.file.text)-1] != '\n' {
+			stdin = append(stdin, '\n')
+		}
+		stdin = append(stdin, sep+"\n"...)
+	}
+	args = append(args, "--")
+	return executor.Command{Args: append(args, argv...), Stdin: stdin}
+}
+
+// fileFailures reads the LFAIL lines of a writeThenRun that exited 3.
+func fileFailures(res executor.Result) map[string]string {
+	if res.ExitCode != 3 {
+		return nil
+	}
+	failed := map[string]string{}
+	for _, l := range strings.Split(string(res.Stderr), "\n") {
+		rest, ok := strings.CutPrefix(l, "LFAIL ")
+		if !ok {
+			continue
+		}
+		tok, msg, _ := strings.Cut(rest, " ")
+		failed[tok] = msg
+	}
+	return failed
+}
+
+// settleFileFailures fails the spawns whose files could not be made and
+// queues the others again (nothing of that invocation ran).
+func (m *Machine) settleFileFailures(reqs []*batchReq, failed map[string]string) {
+	var again []*batchReq
+	for _, r := range reqs {
+		msg, ok := failed[r.token]
+		if !ok {
+			again = append(again, r)
+			continue
+		}
+		if strings.HasPrefix(msg, "refusing") {
+			r.err = &UnsafePathError{Machine: m.Machine(), Msg: msg}
+		} else {
+			r.err = fmt.Errorf("%s on %s", msg, m.Machine())
+		}
+		close(r.done)
+	}
+	if len(again) > 0 {
+		b := &m.batcher
+		b.mu.Lock()
+		b.queue = append(again, b.queue...)
+		b.mu.Unlock()
+	}
 }

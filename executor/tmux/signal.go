@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/robotlauncher/launcher/executor"
 )
@@ -85,12 +86,85 @@ func (m *Machine) commandStarted(ctx context.Context, tag string) (bool, error) 
 		found, err := filepath.Glob(pattern)
 		return err == nil && len(found) == 0, nil
 	}
-	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c",
-		`for f in "$1"/"$2"-*.env; do [ -e "$f" ] && exit 3; done; exit 0`, "sh", runDir, tag}})
-	if err != nil {
-		return false, err
+	return m.started.ask(ctx, tag, func(ctx context.Context, tags []string) (map[string]bool, error) {
+		// One command for every stop under way on the machine (25 stops
+		// are one round trip, not five waves of six).
+		res, err := m.Host.Run(ctx, executor.Command{Args: append([]string{"sh", "-c",
+			`d=$1; shift; for t; do for f in "$d/$t"-*.env; do [ -e "$f" ] && echo "$t"; break; done; done; exit 0`, "sh", runDir}, tags...)})
+		if err != nil {
+			return nil, err
+		}
+		if res.ExitCode != 0 {
+			return nil, fmt.Errorf("cannot look for env files on %s: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
+		}
+		waiting := map[string]bool{}
+		for _, l := range strings.Fields(string(res.Stdout)) {
+			waiting[l] = true
+		}
+		started := map[string]bool{}
+		for _, t := range tags {
+			started[t] = !waiting[t]
+		}
+		return started, nil
+	})
+}
+
+// startedAsker coalesces the questions "has run TAG begun its command?" of
+// concurrent stops into one command on the machine: whoever asks while one
+// is under way rides in the next.
+type startedAsker struct {
+	mu      sync.Mutex
+	queue   []*startedReq
+	leading bool
+}
+
+type startedReq struct {
+	tag     string
+	started bool
+	err     error
+	done    chan struct{}
+}
+
+func (a *startedAsker) ask(ctx context.Context, tag string, run func(context.Context, []string) (map[string]bool, error)) (bool, error) {
+	r := &startedReq{tag: tag, done: make(chan struct{})}
+	a.mu.Lock()
+	a.queue = append(a.queue, r)
+	if !a.leading {
+		a.leading = true
+		go a.lead(context.WithoutCancel(ctx), run)
 	}
-	return res.ExitCode != 3, nil
+	a.mu.Unlock()
+	select {
+	case <-r.done:
+		return r.started, r.err
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
+
+func (a *startedAsker) lead(ctx context.Context, run func(context.Context, []string) (map[string]bool, error)) {
+	for {
+		a.mu.Lock()
+		reqs := a.queue
+		a.queue = nil
+		if len(reqs) == 0 {
+			a.leading = false
+			a.mu.Unlock()
+			return
+		}
+		a.mu.Unlock()
+		tags := make([]string, 0, len(reqs))
+		for _, r := range reqs {
+			tags = append(tags, r.tag)
+		}
+		rctx, cancel := context.WithTimeout(ctx, batchTimeout)
+		started, err := run(rctx, tags)
+		cancel()
+		for _, r := range reqs {
+			r.started, r.err = started[r.tag], err
+			close(r.done)
+		}
+	}
 }
 
 // taggedScript prints, NUL-separated, "/proc/PID/environ:VAR=value" for

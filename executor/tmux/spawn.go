@@ -164,16 +164,20 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 	// even after the config changed.
 	spec.Marks.Docker = spec.Docker
 	spec.Marks.Name = spec.Name
-	if err := m.install(ctx); err != nil {
-		return executor.Window{}, err
-	}
-	if err := m.ensureDir(ctx, spec.Marks.Log[:strings.LastIndex(spec.Marks.Log, "/")]); err != nil {
+	if err := m.installWith(ctx, spec.Marks.Log[:strings.LastIndex(spec.Marks.Log, "/")]); err != nil {
 		return executor.Window{}, err
 	}
 	envFile := m.scripts.runDir + "/" + spec.Marks.Tag + "-" + newToken()[4:12] + ".env"
 	pane, vars := m.paneEnv(spec, envFile)
-	if err := m.writeEnvFile(ctx, envFile, spec.Marks.Log, vars); err != nil {
-		return executor.Window{}, err
+	var file *envWrite
+	if executor.IsLocal(m.Host) {
+		if err := m.writeEnvFile(ctx, envFile, spec.Marks.Log, vars); err != nil {
+			return executor.Window{}, err
+		}
+	} else {
+		// Written by the tmux invocation that makes the window: one round
+		// trip on a remote link.
+		file = &envWrite{path: envFile, log: spec.Marks.Log, text: envFileText(vars)}
 	}
 	// Once the env file is written the spawn is finished, whatever comes:
 	// a Ctrl-C now would return before tmux answers while the window is
@@ -193,9 +197,16 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 		case <-actx.Done():
 		}
 	}()
-	w, err := m.spawnWindow(actx, spec, pane)
+	sctx := actx
+	if file != nil {
+		// A remote spawn's env file is written by its tmux invocation:
+		// until that is under way, a Ctrl-C withdraws it and nothing is
+		// made; once under way, the batch lets it finish.
+		sctx = ctx
+	}
+	w, err := m.spawnWindow(sctx, spec, pane, file)
 	var inFlight *inFlightError
-	if err != nil && !errors.As(err, &inFlight) {
+	if err != nil && !errors.As(err, &inFlight) && (file == nil || file.written) {
 		// The window was not made: nothing will read the env file. (One
 		// whose tmux call was under way may still be made and read it.)
 		m.removeEnvFile(envFile)
@@ -203,7 +214,7 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 	return w, err
 }
 
-func (m *Machine) spawnWindow(ctx context.Context, spec executor.SpawnSpec, pane []string) (executor.Window, error) {
+func (m *Machine) spawnWindow(ctx context.Context, spec executor.SpawnSpec, pane []string, file *envWrite) (executor.Window, error) {
 	finish := func(target string) [][]string {
 		cmds := markOptions(target, spec.Marks)
 		if spec.Replace != "" {
@@ -222,7 +233,7 @@ func (m *Machine) spawnWindow(ctx context.Context, spec executor.SpawnSpec, pane
 
 	if spec.Replace != "" {
 		cmd := append([]string{"respawn-window", "-t", spec.Replace, "--"}, pane...)
-		out, err := m.batch(ctx, append([][]string{cmd}, finish(spec.Replace)...))
+		out, err := m.batchWith(ctx, append([][]string{cmd}, finish(spec.Replace)...), file)
 		if te, ok := asTmuxError(err); errors.Is(err, errServerGone) || ok && te.stillActive() {
 			return executor.Window{}, executor.ErrRaced
 		}
@@ -240,7 +251,7 @@ func (m *Machine) spawnWindow(ctx context.Context, spec executor.SpawnSpec, pane
 		} else {
 			cmds = append(guard(spec.Session, spec.Name), append([]string{"new-window", "-d", "-t", target, "-n", spec.Name, "--"}, pane...))
 		}
-		out, err := m.batch(ctx, append(cmds, finish(target)...))
+		out, err := m.batchWith(ctx, append(cmds, finish(target)...), file)
 		if errors.Is(err, errServerGone) {
 			if create {
 				m.sessionCreated(spec.Session, -1)
@@ -296,10 +307,42 @@ func (m *Machine) allocate(ctx context.Context, spec executor.SpawnSpec, relist 
 			m.spawnMu.Lock()
 			continue
 		}
+		if st == nil && m.learned && !relist {
+			// The last listing did not have it: create it. Should another
+			// client have made it since, new-session says so and the
+			// spawn looks again (a listing of its own here would cost a
+			// round trip on every first spawn).
+			st = &sessionState{exists: false}
+			m.sessions[spec.Session] = st
+			continue
+		}
+		if st == nil && m.listing != nil && !relist {
+			// Another spawn is listing the server: its answer serves this
+			// one too (twenty spawns into a new session list once).
+			ch := m.listing
+			m.spawnMu.Unlock()
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				m.spawnMu.Lock()
+				return "", false, ctx.Err()
+			}
+			m.spawnMu.Lock()
+			if m.sessions[spec.Session] == nil {
+				relist = true // that listing failed: take one
+			}
+			continue
+		}
 		if st == nil || relist {
+			ch := make(chan struct{})
+			m.listing = ch
 			m.spawnMu.Unlock()
 			snap, err := m.Snapshot(ctx)
 			m.spawnMu.Lock()
+			if m.listing == ch {
+				m.listing = nil
+			}
+			close(ch)
 			if err != nil {
 				return "", false, err
 			}
@@ -329,6 +372,7 @@ type sessionState struct {
 
 // learn updates the known sessions and free indexes from a listing.
 func (m *Machine) learn(snap executor.Snapshot) {
+	m.learned = true
 	seen := map[string]int{}
 	for _, w := range snap.Windows {
 		if n, ok := seen[w.Session]; !ok || w.Index+1 > n {

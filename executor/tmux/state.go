@@ -58,15 +58,29 @@ func (e *UnsafePathError) Error() string { return e.Msg + " (on " + e.Machine + 
 // (once per Machine) and finds out whether Perl with Time::HiRes is there
 // (fast writer, millisecond timestamps) or the bash writer must do.
 func (m *Machine) install(ctx context.Context) error {
+	return m.installWith(ctx, "")
+}
+
+// installWith is install that also prepares logDir as ensureDir does, in
+// the same command when the helpers are not in place yet.
+func (m *Machine) installWith(ctx context.Context, logDir string) error {
 	s := &m.scripts
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.done {
-		return nil
+		s.mu.Unlock()
+		if logDir == "" {
+			return nil
+		}
+		return m.ensureDir(ctx, logDir)
 	}
+	defer s.mu.Unlock()
 	state := strings.TrimRight(m.opts.StateDir, "/")
 	s.dir, s.runDir = state+"/bin", state+"/run"
-	args := []string{"sh", "-c", prepareScript, "sh", "install", state}
+	mode := "install"
+	if logDir != "" {
+		mode += ":" + logDir
+	}
+	args := []string{"sh", "-c", prepareScript, "sh", mode, state}
 	for _, f := range helpers {
 		p := s.path(f.content, f.name)
 		args = append(args, p[strings.LastIndex(p, "/")+1:], f.content)
@@ -80,6 +94,11 @@ func (m *Machine) install(ctx context.Context) error {
 	}
 	s.writer = strings.TrimSpace(string(res.Stdout))
 	s.done = true
+	if logDir != "" {
+		m.dirMu.Lock()
+		m.dirs[logDir] = true
+		m.dirMu.Unlock()
+	}
 	return nil
 }
 

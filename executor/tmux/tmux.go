@@ -70,6 +70,9 @@ type Machine struct {
 	home     string
 	spawnMu  sync.Mutex // guards sessions
 	sessions map[string]*sessionState
+	listing  chan struct{} // closed when allocate's listing is in (guarded by spawnMu)
+	learned  bool          // sessions holds what a listing showed (guarded by spawnMu)
+	started  startedAsker  // coalesced "has the run begun?" questions of stops
 	batcher  batcher
 
 	scripts   scripts
@@ -111,7 +114,7 @@ func (m *Machine) resolve(ctx context.Context) error {
 	if m.resolved {
 		return nil
 	}
-	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c", `printf '%s\n%s\n' "` + StateDirRule + `" "$HOME"`}})
+	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c", resolveRule}})
 	if err != nil {
 		return err
 	}
@@ -119,15 +122,30 @@ func (m *Machine) resolve(ctx context.Context) error {
 	if res.ExitCode != 0 || len(lines) != 2 {
 		return fmt.Errorf("cannot resolve the state directory on %s: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
 	}
+	m.setPaths(lines[0], lines[1])
+	return nil
+}
+
+// setPaths records the machine's state directory and home (resolveMu held).
+func (m *Machine) setPaths(state, home string) {
+	if m.resolved {
+		return
+	}
 	if m.opts.StateDir == "" {
-		m.opts.StateDir = lines[0]
+		m.opts.StateDir = state
 	}
 	if m.home == "" {
-		m.home = lines[1]
+		m.home = home
 	}
 	m.setLogDir()
 	m.resolved = true
-	return nil
+}
+
+// learnPaths is setPaths from a listing that found them out too.
+func (m *Machine) learnPaths(state, home string) {
+	m.resolveMu.Lock()
+	defer m.resolveMu.Unlock()
+	m.setPaths(state, home)
 }
 
 func (m *Machine) expandHome(p string) string {

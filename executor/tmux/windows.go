@@ -40,7 +40,7 @@ func (m *Machine) Snapshot(ctx context.Context) (executor.Snapshot, error) {
 	var res executor.Result
 	var err error
 	for attempt := 0; ; attempt++ {
-		res, err = m.run(ctx, []string{"list-windows", "-a", "-F", listFormat()})
+		res, err = m.listWindows(ctx)
 		if err != nil {
 			return snap, err
 		}
@@ -78,6 +78,42 @@ func (m *Machine) Snapshot(ctx context.Context) (executor.Snapshot, error) {
 }
 
 type retryKey struct{}
+
+// resolveRule prints the machine's state directory and home: the two lines
+// resolve reads.
+const resolveRule = `printf '%s\n%s\n' "` + StateDirRule + `" "$HOME"`
+
+// listWindows runs list-windows; on a remote machine whose state directory
+// is not known yet, the same command finds it out too (its first listing
+// is also its first command: a round trip saved on every operation).
+func (m *Machine) listWindows(ctx context.Context) (executor.Result, error) {
+	list := []string{"list-windows", "-a", "-F", listFormat()}
+	if executor.IsLocal(m.Host) {
+		return m.run(ctx, list)
+	}
+	m.resolveMu.Lock()
+	known := m.resolved
+	m.resolveMu.Unlock()
+	if known {
+		return m.run(ctx, list)
+	}
+	argv := append([]string{"sh", "-c", resolveRule + `; exec "$@"`, "sh"}, m.tmux(list...)...)
+	res, err := m.Host.Run(ctx, executor.Command{Args: argv})
+	if err != nil {
+		return res, err
+	}
+	first, rest, ok1 := bytes.Cut(res.Stdout, []byte("\n"))
+	second, rest, ok2 := bytes.Cut(rest, []byte("\n"))
+	if !ok1 || !ok2 {
+		return res, fmt.Errorf("cannot resolve the state directory on %s: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
+	}
+	m.learnPaths(string(first), string(second))
+	res.Stdout = rest
+	if res.ExitCode == 127 {
+		return res, fmt.Errorf("tmux is not installed or not in PATH on %s", m.Machine())
+	}
+	return res, nil
+}
 
 // readyValue is @launcher_ready: "0", or "1 UNIX_MS" with the time the
 // ready check passed (for `launcher analyze`).
@@ -209,6 +245,32 @@ func (m *Machine) SetMarks(ctx context.Context, windowID string, u executor.Mark
 		_, err = m.batch(ctx, cmds) // setting options twice is harmless
 	}
 	return err
+}
+
+// SetMarksAndList is SetMarks with the machine's windows listed in the same
+// invocation, after the marks are set (one round trip instead of two for a
+// caller that looks next). ok is false when the listing cannot stand for a
+// Snapshot (a dead pane whose exit status tmux has not read yet).
+func (m *Machine) SetMarksAndList(ctx context.Context, windowID string, u executor.MarkUpdate) (snap executor.Snapshot, ok bool, err error) {
+	cmds := append(setCommands(windowID, u), []string{"list-windows", "-a", "-F", listFormat()})
+	snap.Taken = time.Now()
+	out, err := m.batch(ctx, cmds)
+	if errors.Is(err, errServerGone) {
+		return snap, false, m.SetMarks(ctx, windowID, u)
+	}
+	if err != nil {
+		return snap, false, err
+	}
+	snap.Windows = ParseWindows([]byte(strings.Join(out, "\n")))
+	for _, w := range snap.Windows {
+		if (w.Marks.Managed || w.Foreign != "") && w.Dead && !w.ExitKnown {
+			return snap, false, nil
+		}
+	}
+	m.spawnMu.Lock()
+	m.learn(snap)
+	m.spawnMu.Unlock()
+	return snap, true, nil
 }
 
 // setCommands are the set-option commands of a mark update.

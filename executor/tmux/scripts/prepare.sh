@@ -9,8 +9,12 @@
 #                   (rewritten when it differs: checked by content, not by
 #                   existence), create DIR/run, and print the log writer this
 #                   machine can run (perl or bash).
+#   MODE "install:LOGDIR": install, and create and check LOGDIR as "dir"
+#                   does (a first spawn's two steps in one command).
 umask 077
 mode=$1 d=$2; shift 2
+logdir=
+case $mode in install:*) logdir=${mode#install:} mode=install ;; esac
 me=$(id -u)
 refuse() { printf 'launcher: refusing to use %s: %s\n' "$1" "$2" >&2; exit 3; }
 check() {
@@ -49,4 +53,8 @@ while [ $# -ge 2 ]; do
   fi
   shift 2
 done
+if [ -n "$logdir" ]; then
+  mkdir -p -- "$logdir" || exit 1
+  check "$logdir"
+fi
 if perl -MTime::HiRes -e 1 2>/dev/null; then echo perl; else echo bash; fi
