@@ -76,7 +76,7 @@ type Engine struct {
 
 	mu    sync.Mutex
 	snaps map[string]*snapshots
-	locks map[string]*sync.Mutex
+	locks map[string]*procMutex
 	// spawned is the window each persistent process got from this engine,
 	// so Monitor's first poll still reports an exit that came before it.
 	spawned map[string]string
@@ -96,7 +96,7 @@ type watchedRows struct {
 // New returns an Engine.
 func New(o Options) *Engine {
 	e := &Engine{cfg: o.Config, conn: o.Connector, bus: o.Bus, checker: o.Checker, owner: o.Owner,
-		checkTimeout: o.CheckTimeout, snaps: map[string]*snapshots{}, locks: map[string]*sync.Mutex{}, spawned: map[string]string{}}
+		checkTimeout: o.CheckTimeout, snaps: map[string]*snapshots{}, locks: map[string]*procMutex{}, spawned: map[string]string{}}
 	if e.bus == nil {
 		e.bus = NewBus()
 	}
@@ -136,16 +136,36 @@ func (e *Engine) machine(ctx context.Context, name string) (executor.Machine, *s
 }
 
 // lock serialises spawning and stopping of one process within this engine.
-func (e *Engine) lock(machine, session, name string) *sync.Mutex {
+func (e *Engine) lock(machine, session, name string) *procMutex {
 	key := machine + "\x00" + session + "\x00" + name
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	l := e.locks[key]
 	if l == nil {
-		l = &sync.Mutex{}
+		l = &procMutex{}
 		e.locks[key] = l
 	}
 	return l
+}
+
+// procMutex serialises this engine's operations on one process and
+// remembers when the last of them let go: a window listing older than that
+// may miss what it did, so the next holder does not take one.
+type procMutex struct {
+	mu       sync.Mutex
+	released time.Time // guarded by mu
+}
+
+// Lock takes the process and returns when its last holder let go.
+func (m *procMutex) Lock() time.Time {
+	m.mu.Lock()
+	return m.released
+}
+
+// Unlock lets go of the process.
+func (m *procMutex) Unlock() {
+	m.released = time.Now()
+	m.mu.Unlock()
 }
 
 // emitter publishes the events of one operation, and holds what the

@@ -2,7 +2,7 @@ package engine
 
 import (
 	"context"
-	"sync"
+	"time"
 
 	"github.com/robotlauncher/launcher/engine/config"
 	"github.com/robotlauncher/launcher/executor"
@@ -43,13 +43,14 @@ func (o *procOp) failed(err error) error {
 // procLock is the engine's per-process lock as held by one step: unlock is
 // idempotent, so a step can release it early and still defer the release.
 type procLock struct {
-	mu   *sync.Mutex
-	held bool
+	mu    *procMutex
+	held  bool
+	since time.Time // when the holder before this one let go
 }
 
 func (l *procLock) lock() {
 	if !l.held {
-		l.mu.Lock()
+		l.since = l.mu.Lock()
 		l.held = true
 	}
 }

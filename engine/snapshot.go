@@ -78,3 +78,16 @@ func (s *snapshots) get(ctx context.Context, after time.Time) (executor.Snapshot
 		}
 	}
 }
+
+// offer records a listing obtained with a write (a ready mark set and the
+// windows listed in one invocation) whose query started at start: callers
+// that accept a listing that recent need not ask again.
+func (s *snapshots) offer(start time.Time, snap executor.Snapshot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last == nil || s.last.start.Before(start) {
+		c := &snapCall{start: start, done: make(chan struct{}), snap: snap}
+		close(c.done)
+		s.last = c
+	}
+}

@@ -106,6 +106,11 @@ func (e *Engine) StartPlanWith(ctx context.Context, plan *config.Plan, opts Star
 			return nil
 		}
 		connecting(em, r.Process, level)
+		// A listing that started after this point serves the looks below
+		// (dependencies up, its own window): nothing of this task happened
+		// since, and a ready mark's listing then costs no round trip of its
+		// own. The look after its start takes one newer than the spawn.
+		after := time.Now()
 		if len(r.Depends) > 0 && !opts.NoDeps {
 			em.emit(Waiting, r.Process, level, "depends on %s", strings.Join(r.Depends, ", "))
 			errs := g.all(ctx, r.Depends, level+1)
@@ -131,12 +136,14 @@ func (e *Engine) StartPlanWith(ctx context.Context, plan *config.Plan, opts Star
 		// A stop wins over a start: a dependency stopped (or being
 		// stopped) since it was ready fails this start instead of leaving
 		// a dependant running on nothing.
-		if err := e.depsStillUp(ctx, r.Process); err != nil {
+		if err := e.depsStillUp(ctx, r.Process, after); err != nil {
 			return failf(em, r.Process, level, "not started: %v", err)
 		}
-		err := e.startOne(ctx, em, r, level)
+		began := time.Now()
+		spawned := began
+		err := e.startOne(ctx, em, r, level, after, &spawned)
 		if err == nil && len(r.Depends) > 0 {
-			if derr := e.depsStillUp(ctx, r.Process); derr != nil {
+			if derr := e.depsStillUp(ctx, r.Process, spawned); derr != nil {
 				// The stop came while this one started: undo our start.
 				_ = e.stopOne(ctx, em, r.Process, level, false)
 				return failf(em, r.Process, level, "stopped again: %v", derr)
@@ -150,7 +157,7 @@ func (e *Engine) StartPlanWith(ctx context.Context, plan *config.Plan, opts Star
 
 // depsStillUp fails when a persistent dependency of p is no longer running
 // (it was stopped, or a stop of it is under way).
-func (e *Engine) depsStillUp(ctx context.Context, p *config.Process) error {
+func (e *Engine) depsStillUp(ctx context.Context, p *config.Process, after time.Time) error {
 	var deps []string
 	for _, d := range p.Depends {
 		if q := e.cfg.Process(d); q != nil && q.Persistent {
@@ -160,7 +167,7 @@ func (e *Engine) depsStillUp(ctx context.Context, p *config.Process) error {
 	if len(deps) == 0 {
 		return nil
 	}
-	sts, err := e.WindowStates(ctx, deps)
+	sts, err := e.status(ctx, deps, false, after)
 	if err != nil {
 		return err
 	}
@@ -193,7 +200,7 @@ func failf(em emitter, p *config.Process, level int, format string, args ...any)
 
 // startOne starts (or finds running) one process and waits until it is
 // ready, or until a one-shot finished.
-func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, level int) error {
+func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, level int, after time.Time, spawned *time.Time) error {
 	o, err := e.newProcOp(ctx, em, r.Process, r, level)
 	if err != nil {
 		return err
@@ -203,7 +210,15 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 	lk.lock()
 	defer lk.unlock()
 	for attempt := 0; ; attempt++ {
-		w, err := currentWindow(ctx, em, p, level, snaps)
+		if attempt > 0 {
+			after = time.Now() // a race lost: look at the server as it is now
+		}
+		if after.Before(lk.since) {
+			// Another operation of this engine had it since: what it did
+			// must be seen.
+			after = lk.since
+		}
+		w, err := currentWindow(ctx, em, p, level, snaps, after)
 		if err != nil {
 			return err
 		}
@@ -214,9 +229,16 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 		// Processes of an earlier run that outlived their window would be
 		// a second copy next to the new one (two drivers on the hardware).
 		if tagged, err := em.scans.get(ctx, m); err == nil {
-			if pids, tags := orphansOf(p, w, logPathOf(ctx, m, p), tagged); len(pids) > 0 {
+			pids, tags := orphansOf(p, w, logPathOf(ctx, m, p), tagged)
+			if len(pids) > 0 {
+				// A run whose window was just closed (a one-shot that
+				// ended, a stop) may still be exiting: only what stays
+				// counts.
+				pids, tags = stillThere(ctx, m, p, w, pids, tags)
+			}
+			if len(pids) > 0 {
 				// They may be a concurrent launcher's new window: look again.
-				if cur, err := currentWindow(ctx, em, p, level, snaps); err == nil && cur != nil && !cur.Dead && attempt < maxRaces {
+				if cur, err := currentWindow(ctx, em, p, level, snaps, time.Now()); err == nil && cur != nil && !cur.Dead && attempt < maxRaces {
 					continue
 				}
 				return failf(em, p, level, "not started: processes of %s still run (pids %s); `launcher kill %s` ends them", earlierRun(tags), joinInts(pids), p.Name)
@@ -253,6 +275,7 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 				return failf(em, p, level, "%v", err)
 			}
 		}
+		*spawned = time.Now()
 		nw, err := m.Spawn(ctx, spec)
 		if errors.Is(err, executor.ErrRaced) && attempt < maxRaces {
 			// Another client created the window first (the next listing
@@ -328,8 +351,8 @@ func (e *Engine) joinRunning(ctx context.Context, o *procOp, lk *procLock, w exe
 
 // currentWindow lists the machine's windows now and finds p's, reporting a
 // failure (unreachable machine, CONFLICT) as an event.
-func currentWindow(ctx context.Context, em emitter, p *config.Process, level int, snaps *snapshots) (*executor.Window, error) {
-	snap, err := snaps.get(ctx, time.Now())
+func currentWindow(ctx context.Context, em emitter, p *config.Process, level int, snaps *snapshots, after time.Time) (*executor.Window, error) {
+	snap, err := snaps.get(ctx, after)
 	if err == nil {
 		var w *executor.Window
 		if w, err = findWindow(snap, p); err == nil {
@@ -413,6 +436,16 @@ func (e *Engine) awaitReady(ctx context.Context, o *procOp, w executor.Window, m
 	finish := func(set executor.MarkUpdate) error {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 		defer cancel()
+		if ml, ok := m.(executor.MarkLister); ok && set.Ready != nil && *set.Ready {
+			// Its dependants look at the machine next: the listing rides
+			// with the mark.
+			start := time.Now()
+			snap, ok, err := ml.SetMarksAndList(cctx, w.ID, set.And(executor.SetOp("")))
+			if err == nil && ok {
+				snaps.offer(start, snap)
+			}
+			return err
+		}
 		return m.SetMarks(cctx, w.ID, set.And(executor.SetOp("")))
 	}
 	rctx := ctx
@@ -755,4 +788,28 @@ func (e *Engine) awaitOneShot(ctx context.Context, o *procOp, w executor.Window,
 	}
 	em.publish(ev)
 	return &ProcessError{Process: p.Name, Msg: msg, ExitCode: ev.ExitCode}
+}
+
+// lingerGrace is how long processes of an earlier run may take to exit
+// after their window closed before a start calls them left over.
+const lingerGrace = 2 * time.Second
+
+// stillThere looks again, for up to lingerGrace, at processes of an earlier
+// run found by a start, and returns those that stay.
+func stillThere(ctx context.Context, m executor.Machine, p *config.Process, w *executor.Window, pids []int, tags []string) ([]int, []string) {
+	deadline := time.Now().Add(lingerGrace)
+	for time.Now().Before(deadline) {
+		if sleepCtx(ctx, 100*time.Millisecond) != nil {
+			break
+		}
+		tagged, err := m.Tagged(ctx)
+		if err != nil {
+			break
+		}
+		pids, tags = orphansOf(p, w, logPathOf(ctx, m, p), tagged)
+		if len(pids) == 0 {
+			break
+		}
+	}
+	return pids, tags
 }

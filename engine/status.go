@@ -153,17 +153,19 @@ func deriveState(snap executor.Snapshot, p *config.Process, now time.Time, opLiv
 // takes a scan of the machine's processes, made only when some row has no
 // live window (a running robot's status stays one listing per machine).
 func (e *Engine) Status(ctx context.Context, names []string) ([]Status, error) {
-	return e.status(ctx, names, true)
+	return e.status(ctx, names, true, time.Time{})
 }
 
 // WindowStates is Status from the window listings alone (no ORPHANED): for
 // frequent polls (the monitor, waits, dependency checks, a mon pane waiting
 // for its window), which only ask whether a window lives.
 func (e *Engine) WindowStates(ctx context.Context, names []string) ([]Status, error) {
-	return e.status(ctx, names, false)
+	return e.status(ctx, names, false, time.Time{})
 }
 
-func (e *Engine) status(ctx context.Context, names []string, orphans bool) ([]Status, error) {
+// status reads the states of names from listings started at or after
+// `after` (zero: now).
+func (e *Engine) status(ctx context.Context, names []string, orphans bool, after time.Time) ([]Status, error) {
 	procs, err := e.selectProcs(names)
 	if err != nil {
 		return nil, err
@@ -181,7 +183,11 @@ func (e *Engine) status(ctx context.Context, names []string, orphans bool) ([]St
 			m, snaps, err := e.machine(ctx, machine)
 			var snap executor.Snapshot
 			if err == nil {
-				snap, err = snaps.get(ctx, time.Now())
+				from := after
+				if from.IsZero() {
+					from = time.Now()
+				}
+				snap, err = snaps.get(ctx, from)
 			}
 			now := time.Now()
 			windowless := false

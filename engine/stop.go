@@ -239,7 +239,7 @@ func (e *Engine) stopOne(ctx context.Context, em emitter, p *config.Process, lev
 	lk := e.lock(p.Machine, p.Session, p.Name)
 	lk.Lock()
 	defer lk.Unlock()
-	w, err := currentWindow(ctx, em, p, level, snaps)
+	w, err := currentWindow(ctx, em, p, level, snaps, time.Now())
 	if err != nil {
 		return err
 	}

@@ -80,6 +80,14 @@ type Attacher interface {
 	AttachCommand(session, windowID, viewSession string) []string
 }
 
+// MarkLister is implemented by machines that can list their windows in the
+// invocation that sets a window's marks: the listing shows the marks set
+// and costs no round trip of its own. ok is false when it cannot serve as
+// a Snapshot.
+type MarkLister interface {
+	SetMarksAndList(ctx context.Context, windowID string, u MarkUpdate) (snap Snapshot, ok bool, err error)
+}
+
 // Notifier is implemented by machines that can tell a watcher when a
 // launcher changed one of their windows, so it need not wait for its next
 // poll.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -602,4 +603,61 @@ launcher.log.info("forced: %s", launcher.status("lua").state)
 		t.Errorf("Lua forced stop: %s", r)
 	}
 	stopped("lua")
+}
+
+// TestNothingOfARunOutlivesItsPane: when a run's pane shell ends, no
+// process with the run's variables stays behind it (a status right after a
+// crash said ORPHANED in CI run 39: the drain wait at the pane's end left
+// its `sleep` running for up to 50 ms). A scanner watches /proc while runs
+// crash, for a process of the run that was orphaned (its parent is pid 1).
+func TestNothingOfARunOutlivesItsPane(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "context: {session: linger}\ncrasher: {cmd: 'exit 3', ready_check: 'false'}\n")
+	marker := []byte("LAUNCHER_LOG=" + e.stateDir + "/")
+	ofRun := func(pid string) bool {
+		b, err := os.ReadFile("/proc/" + pid + "/environ")
+		return err == nil && bytes.Contains(b, marker)
+	}
+	stop := make(chan struct{})
+	found := make(chan string, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				close(found)
+				return
+			default:
+			}
+			files, _ := filepath.Glob("/proc/[0-9]*/environ")
+			for _, f := range files {
+				pid := strings.Split(f, "/")[2]
+				if !ofRun(pid) {
+					continue
+				}
+				st, err := os.ReadFile("/proc/" + pid + "/stat")
+				if err != nil {
+					continue
+				}
+				fields := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
+				// Orphans go to pid 1 (no subreaper here).
+				if len(fields) < 2 || fields[0] == "Z" || fields[1] != "1" || !ofRun(pid) {
+					continue
+				}
+				cmdline, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+				select {
+				case found <- fmt.Sprintf("pid %s (%q) outlived the pane's shell", pid, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})):
+				default:
+				}
+			}
+		}
+	}()
+	for round := 0; round < 40; round++ {
+		if r := e.run("run", "crasher"); r.code != 1 {
+			t.Fatalf("round %d: want exit 1:\n%s", round, r)
+		}
+	}
+	close(stop)
+	if msg, ok := <-found; ok && msg != "" {
+		t.Fatal(msg)
+	}
 }
