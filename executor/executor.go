@@ -176,6 +176,10 @@ type Window struct {
 	// when it can be told ("concert_launcher": its wrapper in the pane,
 	// or its @concert_launcher_managed option), else "".
 	Foreign string
+	// Begun is set by a listing that could tell that the pane had begun
+	// its command when listed (its run's env file was read and removed):
+	// a key signal then needs no look of its own. False: not known.
+	Begun bool
 }
 
 // AdoptSpec is what Adopt writes on a window.

@@ -25,7 +25,10 @@ func (m *Machine) Signal(ctx context.Context, w executor.Window, sig executor.Si
 		if sig == executor.SIGQUIT {
 			key = `C-\`
 		}
-		started, err := m.commandStarted(ctx, w.Marks.Tag)
+		started, err := w.Begun, error(nil)
+		if !started {
+			started, err = m.commandStarted(ctx, w.Marks.Tag)
+		}
 		if err != nil {
 			return err
 		}

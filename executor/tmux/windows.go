@@ -38,9 +38,10 @@ func listFormat() string {
 func (m *Machine) Snapshot(ctx context.Context) (executor.Snapshot, error) {
 	snap := executor.Snapshot{Taken: time.Now()}
 	var res executor.Result
+	var pending map[string]bool
 	var err error
 	for attempt := 0; ; attempt++ {
-		res, err = m.listWindows(ctx)
+		res, pending, err = m.listWindows(ctx)
 		if err != nil {
 			return snap, err
 		}
@@ -53,11 +54,18 @@ func (m *Machine) Snapshot(ctx context.Context) (executor.Snapshot, error) {
 	}
 	if res.ExitCode != 0 {
 		if noServer(res.Stderr) {
+			// No server: no session exists (a first spawn need not look).
+			m.spawnMu.Lock()
+			m.learn(snap)
+			m.spawnMu.Unlock()
 			return snap, nil
 		}
 		return snap, fmt.Errorf("tmux list-windows on %s failed: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
 	}
 	snap.Windows = ParseWindows(res.Stdout)
+	if pending != nil {
+		begun(snap.Windows, pending)
+	}
 	for _, w := range snap.Windows {
 		// tmux fills in the exit status of a pane when it reaps the process,
 		// a moment after the pane died. Debian's tmux (built with
@@ -86,33 +94,67 @@ const resolveRule = `printf '%s\n%s\n' "` + StateDirRule + `" "$HOME"`
 // listWindows runs list-windows; on a remote machine whose state directory
 // is not known yet, the same command finds it out too (its first listing
 // is also its first command: a round trip saved on every operation).
-func (m *Machine) listWindows(ctx context.Context) (executor.Result, error) {
+func (m *Machine) listWindows(ctx context.Context) (executor.Result, map[string]bool, error) {
 	list := []string{"list-windows", "-a", "-F", listFormat()}
 	if executor.IsLocal(m.Host) {
-		return m.run(ctx, list)
+		res, err := m.run(ctx, list)
+		return res, nil, err
 	}
 	m.resolveMu.Lock()
-	known := m.resolved
-	m.resolveMu.Unlock()
-	if known {
-		return m.run(ctx, list)
+	known, runDir := m.resolved, ""
+	if m.opts.StateDir != "" {
+		runDir = strings.TrimRight(m.opts.StateDir, "/") + "/run"
 	}
-	argv := append([]string{"sh", "-c", resolveRule + `; exec "$@"`, "sh"}, m.tmux(list...)...)
+	m.resolveMu.Unlock()
+	script := envScan
+	if !known {
+		script = resolveRule + "; d=$(" + resolveRule + " | head -n 1)/run; " + envScan
+	}
+	argv := append([]string{"sh", "-c", script + `; exec "$@"`, "sh", runDir}, m.tmux(list...)...)
 	res, err := m.Host.Run(ctx, executor.Command{Args: argv})
 	if err != nil {
-		return res, err
+		return res, nil, err
 	}
-	first, rest, ok1 := bytes.Cut(res.Stdout, []byte("\n"))
-	second, rest, ok2 := bytes.Cut(rest, []byte("\n"))
-	if !ok1 || !ok2 {
-		return res, fmt.Errorf("cannot resolve the state directory on %s: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
+	rest := res.Stdout
+	if !known {
+		first, r, ok1 := bytes.Cut(rest, []byte("\n"))
+		second, r, ok2 := bytes.Cut(r, []byte("\n"))
+		if !ok1 || !ok2 {
+			return res, nil, fmt.Errorf("cannot resolve the state directory on %s: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
+		}
+		m.learnPaths(string(first), string(second))
+		rest = r
 	}
-	m.learnPaths(string(first), string(second))
+	pending := map[string]bool{}
+	for bytes.HasPrefix(rest, []byte(envMark)) {
+		line, r, _ := bytes.Cut(rest, []byte("\n"))
+		name := string(line[len(envMark):])
+		tag, _, _ := strings.Cut(name, "-")
+		pending[tag] = true
+		rest = r
+	}
 	res.Stdout = rest
 	if res.ExitCode == 127 {
-		return res, fmt.Errorf("tmux is not installed or not in PATH on %s", m.Machine())
+		return res, nil, fmt.Errorf("tmux is not installed or not in PATH on %s", m.Machine())
 	}
-	return res, nil
+	return res, pending, nil
+}
+
+// envScan prints "LENV NAME" for each env file in the run directory ($1, or
+// $d when the machine's state directory was not known yet): a run whose
+// file is gone has begun its command (its prologue removes it first).
+const envScan = `[ -n "$1" ] && d=$1; shift; for f in "$d"/*.env; do [ -e "$f" ] && printf 'LENV %s\n' "${f##*/}"; done`
+
+const envMark = "LENV "
+
+// begun sets Begun on the managed windows of a remote listing whose env
+// files it saw (pending: the tags that still had one).
+func begun(ws []executor.Window, pending map[string]bool) {
+	for i := range ws {
+		if t := ws[i].Marks.Tag; t != "" && !pending[t] {
+			ws[i].Begun = true
+		}
+	}
 }
 
 // readyValue is @launcher_ready: "0", or "1 UNIX_MS" with the time the
