@@ -176,6 +176,7 @@ type emitter struct {
 	op      uint64
 	request string
 	scans   *scans
+	since   time.Time // when the operation's plan check began (zero: unknown)
 }
 
 // scans runs one scan of launcher's processes per machine and operation
@@ -260,7 +261,35 @@ func (em emitter) publish(ev Event) {
 
 func (e *Engine) newEmitter(ctx context.Context) emitter {
 	label, _ := ctx.Value(requestKey{}).(string)
-	return emitter{bus: e.bus, last: &e.lastOwn, op: e.opSeq.Add(1), request: label, scans: &scans{by: map[executor.Machine]*scanCall{}}}
+	since, _ := ctx.Value(planKey{}).(time.Time)
+	return emitter{bus: e.bus, last: &e.lastOwn, op: e.opSeq.Add(1), request: label, scans: &scans{by: map[executor.Machine]*scanCall{}}, since: since}
+}
+
+// planKey carries when an operation began checking its plan: the listings
+// its check took may serve its first looks (plan, check, then act on what
+// was checked), instead of a listing of their own each.
+type planKey struct{}
+
+// withPlanStart marks ctx as an operation whose plan check starts now.
+func withPlanStart(ctx context.Context) context.Context {
+	if _, ok := ctx.Value(planKey{}).(time.Time); ok {
+		return ctx // a restart's kill and start: the restart's check
+	}
+	return context.WithValue(ctx, planKey{}, time.Now())
+}
+
+// firstLook is when a look of em's operation at p's window may have
+// started: after the plan's check began, and after the last operation of
+// this engine on p let go of it (what it did must be seen).
+func (em emitter) firstLook(lockedSince time.Time) time.Time {
+	after := em.since
+	if after.IsZero() {
+		after = time.Now()
+	}
+	if after.Before(lockedSince) {
+		after = lockedSince
+	}
+	return after
 }
 
 // ProcessError is a failure of a process (it exited, timed out, a

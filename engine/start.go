@@ -89,12 +89,29 @@ func (e *Engine) StartPlan(ctx context.Context, plan *config.Plan) error {
 
 // StartPlanWith runs a resolved plan with options.
 func (e *Engine) StartPlanWith(ctx context.Context, plan *config.Plan, opts StartOptions) error {
+	ctx = withPlanStart(ctx)
+	em := e.newEmitter(ctx)
+	// The scan for processes that outlived their window (read only, like
+	// the check) runs beside the check instead of after it.
+	sctx, stopScans := context.WithCancel(ctx)
+	defer stopScans()
+	seen := map[string]bool{}
+	for _, r := range plan.Processes {
+		if seen[r.Machine] {
+			continue
+		}
+		seen[r.Machine] = true
+		go func(machine string) {
+			if m, _, err := e.machine(sctx, machine); err == nil {
+				_, _ = em.scans.get(sctx, m)
+			}
+		}(r.Machine)
+	}
 	if !opts.checked {
 		if err := e.CheckPlan(ctx, PlanStart(e.cfg, plan), strings.Join(plan.Roots, " "), containersOf(plan)); err != nil {
 			return err
 		}
 	}
-	em := e.newEmitter(ctx)
 	// Its last changes (a ready mark follows its event) are older than
 	// the end of the operation: Watched views must be newer.
 	defer em.touch()
@@ -110,7 +127,7 @@ func (e *Engine) StartPlanWith(ctx context.Context, plan *config.Plan, opts Star
 		// (dependencies up, its own window): nothing of this task happened
 		// since, and a ready mark's listing then costs no round trip of its
 		// own. The look after its start takes one newer than the spawn.
-		after := time.Now()
+		after := em.firstLook(time.Time{})
 		if len(r.Depends) > 0 && !opts.NoDeps {
 			em.emit(Waiting, r.Process, level, "depends on %s", strings.Join(r.Depends, ", "))
 			errs := g.all(ctx, r.Depends, level+1)

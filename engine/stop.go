@@ -52,6 +52,7 @@ func (e *Engine) Kill(ctx context.Context, names []string, all bool, opts KillOp
 		ctx, cancel = context.WithDeadline(ctx, dl)
 		defer cancel()
 	}
+	ctx = withPlanStart(ctx)
 	err := e.CheckPlan(ctx, PlanKill(e.cfg, names, all), target, nil)
 	if err != nil && opts.SkipUnreachable {
 		return e.killReachable(ctx, err, names, all, opts)
@@ -237,9 +238,9 @@ func (e *Engine) stopOne(ctx context.Context, em emitter, p *config.Process, lev
 	}
 	m, snaps := o.m, o.snaps
 	lk := e.lock(p.Machine, p.Session, p.Name)
-	lk.Lock()
+	since := lk.Lock()
 	defer lk.Unlock()
-	w, err := currentWindow(ctx, em, p, level, snaps, time.Now())
+	w, err := currentWindow(ctx, em, p, level, snaps, em.firstLook(since))
 	if err != nil {
 		return err
 	}
