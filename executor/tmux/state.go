@@ -81,12 +81,17 @@ func (m *Machine) installWith(ctx context.Context, logDir string) error {
 		mode += ":" + logDir
 	}
 	args := []string{"sh", "-c", prepareScript, "sh", mode, state}
+	var local [][2]string
 	for _, f := range helpers {
 		p := s.path(f.content, f.name)
 		args = append(args, p[strings.LastIndex(p, "/")+1:], f.content)
+		local = append(local, [2]string{p[strings.LastIndex(p, "/")+1:], f.content})
 	}
-	res, err := m.Host.Run(ctx, executor.Command{Args: args})
-	if err != nil {
+	var res executor.Result
+	var err error
+	if executor.IsLocal(m.Host) {
+		res = prepareLocal("install", state, local, logDir)
+	} else if res, err = m.Host.Run(ctx, executor.Command{Args: args}); err != nil {
 		return err
 	}
 	if res.ExitCode != 0 {
@@ -112,8 +117,11 @@ func (m *Machine) ensureDir(ctx context.Context, dir string) error {
 	if m.dirs[dir] {
 		return nil
 	}
-	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c", prepareScript, "sh", "dir", dir}})
-	if err != nil {
+	var res executor.Result
+	var err error
+	if executor.IsLocal(m.Host) {
+		res = prepareLocal("dir", dir, nil, "")
+	} else if res, err = m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c", prepareScript, "sh", "dir", dir}}); err != nil {
 		return err
 	}
 	if res.ExitCode != 0 {
