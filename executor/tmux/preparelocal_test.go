@@ -1,6 +1,7 @@
 package tmux
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,7 +82,8 @@ func TestPrepareLocalMatchesTheScript(t *testing.T) {
 				} else {
 					cmd := exec.Command("sh", "-c", prepareScript, "sh", "install:"+filepath.Join(d, "logs", "s"), d, "h1", "one\n", "h2", "two")
 					out, err := cmd.CombinedOutput()
-					if ee, ok := err.(*exec.ExitError); ok {
+					var ee *exec.ExitError
+					if errors.As(err, &ee) {
 						code = ee.ExitCode()
 					}
 					stderr = string(out)
