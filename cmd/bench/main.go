@@ -236,6 +236,33 @@ while $T list-windows -t bench -F '#{pane_dead}' | grep -q 0; do :; done`
 	return r
 }
 
+// scale compares the cost per process of a bring-up, a status and a stop
+// of 1000 independent processes with the same at 50 (issue 14: ≤ 1.3×).
+// One run at 1000 (it takes tens of seconds), the median of the runs at 50.
+func scale(w *world) row {
+	perProcess := func(n, reps int) (up, st, stop float64) {
+		cfg := w.writeConfig(independentYAML(n))
+		var us, ss, ks []float64
+		for i := 0; i < reps; i++ {
+			w.reset()
+			d, _, _ := w.timed(*launcher, "-c", cfg, "run", "all")
+			us = append(us, ms(d)/float64(n))
+			d, _, _ = w.timed(*launcher, "-c", cfg, "status")
+			ss = append(ss, ms(d)/float64(n))
+			d, _, _ = w.timed(*launcher, "-c", cfg, "kill", "--all")
+			ks = append(ks, ms(d)/float64(n))
+		}
+		return median(us), median(ss), median(ks)
+	}
+	u50, s50, k50 := perProcess(50, *reps)
+	u1k, s1k, k1k := perProcess(1000, 1)
+	worst := max(u1k/u50, s1k/s50, k1k/k50)
+	return row{name: "1000 up, status, stop: per process vs at 50", launcherMs: worst, floorName: "ratio of per-process costs",
+		target: "≤ 1.3×", ok: worst <= 1.3,
+		note: fmt.Sprintf("per process at 50 / at 1000: up %.1f / %.1f ms (%.2f×), status %.2f / %.2f ms (%.2f×), stop %.1f / %.1f ms (%.2f×)",
+			u50, u1k, u1k/u50, s50, s1k, s1k/s50, k50, k1k, k1k/k50)}
+}
+
 // readyLatency: the process becomes ready at a time it records; launcher
 // reports the ready event (run --json) some time later.
 func readyLatency(w *world) row {
@@ -302,7 +329,7 @@ func main() {
 		name string
 		fn   func(*world) row
 	}{{"up50", up50}, {"chain10", chain10}, {"status50", status50}, {"stop50", stop50}, {"ready", readyLatency},
-		{"serve-list", serveList50}, {"serve-events", serveEvents}, {"serve-clients", serveClients}}
+		{"serve-list", serveList50}, {"serve-events", serveEvents}, {"serve-clients", serveClients}, {"scale", scale}}
 	var rows []row
 	for _, s := range scenarios {
 		if *only != "" && !strings.Contains(s.name, *only) {
@@ -327,6 +354,9 @@ func main() {
 		unit := "ms"
 		if strings.Contains(r.name, "RSS") {
 			unit = "MB"
+		}
+		if strings.Contains(r.name, "per process vs") {
+			unit = "× " // the worst of the three ratios
 		}
 		mark := "ok"
 		if !r.ok {

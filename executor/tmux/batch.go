@@ -32,13 +32,16 @@ const (
 )
 
 type batchReq struct {
-	cmds  [][]string
-	file  *envWrite // written on the machine before tmux runs (remote spawns)
-	token string
-	size  int
-	out   []string
-	err   error
-	done  chan struct{}
+	cmds     [][]string
+	wantList bool     // wants the listing the invocation ends with
+	list     []string // that listing (shared: read only)
+	listed   bool
+	file     *envWrite // written on the machine before tmux runs (remote spawns)
+	token    string
+	size     int
+	out      []string
+	err      error
+	done     chan struct{}
 }
 
 type batcher struct {
@@ -67,7 +70,24 @@ func (m *Machine) batch(ctx context.Context, cmds [][]string) ([]string, error) 
 // on the machine (a remote spawn costs one round trip, not two).
 func (m *Machine) batchWith(ctx context.Context, cmds [][]string, file *envWrite) ([]string, error) {
 	req := &batchReq{cmds: cmds, file: file, token: newToken(), done: make(chan struct{})}
-	for _, c := range cmds {
+	return m.submit(ctx, req)
+}
+
+// batchListing is batch with the machine's windows listed at the end of the
+// invocation, after every request in it (nil when they were not).
+func (m *Machine) batchListing(ctx context.Context, cmds [][]string) (out, list []string, listed bool, err error) {
+	req := &batchReq{cmds: cmds, wantList: true, token: newToken(), done: make(chan struct{})}
+	out, err = m.submit(ctx, req)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return out, req.list, req.listed, nil
+}
+
+// submit queues req for the next invocation and waits for its answer.
+func (m *Machine) submit(ctx context.Context, req *batchReq) ([]string, error) {
+	file := req.file
+	for _, c := range req.cmds {
 		for _, a := range c {
 			req.size += len(a) + 8
 		}
@@ -156,6 +176,16 @@ func (m *Machine) runBatch(reqs []*batchReq) {
 		}
 		args = append(args, "display-message", "-p", r.token)
 	}
+	// One listing at the end serves every request that wants one (a
+	// listing each would make a thousand marks a thousand listings).
+	listToken := ""
+	for _, r := range reqs {
+		if r.wantList {
+			listToken = newToken()
+			args = append(args, ";", "list-windows", "-a", "-F", listFormat(), ";", "display-message", "-p", listToken)
+			break
+		}
+	}
 	// The invocation serves many callers: no single caller's context may
 	// cancel it.
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
@@ -197,6 +227,12 @@ func (m *Machine) runBatch(reqs []*batchReq) {
 	lines := strings.Split(strings.TrimRight(string(res.Stdout), "\n"), "\n")
 	stderr := strings.TrimSpace(string(res.Stderr))
 	i := 0
+	var held []*batchReq // settled once the listing is read
+	defer func() {
+		for _, r := range held {
+			close(r.done)
+		}
+	}()
 	for k, r := range reqs {
 		var out []string
 		found := false
@@ -210,7 +246,22 @@ func (m *Machine) runBatch(reqs []*batchReq) {
 		}
 		if found {
 			r.out = out
-			close(r.done)
+			if r.wantList {
+				held = append(held, r)
+			} else {
+				close(r.done)
+			}
+			if k == len(reqs)-1 && listToken != "" {
+				var list []string
+				for ; i < len(lines) && lines[i] != listToken; i++ {
+					list = append(list, lines[i])
+				}
+				if i < len(lines) {
+					for _, h := range held {
+						h.list, h.listed = list, true
+					}
+				}
+			}
 			continue
 		}
 		// tmux stops a command list at its first failure: r failed, and

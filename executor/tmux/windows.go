@@ -294,16 +294,15 @@ func (m *Machine) SetMarks(ctx context.Context, windowID string, u executor.Mark
 // caller that looks next). ok is false when the listing cannot stand for a
 // Snapshot (a dead pane whose exit status tmux has not read yet).
 func (m *Machine) SetMarksAndList(ctx context.Context, windowID string, u executor.MarkUpdate) (snap executor.Snapshot, ok bool, err error) {
-	cmds := append(setCommands(windowID, u), []string{"list-windows", "-a", "-F", listFormat()})
 	snap.Taken = time.Now()
-	out, err := m.batch(ctx, cmds)
+	_, list, listed, err := m.batchListing(ctx, setCommands(windowID, u))
 	if errors.Is(err, errServerGone) {
 		return snap, false, m.SetMarks(ctx, windowID, u)
 	}
-	if err != nil {
+	if err != nil || !listed {
 		return snap, false, err
 	}
-	snap.Windows = ParseWindows([]byte(strings.Join(out, "\n")))
+	snap.Windows = ParseWindows([]byte(strings.Join(list, "\n")))
 	for _, w := range snap.Windows {
 		if (w.Marks.Managed || w.Foreign != "") && w.Dead && !w.ExitKnown {
 			return snap, false, nil
