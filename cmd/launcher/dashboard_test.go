@@ -187,18 +187,27 @@ arm:
 		t.Fatalf("graph: %v (%d edges)", err, nodes)
 	}
 
-	// On a phone-sized screen the table becomes cards: no header row.
+	// On a phone-sized screen each process is one compact line (issue 15:
+	// 12 processes made a 2622 px page of cards): no header row, nothing
+	// wider than the screen, and a row that says nothing more than its
+	// state no taller than a line of buttons.
 	var headerHidden bool
+	var tallest float64
 	var phone []byte
 	err = chromedp.Do(ctx,
 		chromedp.Click(css(`#tab-table`)),
 		chromedp.EmulateViewport(390, 844),
 		waitJS(`getComputedStyle(document.querySelector('#groups thead')).display === 'none'`),
 		into(chromedp.Evaluate[bool](`document.body.scrollWidth <= 390`), &headerHidden),
+		into(chromedp.Evaluate[float64](`Math.max(...[...document.querySelectorAll('#groups tbody tr')]
+			.filter(r => !r.querySelector('.err, .tail')).map(r => r.getBoundingClientRect().height))`), &tallest),
 		into(chromedp.FullScreenshot(100), &phone),
 	)
 	if err != nil || !headerHidden {
 		t.Errorf("phone layout: %v (fits: %v)", err, headerHidden)
+	}
+	if tallest <= 0 || tallest > 44 {
+		t.Errorf("phone layout: a process's row is %.0f px tall, want one line (≤ 44 px)", tallest)
 	}
 	artifact(t, "dashboard-phone.png", phone)
 	if os.Getenv("UPDATE_README_SCREENSHOTS") != "" {
