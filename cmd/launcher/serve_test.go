@@ -32,7 +32,7 @@ type server struct {
 
 // startServer runs `launcher serve` on a free loopback port (listen, when
 // given, replaces the host part) and waits until it answers.
-func startServer(t *testing.T, e *tenv, listenHost string, args ...string) *server {
+func startServer(t testing.TB, e *tenv, listenHost string, args ...string) *server {
 	t.Helper()
 	port := executortest.FreePort(t, "127.0.0.1")
 	if listenHost == "" {
