@@ -145,8 +145,8 @@ arm:
 		waitJS(stateIs("planner", "STOPPED")),
 		// The log pane follows a process's output.
 		chromedp.Click(css(`#row-roscore button[data-action="log"]`)),
-		waitJS(`document.getElementById('log-lines').textContent.includes('hello from roscore')`),
-		into(chromedp.Text(css("#log-lines")), &logText),
+		waitJS(`document.querySelector('#log .pane[data-process="roscore"] pre').textContent.includes('hello from roscore')`),
+		into(chromedp.Text(css(`#log .pane[data-process="roscore"] pre`)), &logText),
 		into(chromedp.FullScreenshot(100), &shot),
 	)
 	if err != nil {
@@ -157,9 +157,30 @@ arm:
 		_ = os.WriteFile(filepath.Join("api", "dashboard", "screenshot.png"), shot, 0o644)
 	}
 
+	// Issue 15: more than one log at a time, side by side, each following
+	// its own process; closing one leaves the other.
+	var panesOpen, panesLeft int
+	var driverLog string
+	err = chromedp.Do(ctx,
+		chromedp.Click(css(`#row-driver button[data-action="log"]`)),
+		waitJS(`document.querySelectorAll('#log .pane').length === 2`),
+		waitJS(`document.querySelector('#log .pane[data-process="driver"] pre').textContent.includes('driver up at')`),
+		into(chromedp.Evaluate[int](`document.querySelectorAll('#log .pane').length`), &panesOpen),
+		into(chromedp.Text(css(`#log .pane[data-process="driver"] pre`)), &driverLog),
+		into(chromedp.FullScreenshot(100), &shot),
+		chromedp.Click(css(`#log .pane[data-process="roscore"] .log-close`)),
+		waitJS(`document.querySelectorAll('#log .pane').length === 1`),
+		into(chromedp.Evaluate[int](`document.querySelectorAll('#log .pane[data-process="driver"]').length`), &panesLeft),
+		chromedp.Click(css(`#log .pane[data-process="driver"] .log-close`)),
+		waitJS(`!document.getElementById('log').classList.contains('on')`),
+	)
+	if err != nil || panesOpen != 2 || panesLeft != 1 || strings.Contains(driverLog, "hello from roscore") {
+		t.Fatalf("two log panes: %v (open %d, left %d, driver's: %q)", err, panesOpen, panesLeft, driverLog)
+	}
+	artifact(t, "dashboard-two-logs.png", shot)
+
 	// Restart the driver with a variant from the picker.
 	err = chromedp.Do(ctx,
-		chromedp.Click(css(`#log-close`)),
 		chromedp.Click(css(`#row-driver button[data-action="stop"]`)),
 		waitJS(stateIs("driver", "STOPPED")),
 		chromedp.Click(css(`#row-driver button[data-action="start"]`)),
@@ -399,7 +420,7 @@ slam: {cmd: 'echo "Segmentation fault in map_merge()"; kill -SEGV $$', ready_che
 			return 0; })()`), &room),
 		into(chromedp.Evaluate[int](`document.getElementById('log').offsetHeight`), &height),
 		into(chromedp.Evaluate[int](`parseInt(getComputedStyle(document.body).paddingBottom)`), &room),
-		chromedp.Click(css(`#log-close`)),
+		chromedp.Click(css(`#log .pane[data-process="child"] .log-close`)),
 	)
 	if err != nil {
 		t.Fatalf("log pane: %v", err)
