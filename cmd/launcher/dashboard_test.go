@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -202,7 +203,7 @@ arm:
 	err = chromedp.Do(ctx,
 		chromedp.Click(css(`#tab-graph`)),
 		waitJS(`document.querySelectorAll('#graph g[data-process]').length === 4`),
-		into(chromedp.Evaluate[int](`document.querySelectorAll('#graph line').length`), &nodes),
+		into(chromedp.Evaluate[int](`document.querySelectorAll('#graph path.edge').length`), &nodes),
 	)
 	if err != nil || nodes != 2 {
 		t.Fatalf("graph: %v (%d edges)", err, nodes)
@@ -453,4 +454,95 @@ slam: {cmd: 'echo "Segmentation fault in map_merge()"; kill -SEGV $$', ready_che
 	if errLines == 0 {
 		t.Errorf("slam's failed start is not shown as an error after the reload")
 	}
+}
+
+// TestDashboardGraphReads: the graph reads at 13 and at 200 processes
+// (issue 15): a band per machine, an arrowhead on every edge, no label
+// wider than its box, no box over another, no edge across a box,
+// show_ui: false left out until asked for, and 200 processes wrap into
+// columns instead of one 9000 px column.
+func TestDashboardGraphReads(t *testing.T) {
+	t.Parallel()
+	graphOf := func(t *testing.T, config string, want, wantAll int) (height int) {
+		e := newEnv(t, config)
+		ctx := browser(t)
+		s := startServer(t, e, "")
+		type check struct {
+			Nodes, Edges, Arrows, Bands, Overflow, Overlap, Crossing, Height int
+		}
+		measure := `(() => {
+			const gs = [...document.querySelectorAll('#graph g[data-process]')];
+			const rects = gs.map((g) => g.querySelector('rect').getBBox());
+			let overflow = 0, overlap = 0;
+			gs.forEach((g, i) => { if (g.querySelector('text').getBBox().width > rects[i].width - 8) overflow++; });
+			for (let i = 0; i < rects.length; i++) for (let j = i + 1; j < rects.length; j++) {
+				const a = rects[i], b = rects[j];
+				if (a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height) overlap++;
+			}
+			const lines = [...document.querySelectorAll('#graph path.edge')];
+			// An edge across a box: sample each edge's points.
+			let crossing = 0;
+			for (const l of lines) {
+				const len = l.getTotalLength();
+				for (let at = 3; at < len - 3; at += 4) {
+					const p = l.getPointAtLength(at);
+					if (rects.some((r) => p.x > r.x + 1 && p.x < r.x + r.width - 1 && p.y > r.y + 1 && p.y < r.y + r.height - 1)) { crossing++; break; }
+				}
+			}
+			return { Nodes: gs.length, Edges: lines.length, Arrows: lines.filter((l) => l.getAttribute('marker-end')).length,
+				Bands: document.querySelectorAll('#graph text.band').length, Overflow: overflow, Overlap: overlap, Crossing: crossing,
+				Height: Math.round(document.querySelector('#graph svg').getBoundingClientRect().height) };
+		})()`
+		var c, all check
+		var shot []byte
+		err := chromedp.Do(ctx,
+			chromedp.Navigate(s.base+"/"),
+			waitJS(`document.getElementById('conn').textContent === 'live' && document.querySelectorAll('[id^="row-"]').length > 0`),
+			chromedp.Click(css(`#tab-graph`)),
+			waitJS(fmt.Sprintf(`document.querySelectorAll('#graph g[data-process]').length === %d`, want)),
+			into(chromedp.Evaluate[check](measure), &c),
+			into(chromedp.FullScreenshot(100), &shot),
+			chromedp.Click(css(`#graph-all`)),
+			waitJS(fmt.Sprintf(`document.querySelectorAll('#graph g[data-process]').length === %d`, wantAll)),
+			into(chromedp.Evaluate[check](measure), &all),
+		)
+		if err != nil {
+			t.Fatalf("graph: %v", err)
+		}
+		artifact(t, "graph-"+strconv.Itoa(want)+".png", shot)
+		for _, c := range []check{c, all} {
+			if c.Overflow != 0 || c.Overlap != 0 || c.Crossing != 0 || c.Arrows != c.Edges {
+				t.Errorf("graph: %+v (labels wider than their box, boxes over others, edges across boxes, edges without an arrowhead)", c)
+			}
+		}
+		if c.Bands != 2 {
+			t.Errorf("graph: %d machine bands, want 2", c.Bands)
+		}
+		return c.Height
+	}
+	t.Run("13", func(t *testing.T) {
+		var b strings.Builder
+		b.WriteString("context: {session: g13}\n")
+		b.WriteString("roscore: {cmd: sleep 300}\n")
+		b.WriteString("a_rather_long_process_name_for_a_driver_node: {cmd: sleep 300, depends: [roscore]}\n")
+		for i := 0; i < 8; i++ {
+			fmt.Fprintf(&b, "node%d: {cmd: sleep 300, depends: [roscore]}\n", i)
+		}
+		b.WriteString("helper: {cmd: sleep 300, show_ui: false, depends: [roscore]}\n")
+		b.WriteString("arm: {cmd: sleep 300, machine: nobody@127.0.0.1:1}\n")
+		b.WriteString("gripper: {cmd: sleep 300, machine: nobody@127.0.0.1:1, depends: [arm]}\n")
+		graphOf(t, b.String(), 12, 13)
+	})
+	t.Run("200", func(t *testing.T) {
+		var b strings.Builder
+		b.WriteString("context: {session: g200}\nroscore: {cmd: sleep 300}\n")
+		for i := 0; i < 197; i++ {
+			fmt.Fprintf(&b, "p%03d: {cmd: sleep 300, depends: [roscore]}\n", i)
+		}
+		b.WriteString("arm: {cmd: sleep 300, machine: nobody@127.0.0.1:1}\n")
+		b.WriteString("hidden: {cmd: sleep 300, show_ui: false}\n")
+		if h := graphOf(t, b.String(), 199, 200); h > 1400 {
+			t.Errorf("the graph of 200 is %d px high: one long column", h)
+		}
+	})
 }
