@@ -32,6 +32,12 @@ big: {cmd: 'for i in $(seq 1 400); do echo "big line $i of forty-odd bytes"; don
 	if n := writers("chatty"); n != 1 {
 		t.Fatalf("%d log writers for a running process (the count below would test nothing)", n)
 	}
+	// The first run has printed its 30 lines before it is stopped (a stop
+	// that came in the middle of its loop, on a loaded machine, cut it
+	// short: CI run 45).
+	executortest.Eventually(t, "the first run's 30 lines", func() bool {
+		return strings.Contains(e.mustRun("logs", "chatty").stdout, " line 30\n")
+	})
 	e.mustRun("kill", "chatty")
 	if !executortest.Poll(func() bool { return writers("chatty") == 0 }) {
 		t.Errorf("the log writer of a stopped run is still running (%d)", writers("chatty"))
@@ -63,9 +69,12 @@ big: {cmd: 'for i in $(seq 1 400); do echo "big line $i of forty-odd bytes"; don
 	}
 	// Each run's output on its own, and the last lines.
 	for _, run := range []string{first.Run, second.Run} {
-		executortest.Eventually(t, "run "+run+" wrote its 30 lines", func() bool {
+		if !executortest.Poll(func() bool {
 			return strings.Contains(e.mustRun("logs", "chatty", "--run", run).stdout, run+" line 30\n")
-		})
+		}) {
+			t.Fatalf("run %s (first %s) did not write its 30 lines; the log:\n%s\nruns:\n%s", run, first.Run,
+				e.mustRun("logs", "chatty").stdout, e.mustRun("logs", "chatty", "--runs").stdout)
+		}
 		out := e.mustRun("logs", "chatty", "--run", run).stdout
 		other := first.Run
 		if run == first.Run {
