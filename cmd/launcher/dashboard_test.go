@@ -118,7 +118,12 @@ arm:
 		waitJS(`document.getElementById('conn').textContent === 'live'`),
 		// Start the planner: its dependencies come up, the cells turn
 		// READY from the event stream, and the progress shows each step.
+		// It starts the driver too, whose variants and param are asked
+		// for (the defaults are taken).
 		chromedp.Click(css(`#row-planner button[data-action="start"]`)),
+		chromedp.WaitVisible(css(`#picker`)),
+		waitJS(`document.getElementById('picker-variants').textContent.includes('mode (driver)')`),
+		chromedp.Click(css(`#picker-go`)),
 		waitJS(stateIs("planner", "READY")+" && "+stateIs("roscore", "READY")),
 		// The request's end comes on the stream after the last ready.
 		waitJS(`document.getElementById('steps').textContent.includes('done: start planner')`),
@@ -545,4 +550,55 @@ func TestDashboardGraphReads(t *testing.T) {
 			t.Errorf("the graph of 200 is %d px high: one long column", h)
 		}
 	})
+}
+
+// TestDashboardStartOffersDependencyVariants: Start asks only when there
+// is something to choose, and then offers the variants of the dependencies
+// the start will start too (issue 15); what is chosen reaches them.
+func TestDashboardStartOffersDependencyVariants(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, `
+context: {session: pick}
+base:
+  cmd: echo "base up"; sleep 300
+  variants:
+    mode:
+      - fast: {cmd: "echo mode=fast; {cmd}"}
+      - slow: {cmd: "echo mode=slow; {cmd}"}
+top: {cmd: sleep 300, depends: [base]}
+plain: {cmd: sleep 300}
+`)
+	ctx := browser(t)
+	s := startServer(t, e, "")
+	row := func(p string) string { return fmt.Sprintf(`document.querySelector('#row-%s .state')`, p) }
+	stateIs := func(p, st string) string { return row(p) + ` && ` + row(p) + `.textContent === '` + st + `'` }
+	var legend string
+	var dialogForPlain bool
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(s.base+"/"),
+		waitJS(stateIs("plain", "STOPPED")),
+		// Nothing to choose: no dialog, it starts.
+		chromedp.Click(css(`#row-plain button[data-action="start"]`)),
+		into(chromedp.Evaluate[bool](`document.getElementById('picker').open`), &dialogForPlain),
+		waitJS(stateIs("plain", "READY")),
+		// top has no variants, base (which it starts too) has.
+		chromedp.Click(css(`#row-top button[data-action="start"]`)),
+		chromedp.WaitVisible(css(`#picker`)),
+		into(chromedp.Text(css(`#picker-variants legend`)), &legend),
+		chromedp.Click(css(`#picker input[value="slow"]`)),
+		chromedp.Click(css(`#picker-go`)),
+		waitJS(stateIs("top", "READY")+" && "+stateIs("base", "READY")),
+	)
+	if err != nil {
+		t.Fatalf("start with a dependency's variant: %v", err)
+	}
+	if dialogForPlain {
+		t.Error("a dialog opened for a process with nothing to choose")
+	}
+	if legend != "mode (base)" {
+		t.Errorf("the dialog's variant is labelled %q, want %q", legend, "mode (base)")
+	}
+	if log := e.waitLog("pick", "base", "mode=slow"); strings.Contains(log, "mode=fast") {
+		t.Errorf("base's log:\n%s", log)
+	}
 }
