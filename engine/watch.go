@@ -219,16 +219,31 @@ type Tree struct {
 	Error   string    `json:"error,omitempty"`
 }
 
+// MachineLoad is a machine's load average, as the dashboard shows it.
+type MachineLoad struct {
+	Machine string     `json:"machine"`
+	Load    [3]float64 `json:"load"` // 1, 5 and 15 minutes
+	CPUs    int        `json:"cpus,omitempty"`
+}
+
 // Trees reads the process trees of the named processes (all when empty)
 // that run now, with one `ps` per machine, read on that machine.
 func (e *Engine) Trees(ctx context.Context, names []string) ([]Tree, error) {
+	trees, _, err := e.TreesAndLoads(ctx, names)
+	return trees, err
+}
+
+// TreesAndLoads is Trees with the load of each machine read (in the same
+// command as its process table, where the machine can).
+func (e *Engine) TreesAndLoads(ctx context.Context, names []string) ([]Tree, []MachineLoad, error) {
+	var loads []MachineLoad
 	sts, err := e.WindowStates(ctx, names)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(names) > 0 {
 		if err := conflictIn(sts); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	tables := map[string][]executor.ProcessInfo{}
@@ -240,7 +255,12 @@ func (e *Engine) Trees(ctx context.Context, names []string) ([]Tree, error) {
 		}
 		if _, ok := tables[st.Machine]; !ok && errs[st.Machine] == nil {
 			m, _, err := e.machine(ctx, st.Machine)
-			if err == nil {
+			if lr, ok := m.(executor.LoadReader); ok && err == nil {
+				var l *executor.Load
+				if tables[st.Machine], l, err = lr.ProcessesAndLoad(ctx); l != nil {
+					loads = append(loads, MachineLoad{Machine: st.Machine, Load: [3]float64{l.One, l.Five, l.Fifteen}, CPUs: l.CPUs})
+				}
+			} else if err == nil {
 				tables[st.Machine], err = m.Processes(ctx)
 			}
 			if err != nil {
@@ -262,7 +282,7 @@ func (e *Engine) Trees(ctx context.Context, names []string) ([]Tree, error) {
 		}
 		out = append(out, t)
 	}
-	return out, nil
+	return out, loads, nil
 }
 
 func buildTree(ps []executor.ProcessInfo, root int) *TreeNode {

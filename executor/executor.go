@@ -421,6 +421,19 @@ type ProcessInfo struct {
 	Args      string
 }
 
+// Load is a machine's load average and how many CPUs it has (for the
+// operator's view: a load above the CPUs is a machine that falls behind).
+type Load struct {
+	One, Five, Fifteen float64
+	CPUs               int
+}
+
+// LoadReader is implemented by machines that read their load average in
+// the same command as their process table.
+type LoadReader interface {
+	ProcessesAndLoad(ctx context.Context) ([]ProcessInfo, *Load, error)
+}
+
 // Machine keeps processes in tmux windows on one host and answers for them.
 // It is what the engine needs, nothing more: running arbitrary commands
 // goes through Exec (bounded, in the process's container when it has one);

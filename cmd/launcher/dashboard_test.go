@@ -349,7 +349,7 @@ slam: {cmd: 'echo "Segmentation fault in map_merge()"; kill -SEGV $$', ready_che
 	disabled := func(p, a string) string {
 		return fmt.Sprintf(`document.querySelector('#row-%s button[data-action="%s"]').disabled`, p, a)
 	}
-	var exit, why, age, mem string
+	var exit, why, age, mem, load string
 	var shot []byte
 	var startOK, stopOK, startSlam, stopSlam bool
 	err := chromedp.Do(ctx,
@@ -365,6 +365,9 @@ slam: {cmd: 'echo "Segmentation fault in map_merge()"; kill -SEGV $$', ready_che
 		waitJS(`document.querySelector('#row-ok .mem').textContent.endsWith(' MB')`),
 		into(chromedp.Text(css("#row-ok .age")), &age),
 		into(chromedp.Text(css("#row-ok .mem")), &mem),
+		// and the machine's load beside its group.
+		waitJS(`document.querySelector('#groups .load').textContent.startsWith('load ')`),
+		into(chromedp.Text(css("#groups .load")), &load),
 		into(chromedp.FullScreenshot(100), &shot),
 	)
 	if err != nil {
@@ -379,6 +382,9 @@ slam: {cmd: 'echo "Segmentation fault in map_merge()"; kill -SEGV $$', ready_che
 	}
 	if !regexp.MustCompile(`^\d+(s|m\d+s)$`).MatchString(age) || !regexp.MustCompile(`^\d+\.\d MB$`).MatchString(mem) {
 		t.Errorf("ok's age %q, memory %q", age, mem)
+	}
+	if !regexp.MustCompile(`^load \d+\.\d\d \d+\.\d\d \d+\.\d\d · \d+ CPUs$`).MatchString(load) {
+		t.Errorf("the machine's load: %q", load)
 	}
 	if !startOK || stopOK || startSlam || !stopSlam {
 		t.Errorf("buttons: ok start disabled %v, stop disabled %v; slam start disabled %v, stop disabled %v", startOK, stopOK, startSlam, stopSlam)

@@ -205,6 +205,13 @@ func Contract(t *testing.T, tg Target) {
 		if !found {
 			t.Errorf("pane pid %d not in the process table", w.PanePID)
 		}
+		// The load rides with the process table where the machine can.
+		if lr, ok := m.(executor.LoadReader); ok {
+			ps, load, err := lr.ProcessesAndLoad(ctx)
+			if err != nil || load == nil || load.CPUs < 1 || load.One < 0 || len(ps) == 0 {
+				t.Errorf("ProcessesAndLoad: %d processes, load %+v, %v", len(ps), load, err)
+			}
+		}
 		_ = m.Signal(ctx, w, executor.SIGKILL, executor.MarkUpdate{})
 	})
 

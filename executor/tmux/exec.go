@@ -85,6 +85,41 @@ func (m *Machine) Processes(ctx context.Context) ([]executor.ProcessInfo, error)
 	return ParsePS(res.Stdout), nil
 }
 
+// ProcessesAndLoad is Processes with the machine's load average and CPU
+// count, read by the same command (/proc/loadavg; the count from getconf).
+func (m *Machine) ProcessesAndLoad(ctx context.Context) ([]executor.ProcessInfo, *executor.Load, error) {
+	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c",
+		`printf 'LOAD %s %s\n' "$(cat /proc/loadavg 2>/dev/null)" "$(getconf _NPROCESSORS_ONLN 2>/dev/null)"; exec ps -e -o pid=,ppid=,rss=,pcpu=,args=`}})
+	if err != nil {
+		return nil, nil, err
+	}
+	if res.ExitCode != 0 {
+		return nil, nil, fmt.Errorf("ps on %s: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
+	}
+	first, rest, _ := strings.Cut(string(res.Stdout), "\n")
+	return ParsePS([]byte(rest)), parseLoad(first), nil
+}
+
+// parseLoad reads "LOAD 0.52 0.40 0.33 1/345 12345 2" (nil when the
+// machine has no /proc/loadavg).
+func parseLoad(line string) *executor.Load {
+	f := strings.Fields(line)
+	if len(f) < 4 || f[0] != "LOAD" {
+		return nil
+	}
+	var l executor.Load
+	var err error
+	if l.One, err = strconv.ParseFloat(f[1], 64); err != nil {
+		return nil
+	}
+	l.Five, _ = strconv.ParseFloat(f[2], 64)
+	l.Fifteen, _ = strconv.ParseFloat(f[3], 64)
+	if len(f) >= 7 {
+		l.CPUs, _ = strconv.Atoi(f[6])
+	}
+	return &l
+}
+
 // ParsePS parses `ps -o pid=,ppid=,rss=,pcpu=,args=` output.
 func ParsePS(out []byte) []executor.ProcessInfo {
 	var ps []executor.ProcessInfo

@@ -225,7 +225,7 @@ func (s *Server) pstree(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	trees, err := s.e.Trees(r.Context(), names)
+	trees, loads, err := s.e.TreesAndLoads(r.Context(), names)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -233,7 +233,10 @@ func (s *Server) pstree(w http.ResponseWriter, r *http.Request) {
 	if trees == nil {
 		trees = []engine.Tree{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"trees": trees})
+	if loads == nil {
+		loads = []engine.MachineLoad{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"trees": trees, "machines": loads})
 }
 
 func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
