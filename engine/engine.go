@@ -82,6 +82,11 @@ type Engine struct {
 	spawned map[string]string
 
 	monitorOnce sync.Once
+	// baseline is closed once the monitor MonitorOnce started has seen
+	// what runs (set in monitorOnce, before the monitor starts).
+	baseline     chan struct{}
+	baselineOnce sync.Once
+	settle       chan chan struct{} // MonitorSettle's requests (set with baseline)
 	// watched is the monitor's last poll; lastOwn is when this engine's
 	// operations last published an event or ended (Unix nanoseconds).
 	watched atomic.Pointer[watchedRows]

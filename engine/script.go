@@ -168,12 +168,19 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 		}
 	}
 	next := every
+	e.mu.Lock()
+	settle := e.settle // nil (never ready) for a monitor not started by MonitorOnce
+	e.mu.Unlock()
+	var settling []chan struct{} // MonitorSettle's callers, told after the next poll
 	for {
+		waiting := settling
+		settling = nil
 		taken := time.Now()
 		sts, err := e.WindowStates(ctx, nil)
 		if err != nil {
 			// Machines are reported one by one (UNAVAILABLE rows); an
 			// error here ends only with ctx.
+			e.monitorBaseline() // no baseline to wait for
 			if sleepCtx(ctx, every) != nil {
 				return
 			}
@@ -248,6 +255,9 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 			}
 			last[st.Process] = seen{alive: alive, window: id, started: started, state: st.State, restarts: st.Restarts}
 		}
+		if first {
+			e.monitorBaseline()
+		}
 		first = false
 		for m, why := range down {
 			if !lost[m] {
@@ -261,15 +271,47 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 				em.publish(Event{Time: now, Kind: HostBack, Machine: m, Message: "reachable again"})
 			}
 		}
+		for _, d := range waiting {
+			close(d)
+		}
 		listen()
 		select {
 		case <-ctx.Done():
 			return
+		case d := <-settle:
+			settling = append(settling, d)
 		case <-wake:
 			next = 25 * time.Millisecond
 		case <-time.After(next):
 			next = every
 		}
+	}
+}
+
+// MonitorSettle makes the monitor MonitorOnce started look once more and
+// returns when what it saw is published: at the end of a command, the
+// exits its operation caused reach their handlers before they drain (a
+// kill that ended between two polls said nothing). Without a monitor, or
+// when ctx ends, it returns at once.
+func (e *Engine) MonitorSettle(ctx context.Context) {
+	e.mu.Lock()
+	settle := e.settle
+	e.mu.Unlock()
+	if settle == nil {
+		return
+	}
+	d := make(chan struct{})
+	select {
+	case settle <- d:
+	case <-ctx.Done():
+		return
+	case <-time.After(ListTimeout):
+		return
+	}
+	select {
+	case <-d:
+	case <-ctx.Done():
+	case <-time.After(ListTimeout):
 	}
 }
 
@@ -351,9 +393,34 @@ func (e *Engine) Supervise(ctx context.Context, every time.Duration) {
 }
 
 // MonitorOnce makes sure one Monitor runs while ctx lives (scripts ask for
-// it when they subscribe to exits).
+// it when they subscribe to exits), and returns once it has seen what
+// runs: an exit that an operation causes right after (a fast kill of 30
+// processes) is one it reports, not one that happened before it looked
+// (CI run 47: 30 exits, no alert and none counted).
 func (e *Engine) MonitorOnce(ctx context.Context, every time.Duration) {
-	e.monitorOnce.Do(func() { go e.Monitor(ctx, every) })
+	e.monitorOnce.Do(func() {
+		e.mu.Lock()
+		e.baseline = make(chan struct{})
+		e.settle = make(chan chan struct{})
+		e.mu.Unlock()
+		go e.Monitor(ctx, every)
+	})
+	select {
+	case <-e.baseline:
+	case <-ctx.Done():
+	case <-time.After(ListTimeout): // a machine that does not answer is reported by the monitor
+	}
+}
+
+// monitorBaseline tells MonitorOnce's callers that the monitor has looked.
+func (e *Engine) monitorBaseline() {
+	e.baselineOnce.Do(func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if e.baseline != nil {
+			close(e.baseline)
+		}
+	})
 }
 
 // LogTail returns the last n lines of name's log (timestamped, as

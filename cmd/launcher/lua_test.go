@@ -499,3 +499,33 @@ end)
 	// Ctrl-C while alerts go out: counted too, and the exit is 130.
 	check("ctrl-c", 300*time.Millisecond, 30, true)
 }
+
+// TestAnExitHandlerSeesAFastKill: a plugin's exited handler hears of the
+// exit a kill causes however fast the kill is: the monitor has looked at
+// what runs before the command acts (CI run 47: a kill --all of 30 that
+// signalled before the monitor's first look gave no alert and counted
+// none).
+func TestAnExitHandlerSeesAFastKill(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "")
+	heard := filepath.Join(e.dir, "heard")
+	plugin := filepath.Join(e.dir, "heard.lua")
+	code := fmt.Sprintf(`local launcher = require("launcher")
+launcher.on("exited", function(ev)
+  local f = assert(io.open(%q, "a")); f:write(ev.process, "\n"); f:close()
+end)
+`, heard)
+	if err := os.WriteFile(plugin, []byte(code), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.writeConfig(fmt.Sprintf("context: {session: fast, plugins: [%q]}\na: {cmd: sleep 300}\n", plugin))
+	for round := 0; round < 5; round++ {
+		e.mustRun("run", "a")
+		_ = os.Remove(heard)
+		e.mustRun("kill", "a")
+		b, _ := os.ReadFile(heard)
+		if string(b) != "a\n" {
+			t.Fatalf("round %d: the exited handler heard %q of the kill of a", round, b)
+		}
+	}
+}

@@ -472,6 +472,9 @@ func (r DrainReport) String() string {
 // tally kept beside the owner goroutine, so a handler that never yields
 // (and holds that goroutine) is named too.
 func (h *Host) Drain(d time.Duration) DrainReport {
+	// The monitor looks once more, so the exits of the last operation are
+	// events before the handlers drain.
+	h.e.MonitorSettle(h.ctx)
 	h.e.Bus().Flush()
 	if set := h.getDrainTimeout(); set > 0 {
 		d = set
