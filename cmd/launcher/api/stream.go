@@ -205,6 +205,14 @@ func (s *Server) pump(ctx context.Context, st *sse, frames <-chan frame, data <-
 			return
 		}
 		for more := err == nil; more && err == nil; {
+			// A dropped client gets nothing more, however much is queued
+			// (a reader that came back would otherwise be fed the whole
+			// backlog before the drop is seen).
+			select {
+			case <-dropped:
+				return
+			default:
+			}
 			select {
 			case f := <-frames:
 				err = st.send(f.id, f.data)
