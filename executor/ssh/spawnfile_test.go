@@ -97,3 +97,54 @@ func TestRemoteSpawnRefusesALinkedLogAlone(t *testing.T) {
 		t.Errorf("env files left: %v", left)
 	}
 }
+
+// TestRemoteListingSaysWhichPanesBegan: a remote listing tells a pane that
+// has begun its command (its env file read and removed) from one whose env
+// file is still there, which a stop's C-c must wait for.
+func TestRemoteListingSaysWhichPanesBegan(t *testing.T) {
+	w := newWorld(t)
+	uid, gid := executortest.EnsureTestUser(t)
+	h := executortest.StartSSHD(t, "127.0.0.2", w.key, executortest.SSHDOptions{})
+	w.trust(t, h)
+	host, err := w.transport(t, nil).Host(h.Machine())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	m, err := tmux.New(ctx(t), host, tmux.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	began, err := m.Spawn(ctx(t), executor.SpawnSpec{Session: "bg", Name: "began", Script: "sleep 300"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting, err := m.Spawn(ctx(t), executor.SpawnSpec{Session: "bg", Name: "waiting", Script: "sleep 300"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runDir := filepath.Join(h.StateDir, "run")
+	if !executortest.Poll(func() bool {
+		left, _ := filepath.Glob(filepath.Join(runDir, "*.env"))
+		return len(left) == 0
+	}) {
+		t.Fatal("the panes did not read their env files")
+	}
+	// As if "waiting" were still reading its .bashrc.
+	f := filepath.Join(runDir, waiting.Marks.Tag+"-0123abcd.env")
+	if err := os.WriteFile(f, []byte("export X=1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chown(f, uid, gid)
+	snap, err := m.Snapshot(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, win := range snap.Windows {
+		got[win.Name] = win.Begun
+	}
+	if !got["began"] || got["waiting"] || len(snap.Windows) < 2 || began.ID == "" {
+		t.Errorf("Begun by window: %v (%d windows)", got, len(snap.Windows))
+	}
+}

@@ -106,11 +106,19 @@ func (m *Machine) listWindows(ctx context.Context) (executor.Result, map[string]
 		runDir = strings.TrimRight(m.opts.StateDir, "/") + "/run"
 	}
 	m.resolveMu.Unlock()
-	script := envScan
+	// The env files are looked at after tmux listed the windows: a file
+	// gone then was read by a pane that was in the listing (a pane made
+	// after the look would not be), so Begun is never said too early.
+	tok := newToken()
+	script := ""
 	if !known {
-		script = resolveRule + "; d=$(" + resolveRule + " | head -n 1)/run; " + envScan
+		script = resolveRule + "; "
 	}
-	argv := append([]string{"sh", "-c", script + `; exec "$@"`, "sh", runDir}, m.tmux(list...)...)
+	script += `t=$1 d=$2; shift 2; [ -n "$d" ] || d=$(` + resolveRule + ` | head -n 1)/run
+"$@"; rc=$?
+for f in "$d"/*.env; do [ -e "$f" ] && printf '%s %s\n' "$t" "${f##*/}"; done
+exit $rc`
+	argv := append([]string{"sh", "-c", script, "sh", tok, runDir}, m.tmux(list...)...)
 	res, err := m.Host.Run(ctx, executor.Command{Args: argv})
 	if err != nil {
 		return res, nil, err
@@ -126,26 +134,21 @@ func (m *Machine) listWindows(ctx context.Context) (executor.Result, map[string]
 		rest = r
 	}
 	pending := map[string]bool{}
-	for bytes.HasPrefix(rest, []byte(envMark)) {
-		line, r, _ := bytes.Cut(rest, []byte("\n"))
-		name := string(line[len(envMark):])
-		tag, _, _ := strings.Cut(name, "-")
-		pending[tag] = true
-		rest = r
+	var listing []byte
+	for _, line := range bytes.SplitAfter(rest, []byte("\n")) {
+		if name, ok := bytes.CutPrefix(line, []byte(tok+" ")); ok {
+			tag, _, _ := strings.Cut(string(bytes.TrimSpace(name)), "-")
+			pending[tag] = true
+			continue
+		}
+		listing = append(listing, line...)
 	}
-	res.Stdout = rest
+	res.Stdout = listing
 	if res.ExitCode == 127 {
 		return res, nil, fmt.Errorf("tmux is not installed or not in PATH on %s", m.Machine())
 	}
 	return res, pending, nil
 }
-
-// envScan prints "LENV NAME" for each env file in the run directory ($1, or
-// $d when the machine's state directory was not known yet): a run whose
-// file is gone has begun its command (its prologue removes it first).
-const envScan = `[ -n "$1" ] && d=$1; shift; for f in "$d"/*.env; do [ -e "$f" ] && printf 'LENV %s\n' "${f##*/}"; done`
-
-const envMark = "LENV "
 
 // begun sets Begun on the managed windows of a remote listing whose env
 // files it saw (pending: the tags that still had one).
