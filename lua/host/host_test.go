@@ -131,7 +131,10 @@ func TestTasksInterleaveOnOneGoroutine(t *testing.T) {
 	defer rt.Close()
 	rt.L.DoString(`order = {}`)
 	done := 0
-	for _, code := range []string{`sleep(0.05) table.insert(order, "slow")`, `sleep(0.01) table.insert(order, "fast")`} {
+	// The first task waits (yielding) until the second has run: it can
+	// only finish if the two interleave on the one goroutine. (Two sleeps
+	// of different lengths raced under load: CI-like local run.)
+	for _, code := range []string{`while #order == 0 do sleep(0.001) end table.insert(order, "slow")`, `sleep(0.01) table.insert(order, "fast")`} {
 		fn, _ := rt.L.LoadString(code)
 		rt.Spawn("t", fn, nil, func([]lua.LValue, error) { done++ })
 	}
