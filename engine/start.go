@@ -156,8 +156,7 @@ func (e *Engine) StartPlanWith(ctx context.Context, plan *config.Plan, opts Star
 		if err := e.depsStillUp(ctx, r.Process, after); err != nil {
 			return failf(em, r.Process, level, "not started: %v", err)
 		}
-		began := time.Now()
-		spawned := began
+		spawned := time.Now() // startOne moves it to its spawn
 		err := e.startOne(ctx, em, r, level, after, &spawned)
 		if err == nil && len(r.Depends) > 0 {
 			if derr := e.depsStillUp(ctx, r.Process, spawned); derr != nil {

@@ -19,17 +19,7 @@ import (
 func TestRemoteSpawnRefusesALinkedLogAlone(t *testing.T) {
 	w := newWorld(t)
 	uid, gid := executortest.EnsureTestUser(t)
-	h := executortest.StartSSHD(t, "127.0.0.2", w.key, executortest.SSHDOptions{})
-	w.trust(t, h)
-	host, err := w.transport(t, nil).Host(h.Machine())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer host.Close()
-	m, err := tmux.New(ctx(t), host, tmux.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, h := sshMachineAt(t, w, "127.0.0.2", executortest.SSHDOptions{})
 	// A first spawn puts the state and log directories in place.
 	if _, err := m.Spawn(ctx(t), executor.SpawnSpec{Session: "lk", Name: "first", Script: "sleep 300"}); err != nil {
 		t.Fatal(err)
@@ -104,17 +94,7 @@ func TestRemoteSpawnRefusesALinkedLogAlone(t *testing.T) {
 func TestRemoteListingSaysWhichPanesBegan(t *testing.T) {
 	w := newWorld(t)
 	uid, gid := executortest.EnsureTestUser(t)
-	h := executortest.StartSSHD(t, "127.0.0.2", w.key, executortest.SSHDOptions{})
-	w.trust(t, h)
-	host, err := w.transport(t, nil).Host(h.Machine())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer host.Close()
-	m, err := tmux.New(ctx(t), host, tmux.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, h := sshMachineAt(t, w, "127.0.0.2", executortest.SSHDOptions{})
 	began, err := m.Spawn(ctx(t), executor.SpawnSpec{Session: "bg", Name: "began", Script: "sleep 300"})
 	if err != nil {
 		t.Fatal(err)

@@ -73,6 +73,13 @@ func ctx(t *testing.T) context.Context {
 
 // sshMachine is a tmux machine on a fresh sshd at addr.
 func sshMachine(t *testing.T, w *world, addr string, o executortest.SSHDOptions) *tmux.Machine {
+	m, _ := sshMachineAt(t, w, addr, o)
+	return m
+}
+
+// sshMachineAt is sshMachine with its sshd (whose state directory is on
+// this machine).
+func sshMachineAt(t *testing.T, w *world, addr string, o executortest.SSHDOptions) (*tmux.Machine, *executortest.SSHD) {
 	h := executortest.StartSSHD(t, addr, w.key, o)
 	w.trust(t, h)
 	host, err := w.transport(t, nil).Host(h.Machine())
@@ -84,7 +91,7 @@ func sshMachine(t *testing.T, w *world, addr string, o executortest.SSHDOptions)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, h.SSHLog())
 	}
-	return m
+	return m, h
 }
 
 // TestConformanceSSH runs the machine contract over SSH; it needs no

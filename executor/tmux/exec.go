@@ -75,26 +75,32 @@ func (m *Machine) CheckContainer(ctx context.Context, name string) error {
 
 // Processes reads the process table with ps (procps or busybox).
 func (m *Machine) Processes(ctx context.Context) ([]executor.ProcessInfo, error) {
-	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"ps", "-e", "-o", "pid=,ppid=,rss=,pcpu=,args="}})
-	if err != nil {
-		return nil, err
-	}
-	if res.ExitCode != 0 {
-		return nil, fmt.Errorf("ps on %s: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
-	}
-	return ParsePS(res.Stdout), nil
+	ps, _, err := m.readPS(ctx, false)
+	return ps, err
 }
 
 // ProcessesAndLoad is Processes with the machine's load average and CPU
 // count, read by the same command (/proc/loadavg; the count from getconf).
 func (m *Machine) ProcessesAndLoad(ctx context.Context) ([]executor.ProcessInfo, *executor.Load, error) {
-	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c",
-		`printf 'LOAD %s %s\n' "$(cat /proc/loadavg 2>/dev/null)" "$(getconf _NPROCESSORS_ONLN 2>/dev/null)"; exec ps -e -o pid=,ppid=,rss=,pcpu=,args=`}})
+	return m.readPS(ctx, true)
+}
+
+const psArgs = "pid=,ppid=,rss=,pcpu=,args="
+
+func (m *Machine) readPS(ctx context.Context, load bool) ([]executor.ProcessInfo, *executor.Load, error) {
+	cmd := executor.Command{Args: []string{"ps", "-e", "-o", psArgs}}
+	if load {
+		cmd.Args = []string{"sh", "-c", `printf 'LOAD %s %s\n' "$(cat /proc/loadavg 2>/dev/null)" "$(getconf _NPROCESSORS_ONLN 2>/dev/null)"; exec ps -e -o ` + psArgs}
+	}
+	res, err := m.Host.Run(ctx, cmd)
 	if err != nil {
 		return nil, nil, err
 	}
 	if res.ExitCode != 0 {
 		return nil, nil, fmt.Errorf("ps on %s: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
+	}
+	if !load {
+		return ParsePS(res.Stdout), nil, nil
 	}
 	first, rest, _ := strings.Cut(string(res.Stdout), "\n")
 	return ParsePS([]byte(rest)), parseLoad(first), nil

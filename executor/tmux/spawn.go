@@ -296,15 +296,9 @@ func (m *Machine) allocate(ctx context.Context, spec executor.SpawnSpec, relist 
 	for {
 		st := m.sessions[spec.Session]
 		if st != nil && st.creating != nil {
-			ch := st.creating
-			m.spawnMu.Unlock()
-			select {
-			case <-ch:
-			case <-ctx.Done():
-				m.spawnMu.Lock()
-				return "", false, ctx.Err()
+			if err := m.waitUnlocked(ctx, st.creating); err != nil {
+				return "", false, err
 			}
-			m.spawnMu.Lock()
 			continue
 		}
 		if st == nil && m.learned && !relist {
@@ -319,15 +313,9 @@ func (m *Machine) allocate(ctx context.Context, spec executor.SpawnSpec, relist 
 		if st == nil && m.listing != nil && !relist {
 			// Another spawn is listing the server: its answer serves this
 			// one too (twenty spawns into a new session list once).
-			ch := m.listing
-			m.spawnMu.Unlock()
-			select {
-			case <-ch:
-			case <-ctx.Done():
-				m.spawnMu.Lock()
-				return "", false, ctx.Err()
+			if err := m.waitUnlocked(ctx, m.listing); err != nil {
+				return "", false, err
 			}
-			m.spawnMu.Lock()
 			if m.sessions[spec.Session] == nil {
 				relist = true // that listing failed: take one
 			}
@@ -360,6 +348,19 @@ func (m *Machine) allocate(ctx context.Context, spec executor.SpawnSpec, relist 
 		idx := st.next
 		st.next++
 		return "=" + spec.Session + ":" + strconv.Itoa(idx), false, nil
+	}
+}
+
+// waitUnlocked waits for ch to close (or ctx to end) with spawnMu, which
+// the caller holds, released meanwhile.
+func (m *Machine) waitUnlocked(ctx context.Context, ch <-chan struct{}) error {
+	m.spawnMu.Unlock()
+	defer m.spawnMu.Lock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
