@@ -667,3 +667,64 @@ core: {cmd: core}
 		t.Errorf("two runs' exits share the key %q", keys[0])
 	}
 }
+
+// A run remembers what it was started with: Status compares its command
+// with what the config renders now for those variants and params, so a
+// config edit (or a variant's new command) reads as "restart to apply"
+// and a run started with variants does not.
+func TestStatusTellsARunTheConfigWouldChange(t *testing.T) {
+	const before = `
+context: {session: s, params: {rate: "10"}}
+cam: {cmd: "cam --rate {rate}", variants: {sim: {cmd: "{cmd} --sim"}}}
+other: {cmd: other}
+`
+	e, conn, _ := newTestEngine(t, before)
+	ctx := ctxT(t)
+	req := config.Request{Variants: []string{"sim"}, Params: map[string]string{"rate": "20"}}
+	if err := e.Start(ctx, []string{"cam"}, req); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(ctx, []string{"other"}, config.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	changed := func(e *Engine) map[string]Status {
+		t.Helper()
+		sts, err := e.Status(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]Status{}
+		for _, st := range sts {
+			out[st.Process] = st
+		}
+		return out
+	}
+	got := changed(e)
+	if got["cam"].ConfigChanged || got["other"].ConfigChanged {
+		t.Fatalf("an unchanged config reads as changed: %+v", got)
+	}
+	if r := got["cam"].Request; strings.Join(r.Variants, ",") != "sim" || r.Params["rate"] != "20" {
+		t.Fatalf("cam's request is not remembered: %+v", r)
+	}
+	// The same robot seen through an edited config: cam's variant got
+	// another command; other is untouched.
+	cfg, err := config.Parse("test.yaml", []byte(strings.Replace(before, "--sim", "--simulated", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := New(Options{Config: cfg, Connector: conn})
+	got = changed(edited)
+	if !got["cam"].ConfigChanged || got["other"].ConfigChanged {
+		t.Fatalf("after the edit: cam changed=%v other changed=%v", got["cam"].ConfigChanged, got["other"].ConfigChanged)
+	}
+	// Restarting with the run's request applies the edit.
+	if err := edited.Restart(ctx, "cam", got["cam"].Request, KillOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if st := changed(edited)["cam"]; st.ConfigChanged || st.State != StateRunning && st.State != StateReady {
+		t.Fatalf("after the restart: %+v", st)
+	}
+	if n := local(t, conn).Spawned("cam"); n != 2 {
+		t.Fatalf("cam spawned %d times, want 2", n)
+	}
+}

@@ -319,13 +319,19 @@ func (e *Engine) MonitorSettle(ctx context.Context) {
 // no ORPHANED scan) when it is at most maxAge old and was taken after the
 // last event and the end of every operation of this engine; ok is false
 // otherwise (ask Status). A server answers lists from it without listing
-// the machines.
+// the machines. Like Status, it compares each run with the config.
 func (e *Engine) Watched(maxAge time.Duration) (rows []Status, ok bool) {
 	w := e.watched.Load()
 	if w == nil || time.Since(w.taken) > maxAge || w.taken.UnixNano() <= e.lastOwn.Load() {
 		return nil, false
 	}
-	return append([]Status(nil), w.rows...), true
+	rows = append([]Status(nil), w.rows...)
+	for i := range rows {
+		if p := e.cfg.Process(rows[i].Process); p != nil {
+			e.compareConfig(&rows[i], p)
+		}
+	}
+	return rows, true
 }
 
 // machineNames are the machines of the config, each once.

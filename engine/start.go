@@ -273,7 +273,7 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 		spec := executor.SpawnSpec{Session: p.Session, Name: p.Name, Script: r.Cmd, Docker: r.Docker,
 			Env: toExecEnv(r.Env), Cwd: r.Cwd,
 			Marks: executor.Marks{Managed: true, Op: e.owner.mark("starting", now), Hash: r.Hash, Started: now.UnixMilli(),
-				Tag: newTag(), Docker: r.Docker, Log: logPath, OneShot: !p.Persistent}}
+				Tag: newTag(), Docker: r.Docker, Log: logPath, OneShot: !p.Persistent, Request: requestMark(r.Request)}}
 		spec.Rotate = executor.LogRotation{MaxSize: r.LogRotation.MaxSize, Keep: r.LogRotation.Keep}
 		if w != nil {
 			spec.Replace = w.ID

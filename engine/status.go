@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -59,6 +60,12 @@ type Status struct {
 	Restarts    int
 	LastRestart time.Time
 	LastExit    *int
+	// ConfigChanged: the window runs a command other than the one the
+	// config renders now for the variants and params it was started with
+	// (Request): a restart with Request applies the config. Only Status
+	// looks (not WindowStates).
+	ConfigChanged bool
+	Request       config.Request
 }
 
 // CleanExit reports whether an exit code means a normal stop.
@@ -199,6 +206,9 @@ func (e *Engine) status(ctx context.Context, names []string, orphans bool, after
 				}
 				out[i] = e.stateOf(snap, p, now)
 				windowless = windowless || mayBeOrphaned(out[i], p)
+				if orphans {
+					e.compareConfig(&out[i], p)
+				}
 			}
 			if err != nil || !orphans || !windowless {
 				return
@@ -218,6 +228,49 @@ func (e *Engine) status(ctx context.Context, names []string, orphans bool, after
 	}
 	return out, nil
 }
+
+// compareConfig sets st.Request and st.ConfigChanged from a live window's
+// marks. A run whose request no longer renders (a variant removed from
+// the config) counts as changed.
+func (e *Engine) compareConfig(st *Status, p *config.Process) {
+	w := st.Window
+	if w == nil || w.Dead || w.Marks.Hash == "" {
+		return
+	}
+	st.Request = parseRequestMark(w.Marks.Request)
+	r, err := e.cfg.ResolveOne(p, st.Request)
+	st.ConfigChanged = err != nil || r.Hash != w.Marks.Hash
+}
+
+// requestMark is the request mark of a run: its variants and params as
+// JSON, "" for none (the mark of most runs).
+func requestMark(req config.Request) string {
+	if len(req.Variants) == 0 && len(req.Params) == 0 {
+		return ""
+	}
+	b, err := json.Marshal(struct {
+		V []string          `json:"v,omitempty"`
+		P map[string]string `json:"p,omitempty"`
+	}{req.Variants, req.Params})
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// parseRequestMark reads a request mark; what does not parse (a window of
+// an older launcher has none) is the empty request.
+func parseRequestMark(s string) config.Request {
+	var m struct {
+		V []string          `json:"v"`
+		P map[string]string `json:"p"`
+	}
+	if s == "" || json.Unmarshal([]byte(s), &m) != nil {
+		return config.Request{}
+	}
+	return config.Request{Variants: m.V, Params: m.P}
+}
+
 func (e *Engine) selectProcs(names []string) ([]*config.Process, error) {
 	if len(names) == 0 {
 		return e.cfg.Processes, nil

@@ -218,6 +218,10 @@ type Marks struct {
 	// Restarts is what the pane's restart loop recorded; the loop writes
 	// it, launcher only reads it.
 	Restarts RestartMarks
+	// Request is what the run was started with (@launcher_request: its
+	// variants and params, opaque here), so that a later look can tell
+	// whether the config would now run something else.
+	Request string
 }
 
 // RestartMarks are the restart loop's record of a window's run

@@ -312,6 +312,63 @@ svc:
 	}
 }
 
+// A config edited under a running robot: status says which runs the config
+// would now change and the command that applies it, with the variants and
+// params each run was started with, and --json says the same for a GUI.
+func TestStatusSaysRestartToApply(t *testing.T) {
+	t.Parallel()
+	const before = `
+context: {session: ra, params: {n: 1}}
+svc:
+  cmd: echo "version {n}"; sleep 300
+  variants: {fast: {cmd: "{cmd} # fast"}}
+calm:
+  cmd: sleep 300
+`
+	e := newEnv(t, before)
+	e.mustRun("run", "svc", "-v", "fast", "-p", "n:=2")
+	e.mustRun("run", "calm")
+	if r := e.mustRun("status"); strings.Contains(r.stdout, "applies it") {
+		t.Fatalf("an unchanged config reads as changed:\n%s", r)
+	}
+	e.writeConfig(strings.Replace(before, "{cmd} # fast", "echo edited; {cmd}", 1))
+	r := e.mustRun("status")
+	want := "svc: runs a command the config no longer gives; `launcher restart svc -v fast -p 'n:=2'` applies it"
+	if !strings.Contains(r.stdout, want) || strings.Contains(r.stdout, "calm: runs") {
+		t.Fatalf("status does not say what to restart:\n%s", r)
+	}
+	var doc struct {
+		Processes []struct {
+			Process       string `json:"process"`
+			ConfigChanged bool   `json:"config_changed"`
+			RunRequest    *struct {
+				Variants []string          `json:"variants"`
+				Params   map[string]string `json:"params"`
+			} `json:"run_request"`
+		} `json:"processes"`
+	}
+	if err := json.Unmarshal([]byte(e.mustRun("status", "--json").stdout), &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range doc.Processes {
+		switch p.Process {
+		case "svc":
+			if !p.ConfigChanged || p.RunRequest == nil || strings.Join(p.RunRequest.Variants, ",") != "fast" || p.RunRequest.Params["n"] != "2" {
+				t.Errorf("svc in --json: %+v", p)
+			}
+		case "calm":
+			if p.ConfigChanged || p.RunRequest != nil {
+				t.Errorf("calm in --json: %+v", p)
+			}
+		}
+	}
+	e.mustRun("restart", "svc", "-v", "fast", "-p", "n:=2")
+	e.waitLog("ra", "svc", "edited")
+	if r := e.mustRun("status"); strings.Contains(r.stdout, "applies it") {
+		t.Fatalf("the restart did not apply the config:\n%s", r)
+	}
+}
+
 func TestStatusStates(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, `

@@ -608,3 +608,45 @@ plain: {cmd: sleep 300}
 		t.Errorf("base's log:\n%s", log)
 	}
 }
+
+// A config edited while the robot runs (serve started after the edit, as
+// it reads the config once): the changed run's row offers "restart to
+// apply", which restarts it with the variants and params it was started
+// with; an unchanged row offers nothing.
+func TestDashboardRestartToApply(t *testing.T) {
+	t.Parallel()
+	const before = `
+context: {session: apply, params: {n: 1}}
+svc:
+  cmd: echo "version {n}"; sleep 300
+  variants: {fast: {cmd: "{cmd} # fast"}}
+calm: {cmd: sleep 300}
+`
+	e := newEnv(t, before)
+	e.mustRun("run", "svc", "-v", "fast", "-p", "n:=2")
+	e.mustRun("run", "calm")
+	pid := e.pid("svc")
+	e.writeConfig(strings.Replace(before, "{cmd} # fast", "echo edited n={n}; {cmd}", 1))
+	ctx := browser(t)
+	s := startServer(t, e, "")
+	var calmOffers bool
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(s.base+"/"),
+		chromedp.WaitVisible(css(`#row-svc button.apply`)),
+		into(chromedp.Evaluate[bool](`!!document.querySelector('#row-calm button.apply')`), &calmOffers),
+		chromedp.Click(css(`#row-svc button.apply`)),
+		// The restart applied the config: the button goes once the run is new.
+		waitJS(`!document.querySelector('#row-svc button.apply') && document.querySelector('#row-svc .state').textContent === 'READY'`),
+	)
+	if err != nil {
+		t.Fatalf("restart to apply: %v", err)
+	}
+	if calmOffers {
+		t.Error("an unchanged process offers restart to apply")
+	}
+	if e.pid("svc") == pid {
+		t.Error("svc was not restarted")
+	}
+	// The run's own variant and param came along: n=2 and the fast variant's edit.
+	e.waitLog("apply", "svc", "edited n=2")
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/robotlauncher/launcher/engine"
+	"github.com/robotlauncher/launcher/executor/shell"
 )
 
 // style colours text when the output is a terminal (and NO_COLOR is unset).
@@ -320,10 +321,31 @@ func statusTable(rows []engine.Status, st *style) string {
 		if r.Error != "" {
 			notes = append(notes, fmt.Sprintf("%s: %s", r.Process, r.Error))
 		}
+		if r.ConfigChanged {
+			notes = append(notes, fmt.Sprintf("%s: runs a command the config no longer gives; `%s` applies it", r.Process, restartCommand(r)))
+		}
 	}
 	sort.Strings(notes)
 	for _, n := range notes {
 		b.WriteString("  " + n + "\n")
 	}
 	return b.String()
+}
+
+// restartCommand is the command line that restarts r's run with the
+// variants and params it was started with.
+func restartCommand(r engine.Status) string {
+	args := []string{"launcher", "restart", r.Process}
+	for _, v := range r.Request.Variants {
+		args = append(args, "-v", v)
+	}
+	keys := make([]string, 0, len(r.Request.Params))
+	for k := range r.Request.Params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		args = append(args, "-p", k+":="+r.Request.Params[k])
+	}
+	return shell.Join(args)
 }

@@ -125,6 +125,9 @@ type Resolved struct {
 	Variants []string `json:"variants,omitempty"`
 	Hash     string   `json:"hash"`
 	Level    int      `json:"level"`
+	// Request is what the operation asked (every variant and param of
+	// it, not only those this process uses).
+	Request Request `json:"-"`
 	// Process is the config entry this was rendered from.
 	Process *Process `json:"-"`
 }
@@ -316,6 +319,17 @@ func quoteList(xs []string) string {
 	return strings.Join(q, ", ")
 }
 
+// ResolveOne renders p alone as an operation asking req would, without
+// the checks of Resolve (a param no process uses, an unknown variant):
+// what a run that req started would run under this config now.
+func (c *Config) ResolveOne(p *Process, req Request) (*Resolved, error) {
+	selected := map[string]bool{}
+	for _, v := range req.Variants {
+		selected[v] = true
+	}
+	return c.resolveOne(p, req, selected)
+}
+
 // resolveOne applies the selected variants to p and renders its templates.
 func (c *Config) resolveOne(p *Process, req Request, selected map[string]bool) (*Resolved, error) {
 	params := map[string]string{}
@@ -368,7 +382,8 @@ func (c *Config) resolveOne(p *Process, req Request, selected map[string]bool) (
 	}
 	r := &Resolved{Name: p.Name, Machine: p.Machine, Session: p.Session, Docker: p.Docker, Persistent: p.Persistent,
 		Depends: append([]string{}, p.Depends...), ReadyTimeout: Duration(p.ReadyTimeout), ReadyPeriod: Duration(p.ReadyPeriod),
-		StopTimeout: Duration(p.StopTimeout), ForceSigquit: p.ForceSigquit, Variants: applied, LogRotation: p.Log, Process: p}
+		StopTimeout: Duration(p.StopTimeout), ForceSigquit: p.ForceSigquit, Variants: applied, LogRotation: p.Log, Process: p,
+		Request: req}
 	if p.Restart.Enabled() {
 		rp := p.Restart
 		r.Restart = &rp

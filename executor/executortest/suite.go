@@ -102,14 +102,17 @@ func Contract(t *testing.T, tg Target) {
 	})
 
 	t.Run("SnapshotMarksAndExitCodes", func(t *testing.T) {
+		// The request mark is kept byte for byte: quotes, a format's #{…},
+		// a shell's $ and ; are text to it.
+		const request = `{"p":{"robot":"a b; $HOME #{pane_pid} 'q'"},"v":["sim"]}`
 		w := spawn(t, ctx, m, tg, executor.SpawnSpec{Name: "marks", Script: "sleep 0.3; exit 3",
-			Marks: executor.Marks{Hash: "h1", Op: "starting x 1 2 3"}})
+			Marks: executor.Marks{Hash: "h1", Op: "starting x 1 2 3", Request: request}})
 		snap, err := m.Snapshot(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ws := snap.Find(tg.Session, "marks")
-		if len(ws) != 1 || !ws[0].Marks.Managed || ws[0].Marks.Hash != "h1" || ws[0].Marks.Op != "starting x 1 2 3" || ws[0].Dead {
+		if len(ws) != 1 || !ws[0].Marks.Managed || ws[0].Marks.Hash != "h1" || ws[0].Marks.Op != "starting x 1 2 3" || ws[0].Dead || ws[0].Marks.Request != request {
 			t.Fatalf("window: %+v", ws)
 		}
 		if err := m.SetMarks(ctx, w.ID, executor.SetReady(true).And(executor.SetOp(""))); err != nil {

@@ -64,7 +64,11 @@ func TestParseWindows(t *testing.T) {
 			// A window concert_launcher started, in a grouped session.
 			group, concertCmd = "robot", "1"
 		}
-		return strings.Join(append(f, "4242", name, restarts, state, group, concertMark, concertCmd, "end"), sep)
+		request := ""
+		if f[3] == "web" {
+			request = `{"v":["sim"]}`
+		}
+		return strings.Join(append(f, "4242", name, restarts, state, group, concertMark, concertCmd, request, "end"), sep)
 	}
 	out := strings.Join([]string{
 		row("s", "@1", "0", "web", "100", "0", "", "", "1", "", "abc", "1", "1700000000000", "tag", "", "/l/web.log", "0"),
@@ -77,7 +81,7 @@ func TestParseWindows(t *testing.T) {
 	if len(ws) != 3 {
 		t.Fatalf("parsed %d windows: %+v", len(ws), ws)
 	}
-	if w := ws[0]; w.Name != "web" || w.Dead || !w.Marks.Managed || !w.Marks.Ready || w.Marks.Started != 1700000000000 || w.Marks.Log != "/l/web.log" || w.Marks.Name != "web-proc" || !w.Holds("web-proc") || w.Holds("web") {
+	if w := ws[0]; w.Name != "web" || w.Dead || !w.Marks.Managed || !w.Marks.Ready || w.Marks.Started != 1700000000000 || w.Marks.Log != "/l/web.log" || w.Marks.Name != "web-proc" || !w.Holds("web-proc") || w.Holds("web") || w.Marks.Request != `{"v":["sim"]}` {
 		t.Errorf("live window: %+v", w)
 	}
 	if r := ws[0].Marks.Restarts; r.Count != 3 || r.LastExit != 1 || r.Last != 1700000001000 || r.BackoffUntil != 1700000002000 || r.BackoffExit != 7 || r.GaveUp != "" {

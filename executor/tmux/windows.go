@@ -21,6 +21,7 @@ var listFields = []string{
 	"@launcher_ready", "@launcher_started", "@launcher_tag", "@launcher_docker", "@launcher_log",
 	"@launcher_oneshot", "pid", "@launcher_name", "@launcher_restarts", "@launcher_restart_state",
 	"session_group", "@concert_launcher_managed", "m:*concert_launcher_wrapper.bash *,#{pane_start_command}",
+	"@launcher_request",
 }
 
 const sep = "\x1f"
@@ -218,6 +219,7 @@ func ParseWindows(out []byte) []executor.Window {
 		if !w.Marks.Managed && (f[22] == "1" || f[23] == "1") {
 			w.Foreign = executor.ConcertLauncher
 		}
+		w.Marks.Request = f[24]
 		ws = append(ws, w)
 	}
 	return ws
@@ -264,6 +266,7 @@ func markOptions(target string, mk executor.Marks) [][]string {
 		{"@launcher_log", mk.Log},
 		{"@launcher_oneshot", b(mk.OneShot)},
 		{"@launcher_name", mk.Name},
+		{"@launcher_request", mk.Request},
 	}
 	// A title escape (ESC k … ESC \) or tmux's automatic renaming must not
 	// change the window's name under an operator's eyes; launcher itself

@@ -289,6 +289,17 @@ func statusTable(st engine.Status) map[string]any {
 		t["last_restart"] = float64(st.LastRestart.UnixMilli()) / 1000
 		t["last_restart_exit_code"] = st.LastExit
 	}
+	if st.ConfigChanged {
+		// launcher.restart(name, {variants = run_variants, params =
+		// run_params}) applies the config to this run.
+		t["config_changed"] = true
+	}
+	if len(st.Request.Variants) > 0 {
+		t["run_variants"] = st.Request.Variants
+	}
+	if len(st.Request.Params) > 0 {
+		t["run_params"] = st.Request.Params
+	}
 	return t
 }
 

@@ -35,6 +35,9 @@
 ---@field restarts integer  restarts by the restart policy in this run
 ---@field last_restart? number  when the last one happened (seconds since the epoch)
 ---@field last_restart_exit_code? integer  the exit that caused it
+---@field config_changed? boolean  the config now renders another command for this run: restart it with run_variants and run_params to apply it
+---@field run_variants? string[]  the variants the run was started with
+---@field run_params? table<string,string>  the params the run was started with
 
 ---@class launcher.Proc
 ---@field name string

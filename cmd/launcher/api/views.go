@@ -30,6 +30,17 @@ type ProcessView struct {
 	// Started is when the window's current run started (its age), absent
 	// without a window.
 	Started *time.Time `json:"started,omitempty"`
+	// ConfigChanged: the run's command is not what the config renders now
+	// for the variants and params it was started with; restarting it with
+	// RunRequest (the restart route's body) applies the config.
+	ConfigChanged bool        `json:"config_changed,omitempty"`
+	RunRequest    *RunRequest `json:"run_request,omitempty"`
+}
+
+// RunRequest is what a run was started with.
+type RunRequest struct {
+	Variants []string          `json:"variants,omitempty"`
+	Params   map[string]string `json:"params,omitempty"`
 }
 
 // StatusDoc is the whole `status --json` document.
@@ -57,6 +68,10 @@ func viewOf(r engine.Status) ProcessView {
 	if !r.Started.IsZero() {
 		t := r.Started.UTC()
 		v.Started = &t
+	}
+	v.ConfigChanged = r.ConfigChanged
+	if len(r.Request.Variants) > 0 || len(r.Request.Params) > 0 {
+		v.RunRequest = &RunRequest{Variants: r.Request.Variants, Params: r.Request.Params}
 	}
 	return v
 }
