@@ -44,7 +44,7 @@ type Adopted struct {
 func (e *Engine) Adopt(ctx context.Context, names []string, all bool) ([]Adopted, error) {
 	if all {
 		names = nil
-		for _, p := range e.cfg.Processes {
+		for _, p := range e.conf().Processes {
 			names = append(names, p.Name)
 		}
 	}
@@ -107,13 +107,13 @@ func (e *Engine) Adopt(ctx context.Context, names []string, all bool) ([]Adopted
 	for _, c := range candidates {
 		set[c.p.Name] = true
 	}
-	order := inConfigOrder(e.cfg, set)
+	order := inConfigOrder(e.conf(), set)
 	if len(order) == 0 {
 		return nil, nil
 	}
 	// The marks carry the command the config gives now (its hash): a
 	// restart later runs that.
-	plan, err := e.cfg.Resolve(order, config.Request{})
+	plan, err := e.conf().Resolve(order, config.Request{})
 	if err != nil {
 		return nil, err
 	}

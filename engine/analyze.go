@@ -43,7 +43,7 @@ func (e *Engine) Timings(ctx context.Context) ([]Timing, error) {
 		if st.Window.Marks.Ready && st.Window.Marks.ReadyAt > 0 {
 			t.Ready = time.UnixMilli(st.Window.Marks.ReadyAt)
 		}
-		if p := e.cfg.Process(st.Process); p != nil {
+		if p := e.conf().Process(st.Process); p != nil {
 			t.Depends = p.Depends
 		}
 		out = append(out, t)

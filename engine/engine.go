@@ -66,7 +66,9 @@ type Options struct {
 
 // Engine runs operations on the processes of one config.
 type Engine struct {
-	cfg          *config.Config
+	// cfg is swapped whole when a process is added or removed at run time
+	// (a GUI's custom process); readers take it with conf().
+	cfg          atomic.Pointer[config.Config]
 	conn         executor.Connector
 	bus          *Bus
 	checker      Checker
@@ -100,8 +102,9 @@ type watchedRows struct {
 
 // New returns an Engine.
 func New(o Options) *Engine {
-	e := &Engine{cfg: o.Config, conn: o.Connector, bus: o.Bus, checker: o.Checker, owner: o.Owner,
+	e := &Engine{conn: o.Connector, bus: o.Bus, checker: o.Checker, owner: o.Owner,
 		checkTimeout: o.CheckTimeout, snaps: map[string]*snapshots{}, locks: map[string]*procMutex{}, spawned: map[string]string{}}
+	e.cfg.Store(o.Config)
 	if e.bus == nil {
 		e.bus = NewBus()
 	}
@@ -114,8 +117,11 @@ func New(o Options) *Engine {
 	return e
 }
 
-// Config returns the engine's config.
-func (e *Engine) Config() *config.Config { return e.cfg }
+// Config returns the engine's config: the file's processes and those
+// added at run time (AddProcess).
+func (e *Engine) Config() *config.Config { return e.conf() }
+
+func (e *Engine) conf() *config.Config { return e.cfg.Load() }
 
 // Bus returns the engine's event bus.
 func (e *Engine) Bus() *Bus { return e.bus }
@@ -358,4 +364,42 @@ func findWindow(snap executor.Snapshot, p *config.Process) (*executor.Window, er
 	}
 	w := ws[0]
 	return &w, nil
+}
+
+// AddProcess adds a process that is not in the config file (a GUI's custom
+// process) to this engine's config; it stays until RemoveProcess or the
+// engine's end. Operations already under way keep the config they began
+// with where it matters (a plan is one config).
+func (e *Engine) AddProcess(cu config.Custom) (*config.Process, error) {
+	for {
+		old := e.conf()
+		next, err := old.WithCustom(cu)
+		if err != nil {
+			return nil, err
+		}
+		if e.cfg.CompareAndSwap(old, next) {
+			return next.Process(cu.Name), nil
+		}
+	}
+}
+
+// RemoveProcess stops a process AddProcess added and removes it from the
+// config. A stop that fails leaves it running and in the config.
+func (e *Engine) RemoveProcess(ctx context.Context, name string) error {
+	if _, err := e.conf().WithoutCustom(name); err != nil {
+		return err
+	}
+	if err := e.Kill(ctx, []string{name}, false, KillOptions{}); err != nil {
+		return err
+	}
+	for {
+		old := e.conf()
+		next, err := old.WithoutCustom(name)
+		if err != nil {
+			return err
+		}
+		if e.cfg.CompareAndSwap(old, next) {
+			return nil
+		}
+	}
 }

@@ -146,7 +146,7 @@ func (e *Engine) dialer(name string) func(ctx context.Context) (executor.Machine
 // file the writer rotated and every run, oldest first; the filtering
 // happens on the process's machine. It is `launcher logs`.
 func (e *Engine) Logs(ctx context.Context, name string, q executor.LogQuery, fn func(line string)) error {
-	p, err := e.cfg.Lookup(name)
+	p, err := e.conf().Lookup(name)
 	if err != nil {
 		return err
 	}

@@ -190,7 +190,7 @@ func (e *Engine) unknownKinds(p OpPlan) []error {
 	kc, ok := e.checker.(KindChecker)
 	var errs []error
 	for _, n := range p.Start {
-		q := e.cfg.Process(n)
+		q := e.conf().Process(n)
 		if q == nil || q.ReadyCheck == nil || q.ReadyCheck.Kind == "" {
 			continue
 		}
@@ -224,7 +224,7 @@ func (e *Engine) CheckPlan(ctx context.Context, p OpPlan, target string, contain
 	}
 	seen := map[string]bool{}
 	for _, n := range append(append([]string(nil), p.Stop...), p.Start...) {
-		q := e.cfg.Process(n)
+		q := e.conf().Process(n)
 		if q == nil || seen[n] {
 			continue
 		}

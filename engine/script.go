@@ -18,7 +18,7 @@ import (
 // wait otherwise: a process that is not running (STOPPED, DEAD) or a
 // conflict ends it at once.
 func (e *Engine) WaitReady(ctx context.Context, name string) (State, error) {
-	p, err := e.cfg.Lookup(name)
+	p, err := e.conf().Lookup(name)
 	if err != nil {
 		return "", err
 	}
@@ -48,7 +48,7 @@ func (e *Engine) ExecTarget(ctx context.Context, target, script string, timeout 
 	machine, docker := target, ""
 	var env []executor.EnvVar
 	cwd := ""
-	if p := e.cfg.Process(target); p != nil {
+	if p := e.conf().Process(target); p != nil {
 		machine, docker, cwd = p.Machine, p.Docker, p.Cwd
 		env = toExecEnv(p.Env)
 	} else if err := config.CheckMachine(target); err != nil {
@@ -69,7 +69,7 @@ func (e *Engine) ExecTarget(ctx context.Context, target, script string, timeout 
 // RunLog returns what the current (or last) run of name wrote to its log,
 // from the start of that run: at most max bytes, the newest ones.
 func (e *Engine) RunLog(ctx context.Context, name string, max int) (string, error) {
-	p, err := e.cfg.Lookup(name)
+	p, err := e.conf().Lookup(name)
 	if err != nil {
 		return "", err
 	}
@@ -325,11 +325,18 @@ func (e *Engine) Watched(maxAge time.Duration) (rows []Status, ok bool) {
 	if w == nil || time.Since(w.taken) > maxAge || w.taken.UnixNano() <= e.lastOwn.Load() {
 		return nil, false
 	}
+	// A process added or removed since (a custom one) makes it stale.
+	cfg := e.conf()
+	if len(w.rows) != len(cfg.Processes) {
+		return nil, false
+	}
 	rows = append([]Status(nil), w.rows...)
 	for i := range rows {
-		if p := e.cfg.Process(rows[i].Process); p != nil {
-			e.compareConfig(&rows[i], p)
+		p := cfg.Processes[i]
+		if p.Name != rows[i].Process {
+			return nil, false
 		}
+		e.compareConfig(&rows[i], p)
 	}
 	return rows, true
 }
@@ -338,7 +345,7 @@ func (e *Engine) Watched(maxAge time.Duration) (rows []Status, ok bool) {
 func (e *Engine) machineNames() []string {
 	var out []string
 	seen := map[string]bool{}
-	for _, p := range e.cfg.Processes {
+	for _, p := range e.conf().Processes {
 		if !seen[p.Machine] {
 			seen[p.Machine] = true
 			out = append(out, p.Machine)
@@ -350,7 +357,7 @@ func (e *Engine) machineNames() []string {
 // isOneShot reports whether name is a one-shot (whose windows close when
 // they succeed: not an exit worth an event).
 func isOneShot(e *Engine, name string) bool {
-	p := e.cfg.Process(name)
+	p := e.conf().Process(name)
 	return p == nil || !p.Persistent
 }
 
@@ -370,7 +377,7 @@ func (e *Engine) Supervise(ctx context.Context, every time.Duration) {
 	var mu sync.Mutex
 	checking := map[string]bool{}
 	unsub := e.bus.Subscribe(func(ev Event) bool { return ev.Kind == Restarted }, func(ev Event) {
-		p := e.cfg.Process(ev.Process)
+		p := e.conf().Process(ev.Process)
 		if p == nil {
 			return
 		}
@@ -433,7 +440,7 @@ func (e *Engine) monitorBaseline() {
 // written; launcher's own lines included), for a viewer that then follows
 // the log.
 func (e *Engine) LogTail(ctx context.Context, name string, n int) ([]string, error) {
-	p, err := e.cfg.Lookup(name)
+	p, err := e.conf().Lookup(name)
 	if err != nil {
 		return nil, err
 	}
@@ -457,11 +464,11 @@ func (e *Engine) LogTail(ctx context.Context, name string, n int) ([]string, err
 // another command than the config's defaults render (its check could
 // render differently). It gives up after ready_timeout (default 2 min).
 func (e *Engine) RecheckReady(ctx context.Context, name string) error {
-	p, err := e.cfg.Lookup(name)
+	p, err := e.conf().Lookup(name)
 	if err != nil {
 		return err
 	}
-	plan, err := e.cfg.Resolve([]string{name}, config.Request{})
+	plan, err := e.conf().Resolve([]string{name}, config.Request{})
 	if err != nil {
 		return err
 	}

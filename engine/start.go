@@ -63,7 +63,7 @@ func (g *graph) all(ctx context.Context, names []string, level int) []error {
 // for bad input, a *ProcessError when a process failed). Cancelling ctx stops
 // waiting and leaves whatever started running.
 func (e *Engine) Start(ctx context.Context, names []string, req config.Request) error {
-	plan, err := e.cfg.Resolve(names, req)
+	plan, err := e.conf().Resolve(names, req)
 	if err != nil {
 		return err
 	}
@@ -108,7 +108,7 @@ func (e *Engine) StartPlanWith(ctx context.Context, plan *config.Plan, opts Star
 		}(r.Machine)
 	}
 	if !opts.checked {
-		if err := e.CheckPlan(ctx, PlanStart(e.cfg, plan), strings.Join(plan.Roots, " "), containersOf(plan)); err != nil {
+		if err := e.CheckPlan(ctx, PlanStart(e.conf(), plan), strings.Join(plan.Roots, " "), containersOf(plan)); err != nil {
 			return err
 		}
 	}
@@ -176,7 +176,7 @@ func (e *Engine) StartPlanWith(ctx context.Context, plan *config.Plan, opts Star
 func (e *Engine) depsStillUp(ctx context.Context, p *config.Process, after time.Time) error {
 	var deps []string
 	for _, d := range p.Depends {
-		if q := e.cfg.Process(d); q != nil && q.Persistent {
+		if q := e.conf().Process(d); q != nil && q.Persistent {
 			deps = append(deps, d)
 		}
 	}

@@ -238,7 +238,7 @@ func (e *Engine) compareConfig(st *Status, p *config.Process) {
 		return
 	}
 	st.Request = parseRequestMark(w.Marks.Request)
-	r, err := e.cfg.ResolveOne(p, st.Request)
+	r, err := e.conf().ResolveOne(p, st.Request)
 	st.ConfigChanged = err != nil || r.Hash != w.Marks.Hash
 }
 
@@ -273,12 +273,12 @@ func parseRequestMark(s string) config.Request {
 
 func (e *Engine) selectProcs(names []string) ([]*config.Process, error) {
 	if len(names) == 0 {
-		return e.cfg.Processes, nil
+		return e.conf().Processes, nil
 	}
 	var out []*config.Process
 	seen := map[string]bool{}
 	for _, n := range names {
-		p, err := e.cfg.Lookup(n)
+		p, err := e.conf().Lookup(n)
 		if err != nil {
 			return nil, err
 		}

@@ -31,13 +31,13 @@ type KillOptions struct {
 // when stop_timeout runs out, so a stop always ends.
 func (e *Engine) Kill(ctx context.Context, names []string, all bool, opts KillOptions) error {
 	if all {
-		names = e.cfg.Names()
+		names = e.conf().Names()
 	}
 	if len(names) == 0 {
 		return errors.New("kill needs a process name or --all")
 	}
 	for _, n := range names {
-		if _, err := e.cfg.Lookup(n); err != nil {
+		if _, err := e.conf().Lookup(n); err != nil {
 			return err
 		}
 	}
@@ -53,7 +53,7 @@ func (e *Engine) Kill(ctx context.Context, names []string, all bool, opts KillOp
 		defer cancel()
 	}
 	ctx = withPlanStart(ctx)
-	err := e.CheckPlan(ctx, PlanKill(e.cfg, names, all), target, nil)
+	err := e.CheckPlan(ctx, PlanKill(e.conf(), names, all), target, nil)
 	if err != nil && opts.SkipUnreachable {
 		return e.killReachable(ctx, err, names, all, opts)
 	}
@@ -79,14 +79,15 @@ func (e *Engine) killReachable(ctx context.Context, refused error, names []strin
 		}
 		down[u.Machine] = true
 	}
+	cfg := e.conf() // one config for the whole plan
 	if all {
-		names = e.cfg.Names()
+		names = cfg.Names()
 	}
 	var keep, left []string
 	for _, n := range names {
 		ok := true
-		for _, q := range PlanKill(e.cfg, []string{n}, false).Stop {
-			if down[e.cfg.Process(q).Machine] {
+		for _, q := range PlanKill(cfg, []string{n}, false).Stop {
+			if down[cfg.Process(q).Machine] {
 				ok = false
 				break
 			}
@@ -98,7 +99,7 @@ func (e *Engine) killReachable(ctx context.Context, refused error, names []strin
 		}
 	}
 	if len(keep) > 0 {
-		if err := e.CheckPlan(ctx, PlanKill(e.cfg, keep, false), strings.Join(keep, " "), nil); err != nil {
+		if err := e.CheckPlan(ctx, PlanKill(e.conf(), keep, false), strings.Join(keep, " "), nil); err != nil {
 			return err
 		}
 		if err := e.kill(ctx, keep, false, opts); err != nil {
@@ -116,8 +117,9 @@ func (e *Engine) killReachable(ctx context.Context, refused error, names []strin
 
 // kill acts on a checked kill plan.
 func (e *Engine) kill(ctx context.Context, names []string, all bool, opts KillOptions) error {
+	cfg := e.conf()
 	if all {
-		names = e.cfg.Names()
+		names = cfg.Names()
 	}
 	em := e.newEmitter(ctx)
 	// Its last changes (a ready mark follows its event) are older than
@@ -125,7 +127,10 @@ func (e *Engine) kill(ctx context.Context, names []string, all bool, opts KillOp
 	defer em.touch()
 	g := &graph{tasks: map[string]*task{}}
 	g.run = func(ctx context.Context, name string, level int) error {
-		p := e.cfg.Process(name)
+		p, err := cfg.Lookup(name)
+		if err != nil {
+			return err // removed (a custom process) while the stop ran
+		}
 		dependants := e.persistentDependants(name)
 		if len(dependants) > 0 {
 			em.emit(Info, p, level, "stopping dependants: %s", strings.Join(dependants, ", "))
@@ -175,17 +180,17 @@ func (e *Engine) kill(ctx context.Context, names []string, all bool, opts KillOp
 func (e *Engine) startedBehind(ctx context.Context, names []string, all bool) []string {
 	covered := map[string]bool{}
 	if all {
-		for _, n := range e.cfg.Names() {
+		for _, n := range e.conf().Names() {
 			covered[n] = true
 		}
 	} else {
 		for _, n := range names {
 			covered[n] = true
-			dependantsOf(e.cfg, n, covered)
+			dependantsOf(e.conf(), n, covered)
 		}
 	}
 	var list []string
-	for _, p := range e.cfg.Processes {
+	for _, p := range e.conf().Processes {
 		if covered[p.Name] && p.Persistent {
 			list = append(list, p.Name)
 		}
@@ -214,7 +219,7 @@ func (e *Engine) persistentDependants(name string) []string {
 	seen := map[string]bool{}
 	var walk func(n string)
 	walk = func(n string) {
-		for _, q := range e.cfg.Dependants(n) {
+		for _, q := range e.conf().Dependants(n) {
 			if seen[q.Name] {
 				continue
 			}
@@ -362,7 +367,7 @@ func (e *Engine) abandonStop(m executor.Machine, id string) {
 // again with the config's current command, then starts again the dependants
 // that were running before.
 func (e *Engine) Restart(ctx context.Context, name string, req config.Request, opts KillOptions) error {
-	plan, err := e.cfg.Resolve([]string{name}, req)
+	plan, err := e.conf().Resolve([]string{name}, req)
 	if err != nil {
 		return err
 	}
@@ -373,7 +378,7 @@ func (e *Engine) Restart(ctx context.Context, name string, req config.Request, o
 	var againPlan *config.Plan
 	containers := containersOf(plan)
 	if len(again) > 0 {
-		if againPlan, err = e.cfg.Resolve(again, req); err != nil {
+		if againPlan, err = e.conf().Resolve(again, req); err != nil {
 			return err
 		}
 		for m, cs := range containersOf(againPlan) {
@@ -404,7 +409,7 @@ func (e *Engine) planRestart(ctx context.Context, name string, plan *config.Plan
 	if err != nil {
 		return OpPlan{}, nil, err
 	}
-	return PlanRestart(e.cfg, name, plan, states), again, nil
+	return PlanRestart(e.conf(), name, plan, states), again, nil
 }
 
 // dependantStates reads the states of name's persistent dependants
@@ -412,12 +417,12 @@ func (e *Engine) planRestart(ctx context.Context, name string, plan *config.Plan
 // run (mayRun), in config order.
 func (e *Engine) dependantStates(ctx context.Context, name string) (map[string]State, []string, error) {
 	deps := map[string]bool{}
-	dependantsOf(e.cfg, name, deps)
+	dependantsOf(e.conf(), name, deps)
 	states := map[string]State{}
 	if len(deps) == 0 {
 		return states, nil, nil
 	}
-	sts, err := e.WindowStates(ctx, inConfigOrder(e.cfg, deps))
+	sts, err := e.WindowStates(ctx, inConfigOrder(e.conf(), deps))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -436,14 +441,14 @@ func (e *Engine) dependantStates(ctx context.Context, name string) (map[string]S
 func (e *Engine) Plan(ctx context.Context, op string, names []string, req config.Request) (OpPlan, error) {
 	switch op {
 	case "kill":
-		return PlanKill(e.cfg, names, false), nil
+		return PlanKill(e.conf(), names, false), nil
 	case "run", "restart":
-		plan, err := e.cfg.Resolve(names, req)
+		plan, err := e.conf().Resolve(names, req)
 		if err != nil {
 			return OpPlan{}, err
 		}
 		if op == "run" {
-			return PlanStart(e.cfg, plan), nil
+			return PlanStart(e.conf(), plan), nil
 		}
 		p, _, err := e.planRestart(ctx, names[0], plan)
 		return p, err

@@ -110,7 +110,7 @@ func (e *Engine) watchOne(ctx context.Context, p *config.Process, n int, deliver
 // Follow prints the new output of name (from now on) until it exits, and
 // returns its exit code. It is `run -w`.
 func (e *Engine) Follow(ctx context.Context, name string, fn func(line string)) (int, error) {
-	p, err := e.cfg.Lookup(name)
+	p, err := e.conf().Lookup(name)
 	if err != nil {
 		return 0, err
 	}
@@ -274,7 +274,7 @@ func (e *Engine) TreesAndLoads(ctx context.Context, names []string) ([]Tree, []M
 			t.Root = buildTree(tables[st.Machine], st.Window.PanePID)
 			if t.Root == nil {
 				t.Error = fmt.Sprintf("pid %d not found", st.Window.PanePID)
-			} else if p := e.cfg.Process(st.Process); p != nil {
+			} else if p := e.conf().Process(st.Process); p != nil {
 				// The pane's bash runs launcher's prologue: show the user's
 				// command instead of its text; its children are the user's.
 				t.Root.Args = "bash -ic " + oneLine(p.Cmd, 160)

@@ -35,6 +35,7 @@ func (s *session) serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "listen", Value: api.DefaultListen, Usage: "listen on `ADDR` (host:port); an address that is not loopback requires a token"},
 			&cli.StringFlag{Name: "token-file", Usage: "read the API token from `FILE` (0600, yours); without it, a non-loopback server makes one and keeps it in the state directory"},
 			&cli.IntFlag{Name: "stream-queue", Value: 256, Hidden: true, Usage: "events queued per stream client before it is dropped as too slow"},
+			&cli.BoolFlag{Name: "allow-exec", Usage: "let API clients (with the token, required then even on loopback) run ad-hoc commands on the config's machines and add custom processes, which serve stops when it ends; each use is an event"},
 			&cli.StringSliceFlag{Name: "up", Usage: "once serving, bring `PROC` up (repeatable; at boot: tried again every 5 s while a machine is unreachable)"},
 		),
 		Action: func(c *cli.Context) error {
@@ -66,7 +67,10 @@ func (s *session) serveCommand() *cli.Command {
 				return err
 			}
 			loopback := api.IsLoopbackAddr(listen)
-			token, announce, err := s.serveToken(c.Context, c.String("token-file"), loopback)
+			allowExec := c.Bool("allow-exec")
+			// Running any command is a power a local web page must never
+			// get: with --allow-exec a token is required even on loopback.
+			token, announce, err := s.serveToken(c.Context, c.String("token-file"), loopback && !allowExec)
 			if err != nil {
 				return err
 			}
@@ -75,8 +79,8 @@ func (s *session) serveCommand() *cli.Command {
 				return &exitError{code: exitFailed, err: fmt.Errorf("cannot listen on %s: %w", listen, err)}
 			}
 			o := api.Options{Engine: e, Token: token, Loopback: loopback && token == "", Version: version, Log: s.stderr,
-				StreamQueue: c.Int("stream-queue"),
-				Validate:    func() error { _, err := config.Load(s.cfg.File); return err }}
+				StreamQueue: c.Int("stream-queue"), AllowExec: allowExec,
+				Validate: func() error { _, err := config.Load(s.cfg.File); return err }}
 			if s.lua != nil {
 				o.Lua = s.lua
 			}
@@ -105,6 +109,13 @@ func (s *session) serveCommand() *cli.Command {
 			defer cancel()
 			_ = hs.Shutdown(ctx)
 			srv.Wait()
+			// Custom processes live as long as serve: no config names them
+			// once it is gone.
+			stopCtx, stopCancel := context.WithTimeout(context.Background(), time.Minute)
+			if err := srv.StopCustom(stopCtx); err != nil {
+				fmt.Fprintf(s.stderr, "launcher serve: stopping the custom processes: %v\n", err)
+			}
+			stopCancel()
 			if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 				return serveErr
 			}

@@ -650,3 +650,71 @@ calm: {cmd: sleep 300}
 	// The run's own variant and param came along: n=2 and the fast variant's edit.
 	e.waitLog("apply", "svc", "edited n=2")
 }
+
+// serve --allow-exec in the dashboard: a command run on a machine shows its
+// output and exit; a custom process is added, started and removed from
+// its row. Without the switch, neither is offered.
+func TestDashboardAllowExec(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, `
+context: {session: dax}
+base: {cmd: sleep 300}
+`)
+	ctx := browser(t)
+	plain := startServer(t, e, "")
+	var offeredWithout bool
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(plain.base+"/"),
+		waitJS(`!!document.querySelector('#row-base .state')`),
+		into(chromedp.Evaluate[bool](`!document.getElementById('powers').hidden`), &offeredWithout),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if offeredWithout {
+		t.Error("the dashboard offers exec without --allow-exec")
+	}
+
+	tokenFile := filepath.Join(e.dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, e, "", "--allow-exec", "--token-file", tokenFile)
+	var out string
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(s.base+"/?token=0123456789abcdef0123"),
+		chromedp.WaitVisible(css(`#open-exec`)),
+		chromedp.Click(css(`#open-exec`)),
+		chromedp.SendKeys(css(`#exec-cmd`), "echo hello-$((2+3)); exit 4"),
+		chromedp.Click(css(`#exec-run`)),
+		waitJS(`document.getElementById('exec-out').textContent.includes('exit 4')`),
+		into(chromedp.Text(css(`#exec-out`)), &out),
+		chromedp.Click(css(`#exec button[value="close"]`)),
+		chromedp.Click(css(`#open-custom`)),
+		chromedp.SendKeys(css(`#custom-name`), "probe"),
+		chromedp.SendKeys(css(`#custom-cmd`), "echo probe-up; sleep 300"),
+		chromedp.Click(css(`#custom-add`)),
+		waitJS(`!!document.querySelector('#row-probe .state') && document.querySelector('#row-probe .state').textContent === 'STOPPED'`),
+		chromedp.Click(css(`#row-probe button[data-action="start"]`)),
+		waitJS(`document.querySelector('#row-probe .state').textContent === 'READY'`),
+		// The server recorded the command on the progress list.
+		waitJS(`[...document.querySelectorAll('#steps li')].some((li) => li.textContent.includes('exec on local: exit 4'))`),
+		chromedp.Click(css(`#row-probe button[data-action="remove"]`)),
+		waitJS(`!document.getElementById('row-probe')`),
+	)
+	if err != nil {
+		var text string
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_ = chromedp.Do(dctx, into(chromedp.Evaluate[string](`document.body.innerText`), &text))
+		cancel()
+		t.Fatalf("exec and a custom process in the dashboard: %v\npage:\n%s", err, text)
+	}
+	if !strings.Contains(out, "hello-5") {
+		t.Errorf("the command's output: %q", out)
+	}
+	e.waitLog("dax", "probe", "probe-up")
+	var row map[string]any
+	s.token = "0123456789abcdef0123"
+	if got := s.do("GET", "/api/v1/processes/probe", nil, &row); got != 404 {
+		t.Errorf("probe after Remove: %d %v", got, row)
+	}
+}

@@ -176,6 +176,9 @@ app: {cmd: 'echo hi; sleep 300', depends: [base]}
 		{"PUT", "/process/app/command/stop", nil, 200, nil},
 		{"POST", "/api/v1/stop?wait=done", nil, 200, nil},
 		{"POST", "/api/v1/stop", nil, 202, nil},
+		{"POST", "/api/v1/exec", map[string]any{"cmd": "true"}, 403, nil}, // no --allow-exec
+		{"POST", "/api/v1/custom", map[string]any{"name": "c", "cmd": "true"}, 403, nil},
+		{"DELETE", "/api/v1/custom/c", nil, 403, nil},
 	}
 	for _, c := range calls {
 		if got := exchange(t, s, router, c.method, c.path, c.body, c.header...); got != c.want {
@@ -205,5 +208,25 @@ app: {cmd: 'echo hi; sleep 300', depends: [base]}
 	open.token = "0123456789abcdef0123"
 	if got := exchange(t, open, router, "GET", "/api/v1/processes", nil); got != 200 {
 		t.Errorf("with the token: %d", got)
+	}
+
+	// The routes of --allow-exec.
+	ex := startServer(t, e, "", "--allow-exec", "--token-file", tokenFile)
+	ex.token = "0123456789abcdef0123"
+	router = apiDoc(t, ex)
+	for _, c := range []call{
+		{"POST", "/api/v1/exec", map[string]any{"cmd": "echo hi", "timeout": "5s"}, 200, nil},
+		{"POST", "/api/v1/exec", map[string]any{"process": "base", "cmd": "exit 2"}, 200, nil},
+		{"POST", "/api/v1/exec", map[string]any{"cmd": ""}, 400, nil},
+		{"POST", "/api/v1/exec", map[string]any{"process": "nosuch", "cmd": "true"}, 404, nil},
+		{"POST", "/api/v1/custom", map[string]any{"name": "extra", "cmd": "sleep 300"}, 201, nil},
+		{"POST", "/api/v1/custom", map[string]any{"name": "extra", "cmd": "sleep 300"}, 400, nil},
+		{"DELETE", "/api/v1/custom/extra", nil, 200, nil},
+		{"DELETE", "/api/v1/custom/extra", nil, 404, nil},
+		{"DELETE", "/api/v1/custom/base", nil, 400, nil},
+	} {
+		if got := exchange(t, ex, router, c.method, c.path, c.body, c.header...); got != c.want {
+			t.Errorf("%s %s: %d, want %d", c.method, c.path, got, c.want)
+		}
 	}
 }

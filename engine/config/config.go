@@ -88,6 +88,8 @@ type Process struct {
 	// Extra holds keys launcher does not use (GUI metadata such as show_ui,
 	// category): kept, never an error.
 	Extra map[string]any
+	// Custom: added at run time (WithCustom), not in the file.
+	Custom bool
 }
 
 // DefaultStopTimeout bounds a graceful stop when the config sets none.

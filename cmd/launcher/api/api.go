@@ -64,6 +64,10 @@ type Options struct {
 	// it is dropped as too slow (default 256); StreamKeep is how many
 	// events are kept for clients that resume (default 4096).
 	StreamQueue, StreamKeep int
+	// AllowExec turns on ad-hoc commands (POST /api/v1/exec) and custom
+	// processes (POST /api/v1/custom, DELETE /api/v1/custom/{name}); they
+	// also need a Token.
+	AllowExec bool
 }
 
 // Server serves the API of one engine.
@@ -140,6 +144,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/v1/pstree", s.pstree)
 	m.HandleFunc("GET /api/v1/validate", s.validate)
 	m.HandleFunc("GET /api/v1/events", s.events)
+	m.HandleFunc("POST /api/v1/exec", s.exec)
+	m.HandleFunc("POST /api/v1/custom", s.addCustom)
+	m.HandleFunc("DELETE /api/v1/custom/{name}", s.removeCustom)
 	m.HandleFunc("GET /api/v1/openapi.json", s.static("openapi.json", "application/json"))
 	m.HandleFunc("GET /{$}", s.static("dashboard/index.html", "text/html; charset=utf-8"))
 	if s.o.Lua != nil {

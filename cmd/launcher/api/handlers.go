@@ -128,7 +128,8 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) {
 		params = append(params, map[string]string{"name": p.Name, "value": p.Value})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"version": s.o.Version, "config": cfg.File, "session": cfg.Session,
-		"sessions": cfg.Sessions(), "machines": machines, "params": params, "stream_clients": s.hub.clientCount()})
+		"sessions": cfg.Sessions(), "machines": machines, "params": params, "stream_clients": s.hub.clientCount(),
+		"allow_exec": s.o.AllowExec && s.o.Token != ""})
 }
 
 // ProcessEntry is one process in the API: its state, and what the config

@@ -101,13 +101,16 @@ type ConfigView struct {
 	ShowUI     *bool           `json:"show_ui,omitempty"`
 	Category   string          `json:"category,omitempty"`
 	IsCustom   bool            `json:"_is_custom,omitempty"`
+	// Custom: added at run time through the API (serve --allow-exec); it
+	// lives until removed or serve stops.
+	Custom bool `json:"custom,omitempty"`
 	// Extra holds the entry's other keys launcher does not use.
 	Extra map[string]any `json:"extra,omitempty"`
 }
 
 func configView(p *config.Process) ConfigView {
 	v := ConfigView{Name: p.Name, Machine: p.Machine, Session: p.Session, Docker: p.Docker, Cmd: p.Cmd,
-		Persistent: p.Persistent, Depends: append([]string{}, p.Depends...), Variants: []VariantView{}}
+		Persistent: p.Persistent, Depends: append([]string{}, p.Depends...), Variants: []VariantView{}, Custom: p.Custom}
 	if p.ReadyCheck != nil {
 		v.ReadyCheck = p.ReadyCheck.Cmd
 		if p.ReadyCheck.Kind != "" {
