@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/robotlauncher/launcher/executor/executortest"
 )
@@ -588,7 +589,15 @@ all: {cmd: "echo rc=$RC_DONE; sleep 300", depends: [a, b, c]}
 	}
 	for round := 0; round < 2; round++ {
 		e.mustRun("run", "all")
-		r := e.mustRun("kill", "--all")
+		r := e.runWithin(time.Minute, "kill", "--all")
+		if r.code != 0 {
+			// Which pane lost its C-c, and where its prologue was.
+			var logs strings.Builder
+			for _, p := range []string{"a", "b", "c", "all"} {
+				fmt.Fprintf(&logs, "--- %s\n%s", p, e.logOf("rc", p))
+			}
+			t.Fatalf("round %d: kill --all: %s\n%s\npanes:\n%s", round, r, logs.String(), e.panes("rc"))
+		}
 		if strings.Contains(r.stdout, "SIGTERM") {
 			t.Fatalf("round %d: a stop escalated:\n%s", round, r)
 		}
@@ -607,6 +616,39 @@ all: {cmd: "echo rc=$RC_DONE; sleep 300", depends: [a, b, c]}
 // used to send SIGQUIT and then wait for stop_timeout before SIGKILL. These
 // processes ignore SIGINT, SIGQUIT and SIGTERM, and stop_timeout is an
 // hour: only an immediate SIGKILL ends them within the test.
+// A stop right after a start, while the pane's prologue removes its env
+// file with an rm that is slow (safe-rm on PATH, a slow home): that rm
+// held the terminal, so the C-c the stop sent once the file was gone
+// reached it instead of the pane's shell, and the process ran on (the
+// lost C-c of CI run 54, made certain here). The prologue now removes the
+// file in the background.
+func TestStopWhileThePrologueRemovesItsEnvFile(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, `
+context: {session: sr, stop_timeout: 1h}
+node: {cmd: "echo node up; sleep 300"}
+`)
+	bin := filepath.Join(e.home, "slowbin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rm := "#!/bin/sh\n/bin/rm \"$@\"; s=$?; sleep 2; exit $s\n"
+	if err := os.WriteFile(filepath.Join(bin, "rm"), []byte(rm), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.home, ".bashrc"), []byte("export PATH="+bin+":$PATH\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.mustRun("run", "node")
+	r := e.runWithin(time.Minute, "kill", "node")
+	if r.code != 0 || strings.Contains(r.stdout, "SIGTERM") {
+		t.Fatalf("the stop's C-c was lost: %s\nlog:\n%s", r, e.logOf("sr", "node"))
+	}
+	if st := e.status()["node"]; st.State != "STOPPED" || st.ExitCode == nil || *st.ExitCode != 130 {
+		t.Errorf("node after the stop: %s, exit %v", st.State, fmtPtr(st.ExitCode))
+	}
+}
+
 func TestForceStopsAtOnce(t *testing.T) {
 	t.Parallel()
 	const stubborn = `trap '' INT QUIT TERM; echo up; while true; do sleep 1; done`

@@ -9,7 +9,17 @@
 trap '__launcher_int=1' INT
 __launcher_env=$1; set --
 if ! . "$__launcher_env"; then printf '[launcher] cannot read %s\n' "$__launcher_env"; exit 126; fi
-rm -f -- "$__launcher_env"; unset __launcher_env
+# The file goes without a command in the foreground: job control is on in
+# the pane's interactive bash, so a foreground `rm` would hold the terminal,
+# and a C-c that came while it did (after the file was gone, before bash
+# took the terminal back) reached it instead of this shell and was lost
+# (TestKillRightAfterRunUsesSIGINT hung 7 times in 360 runs). The content
+# goes at once (a builtin truncation); the file in the background, disowned
+# (no job messages), with LAUNCHER_TAG blanked so that it never counts as a
+# process of the run.
+: >"$__launcher_env"
+{ LAUNCHER_TAG= command rm -f -- "$__launcher_env" & disown; } 2>/dev/null
+unset __launcher_env
 # The exit line is the pane's last output. tmux drops what it has not read
 # from a pane whose process ended, so the pane waits (at most 2 s) until
 # its log writer has read that line and says so with SIGUSR1: once the pane
