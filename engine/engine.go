@@ -89,6 +89,7 @@ type Engine struct {
 	baseline     chan struct{}
 	baselineOnce sync.Once
 	settle       chan chan struct{} // MonitorSettle's requests (set with baseline)
+	monitorEnded chan struct{}      // closed when that monitor returned (after its last look)
 	// watched is the monitor's last poll; lastOwn is when this engine's
 	// operations last published an event or ended (Unix nanoseconds).
 	watched atomic.Pointer[watchedRows]

@@ -728,3 +728,39 @@ other: {cmd: other}
 		t.Fatalf("cam spawned %d times, want 2", n)
 	}
 }
+
+// A command interrupted right after it stopped something (Ctrl-C just
+// after a kill --all): its monitor looks once more as it ends, and
+// MonitorSettle waits for that look, so the exit is an event (for the
+// handlers, or counted as undelivered) and never lost (CI run 67).
+func TestAnInterruptedMonitorLooksOnceMore(t *testing.T) {
+	e, conn, _ := newTestEngine(t, `
+context: {session: s}
+p: {cmd: p}
+`)
+	m := local(t, conn)
+	if _, err := m.Spawn(ctxT(t), executor.SpawnSpec{Session: "s", Name: "p", Script: "p", Marks: executor.Marks{Managed: true, Started: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var exits []Event
+	unsub := e.Bus().Subscribe(func(ev Event) bool { return ev.Kind == Exited }, func(ev Event) {
+		mu.Lock()
+		exits = append(exits, ev)
+		mu.Unlock()
+	})
+	defer unsub()
+	ctx, cancel := context.WithCancel(ctxT(t))
+	// Polls only when rung (an hour apart otherwise): the exit below is
+	// seen by no poll but the last.
+	e.MonitorOnce(ctx, time.Hour)
+	m.Exit("p", 130)
+	cancel() // Ctrl-C
+	e.MonitorSettle()
+	e.Bus().Flush()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(exits) != 1 || exits[0].Process != "p" {
+		t.Fatalf("exits published by the interrupted monitor: %+v", exits)
+	}
+}

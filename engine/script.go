@@ -170,8 +170,18 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 	next := every
 	e.mu.Lock()
 	settle := e.settle // nil (never ready) for a monitor not started by MonitorOnce
+	ended := e.monitorEnded
 	e.mu.Unlock()
+	if ended != nil {
+		defer close(ended)
+	}
 	var settling []chan struct{} // MonitorSettle's callers, told after the next poll
+	// final: ctx ended and this is the last look. The monitor of a command
+	// (MonitorOnce's) looks once more when its command is interrupted, so
+	// the exits the command caused are events its handlers get or that
+	// are counted as undelivered, never neither (CI run 67: a Ctrl-C right
+	// after a kill --all of 30, and 2 exits were not seen).
+	final := false
 	for {
 		waiting := settling
 		settling = nil
@@ -181,7 +191,7 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 			// Machines are reported one by one (UNAVAILABLE rows); an
 			// error here ends only with ctx.
 			e.monitorBaseline() // no baseline to wait for
-			if sleepCtx(ctx, every) != nil {
+			if final || sleepCtx(ctx, every) != nil {
 				return
 			}
 			continue
@@ -274,10 +284,19 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 		for _, d := range waiting {
 			close(d)
 		}
+		if final {
+			return
+		}
 		listen()
 		select {
 		case <-ctx.Done():
-			return
+			if settle == nil {
+				return
+			}
+			final = true
+			// Bounded: a Ctrl-C waits for it, and an unreachable machine
+			// must not hold the exit for long.
+			ctx = lastLookContext(ctx)
 		case d := <-settle:
 			settling = append(settling, d)
 		case <-wake:
@@ -288,14 +307,26 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 	}
 }
 
+// finalLookTimeout bounds the last look of an interrupted command's monitor.
+const finalLookTimeout = 2 * time.Second
+
+// lastLookContext is ctx without its end, ended finalLookTimeout from now.
+func lastLookContext(ctx context.Context) context.Context {
+	c, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalLookTimeout)
+	time.AfterFunc(finalLookTimeout, cancel)
+	return c
+}
+
 // MonitorSettle makes the monitor MonitorOnce started look once more and
 // returns when what it saw is published: at the end of a command, the
 // exits its operation caused reach their handlers before they drain (a
-// kill that ended between two polls said nothing). Without a monitor, or
-// when ctx ends, it returns at once.
-func (e *Engine) MonitorSettle(ctx context.Context) {
+// kill that ended between two polls said nothing). A monitor whose
+// context ended (Ctrl-C) takes that look as it ends: MonitorSettle then
+// waits for its end. Without a monitor it returns at once; a look is
+// waited for at most ListTimeout.
+func (e *Engine) MonitorSettle() {
 	e.mu.Lock()
-	settle := e.settle
+	settle, ended := e.settle, e.monitorEnded
 	e.mu.Unlock()
 	if settle == nil {
 		return
@@ -303,14 +334,14 @@ func (e *Engine) MonitorSettle(ctx context.Context) {
 	d := make(chan struct{})
 	select {
 	case settle <- d:
-	case <-ctx.Done():
+	case <-ended:
 		return
 	case <-time.After(ListTimeout):
 		return
 	}
 	select {
 	case <-d:
-	case <-ctx.Done():
+	case <-ended:
 	case <-time.After(ListTimeout):
 	}
 }
@@ -415,6 +446,7 @@ func (e *Engine) MonitorOnce(ctx context.Context, every time.Duration) {
 		e.mu.Lock()
 		e.baseline = make(chan struct{})
 		e.settle = make(chan chan struct{})
+		e.monitorEnded = make(chan struct{})
 		e.mu.Unlock()
 		go e.Monitor(ctx, every)
 	})

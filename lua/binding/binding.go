@@ -474,7 +474,7 @@ func (r DrainReport) String() string {
 func (h *Host) Drain(d time.Duration) DrainReport {
 	// The monitor looks once more, so the exits of the last operation are
 	// events before the handlers drain.
-	h.e.MonitorSettle(h.ctx)
+	h.e.MonitorSettle()
 	h.e.Bus().Flush()
 	if set := h.getDrainTimeout(); set > 0 {
 		d = set
