@@ -165,11 +165,37 @@ func up50(w *world) row {
 		target: "≤ 1.2×", note: fmt.Sprintf("other floors: 1 call total %.0f ms; same work as launcher (bash -ic, log writer), 1 call per window %.0f ms (ratio %.2f×)",
 			median(f1), median(fs), median(l)/median(fs))}
 	r.ok = r.launcherMs <= 1.2*r.floorMs
+	tmuxinatorRow = row{}
+	if tx, err := exec.LookPath("tmuxinator"); err == nil {
+		// The tool many robot teams use for this: its project of the same
+		// 50 windows (it types each command into the window's shell).
+		project := filepath.Join(w.dir, "tmuxinator.yml")
+		var b strings.Builder
+		fmt.Fprintf(&b, "name: bench\nroot: %s\nsocket_path: %s\ntmux_options: -f /dev/null\nwindows:\n", w.dir, w.sock)
+		for i := 0; i < 50; i++ {
+			fmt.Fprintf(&b, "  - p%d: sleep 600\n", i)
+		}
+		must(os.WriteFile(project, []byte(b.String()), 0o644))
+		var tl, ll []float64
+		for i := 0; i < *reps; i++ {
+			w.reset()
+			d, _, _ := w.timed(*launcher, "-c", cfg, "run", "all")
+			ll = append(ll, ms(d))
+			w.reset()
+			d, _, _ = w.timed(tx, "start", "-p", project, "--no-attach")
+			tl = append(tl, ms(d))
+		}
+		tmuxinatorRow = row{name: "50 up, against tmuxinator", launcherMs: median(ll), floorMs: median(tl),
+			floorName: "tmuxinator start --no-attach of the same 50 windows", target: "≤ 0.5×", ok: median(ll) <= 0.5*median(tl)}
+	}
 	rssRow = row{name: "launcher peak RSS (50 up)", launcherMs: float64(peak) / 1024, floorName: "-", target: "< 30 MB", ok: peak < 30*1024}
 	return r
 }
 
 var rssRow row
+
+// tmuxinatorRow is up50's comparison with tmuxinator (when it is installed).
+var tmuxinatorRow row
 
 func chain10(w *world) row {
 	var b strings.Builder
@@ -339,6 +365,9 @@ func main() {
 		rows = append(rows, s.fn(w))
 		if s.name == "up50" {
 			rows = append(rows, rssRow)
+			if tmuxinatorRow.name != "" {
+				rows = append(rows, tmuxinatorRow)
+			}
 		}
 		if s.name == "serve-events" {
 			rows = append(rows, rssServe)
