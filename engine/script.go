@@ -182,11 +182,12 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 	// are counted as undelivered, never neither (CI run 67: a Ctrl-C right
 	// after a kill --all of 30, and 2 exits were not seen).
 	final := false
+	look := ctx // the context of the polls; the last one outlives ctx
 	for {
 		waiting := settling
 		settling = nil
 		taken := time.Now()
-		sts, err := e.WindowStates(ctx, nil)
+		sts, err := e.WindowStates(look, nil)
 		if err != nil {
 			// Machines are reported one by one (UNAVAILABLE rows); an
 			// error here ends only with ctx.
@@ -296,7 +297,7 @@ func (e *Engine) Monitor(ctx context.Context, every time.Duration) {
 			final = true
 			// Bounded: a Ctrl-C waits for it, and an unreachable machine
 			// must not hold the exit for long.
-			ctx = lastLookContext(ctx)
+			look = lastLookContext(ctx)
 		case d := <-settle:
 			settling = append(settling, d)
 		case <-wake:
