@@ -29,8 +29,10 @@ big: {cmd: 'for i in $(seq 1 400); do echo "big line $i of forty-odd bytes"; don
 
 	// Two runs of chatty.
 	e.mustRun("run", "chatty")
-	if n := writers("chatty"); n != 1 {
-		t.Fatalf("%d log writers for a running process (the count below would test nothing)", n)
+	// tmux starts the writer (pipe-pane forks a shell that execs it) on
+	// its own time: with no ready check, run may return before.
+	if !executortest.Poll(func() bool { return writers("chatty") == 1 }) {
+		t.Fatalf("%d log writers for a running process (the count below would test nothing)", writers("chatty"))
 	}
 	// The first run has printed its 30 lines before it is stopped (a stop
 	// that came in the middle of its loop, on a loaded machine, cut it
