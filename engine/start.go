@@ -480,6 +480,9 @@ func (e *Engine) awaitReady(ctx context.Context, o *procOp, w executor.Window, m
 		rctx, cancel = context.WithDeadline(rctx, opDeadline)
 		defer cancel()
 	}
+	if ml, ok := m.(executor.MarkLister); ok && !hasShell && !hasCustom && !markNeeded {
+		return e.readyAtOnce(ctx, o, w, ml)
+	}
 	if hasShell || hasCustom {
 		em.emit(Checking, p, level, "checking readiness")
 	}
@@ -631,6 +634,38 @@ func (e *Engine) pollChecks(ctx context.Context, o *procOp, w executor.Window, o
 		}
 	}
 	return ok, reason, nil
+}
+
+// readyAtOnce is awaitReady for a process with no ready check: the ready
+// mark's listing (one tmux invocation for every mark under way) also says
+// whether the window still lives, so it takes no listing of its own; a
+// bring-up of 50 took one between every batch of spawns.
+func (e *Engine) readyAtOnce(ctx context.Context, o *procOp, w executor.Window, ml executor.MarkLister) error {
+	em, p, level := o.em, o.p, o.level
+	// Bounded generously, as finish is: bookkeeping behind a long queue of
+	// tmux work must not turn a start into a failure.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	snap, listed, err := ml.SetMarksAndList(cctx, w.ID, executor.SetReady(true).And(executor.SetOp("")))
+	if err != nil {
+		return o.failed(err)
+	}
+	if listed {
+		o.snaps.offer(start, snap)
+	} else if snap, err = o.snaps.get(ctx, start); err != nil {
+		return o.failed(err)
+	}
+	cur := windowByID(snap, w.ID)
+	if cur == nil {
+		return failf(em, p, level, "its tmux window was closed before it became ready")
+	}
+	if cur.Dead {
+		// Its ready mark is harmless: a dead window's state ignores marks.
+		return e.diedBeforeReady(ctx, o, *cur)
+	}
+	em.publish(Event{Kind: Ready, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: "ready", PID: cur.PanePID})
+	return nil
 }
 
 func windowByID(snap executor.Snapshot, id string) *executor.Window {
