@@ -153,7 +153,10 @@ func (e *Engine) adoptOne(ctx context.Context, em emitter, r *config.Resolved, m
 	}
 	tag := newTag()
 	now := time.Now()
-	marks := executor.Marks{Managed: true, Name: p.Name, Hash: r.Hash, Started: now.UnixMilli(), Tag: tag, Log: log, OneShot: !p.Persistent}
+	// Its hash is the config's for no variants or params: said so in the
+	// request mark, so that a later edit of the config reads as one.
+	marks := executor.Marks{Managed: true, Name: p.Name, Hash: r.Hash, Started: now.UnixMilli(), Tag: tag, Log: log, OneShot: !p.Persistent,
+		Request: requestMark(config.Request{})}
 	note := []string{executor.StartLine(p.Name, tag)}
 	if w.Dead {
 		if w.ExitKnown {

@@ -764,3 +764,30 @@ p: {cmd: p}
 		t.Fatalf("exits published by the interrupted monitor: %+v", exits)
 	}
 }
+
+// A window of an older launcher has no request mark: it may run with
+// variants, so its command is not judged (a "restart to apply" without
+// them would drop them); a window that says it had none is.
+func TestStatusDoesNotJudgeARunOfAnOlderLauncher(t *testing.T) {
+	e, conn, _ := newTestEngine(t, `
+context: {session: s}
+old: {cmd: "new command"}
+said: {cmd: "new command"}
+`)
+	m := local(t, conn)
+	for name, request := range map[string]string{"old": "", "said": "{}"} {
+		if _, err := m.Spawn(ctxT(t), executor.SpawnSpec{Session: "s", Name: name, Script: "old command",
+			Marks: executor.Marks{Managed: true, Name: name, Hash: "hash-of-an-old-command", Started: 1, Request: request}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sts, err := e.Status(ctxT(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range sts {
+		if want := st.Process == "said"; st.ConfigChanged != want {
+			t.Errorf("%s: config_changed %v, want %v", st.Process, st.ConfigChanged, want)
+		}
+	}
+}

@@ -231,23 +231,27 @@ func (e *Engine) status(ctx context.Context, names []string, orphans bool, after
 
 // compareConfig sets st.Request and st.ConfigChanged from a live window's
 // marks. A run whose request no longer renders (a variant removed from
-// the config) counts as changed.
+// the config) counts as changed. A window without a request mark (made by
+// an older launcher) is not judged: it may have been started with
+// variants, and "restart to apply" without them would drop them.
 func (e *Engine) compareConfig(st *Status, p *config.Process) {
 	w := st.Window
 	if w == nil || w.Dead || w.Marks.Hash == "" {
 		return
 	}
-	st.Request = parseRequestMark(w.Marks.Request)
-	r, err := e.conf().ResolveOne(p, st.Request)
+	req, known := parseRequestMark(w.Marks.Request)
+	if !known {
+		return
+	}
+	st.Request = req
+	r, err := e.conf().ResolveOne(p, req)
 	st.ConfigChanged = err != nil || r.Hash != w.Marks.Hash
 }
 
 // requestMark is the request mark of a run: its variants and params as
-// JSON, "" for none (the mark of most runs).
+// JSON ("{}" for none, so that a window with no mark at all is known to
+// come from an older launcher).
 func requestMark(req config.Request) string {
-	if len(req.Variants) == 0 && len(req.Params) == 0 {
-		return ""
-	}
 	b, err := json.Marshal(struct {
 		V []string          `json:"v,omitempty"`
 		P map[string]string `json:"p,omitempty"`
@@ -258,17 +262,17 @@ func requestMark(req config.Request) string {
 	return string(b)
 }
 
-// parseRequestMark reads a request mark; what does not parse (a window of
-// an older launcher has none) is the empty request.
-func parseRequestMark(s string) config.Request {
+// parseRequestMark reads a request mark; known is false when there is
+// none or it does not parse.
+func parseRequestMark(s string) (req config.Request, known bool) {
 	var m struct {
 		V []string          `json:"v"`
 		P map[string]string `json:"p"`
 	}
 	if s == "" || json.Unmarshal([]byte(s), &m) != nil {
-		return config.Request{}
+		return config.Request{}, false
 	}
-	return config.Request{Variants: m.V, Params: m.P}
+	return config.Request{Variants: m.V, Params: m.P}, true
 }
 
 func (e *Engine) selectProcs(names []string) ([]*config.Process, error) {
