@@ -15,10 +15,10 @@ if ! . "$__launcher_env"; then printf '[launcher] cannot read %s\n' "$__launcher
 # took the terminal back) reached it instead of this shell and was lost
 # (TestKillRightAfterRunUsesSIGINT hung 7 times in 360 runs). The content
 # goes at once (a builtin truncation); the file in the background, disowned
-# (no job messages), with LAUNCHER_TAG blanked so that it never counts as a
-# process of the run.
+# (no job messages), without the run's variables, so that it never counts
+# as a process of the run (it may outlive a command that ends at once).
 : >"$__launcher_env"
-{ LAUNCHER_TAG= command rm -f -- "$__launcher_env" & disown; } 2>/dev/null
+{ (unset LAUNCHER_TAG LAUNCHER_PROCESS LAUNCHER_SESSION LAUNCHER_LOG LAUNCHER_CMD LAUNCHER_RUN LAUNCHER_CWD LAUNCHER_RESTART; exec rm -f -- "$__launcher_env") & disown; } 2>/dev/null
 unset __launcher_env
 # The exit line is the pane's last output. tmux drops what it has not read
 # from a pane whose process ended, so the pane waits (at most 2 s) until
