@@ -516,12 +516,9 @@ func (e *Engine) awaitReady(ctx context.Context, o *procOp, w executor.Window, m
 			_ = finish(executor.MarkUpdate{})
 			return o.failed(err)
 		}
-		cur := windowByID(snap, w.ID)
+		cur, err := e.stillAlive(ctx, o, snap, w.ID)
 		if cur == nil {
-			return failf(em, p, level, "its tmux window was closed before it became ready")
-		}
-		if cur.Dead {
-			return e.diedBeforeReady(ctx, o, *cur)
+			return err
 		}
 		if ok {
 			// Told at once; the mark follows (dependants start after it).
@@ -656,16 +653,26 @@ func (e *Engine) readyAtOnce(ctx context.Context, o *procOp, w executor.Window, 
 	} else if snap, err = o.snaps.get(ctx, start); err != nil {
 		return o.failed(err)
 	}
-	cur := windowByID(snap, w.ID)
+	// A dead window's ready mark is harmless: its state ignores marks.
+	cur, err := e.stillAlive(ctx, o, snap, w.ID)
 	if cur == nil {
-		return failf(em, p, level, "its tmux window was closed before it became ready")
-	}
-	if cur.Dead {
-		// Its ready mark is harmless: a dead window's state ignores marks.
-		return e.diedBeforeReady(ctx, o, *cur)
+		return err
 	}
 	em.publish(Event{Kind: Ready, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: "ready", PID: cur.PanePID})
 	return nil
+}
+
+// stillAlive finds a starting process's window in snap: nil and the
+// failure when it was closed or its process died before it was ready.
+func (e *Engine) stillAlive(ctx context.Context, o *procOp, snap executor.Snapshot, id string) (*executor.Window, error) {
+	cur := windowByID(snap, id)
+	if cur == nil {
+		return nil, failf(o.em, o.p, o.level, "its tmux window was closed before it became ready")
+	}
+	if cur.Dead {
+		return nil, e.diedBeforeReady(ctx, o, *cur)
+	}
+	return cur, nil
 }
 
 func windowByID(snap executor.Snapshot, id string) *executor.Window {

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/robotlauncher/launcher/executor/executortest"
 )
@@ -589,7 +588,7 @@ all: {cmd: "echo rc=$RC_DONE; sleep 300", depends: [a, b, c]}
 	}
 	for round := 0; round < 2; round++ {
 		e.mustRun("run", "all")
-		r := e.runWithin(time.Minute, "kill", "--all")
+		r := e.run("kill", "--all")
 		if r.code != 0 {
 			// Which pane lost its C-c, and where its prologue was.
 			var logs strings.Builder
@@ -640,7 +639,7 @@ node: {cmd: "echo node up; sleep 300"}
 		t.Fatal(err)
 	}
 	e.mustRun("run", "node")
-	r := e.runWithin(time.Minute, "kill", "node")
+	r := e.run("kill", "node")
 	if r.code != 0 || strings.Contains(r.stdout, "SIGTERM") {
 		t.Fatalf("the stop's C-c was lost: %s\nlog:\n%s", r, e.logOf("sr", "node"))
 	}
