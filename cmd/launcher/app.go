@@ -240,7 +240,7 @@ func (s *session) newApp() *cli.App {
 		Commands: append([]*cli.Command{
 			s.runCommand(), s.killCommand(), s.restartCommand(), s.statusCommand(), s.watchCommand(), s.logsCommand(), s.analyzeCommand(),
 			s.monCommand(), s.planCommand(), s.validateCommand(), s.scriptCommand(), s.luaTypesCommand(),
-			s.attachCommand(), s.adoptCommand(), s.bundleCommand(), s.serveCommand(), s.serviceCommand(), s.completionCommand(), helpCommand(), s.versionCommand(),
+			s.attachCommand(), s.adoptCommand(), s.bundleCommand(), s.serveCommand(), s.serviceCommand(), s.completionCommand(), helpCommand(), s.versionCommand(), s.persistCommand(),
 		}, s.pluginCommands()...),
 		// A word that is no command is a usage error (exit 2), not "no help
 		// topic" with exit 1.
@@ -466,6 +466,11 @@ func (s *session) poolOptionsFrom(cfg *config.Config, f flagValues) (pool.Option
 	}
 	if o.TmuxConfig == "" {
 		o.TmuxConfig = s.getenv("LAUNCHER_TMUX_CONFIG")
+	}
+	// Settings of the SSH transport are checked before anything runs,
+	// not when the first remote machine is dialled.
+	if _, err := s.persistDuration(); err != nil {
+		return o, err
 	}
 	o.Remote = s.remoteDialer()
 	if s.getenv("LAUNCHER_TRACE") != "" {

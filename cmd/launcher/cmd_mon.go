@@ -27,7 +27,7 @@ func (s *session) selfArgv(c *cli.Context) []string {
 	// this shell: what reaches machines is passed explicitly.
 	argv := []string{"env"}
 	for _, k := range []string{"LAUNCHER_SSH_KEY", "CONCERT_LAUNCHER_SSH_KEY", "LAUNCHER_KNOWN_HOSTS",
-		"CONCERT_LAUNCHER_KNOWN_HOSTS", "LAUNCHER_SSH_TIMEOUT", "LAUNCHER_STATE_DIR", "LAUNCHER_ACCEPT_NEW_HOST_KEYS",
+		"CONCERT_LAUNCHER_KNOWN_HOSTS", "LAUNCHER_SSH_TIMEOUT", "LAUNCHER_STATE_DIR", "LAUNCHER_ACCEPT_NEW_HOST_KEYS", "LAUNCHER_SSH_PERSIST",
 		"SSH_AUTH_SOCK", "HOME", "XDG_STATE_HOME"} {
 		if v := s.getenv(k); v != "" {
 			argv = append(argv, k+"="+v)

@@ -23,6 +23,7 @@ import (
 var launcherBin string
 
 func TestMain(m *testing.M) {
+	startsHelpers = false // this binary is not launcher
 	dir, err := os.MkdirTemp("", "launcher-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -94,7 +94,10 @@ planner: {cmd: sleep 300, depends: [perception, camera_driver], ready_check: "tr
 	for _, p := range []string{"camera_driver", "perception", "planner"} {
 		pids[p] = w.pid(p)
 	}
+	// A machine that goes down refuses new connections and loses the ones
+	// it had (the one a helper keeps for the commands that follow).
 	proxy.Refuse(true)
+	proxy.Drop()
 	r := w.run("restart", "camera_driver")
 	if r.code != 1 || !strings.Contains(r.stderr, "nothing was changed") || !strings.Contains(r.stderr, "127.0.0.1:") {
 		t.Errorf("restart with armpc down: %s", r)
@@ -118,6 +121,7 @@ planner: {cmd: sleep 300, depends: [perception, camera_driver], ready_check: "tr
 	// With the link refused again, kill --skip-unreachable stops what
 	// needs no machine that is down (planner), and names the rest.
 	proxy.Refuse(true)
+	proxy.Drop()
 	r = w.run("kill", "--all", "--skip-unreachable")
 	if r.code != 1 || !strings.Contains(r.stderr, "not stopped") || !strings.Contains(r.stderr, "camera_driver, perception") {
 		t.Errorf("kill --all --skip-unreachable: %s", r)

@@ -49,7 +49,7 @@ func (h *Host) conn(ctx context.Context) (*ssh.Client, error) {
 		ch := make(chan struct{})
 		h.dialing = ch
 		h.mu.Unlock()
-		c, err := h.t.dial(ctx, h.target, 0)
+		c, err := h.t.open(ctx, h)
 		h.mu.Lock()
 		h.dialing = nil
 		if err != nil {

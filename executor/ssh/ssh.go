@@ -2,7 +2,8 @@
 // connection per machine (golang.org/x/crypto/ssh): the executor.Host for
 // every machine that is not "local". It honours ~/.ssh/config (HostName,
 // User, Port, IdentityFile, ProxyJump), the agent, and known_hosts, which it
-// never ignores.
+// never ignores. A connection can outlive the command that dialled it, kept
+// by a helper process for the commands that follow (persist.go).
 package ssh
 
 import (
@@ -42,6 +43,15 @@ type Options struct {
 	Prompt func(question string, echo bool) (string, error)
 	// OnLink is told when a machine's link goes down or comes back.
 	OnLink func(machine string, up bool, err error)
+	// Persist is how long a kept connection outlives its last use (see
+	// KeepConnection); 0 keeps none.
+	Persist time.Duration
+	// PersistDir holds the kept connections' sockets: a directory only
+	// the user can enter (the state directory's ssh/).
+	PersistDir string
+	// StartPersist starts a helper that keeps machine's connection; it is
+	// called after a command dialled the machine itself.
+	StartPersist func(machine string)
 }
 
 // Transport dials machines and shares one connection per machine.
@@ -50,6 +60,8 @@ type Transport struct {
 	cfg   *sshConfig
 	keys  *hostKeys
 	dials atomic.Int64
+
+	viaHelper atomic.Int64
 }
 
 // New returns a Transport.
