@@ -135,7 +135,9 @@ func (t *Transport) KeepConnection(ctx context.Context, machine string) error {
 	if !ok {
 		return errors.New("keeping connections is off (LAUNCHER_SSH_PERSIST) or the state directory's path is too long for a socket")
 	}
-	if err := os.MkdirAll(t.opts.PersistDir, 0o700); err != nil {
+	// The directory is made by the command that starts the helper; one
+	// that is gone (a test's, a state directory deleted) is not made again.
+	if _, err := os.Stat(t.opts.PersistDir); err != nil {
 		return err
 	}
 	lock, err := os.OpenFile(f.lock, os.O_CREATE|os.O_RDWR, 0o600)
