@@ -176,6 +176,11 @@ func (t *Transport) KeepConnection(ctx context.Context, machine string) error {
 		return err
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	// The directory is the user's alone already; the socket says so too.
+	if err := os.Chmod(f.sock, 0o600); err != nil {
+		ln.Close()
+		return err
+	}
 	mine, err := os.Lstat(f.sock)
 	if err != nil {
 		ln.Close()
