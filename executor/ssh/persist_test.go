@@ -125,6 +125,10 @@ func TestConformanceThroughAKeptConnection(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, h.SSHLog())
 	}
+	socks, _ := filepath.Glob(filepath.Join(dir, "*.sock"))
+	if fi, err := os.Stat(socks[0]); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the helper's socket: %v %v, want mode 0600", fi.Mode(), err)
+	}
 	executortest.Suite(t, executortest.Target{Machine: m, Session: "kept"})
 	if tr.Dials() != 0 || tr.ViaHelper() != 1 {
 		t.Errorf("the client dialled %d times and came through the helper %d times; want 0 and 1", tr.Dials(), tr.ViaHelper())
