@@ -116,6 +116,13 @@ func TestRemoteListingSaysWhichPanesBegan(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = os.Chown(f, uid, gid)
+	// An env file emptied by its prologue (read; its log writer removes it
+	// soon after) says the pane began, as a removed one does.
+	e := filepath.Join(runDir, began.Marks.Tag+"-4567cdef.env")
+	if err := os.WriteFile(e, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chown(e, uid, gid)
 	snap, err := m.Snapshot(ctx(t))
 	if err != nil {
 		t.Fatal(err)

@@ -25,15 +25,16 @@ func (m *Machine) LogPath(ctx context.Context, session, name string) (string, er
 // left is #{pane_pid}, the pane's shell, which the writer tells when it has
 // the run's exit line (tag) so the pane may end. A symbolic link planted
 // where the log goes is refused (the log directory is checked to be the
-// caller's; this closes the remaining gap).
-func (m *Machine) pipeCommand(logPath, tag string, rot executor.LogRotation) string {
+// caller's; this closes the remaining gap). envFile, when set, is the run's
+// env file, which the writer removes once the run has started.
+func (m *Machine) pipeCommand(logPath, tag string, rot executor.LogRotation, envFile string) string {
 	q := shell.Quote
 	prog, script := "perl", m.scripts.path(perlWriter, "logwriter.pl")
 	if m.scripts.writer != "perl" {
 		prog, script = "bash", m.scripts.path(bashWriter, "logwriter.bash")
 	}
 	return escapeFormat("umask 077; [ -L "+q(logPath)+" ] && exit 1; exec "+prog+" "+q(script)+" "+q(tag)) +
-		" #{pane_pid} " + escapeFormat(q(logPath)+" "+strconv.FormatInt(max(rot.MaxSize, 0), 10)+" "+strconv.Itoa(max(rot.Keep, 0))+" >>"+q(logPath))
+		" #{pane_pid} " + escapeFormat(q(logPath)+" "+strconv.FormatInt(max(rot.MaxSize, 0), 10)+" "+strconv.Itoa(max(rot.Keep, 0))+" "+q(envFile)+" >>"+q(logPath))
 }
 
 // escapeFormat protects text from tmux format and strftime expansion.

@@ -3,6 +3,7 @@ package tmux
 import (
 	"context"
 	"fmt"
+	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -73,9 +74,10 @@ func (m *Machine) Signal(ctx context.Context, w executor.Window, sig executor.Si
 }
 
 // commandStarted reports whether the pane of run tag has begun its
-// command: its prologue removes the run's env file first thing (after
-// catching SIGINT), so while the file is there the pane's shell is still
-// reading the user's .bashrc, where a C-c is lost.
+// command: its prologue empties the run's env file first thing (after
+// catching SIGINT; the log writer removes it soon after), so while the file
+// has its content the pane's shell is still reading the user's .bashrc,
+// where a C-c is lost.
 func (m *Machine) commandStarted(ctx context.Context, tag string) (bool, error) {
 	if tag == "" {
 		return true, nil
@@ -87,13 +89,21 @@ func (m *Machine) commandStarted(ctx context.Context, tag string) (bool, error) 
 	pattern := runDir + "/" + tag + "-*.env"
 	if executor.IsLocal(m.Host) {
 		found, err := filepath.Glob(pattern)
-		return err == nil && len(found) == 0, nil
+		if err != nil {
+			return false, nil
+		}
+		for _, f := range found {
+			if fi, err := os.Stat(f); err == nil && fi.Size() > 0 {
+				return false, nil
+			}
+		}
+		return true, nil
 	}
 	return m.started.ask(ctx, tag, func(ctx context.Context, tags []string) (map[string]bool, error) {
 		// One command for every stop under way on the machine (25 stops
 		// are one round trip, not five waves of six).
 		res, err := m.Host.Run(ctx, executor.Command{Args: append([]string{"sh", "-c",
-			`d=$1; shift; for t; do for f in "$d/$t"-*.env; do [ -e "$f" ] && echo "$t"; break; done; done; exit 0`, "sh", runDir}, tags...)})
+			`d=$1; shift; for t; do for f in "$d/$t"-*.env; do [ -s "$f" ] && echo "$t"; break; done; done; exit 0`, "sh", runDir}, tags...)})
 		if err != nil {
 			return nil, err
 		}

@@ -204,7 +204,7 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 		// made; once under way, the batch lets it finish.
 		sctx = ctx
 	}
-	w, err := m.spawnWindow(sctx, spec, pane, file)
+	w, err := m.spawnWindow(sctx, spec, pane, file, envFile)
 	var inFlight *inFlightError
 	if err != nil && !errors.As(err, &inFlight) && (file == nil || file.written) {
 		// The window was not made: nothing will read the env file. (One
@@ -214,7 +214,7 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 	return w, err
 }
 
-func (m *Machine) spawnWindow(ctx context.Context, spec executor.SpawnSpec, pane []string, file *envWrite) (executor.Window, error) {
+func (m *Machine) spawnWindow(ctx context.Context, spec executor.SpawnSpec, pane []string, file *envWrite, envFile string) (executor.Window, error) {
 	finish := func(target string) [][]string {
 		cmds := markOptions(target, spec.Marks)
 		if spec.Replace != "" {
@@ -225,7 +225,7 @@ func (m *Machine) spawnWindow(ctx context.Context, spec executor.SpawnSpec, pane
 		}
 		cmds = append(cmds,
 			[]string{"pipe-pane", "-t", target},
-			[]string{"pipe-pane", "-t", target, m.pipeCommand(spec.Marks.Log, spec.Marks.Tag, spec.Rotate)},
+			[]string{"pipe-pane", "-t", target, m.pipeCommand(spec.Marks.Log, spec.Marks.Tag, spec.Rotate, envFile)},
 			doorbell,
 			[]string{"display-message", "-p", "-t", target, "#{window_id}" + sep + "#{window_index}" + sep + "#{pane_pid}"})
 		return cmds

@@ -321,6 +321,45 @@ func startWriter(t *testing.T, prog, script, log string, args ...string) (in io.
 	return in, cmd
 }
 
+// TestLogWritersRemoveTheEnvFile: the run's env file (emptied by the
+// prologue once read) is removed by the pane's log writer when the run's
+// own start line comes, so the pane forks no rm: not on another run's
+// start line, not on output that only mentions it.
+func TestLogWritersRemoveTheEnvFile(t *testing.T) {
+	executortest.RequireTool(t, "perl", "bash")
+	for _, w := range logWriters {
+		t.Run(w.name, func(t *testing.T) {
+			dir := t.TempDir()
+			log, env := filepath.Join(dir, "p.log"), filepath.Join(dir, "tag1-0123abcd.env")
+			if err := os.WriteFile(env, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			in, cmd := startWriter(t, w.prog, w.script, log, "tag1", "0", log, "0", "0", env)
+			defer cmd.Wait()
+			defer in.Close()
+			exists := func() bool { _, err := os.Stat(env); return err == nil }
+			for _, l := range []string{"from .bashrc", "[launcher] starting node (run tag2)", "[launcher] starting node (run tag1) and more",
+				"[launcher] starting two words (run tag1)"} {
+				fmt.Fprintln(in, l)
+			}
+			fmt.Fprintln(in, "marker")
+			if !executortest.Poll(func() bool { return strings.Contains(readFile(log), "marker") }) {
+				t.Fatalf("the writer did not write:\n%s", readFile(log))
+			}
+			if !exists() {
+				t.Fatal("the env file was removed before the run's start line")
+			}
+			fmt.Fprintln(in, "[launcher] starting node (run tag1)")
+			if !executortest.Poll(func() bool { return !exists() }) {
+				t.Fatal("the env file is still there after the run's start line")
+			}
+			if !strings.Contains(readFile(log), "] [launcher] starting node (run tag1)\n") {
+				t.Errorf("the start line is not in the log:\n%s", readFile(log))
+			}
+		})
+	}
+}
+
 // TestLogWritersRecreateARemovedLog: a log folder removed while the
 // process runs (a cleanup script, an operator's rm -rf) is created again by
 // the writer, which says so in it, and the lines after it are kept
@@ -513,5 +552,39 @@ func TestReadLogAgreesWithFilterLog(t *testing.T) {
 		if len(want) == 0 && q.Run != "r9" {
 			t.Errorf("%+v selects nothing: the case tests little", q)
 		}
+	}
+}
+
+// readFile is path's content ("" when it cannot be read).
+func readFile(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}
+
+// TestCommandStartedOnceTheEnvFileIsEmptied: a stop's C-c waits while the
+// run's env file has its content (the pane's bash still reads .bashrc),
+// and not once the prologue emptied it, before its log writer removes it.
+func TestCommandStartedOnceTheEnvFileIsEmptied(t *testing.T) {
+	m := newLocal(t)
+	ctx := context.Background()
+	w, err := m.Spawn(ctx, executor.SpawnSpec{Session: "began", Name: "p", Script: "sleep 300"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !executortest.Poll(func() bool { return len(envFiles(t, m, w.Marks.Tag)) == 0 }) {
+		t.Fatalf("the env file of a started run is still there: %v", envFiles(t, m, w.Marks.Tag))
+	}
+	f := filepath.Join(m.scripts.runDir, w.Marks.Tag+"-0123abcd.env")
+	if err := os.WriteFile(f, []byte("export X=1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if began, err := m.commandStarted(ctx, w.Marks.Tag); err != nil || began {
+		t.Errorf("with the env file unread: began %v, %v", began, err)
+	}
+	if err := os.Truncate(f, 0); err != nil {
+		t.Fatal(err)
+	}
+	if began, err := m.commandStarted(ctx, w.Marks.Tag); err != nil || !began {
+		t.Errorf("with the env file emptied: began %v, %v", began, err)
 	}
 }

@@ -117,7 +117,7 @@ func (m *Machine) listWindows(ctx context.Context) (executor.Result, map[string]
 	}
 	script += `t=$1 d=$2; shift 2; [ -n "$d" ] || d=$(` + resolveRule + ` | head -n 1)/run
 "$@"; rc=$?
-for f in "$d"/*.env; do [ -e "$f" ] && printf '%s %s\n' "$t" "${f##*/}"; done
+for f in "$d"/*.env; do [ -s "$f" ] && printf '%s %s\n' "$t" "${f##*/}"; done
 exit $rc`
 	argv := append([]string{"sh", "-c", script, "sh", tok, runDir}, m.tmux(list...)...)
 	res, err := m.Host.Run(ctx, executor.Command{Args: argv})
@@ -396,7 +396,7 @@ func (m *Machine) Adopt(ctx context.Context, w executor.Window, spec executor.Ad
 	}
 	cmds := markOptions(w.ID, spec.Marks)
 	if !w.Dead {
-		cmds = append(cmds, []string{"pipe-pane", "-t", w.ID}, []string{"pipe-pane", "-t", w.ID, m.pipeCommand(log, spec.Marks.Tag, spec.Rotate)})
+		cmds = append(cmds, []string{"pipe-pane", "-t", w.ID}, []string{"pipe-pane", "-t", w.ID, m.pipeCommand(log, spec.Marks.Tag, spec.Rotate, "")})
 	}
 	_, err := m.batch(ctx, append(cmds, doorbell))
 	if err != nil {

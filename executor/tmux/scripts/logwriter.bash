@@ -5,11 +5,11 @@
 # matched with an anchored regex, in pieces of at most 64 KiB cut before an
 # ESC. Control characters go with tr in long lines (each bash replacement
 # copies the line). The cost is linear in the line's length.
-# Arguments, the end of a run, the writer's own end, a removed log and
-# rotation: as logwriter.pl. The size is counted here (bytes written) and
+# Arguments, the end of a run, the writer's own end, a removed log,
+# rotation and the env file: as logwriter.pl. The size is counted here (bytes written) and
 # checked with wc only when the count says it is time, so the writer forks
 # nothing per line.
-tag=${1:-} pane=${2:-0} log=${3:-} max=${4:-0} keep=${5:-0} checked=$SECONDS
+tag=${1:-} pane=${2:-0} log=${3:-} max=${4:-0} keep=${5:-0} envf=${6:-} checked=$SECONDS
 [[ $pane =~ ^[1-9][0-9]*$ ]] || pane=0
 [[ $max =~ ^[0-9]+$ && -n $log && $keep =~ ^[1-9][0-9]*$ ]] || max=0
 size=0
@@ -144,6 +144,10 @@ while :; do
     if [[ -n $head ]]; then emit "$head"; l=${l:${#head}}; fi
   fi
   emit "$l"
+  if [[ -n $tag && -n $envf && $l == "[launcher] starting "+([! ])" (run $tag)" ]]; then
+    rm -f -- "$envf" 2>/dev/null
+    envf=
+  fi
   if [[ -n $tag && $l =~ ^\[launcher\]\ [^\ ]+\ exited\ with\ code\ -?[0-9]+\ \(run\ ${tag}\)$ ]]; then
     (( pane )) && kill -USR1 "$pane" 2>/dev/null
     ended=1

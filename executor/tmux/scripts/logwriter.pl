@@ -25,9 +25,13 @@
 # dropped) and goes on in a new LOG: between two lines, so no line is lost
 # or split. A writer whose log another writer (an earlier run still
 # draining) rotated follows it to the new file without a word.
+#
+# ENV, the sixth: the run's env file, which the pane's prologue empties
+# once read; the writer removes it when the run's start line comes (the
+# pane forks nothing for it).
 use strict;
 use Time::HiRes ();
-my ($tag, $pane, $log, $max, $keep) = (@ARGV, '', 0, '', 0, 0);
+my ($tag, $pane, $log, $max, $keep, $envf) = (@ARGV, '', 0, '', 0, 0, '');
 $pane = 0 unless $pane =~ /\A[1-9][0-9]*\z/;
 $max = 0 unless $max =~ /\A[0-9]+\z/ && length $log;
 $keep = 0 unless $keep =~ /\A[1-9][0-9]*\z/;
@@ -35,6 +39,7 @@ $max = 0 unless $keep;
 my ($sec, $prefix) = (-1, '');
 my ($lost, $why, $torn) = (0, '', 0);
 my $ours = length $tag ? qr/\A\[launcher\] .* \(run \Q$tag\E\)\z/s : undef;
+my $start = length $tag && length $envf ? qr/\A\[launcher\] starting \S+ \(run \Q$tag\E\)\z/ : undef;
 my $exit = length $tag ? qr/\A\[launcher\] \S+ exited with code -?[0-9]+ \(run \Q$tag\E\)\z/ : undef;
 sub stamp {
     my $t = Time::HiRes::time();
@@ -143,6 +148,10 @@ sub line {
         }
     }
     emit($l);
+    if ($start && $l =~ $start) {
+        unlink $envf;
+        $start = undef;
+    }
     if ($exit && $l =~ $exit) {
         kill 'USR1', $pane if $pane;
         $ended = 1;

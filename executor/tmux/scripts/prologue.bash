@@ -9,16 +9,13 @@
 trap '__launcher_int=1' INT
 __launcher_env=$1; set --
 if ! . "$__launcher_env"; then printf '[launcher] cannot read %s\n' "$__launcher_env"; exit 126; fi
-# The file goes without a command in the foreground: job control is on in
-# the pane's interactive bash, so a foreground `rm` would hold the terminal,
-# and a C-c that came while it did (after the file was gone, before bash
-# took the terminal back) reached it instead of this shell and was lost
-# (TestKillRightAfterRunUsesSIGINT hung 7 times in 360 runs). The content
-# goes at once (a builtin truncation); the file in the background, disowned
-# (no job messages), without the run's variables, so that it never counts
-# as a process of the run (it may outlive a command that ends at once).
+# The content goes at once, with a builtin: an empty env file says this pane
+# is past reading its .bashrc, as a removed one does. The file itself is
+# removed by the pane's log writer when the start line below reaches it,
+# so no process is forked here (a foreground `rm` held the terminal, and a
+# C-c that came while it did was lost: TestKillRightAfterRunUsesSIGINT; a
+# background one was 5 % of a bring-up's CPU).
 : >"$__launcher_env"
-{ (unset LAUNCHER_TAG LAUNCHER_PROCESS LAUNCHER_SESSION LAUNCHER_LOG LAUNCHER_CMD LAUNCHER_RUN LAUNCHER_CWD LAUNCHER_RESTART; exec rm -f -- "$__launcher_env") & disown; } 2>/dev/null
 unset __launcher_env
 # The exit line is the pane's last output. tmux drops what it has not read
 # from a pane whose process ended, so the pane waits (at most 2 s) until
