@@ -309,3 +309,32 @@ func TestKeptConnectionEnds(t *testing.T) {
 		}
 	})
 }
+
+// TestTerminalThroughAKeptConnection: an attach (`launcher attach`, mon
+// panes) asks for a PTY before its command, so the helper gives it a channel
+// of its own instead of one of its started shells; input, output and the
+// exit code pass as over a connection of its own.
+func TestTerminalThroughAKeptConnection(t *testing.T) {
+	w := newWorld(t)
+	h := executortest.StartSSHD(t, "127.0.0.4", w.key, executortest.SSHDOptions{})
+	w.trust(t, h)
+	dir := persistDir(t)
+	startKeeping(t, w, dir, h.Machine(), time.Minute)
+	tr := client(t, w, dir)
+	host, _ := tr.Host(h.Machine())
+	defer host.Close()
+	for i := 0; i < 3; i++ { // more than the helper keeps started shells
+		var out strings.Builder
+		code, err := host.RunTerminal(ctx(t), executor.Command{Args: []string{"sh", "-c", `tty; read x; echo "got $x"; exit 3`}},
+			strings.NewReader("hello\n"), &out, &out)
+		if err != nil || code != 3 || !strings.Contains(out.String(), "/dev/pts/") || !strings.Contains(out.String(), "got hello") {
+			t.Fatalf("terminal %d: exit %d, %v\n%s", i, code, err, out.String())
+		}
+	}
+	if res, err := host.Run(ctx(t), executor.Command{Args: []string{"echo", "after"}}); err != nil || strings.TrimSpace(string(res.Stdout)) != "after" {
+		t.Fatalf("a command after the terminals: %q %v", res.Stdout, err)
+	}
+	if tr.ViaHelper() != 1 || tr.Dials() != 0 {
+		t.Errorf("via helper %d, dials %d; want 1 and 0", tr.ViaHelper(), tr.Dials())
+	}
+}
