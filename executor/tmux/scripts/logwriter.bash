@@ -6,9 +6,9 @@
 # ESC. Control characters go with tr in long lines (each bash replacement
 # copies the line). The cost is linear in the line's length.
 # Arguments, the end of a run, the writer's own end, a removed log,
-# rotation and the env file: as logwriter.pl. The size is counted here (bytes written) and
-# checked with wc only when the count says it is time, so the writer forks
-# nothing per line.
+# rotation and the env file: as logwriter.pl. The size is counted here
+# (bytes written) and checked with wc only when the count says it is time,
+# so the writer forks nothing per line.
 tag=${1:-} pane=${2:-0} log=${3:-} max=${4:-0} keep=${5:-0} envf=${6:-} checked=$SECONDS
 [[ $pane =~ ^[1-9][0-9]*$ ]] || pane=0
 [[ $max =~ ^[0-9]+$ && -n $log && $keep =~ ^[1-9][0-9]*$ ]] || max=0
@@ -144,7 +144,7 @@ while :; do
     if [[ -n $head ]]; then emit "$head"; l=${l:${#head}}; fi
   fi
   emit "$l"
-  if [[ -n $tag && -n $envf && $l == "[launcher] starting "+([! ])" (run $tag)" ]]; then
+  if [[ -n $tag && -n $envf && $l =~ ^\[launcher\]\ starting\ [^\ ]+\ \(run\ ${tag}\)$ ]]; then
     rm -f -- "$envf" 2>/dev/null
     envf=
   fi
