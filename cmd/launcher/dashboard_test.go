@@ -694,6 +694,10 @@ base: {cmd: sleep 300}
 		chromedp.SendKeys(css(`#custom-cmd`), "echo probe-up; sleep 300"),
 		chromedp.Click(css(`#custom-add`)),
 		waitJS(`!!document.querySelector('#row-probe .state') && document.querySelector('#row-probe .state').textContent === 'STOPPED'`),
+		// The row may come (by the event stream) before the answer that
+		// closes the modal dialog: a click while it is open reaches nothing
+		// (CI run 82).
+		waitJS(`!document.getElementById('custom').open`),
 		chromedp.Click(css(`#row-probe button[data-action="start"]`)),
 		waitJS(`document.querySelector('#row-probe .state').textContent === 'READY'`),
 		// The server recorded the command on the progress list.
