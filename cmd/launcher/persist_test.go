@@ -51,7 +51,11 @@ func TestCommandsShareAKeptConnection(t *testing.T) {
 	if r := w.mustRun("status"); !strings.Contains(r.stdout, "node") || !strings.Contains(r.stdout, "READY") {
 		t.Fatalf("status through the helper:\n%s", r)
 	}
-	w.mustRun("kill", "node")
+	w.extra = append(w.extra, "LAUNCHER_TRACE=1")
+	if r := w.mustRun("kill", "node"); !strings.Contains(r.stderr, "through the kept connection") {
+		t.Errorf("the trace does not say the kill came through the kept connection:\n%s", r)
+	}
+	w.extra = w.extra[:len(w.extra)-1]
 	w.mustRun("run", "node")
 	if w.state("node") != "READY" {
 		t.Fatal("node is not running after a restart through the helper")

@@ -77,6 +77,9 @@ func (s *session) sshTransport() (*ssh.Transport, error) {
 			return string(b), err
 		}
 	}
+	if s.getenv("LAUNCHER_TRACE") != "" {
+		o.Trace = s.stderr
+	}
 	if err := s.persistOptions(&o); err != nil {
 		return nil, err
 	}

@@ -46,6 +46,9 @@ func linkConfigs(m string) linkWork {
 // window listings (how many listings a wait polls depends on the load).
 func remoteCommands(trace, m string) (all, acts int) {
 	for _, l := range strings.Split(trace, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "trace connect ") {
+			continue // how the connection was made, not a command
+		}
 		if strings.HasPrefix(strings.TrimSpace(l), "trace ") && strings.Contains(l, " "+m+" ") {
 			all++
 			if !strings.Contains(l, " list-windows ") {

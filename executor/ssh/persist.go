@@ -100,12 +100,16 @@ func viaHelper(ctx context.Context, f persistFiles) (*ssh.Client, error) {
 // the machine, after which a helper is started to keep a connection for the
 // commands that follow.
 func (t *Transport) open(ctx context.Context, h *Host) (*ssh.Client, error) {
+	start := time.Now()
 	f, ok := t.persistFiles(h)
 	if !ok {
-		return t.dial(ctx, h.target, 0)
+		c, err := t.dial(ctx, h.target, 0)
+		t.trace(h, start, err, "dialled (no kept connection)")
+		return c, err
 	}
 	if c, err := viaHelper(ctx, f); err == nil {
 		t.viaHelper.Add(1)
+		t.trace(h, start, nil, "through the kept connection "+f.sock)
 		return c, nil
 	}
 	c, err := t.dial(ctx, h.target, 0)
@@ -115,7 +119,19 @@ func (t *Transport) open(ctx context.Context, h *Host) (*ssh.Client, error) {
 		// dial, as without a helper.
 		t.opts.StartPersist(h.machine)
 	}
+	t.trace(h, start, err, "dialled; a helper keeps the connection for the commands that follow")
 	return c, err
+}
+
+// trace writes a line about a connection made (or not) to Options.Trace.
+func (t *Transport) trace(h *Host, start time.Time, err error, how string) {
+	if t.opts.Trace == nil {
+		return
+	}
+	if err != nil {
+		how = "failed: " + err.Error()
+	}
+	fmt.Fprintf(t.opts.Trace, "trace connect %s (%s) in %.1fms: %s\n", h.machine, h.target, float64(time.Since(start).Microseconds())/1000, how)
 }
 
 // ViaHelper counts the connections made through a helper so far.

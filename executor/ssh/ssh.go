@@ -8,6 +8,7 @@ package ssh
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -52,6 +53,9 @@ type Options struct {
 	// StartPersist starts a helper that keeps machine's connection; it is
 	// called after a command dialled the machine itself.
 	StartPersist func(machine string)
+	// Trace, when set, gets a line for each connection made: dialled, or
+	// through a kept connection (LAUNCHER_TRACE).
+	Trace io.Writer
 }
 
 // Transport dials machines and shares one connection per machine.
