@@ -214,6 +214,9 @@ exit 0`
 // process cleared its environment), and the processes of
 // concert_launcher's runs.
 func (m *Machine) Tagged(ctx context.Context) ([]executor.TaggedProcess, error) {
+	if executor.IsLocal(m.Host) {
+		return ParseTagged(taggedLocal(m.opts.Socket)), nil
+	}
 	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c", taggedScript, "sh", m.opts.Socket}})
 	if err != nil {
 		return nil, err

@@ -1,10 +1,19 @@
 package tmux
 
 import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/robotlauncher/launcher/executor"
+	"github.com/robotlauncher/launcher/executor/executortest"
+	"github.com/robotlauncher/launcher/executor/local"
 )
 
 // A concert_launcher run is found by its wrapper's or its script's command
@@ -45,6 +54,67 @@ func TestParseTaggedConcertRuns(t *testing.T) {
 	for _, pid := range []int{40, 99} {
 		if tp, ok := got[pid]; ok {
 			t.Errorf("pid %d is not concert_launcher's: %+v", pid, tp)
+		}
+	}
+}
+
+// TestTaggedLocalMatchesTheScript: on this computer the scan for launcher's
+// and concert_launcher's processes is read from /proc in Go; it finds the
+// same processes, with the same fields, as taggedScript does over a shell
+// (which every remote machine still runs).
+func TestTaggedLocalMatchesTheScript(t *testing.T) {
+	executortest.RequireTool(t, "bash", "grep")
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "tmux.sock")
+	wrapper := filepath.Join(dir, "concert_launcher_wrapper.bash")
+	if err := os.WriteFile(wrapper, []byte("sleep 300; :\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	start := func(env []string, args ...string) {
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Env = append(os.Environ(), env...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Wait()
+		})
+	}
+	start([]string{"LAUNCHER_TAG=eqv1", "LAUNCHER_PROCESS=node", "LAUNCHER_SESSION=s", "LAUNCHER_LOG=/l/node.log", "LAUNCHER_OTHER=x"}, "sleep", "300")
+	start([]string{"X=LAUNCHER_TAG=eqv2"}, "sleep", "300") // only a value mentions it
+	start([]string{"TMUX=" + sock + ",1,0"}, "bash", wrapper, "probe", "sleep 300")
+	start([]string{"TMUX=" + sock + "-other,1,0"}, "bash", wrapper, "other", "sleep 300")
+	ours := func(ps []executor.TaggedProcess) []string {
+		var out []string
+		for _, p := range ps {
+			if strings.HasPrefix(p.Tag, "eqv") || p.Foreign != "" && (p.Process == "probe" || p.Process == "other") {
+				out = append(out, fmt.Sprintf("%+v", p))
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	var got, want []string
+	// The wrapper's child may not be there yet at the first look.
+	if !executortest.Poll(func() bool {
+		res, err := local.Host{}.Run(context.Background(), executor.Command{Args: []string{"sh", "-c", taggedScript, "sh", sock}})
+		if err != nil || res.ExitCode != 0 {
+			return false
+		}
+		want = ours(ParseTagged(res.Stdout))
+		got = ours(ParseTagged(taggedLocal(sock)))
+		return len(want) == 3 && strings.Join(got, "\n") == strings.Join(want, "\n")
+	}) {
+		t.Fatalf("from /proc in Go:\n%s\nfrom the script:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if !strings.Contains(got[0]+got[1]+got[2], "Tag:eqv1 Process:node Session:s Log:/l/node.log") {
+		t.Errorf("launcher's tagged process: %v", got)
+	}
+	for _, g := range got {
+		if strings.Contains(g, "Process:other") {
+			t.Errorf("a concert run of another tmux server: %s", g)
 		}
 	}
 }
