@@ -25,14 +25,7 @@ func (s *session) selfArgv(c *cli.Context) []string {
 	}
 	// The pane runs under the tmux server's environment, which may predate
 	// this shell: what reaches machines is passed explicitly.
-	argv := []string{"env"}
-	for _, k := range []string{"LAUNCHER_SSH_KEY", "CONCERT_LAUNCHER_SSH_KEY", "LAUNCHER_KNOWN_HOSTS",
-		"CONCERT_LAUNCHER_KNOWN_HOSTS", "LAUNCHER_SSH_TIMEOUT", "LAUNCHER_STATE_DIR", "LAUNCHER_ACCEPT_NEW_HOST_KEYS", "LAUNCHER_SSH_PERSIST",
-		"SSH_AUTH_SOCK", "HOME", "XDG_STATE_HOME"} {
-		if v := s.getenv(k); v != "" {
-			argv = append(argv, k+"="+v)
-		}
-	}
+	argv := append([]string{"env"}, s.reachEnv()...)
 	argv = append(argv, self)
 	if opts, err := s.poolOptions(c, s.cfg); err == nil && opts.TmuxSocket != "" {
 		argv = append(argv, "--tmux-socket", opts.TmuxSocket)

@@ -90,9 +90,8 @@ func (s *session) startHelper(machine string) {
 	}
 	cmd := exec.Command(self, "ssh-persist", "--", machine)
 	cmd.Dir = "/"
-	for _, k := range []string{"PATH", "HOME", "USER", "LAUNCHER_SSH_KEY", "CONCERT_LAUNCHER_SSH_KEY", "LAUNCHER_KNOWN_HOSTS",
-		"CONCERT_LAUNCHER_KNOWN_HOSTS", "LAUNCHER_SSH_TIMEOUT", "LAUNCHER_STATE_DIR", "LAUNCHER_SSH_PERSIST",
-		"SSH_AUTH_SOCK", "XDG_STATE_HOME"} {
+	cmd.Env = s.reachEnv()
+	for _, k := range []string{"PATH", "USER"} {
 		if v := s.getenv(k); v != "" {
 			cmd.Env = append(cmd.Env, k+"="+v)
 		}

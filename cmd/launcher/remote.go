@@ -86,6 +86,22 @@ func (s *session) sshTransport() (*ssh.Transport, error) {
 	return ssh.New(o)
 }
 
+// reachEnv is the environment that decides how machines are reached (keys,
+// known_hosts, timeouts, the state directory, kept connections), as K=V,
+// for a launcher this one starts elsewhere: a mon pane, an ssh-persist
+// helper.
+func (s *session) reachEnv() []string {
+	var env []string
+	for _, k := range []string{"LAUNCHER_SSH_KEY", "CONCERT_LAUNCHER_SSH_KEY", "LAUNCHER_KNOWN_HOSTS",
+		"CONCERT_LAUNCHER_KNOWN_HOSTS", "LAUNCHER_SSH_TIMEOUT", "LAUNCHER_STATE_DIR", "LAUNCHER_ACCEPT_NEW_HOST_KEYS",
+		"LAUNCHER_SSH_PERSIST", "SSH_AUTH_SOCK", "HOME", "XDG_STATE_HOME"} {
+		if v := s.getenv(k); v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
 func truthy(v string) bool {
 	switch strings.ToLower(v) {
 	case "1", "yes", "true", "on":

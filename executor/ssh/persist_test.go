@@ -106,10 +106,10 @@ func client(t *testing.T, w *world, dir string) *Transport {
 	})
 }
 
-// TestConformanceThroughAKeptConnection runs the whole machine contract
-// (spawns, env files, signals, streams, logs, terminals' commands) through a
-// helper, as every command after the first does.
-func TestConformanceThroughAKeptConnection(t *testing.T) {
+// throughAHelper is a machine on a fresh sshd whose connection a helper
+// keeps, and a client transport and host that reach it through the helper.
+func throughAHelper(t *testing.T) (*executortest.SSHD, string, *Transport, *Host) {
+	t.Helper()
 	w := newWorld(t)
 	h := executortest.StartSSHD(t, "127.0.0.4", w.key, executortest.SSHDOptions{})
 	w.trust(t, h)
@@ -121,6 +121,14 @@ func TestConformanceThroughAKeptConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { host.Close() })
+	return h, dir, tr, host
+}
+
+// TestConformanceThroughAKeptConnection runs the whole machine contract
+// (spawns, env files, signals, streams, logs, terminals' commands) through a
+// helper, as every command after the first does.
+func TestConformanceThroughAKeptConnection(t *testing.T) {
+	h, dir, tr, host := throughAHelper(t)
 	m, err := tmux.New(ctx(t), host, tmux.Options{})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, h.SSHLog())
@@ -299,8 +307,7 @@ func TestKeptConnectionEnds(t *testing.T) {
 			t.Error("no helper was started after the dial")
 		}
 		// The new helper takes the stale socket's place.
-		k := startKeeping(t, w, dir, h.Machine(), time.Hour)
-		_ = k
+		startKeeping(t, w, dir, h.Machine(), time.Hour)
 		tr2 := client(t, w, dir)
 		host2, _ := tr2.Host(h.Machine())
 		defer host2.Close()
@@ -315,14 +322,7 @@ func TestKeptConnectionEnds(t *testing.T) {
 // of its own instead of one of its started shells; input, output and the
 // exit code pass as over a connection of its own.
 func TestTerminalThroughAKeptConnection(t *testing.T) {
-	w := newWorld(t)
-	h := executortest.StartSSHD(t, "127.0.0.4", w.key, executortest.SSHDOptions{})
-	w.trust(t, h)
-	dir := persistDir(t)
-	startKeeping(t, w, dir, h.Machine(), time.Minute)
-	tr := client(t, w, dir)
-	host, _ := tr.Host(h.Machine())
-	defer host.Close()
+	_, _, tr, host := throughAHelper(t)
 	for i := 0; i < 3; i++ { // more than the helper keeps started shells
 		var out strings.Builder
 		code, err := host.RunTerminal(ctx(t), executor.Command{Args: []string{"sh", "-c", `tty; read x; echo "got $x"; exit 3`}},
