@@ -306,6 +306,10 @@ func (e *tmuxError) Error() string { return fmt.Sprintf("tmux on %s: %s", e.mach
 // (another client created it first).
 func (e *tmuxError) guardTaken() bool { return strings.Contains(e.msg, "already set: @launcher_guard") }
 
+// cantFindWindow: a target named a window that is not there (the
+// guard's lookup on a tmux whose if-shell refuses a missing target).
+func (e *tmuxError) cantFindWindow() bool { return strings.Contains(e.msg, "can't find window") }
+
 // stillActive: respawn-window found the pane alive (another client
 // respawned it first).
 func (e *tmuxError) stillActive() bool { return strings.Contains(e.msg, "still active") }

@@ -15,6 +15,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/robotlauncher/launcher/executor"
 )
@@ -74,6 +75,9 @@ type Machine struct {
 	learned  bool          // sessions holds what a listing showed (guarded by spawnMu)
 	started  startedAsker  // coalesced "has the run begun?" questions of stops
 	batcher  batcher
+	// fullGuard: this tmux refused the guard's lookup of a window by name
+	// (see guard); spawns visit every window instead.
+	fullGuard atomic.Bool
 
 	scripts   scripts
 	resolveMu sync.Mutex

@@ -1,0 +1,73 @@
+package tmux
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/robotlauncher/launcher/executor"
+)
+
+// TestGuardFindsAWindowByName: the spawn guard, which looks a window up by
+// name (not by visiting every window), refuses a name the session already
+// has (a foreign window, a dead one, a name with a dot) and allows one that
+// only another session has; the guard over every window (a tmux that
+// refuses the lookup) does the same.
+func TestGuardFindsAWindowByName(t *testing.T) {
+	for _, full := range []bool{false, true} {
+		name := "lookup"
+		if full {
+			name = "every-window"
+		}
+		t.Run(name, func(t *testing.T) {
+			m := newLocal(t)
+			m.fullGuard.Store(full)
+			ctx := context.Background()
+			tm := func(args ...string) {
+				t.Helper()
+				if out, err := exec.Command("tmux", append([]string{"-S", m.opts.Socket}, args...)...).CombinedOutput(); err != nil {
+					t.Fatalf("tmux %v: %v: %s", args, err, out)
+				}
+			}
+			spawn := func(session, name string) error {
+				_, err := m.Spawn(ctx, executor.SpawnSpec{Session: session, Name: name, Script: "sleep 300"})
+				return err
+			}
+			if err := spawn("bench", "first"); err != nil {
+				t.Fatal(err)
+			}
+			// Windows launcher did not make: a live one, a dead one, one
+			// with a dot in its name, and one in another session (that
+			// session's current window).
+			tm("new-window", "-d", "-t", "=bench:", "-n", "foreign", "sleep 300")
+			// One command list: the option is set before the pane's exit
+			// is handled.
+			tm("new-window", "-d", "-t", "=bench:", "-n", "gone", "true", ";", "set-option", "-w", "-t", "=bench:=gone", "remain-on-exit", "on")
+			tm("new-window", "-d", "-t", "=bench:", "-n", "a.b", "sleep 300")
+			tm("new-session", "-d", "-s", "other", "-n", "elsewhere", "sleep 300")
+			for _, n := range []string{"foreign", "gone", "a.b", "first"} {
+				if err := spawn("bench", n); !errors.Is(err, executor.ErrRaced) {
+					t.Errorf("spawning %s, which session bench has: %v, want ErrRaced", n, err)
+				}
+			}
+			for _, n := range []string{"elsewhere", "second", "a.c"} {
+				if err := spawn("bench", n); err != nil {
+					t.Errorf("spawning %s, which session bench has not: %v", n, err)
+				}
+			}
+			out, err := exec.Command("tmux", "-S", m.opts.Socket, "list-windows", "-t", "=bench:", "-F", "#{window_name}").Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			names := strings.Fields(string(out))
+			sort.Strings(names)
+			want := "a.b a.c elsewhere first foreign gone second"
+			if strings.Join(names, " ") != want {
+				t.Errorf("session bench has windows %v, want %s (one each)", names, want)
+			}
+		})
+	}
+}
