@@ -282,12 +282,53 @@ func scale(w *world) row {
 	}
 	u50, s50, k50 := perProcess(50, *reps)
 	u1k, s1k, k1k := perProcess(1000, 1)
+	// tmux itself, in the same run: one call per window, and a C-c per
+	// window until all are gone (every call costs the server a walk over
+	// all its windows, so its own cost per window grows with their number).
+	rawPerWindow := func(n, reps int) (up, stop float64) {
+		var us, ks []float64
+		for i := 0; i < reps; i++ {
+			w.reset()
+			us = append(us, ms(w.sh(fmt.Sprintf("N=%d\n%s", n, floorUpN)))/float64(n))
+			w.reset()
+			w.sh(fmt.Sprintf("N=%d\n%s", n, floorManyN))
+			ks = append(ks, ms(w.sh(floorStopAll))/float64(n))
+		}
+		return median(us), median(ks)
+	}
+	ru50, rk50 := rawPerWindow(50, *reps)
+	ru1k, rk1k := rawPerWindow(1000, 1)
 	worst := max(u1k/u50, s1k/s50, k1k/k50)
 	return row{name: "1000 up, status, stop: per process vs at 50", launcherMs: worst, floorName: "ratio of per-process costs",
 		target: "≤ 1.3×", ok: worst <= 1.3,
-		note: fmt.Sprintf("per process at 50 / at 1000: up %.1f / %.1f ms (%.2f×), status %.2f / %.2f ms (%.2f×), stop %.1f / %.1f ms (%.2f×)",
-			u50, u1k, u1k/u50, s50, s1k, s1k/s50, k50, k1k, k1k/k50)}
+		note: fmt.Sprintf("per process at 50 / at 1000: up %.1f / %.1f ms (%.2f×), status %.2f / %.2f ms (%.2f×), stop %.1f / %.1f ms (%.2f×)\n"+
+			"raw tmux per window at 50 / at 1000, same run: new-window %.1f / %.1f ms (%.2f×), C-c until gone %.1f / %.1f ms (%.2f×)",
+			u50, u1k, u1k/u50, s50, s1k, s1k/s50, k50, k1k, k1k/k50, ru50, ru1k, ru1k/ru50, rk50, rk1k, rk1k/rk50)}
 }
+
+// floorUpN creates $N windows, one tmux call each.
+const floorUpN = `T="tmux -S $TMUX_SOCK -f /dev/null"
+$T new-session -d -s bench -n p0 'sleep 600'
+for i in $(seq 1 $((N - 1))); do $T new-window -d -t bench: -n p$i 'sleep 600'; done`
+
+// floorManyN creates $N windows in a few calls (not measured), and a
+// session that keeps the server once they are gone.
+const floorManyN = `T="tmux -S $TMUX_SOCK -f /dev/null"
+$T new-session -d -s keep 'sleep 600'
+$T new-session -d -s bench -n p0 'sleep 600'
+args=()
+for i in $(seq 1 $((N - 1))); do
+  [ ${#args[@]} -eq 0 ] || args+=(';')
+  args+=(new-window -d -t bench: -n p$i 'sleep 600')
+  if [ ${#args[@]} -ge 600 ]; then $T "${args[@]}" || exit 1; args=(); fi
+done
+[ ${#args[@]} -eq 0 ] || $T "${args[@]}"`
+
+// floorStopAll sends C-c to each window of session bench, one call each,
+// and polls until they are all gone.
+const floorStopAll = `T="tmux -S $TMUX_SOCK -f /dev/null"
+for wi in $($T list-windows -t bench -F '#{window_id}'); do $T send-keys -t "$wi" C-c; done
+while $T has-session -t bench 2>/dev/null; do sleep 0.01; done`
 
 // readyLatency: the process becomes ready at a time it records; launcher
 // reports the ready event (run --json) some time later.
@@ -394,7 +435,9 @@ func main() {
 		}
 		fmt.Printf("%-46s %9.1f %s %9.1f %s %8s %-8s %s [%s]\n", r.name, r.launcherMs, unit, r.floorMs, unit, ratio, r.target, r.floorName, mark)
 		if r.note != "" {
-			fmt.Printf("%-46s %s\n", "", r.note)
+			for _, l := range strings.Split(r.note, "\n") {
+				fmt.Printf("%-46s %s\n", "", l)
+			}
 		}
 	}
 	if failed > 0 {
