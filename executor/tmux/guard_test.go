@@ -3,7 +3,9 @@ package tmux
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -69,5 +71,59 @@ func TestGuardFindsAWindowByName(t *testing.T) {
 				t.Errorf("session bench has windows %v, want %s (one each)", names, want)
 			}
 		})
+	}
+}
+
+// TestGuardOnATmuxThatRefusesAMissingTarget: on a tmux whose if-shell
+// fails when its target is not there (emulated here by a tmux in PATH that
+// puts a select-window of the same target before the guard's if-shell),
+// the first spawn falls back to the guard over every window, and from then
+// on every spawn uses it: spawns succeed, a taken name is still refused.
+func TestGuardOnATmuxThatRefusesAMissingTarget(t *testing.T) {
+	m := newLocal(t)
+	real, err := exec.LookPath("tmux")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	wrapper := `#!/bin/bash
+args=()
+while [ $# -gt 0 ]; do
+  if [ "$1" = if-shell ] && [ "$2" = -F ] && [ "$3" = -t ] && [[ "$4" == *:=* ]]; then
+    args+=(select-window -t "$4" ';')
+  fi
+  args+=("$1")
+  shift
+done
+exec ` + real + ` "${args[@]}"
+`
+	if err := os.WriteFile(filepath.Join(bin, "tmux"), []byte(wrapper), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	ctx := context.Background()
+	spawn := func(name string) error {
+		_, err := m.Spawn(ctx, executor.SpawnSpec{Session: "bench", Name: name, Script: "sleep 300"})
+		return err
+	}
+	for _, n := range []string{"first", "second", "third"} {
+		if err := spawn(n); err != nil {
+			t.Fatalf("spawning %s: %v", n, err)
+		}
+	}
+	if !m.fullGuard.Load() {
+		t.Error("the machine did not switch to the guard over every window")
+	}
+	if err := spawn("second"); !errors.Is(err, executor.ErrRaced) {
+		t.Errorf("spawning second again: %v, want ErrRaced", err)
+	}
+	out, err := exec.Command(real, "-S", m.opts.Socket, "list-windows", "-t", "=bench:", "-F", "#{window_name}").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := strings.Fields(string(out))
+	sort.Strings(names)
+	if got := strings.Join(names, " "); got != "first second third" {
+		t.Errorf("session bench has windows %q, want first second third", got)
 	}
 }
