@@ -166,6 +166,7 @@ func (e *Engine) lock(machine, session, name string) *procMutex {
 type procMutex struct {
 	mu       sync.Mutex
 	released time.Time // guarded by mu
+	letGo    atomic.Pointer[time.Time]
 }
 
 // Lock takes the process and returns when its last holder let go.
@@ -177,7 +178,18 @@ func (m *procMutex) Lock() time.Time {
 // Unlock lets go of the process.
 func (m *procMutex) Unlock() {
 	m.released = time.Now()
+	t := m.released
+	m.letGo.Store(&t)
 	m.mu.Unlock()
+}
+
+// lastLetGo is when the last holder let go (zero: never held), without
+// waiting for one that holds it now.
+func (m *procMutex) lastLetGo() time.Time {
+	if t := m.letGo.Load(); t != nil {
+		return *t
+	}
+	return time.Time{}
 }
 
 // emitter publishes the events of one operation, and holds what the

@@ -178,6 +178,12 @@ func (e *Engine) depsStillUp(ctx context.Context, p *config.Process, after time.
 	for _, d := range p.Depends {
 		if q := e.conf().Process(d); q != nil && q.Persistent {
 			deps = append(deps, d)
+			// A listing older than this engine's last start of the
+			// dependency would not show its window (one ready at its
+			// spawn left no listing behind).
+			if t := e.lock(q.Machine, q.Session, q.Name).lastLetGo(); t.After(after) {
+				after = t
+			}
 		}
 	}
 	if len(deps) == 0 {
@@ -278,6 +284,20 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 		if w != nil {
 			spec.Replace = w.ID
 		}
+		// A process with no ready check is ready once its window is made.
+		// On a machine that batches its tmux work the ready mark goes with
+		// the spawn instead of in a tmux call of its own: at 1000
+		// processes those calls, each ending in a listing of every window,
+		// were 14 % of a bring-up (and a round trip each over SSH). Their
+		// listing looked for a death before ready, but locally it came
+		// before the pane's shell had read its .bashrc: a command that
+		// fails at once shows as DEAD in status and to its dependants, as
+		// it did.
+		_, batches := m.(executor.MarkLister)
+		readyAtSpawn := batches && p.Persistent && r.ReadyCheck == "" && !e.hasCustom(r)
+		if readyAtSpawn {
+			spec.Marks.Op, spec.Marks.Ready, spec.Marks.ReadyAt = "", true, now.UnixMilli()
+		}
 		if rp := r.Restart; rp != nil {
 			spec.Restart = &executor.RestartPolicy{Always: rp.Mode == config.RestartAlways, Delay: time.Duration(rp.Delay),
 				MaxDelay: time.Duration(rp.MaxDelay), Max: rp.Max, Window: time.Duration(rp.Window),
@@ -315,6 +335,10 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 			Message: fmt.Sprintf("started (pid %d)", nw.PanePID), PID: nw.PanePID})
 		if !p.Persistent {
 			return e.awaitOneShot(ctx, o, nw, offset)
+		}
+		if readyAtSpawn {
+			em.publish(Event{Kind: Ready, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: "ready", PID: nw.PanePID})
+			return nil
 		}
 		return e.awaitReady(ctx, o, nw, false, offset)
 	}
@@ -480,9 +504,6 @@ func (e *Engine) awaitReady(ctx context.Context, o *procOp, w executor.Window, m
 		rctx, cancel = context.WithDeadline(rctx, opDeadline)
 		defer cancel()
 	}
-	if ml, ok := m.(executor.MarkLister); ok && !hasShell && !hasCustom && !markNeeded {
-		return e.readyAtOnce(ctx, o, w, ml)
-	}
 	if hasShell || hasCustom {
 		em.emit(Checking, p, level, "checking readiness")
 	}
@@ -631,35 +652,6 @@ func (e *Engine) pollChecks(ctx context.Context, o *procOp, w executor.Window, o
 		}
 	}
 	return ok, reason, nil
-}
-
-// readyAtOnce is awaitReady for a process with no ready check: the ready
-// mark's listing (one tmux invocation for every mark under way) also says
-// whether the window still lives, so it takes no listing of its own; a
-// bring-up of 50 took one between every batch of spawns.
-func (e *Engine) readyAtOnce(ctx context.Context, o *procOp, w executor.Window, ml executor.MarkLister) error {
-	em, p, level := o.em, o.p, o.level
-	// Bounded generously, as finish is: bookkeeping behind a long queue of
-	// tmux work must not turn a start into a failure.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
-	defer cancel()
-	start := time.Now()
-	snap, listed, err := ml.SetMarksAndList(cctx, w.ID, executor.SetReady(true).And(executor.SetOp("")))
-	if err != nil {
-		return o.failed(err)
-	}
-	if listed {
-		o.snaps.offer(start, snap)
-	} else if snap, err = o.snaps.get(ctx, start); err != nil {
-		return o.failed(err)
-	}
-	// A dead window's ready mark is harmless: its state ignores marks.
-	cur, err := e.stillAlive(ctx, o, snap, w.ID)
-	if cur == nil {
-		return err
-	}
-	em.publish(Event{Kind: Ready, Process: p.Name, Machine: p.Machine, Session: p.Session, Level: level, Message: "ready", PID: cur.PanePID})
-	return nil
 }
 
 // stillAlive finds a starting process's window in snap: nil and the
