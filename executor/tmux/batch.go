@@ -25,10 +25,16 @@ import (
 // batchTimeout bounds one tmux invocation.
 const batchTimeout = 60 * time.Second
 
-// tmux refuses a command list larger than its message size (16 KiB).
+// tmux refuses a command list larger than its message: 16 KiB less a
+// header, where each argument counts with its NUL (the separators too).
+// Room is kept for the listing an invocation may end with. At 1000 windows
+// every tmux invocation costs the server 12 ms before its first command, so
+// a batch holds as many spawns as fit (nine, not five as with a budget
+// counted loosely).
 const (
 	maxBatchRequests = 64
-	maxBatchBytes    = 12 << 10
+	tmuxMessageMax   = 16384 - 16 - 4
+	maxBatchBytes    = tmuxMessageMax - 2048
 )
 
 type batchReq struct {
@@ -88,10 +94,12 @@ func (m *Machine) batchListing(ctx context.Context, cmds [][]string) (out, list 
 func (m *Machine) submit(ctx context.Context, req *batchReq) ([]string, error) {
 	file := req.file
 	for _, c := range req.cmds {
+		req.size += 2 // the ";" before it
 		for _, a := range c {
-			req.size += len(a) + 8
+			req.size += len(a) + 1
 		}
 	}
+	req.size += len("; display-message -p ") + len(req.token) + 4
 	b := &m.batcher
 	b.mu.Lock()
 	b.queue = append(b.queue, req)

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -588,3 +589,77 @@ func TestCommandStartedOnceTheEnvFileIsEmptied(t *testing.T) {
 		t.Errorf("with the env file emptied: began %v, %v", began, err)
 	}
 }
+
+// TestBatchFilledToTmuxsLimit: requests queued behind a busy invocation are
+// packed into the next ones up to the byte budget, with the listing at the
+// end; tmux accepts such a full command list (no "command too long"), and
+// they take few invocations.
+func TestBatchFilledToTmuxsLimit(t *testing.T) {
+	m := newLocal(t)
+	ctx := context.Background()
+	w, err := m.Spawn(ctx, executor.SpawnSpec{Session: "full", Name: "w", Script: "sleep 300"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := &argvHost{Host: m.Host, prefix: len(m.tmux())}
+	m.Host = sizes
+	// An invocation that holds the leader while the others queue.
+	busy := make(chan error, 1)
+	go func() {
+		_, err := m.batch(ctx, [][]string{{"run-shell", "sleep 0.5"}})
+		busy <- err
+	}()
+	if !executortest.Poll(func() bool { return sizes.calls() == 1 }) {
+		t.Fatal("the holding invocation did not start")
+	}
+	value := strings.Repeat("v", 900)
+	const n = 40 // 40 × ~1 KB: more than one full batch
+	done := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			_, _, _, err := m.batchListing(ctx, [][]string{{"set-option", "-w", "-t", w.ID, "@launcher_fill", value}})
+			done <- err
+		}()
+	}
+	if err := <-busy; err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		if err := <-done; err != nil {
+			t.Fatalf("a request of a full batch: %v", err)
+		}
+	}
+	calls, largest := sizes.calls()-1, sizes.largest()
+	if calls > n/10 {
+		t.Errorf("%d requests of 1 KB took %d invocations", n, calls)
+	}
+	if largest < maxBatchBytes-1500 || largest > tmuxMessageMax {
+		t.Errorf("the largest command list was %d bytes; the budget is %d, tmux's limit %d", largest, maxBatchBytes, tmuxMessageMax)
+	}
+}
+
+// argvHost counts tmux invocations and records the size of the largest
+// command list tmux got (its arguments after the socket and config
+// options, each with its NUL).
+type argvHost struct {
+	executor.Host
+	prefix int // tmux and its options
+	mu     sync.Mutex
+	n      int
+	max    int
+}
+
+func (h *argvHost) Run(ctx context.Context, cmd executor.Command) (executor.Result, error) {
+	size := 0
+	for _, a := range cmd.Args[h.prefix:] {
+		size += len(a) + 1
+	}
+	h.mu.Lock()
+	h.n++
+	h.max = max(h.max, size)
+	h.mu.Unlock()
+	return h.Host.Run(ctx, cmd)
+}
+
+func (h *argvHost) calls() int   { h.mu.Lock(); defer h.mu.Unlock(); return h.n }
+func (h *argvHost) largest() int { h.mu.Lock(); defer h.mu.Unlock(); return h.max }
