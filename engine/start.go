@@ -749,27 +749,43 @@ func (e *Engine) diedBeforeReady(ctx context.Context, o *procOp, w executor.Wind
 	return &ProcessError{Process: p.Name, Msg: msg, ExitCode: ev.ExitCode, Tail: tail}
 }
 
-// waitDead polls until the window is dead or gone (0 timeout: no bound).
-func (e *Engine) waitDead(ctx context.Context, snaps *snapshots, id string, timeout time.Duration) error {
-	if timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
-	}
+// waitDead polls until the window is dead or gone, and returns it as the
+// listing that saw it dead showed it (nil: gone). A wake (the run's exit
+// line reached its log) makes the next polls come quickly: the pane ends
+// within moments of it, since its shell only waits for the log writer to
+// say it has the line.
+func (e *Engine) waitDead(ctx context.Context, snaps *snapshots, id string, wake <-chan struct{}) (*executor.Window, error) {
 	pl := newPoller(0)
+	var fastUntil time.Time
 	for {
 		snap, err := snaps.get(ctx, time.Now())
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if w := windowByID(snap, id); w == nil || w.Dead {
-			return nil
+		w := windowByID(snap, id)
+		if w == nil || w.Dead {
+			return w, nil
 		}
-		if err := sleepCtx(ctx, pl.next()); err != nil {
-			return err
+		d := pl.next()
+		if time.Now().Before(fastUntil) {
+			d = wokenPeriod
 		}
+		t := time.NewTimer(d)
+		select {
+		case <-wake:
+			wake = nil
+			fastUntil = time.Now().Add(time.Second)
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+		t.Stop()
 	}
 }
+
+// wokenPeriod is waitDead's poll period once the exit line was seen.
+const wokenPeriod = 5 * time.Millisecond
 
 // awaitOneShot follows a one-shot's output until it exits: exit 0 is
 // success (its window is closed), anything else fails its dependants (the
@@ -800,7 +816,12 @@ func (e *Engine) awaitOneShot(ctx context.Context, o *procOp, w executor.Window,
 		close(followed)
 		close(sawExit)
 	}
-	if err := e.waitDead(ctx, snaps, w.ID, 0); err != nil {
+	var wake <-chan struct{}
+	if offset >= 0 {
+		wake = sawExit
+	}
+	cur, err := e.waitDead(ctx, snaps, w.ID, wake)
+	if err != nil {
 		return err
 	}
 	// Let the output catch up with the exit (bounded: the log writer may
@@ -812,11 +833,6 @@ func (e *Engine) awaitOneShot(ctx context.Context, o *procOp, w executor.Window,
 	}
 	stopFollow()
 	<-followed
-	snap, err := snaps.get(ctx, time.Now())
-	if err != nil {
-		return err
-	}
-	cur := windowByID(snap, w.ID)
 	if cur == nil {
 		return failf(em, p, level, "its tmux window was closed before it finished")
 	}

@@ -14,11 +14,15 @@ use strict;
 my ($log, $off) = @ARGV;
 $off = 0 unless defined $off && $off =~ /\A[0-9]+\z/;
 $SIG{PIPE} = sub { exit 0 };
+# Polls come every 10 ms for a second or two after the last output (a one-shot's
+# exit line is awaited), then every 50 ms.
+my $last = time;
 sub copy {
     my $fh = shift;
     while (1) {
         my $r = sysread($fh, my $buf, 65536);
         return unless $r;
+        $last = time;
         my $o = 0;
         while ($o < $r) {
             my $w = syswrite(STDOUT, $buf, $r - $o, $o);
@@ -68,5 +72,5 @@ while (1) {
         sysseek($fh, 0, 0);
         next;
     }
-    select(undef, undef, undef, 0.05);
+    select(undef, undef, undef, time - $last > 1 ? 0.05 : 0.01);
 }
