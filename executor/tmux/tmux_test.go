@@ -1,6 +1,8 @@
 package tmux
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,8 +11,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -663,3 +667,50 @@ func (h *argvHost) Run(ctx context.Context, cmd executor.Command) (executor.Resu
 
 func (h *argvHost) calls() int   { h.mu.Lock(); defer h.mu.Unlock(); return h.n }
 func (h *argvHost) largest() int { h.mu.Lock(); defer h.mu.Unlock(); return h.max }
+
+// TestFollowerEndsWithItsReader: a log follower whose reader died while
+// the log was idle (launcher serve killed, its followers left to init)
+// ends, instead of polling a log nobody reads for ever.
+func TestFollowerEndsWithItsReader(t *testing.T) {
+	executortest.RequireTool(t, "perl", "bash")
+	log := filepath.Join(t.TempDir(), "idle.log")
+	if err := os.WriteFile(log, []byte("a line\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// bash stands for launcher: the follower is its child, writing to a
+	// pipe this test keeps open (so no SIGPIPE tells it anything).
+	cmd := exec.Command("bash", "-c", `perl -e "$1" -- "$2" 0 & echo "$!"; wait`, "bash", perlFollower, log)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(out)
+	first, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		t.Fatalf("pid line %q", first)
+	}
+	if line, err := r.ReadString('\n'); err != nil || line != "a line\n" {
+		t.Fatalf("the follower wrote %q, %v", line, err)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	gone := func() bool {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return true
+		}
+		i := bytes.LastIndexByte(st, ')')
+		return i > 0 && len(st) > i+2 && st[i+2] == 'Z' // exited (init here may not reap)
+	}
+	if !executortest.Poll(gone) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatal("the follower still runs after its reader died")
+	}
+}

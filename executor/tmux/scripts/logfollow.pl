@@ -43,8 +43,13 @@ if ((!@s || $s[7] < $off) && -f "$log.1") {
         $off -= $s1;
     }
 }
+# A reader that went away is noticed at the next write (SIGPIPE); one that
+# died while the log was idle is noticed by its process: the follower's
+# parent (launcher, or sshd for a remote one) changes when it dies.
+my $parent = getppid();
 my ($fh, @id);
 while (1) {
+    exit 0 if getppid() != $parent;
     if (!$fh) {
         if (open($fh, '<', $log)) {
             @id = stat($fh);
