@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // concertCmdline is taggedScript's test for a concert_launcher process: an
@@ -29,22 +30,6 @@ func taggedLocal(socket string) []byte {
 		}
 	}
 	sort.Strings(pids)
-	var out bytes.Buffer
-	for _, p := range pids {
-		env, err := os.ReadFile("/proc/" + p + "/environ")
-		if err != nil || !bytes.Contains(env, []byte("LAUNCHER_TAG=")) {
-			continue
-		}
-		for _, kv := range bytes.Split(env, []byte{0}) {
-			for _, v := range launcherVars {
-				if bytes.HasPrefix(kv, v) {
-					out.WriteString("/proc/" + p + "/environ:")
-					out.Write(kv)
-					out.WriteByte(0)
-				}
-			}
-		}
-	}
 	sock := socket
 	if sock == "" {
 		dir := os.Getenv("TMUX_TMPDIR")
@@ -53,27 +38,44 @@ func taggedLocal(socket string) []byte {
 		}
 		sock = dir + "/tmux-" + strconv.Itoa(os.Geteuid()) + "/default"
 	}
+	// One pass over the processes: their environment, then their command
+	// line (the script's order is kept: concert lines after all others).
+	var out, concert bytes.Buffer
+	envBuf, cmdBuf := make([]byte, 16<<10), make([]byte, 4<<10)
 	found := false
 	for _, p := range pids {
-		cmdline, err := os.ReadFile("/proc/" + p + "/cmdline")
-		if err != nil || !concertArg(cmdline) {
+		env, ok := readProc("/proc/"+p+"/environ", &envBuf)
+		if !ok {
 			continue
 		}
-		env, _ := os.ReadFile("/proc/" + p + "/environ")
-		if !bytes.HasPrefix(firstTMUX(env), []byte("TMUX="+sock+",")) {
+		if bytes.Contains(env, []byte("LAUNCHER_TAG=")) {
+			for _, kv := range bytes.Split(env, []byte{0}) {
+				for _, v := range launcherVars {
+					if bytes.HasPrefix(kv, v) {
+						out.WriteString("/proc/" + p + "/environ:")
+						out.Write(kv)
+						out.WriteByte(0)
+					}
+				}
+			}
+		}
+		cmdline, ok := readProc("/proc/"+p+"/cmdline", &cmdBuf)
+		if !ok || !concertArg(cmdline) || !bytes.HasPrefix(firstTMUX(env), []byte("TMUX="+sock+",")) {
 			continue
 		}
-		out.WriteString("concert:" + p + ":")
-		out.Write(bytes.ReplaceAll(cmdline, []byte{0}, []byte{0x1f}))
-		out.WriteByte(0)
+		concert.WriteString("concert:" + p + ":")
+		concert.Write(bytes.ReplaceAll(cmdline, []byte{0}, []byte{0x1f}))
+		concert.WriteByte(0)
 		found = true
 	}
+	out.Write(concert.Bytes())
 	if !found {
 		return out.Bytes()
 	}
+	statBuf := make([]byte, 1<<10)
 	for _, p := range pids {
-		st, err := os.ReadFile("/proc/" + p + "/stat")
-		if err != nil {
+		st, ok := readProc("/proc/"+p+"/stat", &statBuf)
+		if !ok {
 			continue
 		}
 		line, _, _ := bytes.Cut(st, []byte("\n"))
@@ -87,6 +89,34 @@ func taggedLocal(socket string) []byte {
 		}
 	}
 	return out.Bytes()
+}
+
+// readProc reads a /proc file into *buf (grown as needed; the result is
+// valid until the next read into it) with plain system calls: os.ReadFile's
+// stat and poller registration doubled the cost of a scan of every process.
+func readProc(path string, buf *[]byte) ([]byte, bool) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, false
+	}
+	defer syscall.Close(fd)
+	n := 0
+	for {
+		if n == len(*buf) {
+			*buf = append(*buf, make([]byte, len(*buf))...)
+		}
+		m, err := syscall.Read(fd, (*buf)[n:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, false
+		}
+		if m == 0 {
+			return (*buf)[:n], true
+		}
+		n += m
+	}
 }
 
 // concertArg reports whether one of a NUL-separated command line's
