@@ -106,9 +106,17 @@ exec ` + real + ` "${args[@]}"
 		_, err := m.Spawn(ctx, executor.SpawnSpec{Session: "bench", Name: name, Script: "sleep 300"})
 		return err
 	}
-	for _, n := range []string{"first", "second", "third"} {
-		if err := spawn(n); err != nil {
-			t.Fatalf("spawning %s: %v", n, err)
+	if err := spawn("first"); err != nil { // makes the session (no guard)
+		t.Fatal(err)
+	}
+	// Spawns at the same moment all meet the refusal: each tries again.
+	errs := make(chan error, 4)
+	for _, n := range []string{"second", "third", "fourth", "fifth"} {
+		go func() { errs <- spawn(n) }()
+	}
+	for i := 0; i < 4; i++ {
+		if err := <-errs; err != nil {
+			t.Errorf("a concurrent spawn: %v", err)
 		}
 	}
 	if !m.fullGuard.Load() {
@@ -123,7 +131,7 @@ exec ` + real + ` "${args[@]}"
 	}
 	names := strings.Fields(string(out))
 	sort.Strings(names)
-	if got := strings.Join(names, " "); got != "first second third" {
-		t.Errorf("session bench has windows %q, want first second third", got)
+	if got := strings.Join(names, " "); got != "fifth first fourth second third" {
+		t.Errorf("session bench has windows %q, want fifth first fourth second third", got)
 	}
 }

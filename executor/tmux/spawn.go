@@ -262,10 +262,11 @@ func (m *Machine) spawnWindow(ctx context.Context, spec executor.SpawnSpec, pane
 			return executor.Window{}, err
 		}
 		var cmds [][]string
+		lookup := !m.fullGuard.Load() // this attempt's guard looks the name up
 		if create {
 			cmds = [][]string{append([]string{"new-session", "-d", "-s", spec.Session, "-n", spec.Name, "-x", "200", "-y", "50", "--"}, pane...)}
 		} else {
-			cmds = append(guard(spec.Session, spec.Name, m.fullGuard.Load()), append([]string{"new-window", "-d", "-t", target, "-n", spec.Name, "--"}, pane...))
+			cmds = append(guard(spec.Session, spec.Name, !lookup), append([]string{"new-window", "-d", "-t", target, "-n", spec.Name, "--"}, pane...))
 		}
 		out, err := m.batchWith(ctx, append(cmds, finish(target)...), file)
 		if errors.Is(err, errServerGone) {
@@ -276,9 +277,11 @@ func (m *Machine) spawnWindow(ctx context.Context, spec executor.SpawnSpec, pane
 			return executor.Window{}, executor.ErrRaced
 		}
 		te, _ := asTmuxError(err)
-		if te != nil && !create && te.cantFindWindow() && !m.fullGuard.Swap(true) && attempt < 3 {
+		if te != nil && !create && lookup && te.cantFindWindow() && attempt < 3 {
 			// This tmux does not let if-shell's target fail: the guard
-			// that visits every window, from now on.
+			// that visits every window, from now on (concurrent spawns
+			// that used the lookup try again too).
+			m.fullGuard.Store(true)
 			continue
 		}
 		if te != nil && te.guardTaken() {
