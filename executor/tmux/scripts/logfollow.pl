@@ -14,8 +14,8 @@ use strict;
 my ($log, $off) = @ARGV;
 $off = 0 unless defined $off && $off =~ /\A[0-9]+\z/;
 $SIG{PIPE} = sub { exit 0 };
-# Polls come every 10 ms for a second or two after the last output (a one-shot's
-# exit line is awaited), then every 50 ms.
+# Polls come every 10 ms for a second or two after the last output (a
+# one-shot's exit line is awaited), then every 50 ms.
 my $last = time;
 sub copy {
     my $fh = shift;
