@@ -714,3 +714,33 @@ func TestFollowerEndsWithItsReader(t *testing.T) {
 		t.Fatal("the follower still runs after its reader died")
 	}
 }
+
+// TestLogHeadSizeAgreesWithTheScript: locally the size of a log is read
+// without a shell; it says what the script says, for a log, a missing one,
+// a folder and a symbolic link to a log.
+func TestLogHeadSizeAgreesWithTheScript(t *testing.T) {
+	m := newLocal(t)
+	dir := t.TempDir()
+	log := filepath.Join(dir, "p.log")
+	if err := os.WriteFile(log, []byte("one\ntwo\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "folder"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(log, filepath.Join(dir, "link.log")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"p.log", "missing.log", "folder", "link.log"} {
+		path := filepath.Join(dir, name)
+		out, err := exec.Command("sh", "-c", logHeadScript, "sh", path, "0").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+		got, lines, err := m.LogHead(context.Background(), path, 0)
+		if err != nil || got != want || len(lines) != 0 {
+			t.Errorf("%s: size %d, %d lines, %v; the script says %d", name, got, len(lines), err, want)
+		}
+	}
+}
