@@ -679,16 +679,20 @@ func TestFollowerEndsWithItsReader(t *testing.T) {
 	}
 	// bash stands for launcher: the follower is its child, writing to a
 	// pipe this test keeps open (so no SIGPIPE tells it anything).
-	cmd := exec.Command("bash", "-c", `perl -e "$1" -- "$2" 0 & echo "$!"; wait`, "bash", perlFollower, log)
+	// Its pid comes on stderr: the follower may write before bash does.
+	cmd := exec.Command("bash", "-c", `perl -e "$1" -- "$2" 0 & echo "$!" >&2; wait`, "bash", perlFollower, log)
 	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pidOut, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	r := bufio.NewReader(out)
-	first, err := r.ReadString('\n')
+	first, err := bufio.NewReader(pidOut).ReadString('\n')
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -696,6 +700,7 @@ func TestFollowerEndsWithItsReader(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pid line %q", first)
 	}
+	r := bufio.NewReader(out)
 	if line, err := r.ReadString('\n'); err != nil || line != "a line\n" {
 		t.Fatalf("the follower wrote %q, %v", line, err)
 	}
