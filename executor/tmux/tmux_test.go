@@ -607,10 +607,11 @@ func TestBatchFilledToTmuxsLimit(t *testing.T) {
 	}
 	sizes := &argvHost{Host: m.Host, prefix: len(m.tmux())}
 	m.Host = sizes
-	// An invocation that holds the leader while the others queue.
+	// An invocation that holds the leader (a tmux wait-for) until the
+	// others are all queued.
 	busy := make(chan error, 1)
 	go func() {
-		_, err := m.batch(ctx, [][]string{{"run-shell", "sleep 0.5"}})
+		_, err := m.batch(ctx, [][]string{{"wait-for", "launcher-test-hold"}})
 		busy <- err
 	}()
 	if !executortest.Poll(func() bool { return sizes.calls() == 1 }) {
@@ -624,6 +625,17 @@ func TestBatchFilledToTmuxsLimit(t *testing.T) {
 			_, _, _, err := m.batchListing(ctx, [][]string{{"set-option", "-w", "-t", w.ID, "@launcher_fill", value}})
 			done <- err
 		}()
+	}
+	queued := func() bool {
+		m.batcher.mu.Lock()
+		defer m.batcher.mu.Unlock()
+		return len(m.batcher.queue) == n
+	}
+	if !executortest.Poll(queued) {
+		t.Fatal("the requests did not queue")
+	}
+	if out, err := exec.Command("tmux", "-S", m.opts.Socket, "wait-for", "-S", "launcher-test-hold").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
 	}
 	if err := <-busy; err != nil {
 		t.Fatal(err)
