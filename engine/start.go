@@ -93,15 +93,24 @@ func (e *Engine) StartPlanWith(ctx context.Context, plan *config.Plan, opts Star
 	em := e.newEmitter(ctx)
 	// The scan for processes that outlived their window (read only, like
 	// the check) runs beside the check instead of after it.
+	// They end with the operation: cancelled, and waited for (a scan left
+	// running read the machines' state after Start had returned: a race
+	// the race detector saw in CI run 102).
 	sctx, stopScans := context.WithCancel(ctx)
-	defer stopScans()
+	var scanning sync.WaitGroup
+	defer func() {
+		stopScans()
+		scanning.Wait()
+	}()
 	seen := map[string]bool{}
 	for _, r := range plan.Processes {
 		if seen[r.Machine] {
 			continue
 		}
 		seen[r.Machine] = true
+		scanning.Add(1)
 		go func(machine string) {
+			defer scanning.Done()
 			if m, _, err := e.machine(sctx, machine); err == nil {
 				_, _ = em.scans.get(sctx, m)
 			}
