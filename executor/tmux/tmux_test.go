@@ -704,6 +704,9 @@ func TestFollowerEndsWithItsReader(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// A failure below must not leave bash (and the follower it waits
+	// for) behind.
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	first, err := bufio.NewReader(pidOut).ReadString('\n')
 	if err != nil {
 		t.Fatal(err)
@@ -712,6 +715,12 @@ func TestFollowerEndsWithItsReader(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pid line %q", first)
 	}
+	t.Cleanup(func() {
+		// Only a follower still there (its pid not reused) is killed.
+		if cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && bytes.Contains(cl, []byte(log)) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
 	r := bufio.NewReader(out)
 	if line, err := r.ReadString('\n'); err != nil || line != "a line\n" {
 		t.Fatalf("the follower wrote %q, %v", line, err)
