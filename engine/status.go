@@ -188,21 +188,6 @@ func (e *Engine) status(ctx context.Context, names []string, orphans bool, after
 		go func() {
 			defer wg.Done()
 			m, snaps, err := e.machine(ctx, machine)
-			type scanResult struct {
-				tagged []executor.TaggedProcess
-				err    error
-			}
-			var scan chan scanResult
-			if err == nil && orphans && machine == executor.Local {
-				// Locally the scan for leftovers reads /proc in this
-				// process: it runs beside the listing (2 ms of a 12 ms
-				// status), and is used when a process has no live window.
-				scan = make(chan scanResult, 1)
-				go func() {
-					t, err := m.Tagged(ctx)
-					scan <- scanResult{t, err}
-				}()
-			}
 			var snap executor.Snapshot
 			if err == nil {
 				from := after
@@ -228,24 +213,7 @@ func (e *Engine) status(ctx context.Context, names []string, orphans bool, after
 			if err != nil || !orphans || !windowless {
 				return
 			}
-			var tagged []executor.TaggedProcess
-			if scan != nil {
-				r := <-scan
-				tagged, err = r.tagged, r.err
-				if err == nil {
-					orphaned := false
-					for _, i := range idx {
-						orphaned = orphaned || withOrphans(ctx, out[i], procs[i], m, tagged).State == StateOrphaned
-					}
-					if orphaned {
-						// A verdict comes from a scan after the listing (a
-						// one-shot may have ended between the two).
-						tagged, err = m.Tagged(ctx)
-					}
-				}
-			} else {
-				tagged, err = m.Tagged(ctx)
-			}
+			tagged, err := m.Tagged(ctx)
 			if err != nil {
 				return // best effort: no scan, no orphans shown
 			}
