@@ -47,9 +47,13 @@ type session struct {
 	// scriptOut is stdout for a script's print and the progress lines
 	// printed beside it: one Write at a time, so lines never mix.
 	scriptOut io.Writer
-	getenv    func(string) string
-	tty       bool
-	color     bool
+	// traceOut is stderr for LAUNCHER_TRACE's lines, which the machine
+	// pool and the SSH transport write from many goroutines: one Write at
+	// a time.
+	traceOut io.Writer
+	getenv   func(string) string
+	tty      bool
+	color    bool
 
 	ctx       context.Context
 	cfg       *config.Config
@@ -94,7 +98,7 @@ func usageErr(format string, args ...any) error {
 
 // Main runs the CLI and returns its exit code.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
-	s := &session{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, scriptOut: &syncWriter{w: stdout}}
+	s := &session{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, scriptOut: &syncWriter{w: stdout}, traceOut: &syncWriter{w: stderr}}
 	if f, ok := stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		s.tty = true
 	}
@@ -474,7 +478,7 @@ func (s *session) poolOptionsFrom(cfg *config.Config, f flagValues) (pool.Option
 	}
 	o.Remote = s.remoteDialer()
 	if s.getenv("LAUNCHER_TRACE") != "" {
-		o.Trace = s.stderr
+		o.Trace = s.traceOut
 	}
 	return o, nil
 }

@@ -78,7 +78,7 @@ func (s *session) sshTransport() (*ssh.Transport, error) {
 		}
 	}
 	if s.getenv("LAUNCHER_TRACE") != "" {
-		o.Trace = s.stderr
+		o.Trace = s.traceOut
 	}
 	if err := s.persistOptions(&o); err != nil {
 		return nil, err
