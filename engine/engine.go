@@ -164,21 +164,19 @@ func (e *Engine) lock(machine, session, name string) *procMutex {
 // remembers when the last of them let go: a window listing older than that
 // may miss what it did, so the next holder does not take one.
 type procMutex struct {
-	mu       sync.Mutex
-	released time.Time // guarded by mu
-	letGo    atomic.Pointer[time.Time]
+	mu    sync.Mutex
+	letGo atomic.Pointer[time.Time] // read without mu by dependants' looks
 }
 
 // Lock takes the process and returns when its last holder let go.
 func (m *procMutex) Lock() time.Time {
 	m.mu.Lock()
-	return m.released
+	return m.lastLetGo()
 }
 
 // Unlock lets go of the process.
 func (m *procMutex) Unlock() {
-	m.released = time.Now()
-	t := m.released
+	t := time.Now()
 	m.letGo.Store(&t)
 	m.mu.Unlock()
 }
