@@ -136,8 +136,11 @@ for i in $(seq 1 49); do $T new-window -d -t bench -n p$i 'sleep 600'; done`
 
 // floor50same does the work launcher does for each process (interactive
 // bash, remain-on-exit, output piped to a timestamping log writer), one tmux
-// call per window, without launcher's bookkeeping (marks, readiness).
-const floor50same = `T="tmux -u -S $TMUX_SOCK -f /dev/null"; W=$(ls $LAUNCHER_STATE_DIR/bin/pl-*.pl); mkdir -p $LAUNCHER_STATE_DIR/floor
+// call per window, without launcher's bookkeeping (marks, readiness). The
+// writer is the one launcher installed (a missing one fails the bench: the
+// floor ran a bare perl reading its program from the pane until 2026-12-06).
+const floor50same = `T="tmux -u -S $TMUX_SOCK -f /dev/null"; W=$(ls -t $LAUNCHER_STATE_DIR/bin/logwriter.pl-* | head -n 1)
+[ -n "$W" ] || { echo "no log writer in $LAUNCHER_STATE_DIR/bin" >&2; exit 1; }; mkdir -p $LAUNCHER_STATE_DIR/floor
 $T new-session -d -s bench -n p0 bash -ic 'sleep 600' \; set-option -w remain-on-exit on \; pipe-pane "exec perl $W >> $LAUNCHER_STATE_DIR/floor/p0.log"
 for i in $(seq 1 49); do $T new-window -d -t bench: -n p$i bash -ic 'sleep 600' \; set-option -w -t bench:p$i remain-on-exit on \; pipe-pane -t bench:p$i "exec perl $W >> $LAUNCHER_STATE_DIR/floor/p$i.log"; done`
 

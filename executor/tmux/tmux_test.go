@@ -770,3 +770,82 @@ func TestLogHeadSizeAgreesWithTheScript(t *testing.T) {
 		}
 	}
 }
+
+// TestPerlWriterClockWithoutModules: on this machine the perl writer reads
+// the clock with gettimeofday(2) by its number and loads neither
+// Time::HiRes nor Errno (a third of its start, once per pane), and its
+// timestamps are the wall clock to the millisecond. A machine not in its
+// table (here: x86-64 taken out of it) loads Time::HiRes, same stamps.
+func TestPerlWriterClockWithoutModules(t *testing.T) {
+	executortest.RequireTool(t, "perl")
+	t.Run("syscall", func(t *testing.T) { checkPerlWriterClock(t, perlWriter, false) })
+	table := "(62 => 96, 183 => 169, 243 => 169)"
+	if !strings.Contains(perlWriter, table) {
+		t.Fatalf("the writer's table of syscall numbers is not %s", table)
+	}
+	t.Run("Time::HiRes", func(t *testing.T) {
+		checkPerlWriterClock(t, strings.Replace(perlWriter, table, "(183 => 169, 243 => 169)", 1), true)
+	})
+}
+
+func checkPerlWriterClock(t *testing.T, writer string, hires bool) {
+	// The writer runs as a file (do FILE), as pipe-pane runs it; the END
+	// block reports the modules it loaded.
+	script := filepath.Join(t.TempDir(), "logwriter.pl")
+	if err := os.WriteFile(script, []byte(writer), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("perl", "-e", `END { print STDERR "INC ", join(",", sort keys %INC), "\n" } my $f = shift; do $f; die $@ if $@`, script)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	// Each line goes once the one before is in the output, so its stamp
+	// falls between the test's two clock readings around it.
+	for i := 0; i < 20; i++ {
+		before := time.Now()
+		fmt.Fprintf(in, "line %d\n", i)
+		var l string
+		select {
+		case l = <-lines:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("line %d never came out", i)
+		}
+		after := time.Now()
+		ts, err := time.ParseInLocation("[2006-01-02 15:04:05.000]", l[:min(len(l), 25)], time.Local)
+		if err != nil || l[25:] != fmt.Sprintf(" line %d", i) {
+			t.Fatalf("line %d: %q: %v", i, l, err)
+		}
+		// The writer truncates to the millisecond.
+		if ts.Before(before.Truncate(time.Millisecond)) || ts.After(after) {
+			t.Errorf("line %d stamped %s, written between %s and %s", i, ts.Format(time.StampMilli), before.Format(time.StampMilli), after.Format(time.StampMilli))
+		}
+	}
+	in.Close()
+	for range lines {
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("writer: %v: %s", err, errb.String())
+	}
+	mods := errb.String()
+	if !strings.Contains(mods, "INC ") || strings.Contains(mods, "Errno") || strings.Contains(mods, "HiRes") != hires {
+		t.Errorf("modules the writer loaded (Time::HiRes expected: %v): %q", hires, mods)
+	}
+}
