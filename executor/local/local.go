@@ -55,6 +55,105 @@ func (Host) Run(ctx context.Context, cmd executor.Command) (executor.Result, err
 	}
 }
 
+var _ executor.GroupRunner = Host{}
+
+// RunGroup runs cmd in a process group of its own, bounded by timeout (0:
+// none), and kills what is left of the group once cmd's process ends: a
+// ready check's `sleep 5 &` is gone with it, and does not hold the
+// output open. Out of time, the group is killed and the result is exit
+// code 124 ("timed out").
+func (Host) RunGroup(ctx context.Context, cmd executor.Command, timeout time.Duration) (executor.Result, error) {
+	if len(cmd.Args) == 0 {
+		return executor.Result{}, errors.New("local: empty command")
+	}
+	c := command(cmd)
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if cmd.Stdin != nil {
+		c.Stdin = bytes.NewReader(cmd.Stdin)
+	}
+	// Pipes of our own (not exec's copying goroutines, which Wait waits
+	// for): the group is killed between the process's end and the end of
+	// its output.
+	var out, errb bytes.Buffer
+	readers := make(chan struct{}, 2)
+	var closers []*os.File
+	for _, dst := range []struct {
+		set *io.Writer
+		buf *bytes.Buffer
+	}{{&c.Stdout, &out}, {&c.Stderr, &errb}} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			for _, f := range closers {
+				f.Close()
+			}
+			return executor.Result{}, err
+		}
+		*dst.set = w
+		closers = append(closers, r, w)
+		go func(buf *bytes.Buffer) {
+			_, _ = io.Copy(buf, r)
+			readers <- struct{}{}
+		}(dst.buf)
+	}
+	closeAll := func() {
+		for _, f := range closers {
+			f.Close()
+		}
+	}
+	if err := c.Start(); err != nil {
+		closeAll()
+		<-readers
+		<-readers
+		return executor.Result{ExitCode: 127, Stderr: []byte(err.Error())}, nil
+	}
+	// Our copies of the write ends: the readers end when the group's do.
+	closers[1].Close()
+	closers[3].Close()
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	var expired <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
+	}
+	kill := func() { _ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
+	var err error
+	timedOut := false
+	select {
+	case err = <-done:
+	case <-expired:
+		kill()
+		err, timedOut = <-done, true
+	case <-ctx.Done():
+		kill()
+		<-done
+		closeAll()
+		<-readers
+		<-readers
+		return executor.Result{ExitCode: -1, Stdout: out.Bytes(), Stderr: errb.Bytes()}, ctx.Err()
+	}
+	kill()
+	// A child that left the group (setsid) may hold the output: bounded.
+	wait := time.NewTimer(time.Second)
+	defer wait.Stop()
+	for n := 0; n < 2; n++ {
+		select {
+		case <-readers:
+		case <-wait.C:
+			closeAll()
+			for ; n < 2; n++ {
+				<-readers
+			}
+		}
+	}
+	closeAll()
+	if timedOut {
+		return executor.Result{ExitCode: 124, Stdout: out.Bytes(), Stderr: []byte("timed out")}, nil
+	}
+	return result(c, err, &out, &errb)
+}
+
 func command(cmd executor.Command) *exec.Cmd {
 	c := exec.Command(cmd.Args[0], cmd.Args[1:]...)
 	c.Dir = cmd.Dir

@@ -109,7 +109,11 @@ func (p *Pool) trace(h executor.Host) executor.Host {
 	if p.opts.Trace == nil {
 		return h
 	}
-	return traceHost{Host: h, mu: &p.traceMu, out: p.opts.Trace, t0: p.t0}
+	t := traceHost{Host: h, mu: &p.traceMu, out: p.opts.Trace, t0: p.t0}
+	if _, ok := h.(executor.GroupRunner); ok {
+		return traceGroupHost{t}
+	}
+	return t
 }
 
 func (p *Pool) dial(ctx context.Context, name string) (executor.Machine, error) {

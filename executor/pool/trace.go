@@ -42,6 +42,17 @@ func (h traceHost) Run(ctx context.Context, cmd executor.Command) (executor.Resu
 	return res, err
 }
 
+// traceGroupHost is a traced host that runs process groups itself.
+type traceGroupHost struct{ traceHost }
+
+// RunGroup runs cmd with the host's RunGroup, traced.
+func (h traceGroupHost) RunGroup(ctx context.Context, cmd executor.Command, timeout time.Duration) (executor.Result, error) {
+	start := time.Now()
+	res, err := h.Host.(executor.GroupRunner).RunGroup(ctx, cmd, timeout)
+	h.log(start, append([]string{"(group)"}, cmd.Args...), res.ExitCode, err, res.Stderr)
+	return res, err
+}
+
 func (h traceHost) Stream(ctx context.Context, cmd executor.Command) (executor.Stream, error) {
 	h.log(time.Now(), append([]string{"(stream)"}, cmd.Args...), 0, nil, nil)
 	return h.Host.Stream(ctx, cmd)

@@ -24,10 +24,30 @@ wait "$p"; rc=$?
 kill -KILL -- -"$p" 2>/dev/null
 exit "$rc"`
 
+// execCwd is a command's working directory on the machine, "~" expanded.
+func (m *Machine) execCwd(ctx context.Context, cwd string) (string, error) {
+	if strings.HasPrefix(cwd, "~") {
+		if err := m.resolve(ctx); err != nil {
+			return "", err
+		}
+	}
+	return m.expandHome(cwd), nil
+}
+
 // Exec runs a short command: `bash -c` on the host, or `docker exec -i …
 // bash -ic` in a container, bounded on the machine by coreutils timeout so a
-// hung check cannot outlive its deadline even over SSH.
+// hung check cannot outlive its deadline even over SSH. A host that bounds
+// and ends a process group itself (the local one) runs a check's bash alone.
 func (m *Machine) Exec(ctx context.Context, spec executor.ExecSpec) (executor.Result, error) {
+	if gr, ok := m.Host.(executor.GroupRunner); ok && spec.EndChildren && spec.Docker == "" {
+		// The host bounds the command and ends its group itself: one
+		// bash, no wrapper, no timeout(1).
+		cwd, err := m.execCwd(ctx, spec.Cwd)
+		if err != nil {
+			return executor.Result{}, err
+		}
+		return gr.RunGroup(ctx, executor.Command{Args: []string{"bash", "-c", spec.Script}, Env: spec.Env, Dir: cwd}, spec.Timeout)
+	}
 	var argv []string
 	if spec.Timeout > 0 {
 		// The command bounds itself on its machine (over SSH closing the
@@ -42,12 +62,10 @@ func (m *Machine) Exec(ctx context.Context, spec executor.ExecSpec) (executor.Re
 		ctx, cancel = context.WithTimeout(ctx, limit)
 		defer cancel()
 	}
-	if strings.HasPrefix(spec.Cwd, "~") {
-		if err := m.resolve(ctx); err != nil {
-			return executor.Result{}, err
-		}
+	cwd, err := m.execCwd(ctx, spec.Cwd)
+	if err != nil {
+		return executor.Result{}, err
 	}
-	cwd := m.expandHome(spec.Cwd)
 	cmd := executor.Command{}
 	if spec.Docker != "" {
 		argv = append(argv, docker.ExecArgv(spec.Docker, docker.ExecOptions{Env: spec.Env, Cwd: cwd, Script: spec.Script})...)
