@@ -75,40 +75,43 @@ func (Host) RunGroup(ctx context.Context, cmd executor.Command, timeout time.Dur
 	// for): the group is killed between the process's end and the end of
 	// its output.
 	var out, errb bytes.Buffer
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return executor.Result{}, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return executor.Result{}, err
+	}
+	c.Stdout, c.Stderr = outW, errW
 	readers := make(chan struct{}, 2)
-	var closers []*os.File
-	for _, dst := range []struct {
-		set *io.Writer
+	for _, p := range []struct {
+		r   *os.File
 		buf *bytes.Buffer
-	}{{&c.Stdout, &out}, {&c.Stderr, &errb}} {
-		r, w, err := os.Pipe()
-		if err != nil {
-			for _, f := range closers {
-				f.Close()
-			}
-			return executor.Result{}, err
-		}
-		*dst.set = w
-		closers = append(closers, r, w)
-		go func(buf *bytes.Buffer) {
-			_, _ = io.Copy(buf, r)
+	}{{outR, &out}, {errR, &errb}} {
+		go func() {
+			_, _ = io.Copy(p.buf, p.r)
 			readers <- struct{}{}
-		}(dst.buf)
+		}()
 	}
-	closeAll := func() {
-		for _, f := range closers {
-			f.Close()
-		}
-	}
-	if err := c.Start(); err != nil {
-		closeAll()
+	// Closing the read ends ends the readers (a child that left the group
+	// may hold the write ends for ever).
+	endReaders := func() {
+		outR.Close()
+		errR.Close()
 		<-readers
 		<-readers
-		return executor.Result{ExitCode: 127, Stderr: []byte(err.Error())}, nil
 	}
+	startErr := c.Start()
 	// Our copies of the write ends: the readers end when the group's do.
-	closers[1].Close()
-	closers[3].Close()
+	outW.Close()
+	errW.Close()
+	if startErr != nil {
+		endReaders()
+		return executor.Result{ExitCode: 127, Stderr: []byte(startErr.Error())}, nil
+	}
 	done := make(chan error, 1)
 	go func() { done <- c.Wait() }()
 	var expired <-chan time.Time
@@ -118,7 +121,6 @@ func (Host) RunGroup(ctx context.Context, cmd executor.Command, timeout time.Dur
 		expired = t.C
 	}
 	kill := func() { _ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
-	var err error
 	timedOut := false
 	select {
 	case err = <-done:
@@ -128,26 +130,21 @@ func (Host) RunGroup(ctx context.Context, cmd executor.Command, timeout time.Dur
 	case <-ctx.Done():
 		kill()
 		<-done
-		closeAll()
-		<-readers
-		<-readers
+		endReaders()
 		return executor.Result{ExitCode: -1, Stdout: out.Bytes(), Stderr: errb.Bytes()}, ctx.Err()
 	}
 	kill()
-	// A child that left the group (setsid) may hold the output: bounded.
-	wait := time.NewTimer(time.Second)
-	defer wait.Stop()
-	for n := 0; n < 2; n++ {
-		select {
-		case <-readers:
-		case <-wait.C:
-			closeAll()
-			for ; n < 2; n++ {
-				<-readers
-			}
-		}
-	}
-	closeAll()
+	// The output ends with the group, or (a child that left it holds it)
+	// a second later at most.
+	wait := time.AfterFunc(time.Second, func() {
+		outR.Close()
+		errR.Close()
+	})
+	<-readers
+	<-readers
+	wait.Stop()
+	outR.Close()
+	errR.Close()
 	if timedOut {
 		return executor.Result{ExitCode: 124, Stdout: out.Bytes(), Stderr: []byte("timed out")}, nil
 	}
