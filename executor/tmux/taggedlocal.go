@@ -40,6 +40,7 @@ func taggedLocal(socket string) []byte {
 	}
 	// One pass over the processes: their environment, then their command
 	// line (the script's order is kept: concert lines after all others).
+	tmuxVar := []byte("TMUX=" + sock + ",")
 	var out, concert bytes.Buffer
 	envBuf, cmdBuf := make([]byte, 16<<10), make([]byte, 4<<10)
 	found := false
@@ -59,8 +60,13 @@ func taggedLocal(socket string) []byte {
 				}
 			}
 		}
+		// Only a process of this tmux server can be concert_launcher's
+		// here: its command line is read (and matched) for those alone.
+		if !bytes.HasPrefix(firstTMUX(env), tmuxVar) {
+			continue
+		}
 		cmdline, ok := readProc("/proc/"+p+"/cmdline", &cmdBuf)
-		if !ok || !concertArg(cmdline) || !bytes.HasPrefix(firstTMUX(env), []byte("TMUX="+sock+",")) {
+		if !ok || !concertArg(cmdline) {
 			continue
 		}
 		concert.WriteString("concert:" + p + ":")

@@ -775,12 +775,14 @@ while (#got < 2 or all < 3) and require("time").since(t0) < 10 do launcher.sleep
 assert(table.concat(got, ",") == "battery_low=12,battery_ok=80", table.concat(got, ","))
 assert(all == 3, all)
 assert(not pcall(launcher.emit, "bad name"), "a bad name was taken")
+assert(not pcall(launcher.emit, "a" .. string.rep("b", 64)), "a name of 65 characters was taken")
+assert(pcall(launcher.emit, "a" .. string.rep("b", 63)), "a name of 64 characters was refused")
 assert(not pcall(launcher.emit, "x", {f = print}), "a function was taken as data")
 `)
 	w.e.Bus().Flush()
 	mu.Lock()
 	defer mu.Unlock()
-	if len(seen) != 3 || seen[0].Name != "battery_low" || seen[0].Data.(map[string]any)["level"] != int64(12) || seen[1].Data != nil {
+	if len(seen) != 4 || seen[0].Name != "battery_low" || seen[0].Data.(map[string]any)["level"] != int64(12) || seen[1].Data != nil {
 		t.Errorf("bus subscribers got: %+v", seen)
 	}
 }

@@ -516,14 +516,17 @@ func (h *Host) setDrainTimeout(L *lua.LState) int {
 	return 0
 }
 
-var userEventName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.:-]{0,63}$`)
+// userEventName is an event name's alphabet; its length (at most 64) is
+// checked apart: a counted repetition compiles to 64 copies, at every
+// start of the binary (0.5 ms of a 12 ms status).
+var userEventName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.:-]*$`)
 
 // emit(name, [data]) publishes a user event: handlers of "user" get it
 // (launcher.on("user", {name = NAME}, fn)), and so do the event stream of
 // serve and --json output. data is any JSON value.
 func (h *Host) emit(L *lua.LState) int {
 	name := host.Str(L, 1)
-	if !userEventName.MatchString(name) {
+	if len(name) > 64 || !userEventName.MatchString(name) {
 		host.ArgError(L, 1, "an event name: a letter, then letters, digits, _ . : - (at most 64)")
 	}
 	var data any
