@@ -191,7 +191,7 @@ func (a *startedAsker) lead(ctx context.Context, run func(context.Context, []str
 // started.
 const taggedScript = `files=$(grep -lzF LAUNCHER_TAG= /proc/[0-9]*/environ 2>/dev/null)
 [ -z "$files" ] || grep -azH -E '^LAUNCHER_(TAG|PROCESS|SESSION|LOG)=' $files 2>/dev/null
-c=$(grep -lzE '(^|/)concert_launcher_wrapper\.bash$|/[^/]+\.stdout$' /proc/[0-9]*/cmdline 2>/dev/null)
+c=$(grep -lzE '` + concertPattern + `' /proc/[0-9]*/cmdline 2>/dev/null)
 [ -n "$c" ] || exit 0
 sock=${1:-${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)/default} n=0
 for f in $c; do

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"syscall"
@@ -115,6 +116,27 @@ func TestTaggedLocalMatchesTheScript(t *testing.T) {
 	for _, g := range got {
 		if strings.Contains(g, "Process:other") {
 			t.Errorf("a concert run of another tmux server: %s", g)
+		}
+	}
+}
+
+// concertArg is the script's grep -E pattern, argument by argument.
+func TestConcertArgIsThePattern(t *testing.T) {
+	re := regexp.MustCompile(concertPattern)
+	args := []string{"", "/", "bash", "concert_launcher_wrapper.bash", "/opt/concert_launcher_wrapper.bash",
+		"xconcert_launcher_wrapper.bash", "/a/xconcert_launcher_wrapper.bash", "concert_launcher_wrapper.bash/",
+		"concert_launcher_wrapper.bashx", "a.stdout", "/a.stdout", "/.stdout", "/x/.stdout", "/x/y.stdout", "//.stdout",
+		"/tmp/p.stdout.1", "/tmp/p.stdoutx", "p/.stdout", "/tmp/ü.stdout", ".stdout", "/stdout"}
+	for _, a := range args {
+		for _, line := range [][]string{{a}, {"bash", a}, {a, "x"}} {
+			cmdline := []byte(strings.Join(line, "\x00") + "\x00")
+			want := false
+			for _, x := range line {
+				want = want || re.MatchString(x)
+			}
+			if got := concertArg(cmdline); got != want {
+				t.Errorf("concertArg(%q) = %v, the pattern says %v", line, got, want)
+			}
 		}
 	}
 }

@@ -3,16 +3,17 @@ package tmux
 import (
 	"bytes"
 	"os"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 )
 
-// concertCmdline is taggedScript's test for a concert_launcher process: an
-// argument that is its wrapper, or a `script`'s NAME.stdout.
-var concertCmdline = regexp.MustCompile(`(^|/)concert_launcher_wrapper\.bash$|/[^/]+\.stdout$`)
+// concertPattern is taggedScript's test (grep -E) for a concert_launcher
+// process: an argument that is its wrapper, or a `script`'s NAME.stdout.
+// concertArg is the same test, without a regexp (a backtracking match per
+// argument of every pane's process was a tenth of a local status).
+const concertPattern = `(^|/)concert_launcher_wrapper\.bash$|/[^/]+\.stdout$`
 
 // launcherVars are the variables taggedScript reports.
 var launcherVars = [][]byte{[]byte("LAUNCHER_TAG="), []byte("LAUNCHER_PROCESS="), []byte("LAUNCHER_SESSION="), []byte("LAUNCHER_LOG=")}
@@ -128,8 +129,14 @@ func readProc(path string, buf *[]byte) ([]byte, bool) {
 // concertArg reports whether one of a NUL-separated command line's
 // arguments is concert_launcher's.
 func concertArg(cmdline []byte) bool {
+	const wrapper, stdout = "concert_launcher_wrapper.bash", ".stdout"
 	for _, a := range bytes.Split(cmdline, []byte{0}) {
-		if concertCmdline.Match(a) {
+		base := a[bytes.LastIndexByte(a, '/')+1:]
+		if string(base) == wrapper {
+			return true
+		}
+		// /NAME.stdout: a slash, then at least one character before the suffix.
+		if len(base) < len(a) && len(base) > len(stdout) && bytes.HasSuffix(base, []byte(stdout)) {
 			return true
 		}
 	}
