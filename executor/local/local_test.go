@@ -60,8 +60,11 @@ func TestRunGroupEndsWhatTheCommandLeft(t *testing.T) {
 	executortest.Eventually(t, "the check's background child ends", func() bool { return gone(pid) })
 }
 
+// Out of time, the command and what it started end; the result says so.
+// The timeout leaves bash ample time to start its child and say its pid,
+// even on a loaded machine.
 func TestRunGroupTimesOut(t *testing.T) {
-	res, err := Host{}.RunGroup(context.Background(), executor.Command{Args: []string{"bash", "-c", `sleep 4712 & echo $!; wait`}}, 300*time.Millisecond)
+	res, err := Host{}.RunGroup(context.Background(), executor.Command{Args: []string{"bash", "-c", `sleep 4712 & echo $!; wait`}}, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +98,7 @@ func TestRunGroupCancelled(t *testing.T) {
 	pidFile := t.TempDir() + "/pid"
 	go func() {
 		// Cancelled once the command runs (its pid file is there); polled.
-		for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		for end := time.Now().Add(executortest.Patience); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
 			if _, err := os.Stat(pidFile); err == nil {
 				break
 			}

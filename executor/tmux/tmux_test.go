@@ -825,7 +825,7 @@ func checkPerlWriterClock(t *testing.T, writer string, hires bool) {
 		var l string
 		select {
 		case l = <-lines:
-		case <-time.After(30 * time.Second):
+		case <-time.After(executortest.Patience):
 			t.Fatalf("line %d never came out", i)
 		}
 		after := time.Now()
