@@ -130,9 +130,7 @@ func independentYAML(n int) string {
 
 // floor50 creates 50 windows, one tmux call each, running what launcher runs
 // for a process (the issue's "raw tmux, 1 call per window").
-const floor50 = `T="tmux -S $TMUX_SOCK -f /dev/null"
-$T new-session -d -s bench -n p0 'sleep 600'
-for i in $(seq 1 49); do $T new-window -d -t bench -n p$i 'sleep 600'; done`
+const floor50 = "N=50\n" + floorUpN
 
 // floor50same does the work launcher does for each process (interactive
 // bash, remain-on-exit, output piped to a timestamping log writer), one tmux
