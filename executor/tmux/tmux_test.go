@@ -365,6 +365,49 @@ func TestLogWritersRemoveTheEnvFile(t *testing.T) {
 	}
 }
 
+// TestLogWritersRepeatTheEndSignal: after the run's exit line the writer
+// tells the pane (SIGUSR1) that its log has every byte, and tells it again
+// every 0.2 s while the pane lives: a pane whose USR1 came between its
+// last look at the flag and its `wait` would otherwise wait its full 2 s
+// (the pane's drain waits on one sleep now, not a loop of short ones).
+// The writer ends with the pane.
+func TestLogWritersRepeatTheEndSignal(t *testing.T) {
+	executortest.RequireTool(t, "perl", "bash")
+	for _, w := range logWriters {
+		t.Run(w.name, func(t *testing.T) {
+			dir := t.TempDir()
+			log, got := filepath.Join(dir, "p.log"), filepath.Join(dir, "usr1")
+			// The pane: counts the USR1s it gets, one line each.
+			pane := exec.Command("perl", "-e", `$SIG{USR1} = sub { open(my $f, '>>', $ARGV[0]); print $f "usr1\n"; close $f }; open(my $f, '>>', $ARGV[0]); print $f "ready\n"; close $f; sleep 1 while 1`, got)
+			if err := pane.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer pane.Process.Kill()
+			// Until its handler is set, a USR1 would end it.
+			executortest.Eventually(t, "the pane catches USR1", func() bool { return strings.HasPrefix(readFile(got), "ready\n") })
+			signals := func() int { return strings.Count(readFile(got), "usr1\n") }
+			in, cmd := startWriter(t, w.prog, w.script, log, "tag1", strconv.Itoa(pane.Process.Pid), log)
+			defer in.Close()
+			fmt.Fprintln(in, "[launcher] node exited with code 0 (run tag1)")
+			if !executortest.Poll(func() bool { return signals() >= 2 }) {
+				t.Fatalf("the pane got %d USR1 after the exit line; want it again while the pane lives", signals())
+			}
+			if strings.Count(readFile(log), "] [launcher] node exited with code 0 (run tag1)\n") != 1 {
+				t.Errorf("the exit line is not in the log once:\n%s", readFile(log))
+			}
+			pane.Process.Kill()
+			pane.Wait() // reaped, as tmux reaps a pane's process
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case <-done:
+			case <-time.After(executortest.Patience):
+				t.Fatal("the writer did not end with its pane")
+			}
+		})
+	}
+}
+
 // TestLogWritersRecreateARemovedLog: a log folder removed while the
 // process runs (a cleanup script, an operator's rm -rf) is created again by
 // the writer, which says so in it, and the lines after it are kept

@@ -109,6 +109,13 @@ while :; do
     # Quiet: keep what came of a line, and end with the pane.
     partial+=$l
     kill -0 "$pane" 2>/dev/null || break
+    # The pane may have missed the first USR1 (it came just before its
+    # wait): again, for as long as the pane would wait (2 s).
+    if (( ended && ended < 10 )); then
+      kill -USR1 "$pane" 2>/dev/null
+      ended=$((ended + 1))
+      continue
+    fi
     ended=0
     continue
   fi

@@ -186,6 +186,13 @@ while (1) {
         my $n = select(my $rout = $rin, undef, undef, $ended ? 0.2 : 10);
         if ($n == 0) {
             last unless kill 0, $pane;
+            # The pane may have missed the first USR1 (it came just before
+            # its wait): again, for as long as the pane would wait (2 s).
+            if ($ended && $ended < 10) {
+                kill 'USR1', $pane;
+                $ended++;
+                next;
+            }
             $ended = 0; # a line that only looked like the end
             next;
         }
