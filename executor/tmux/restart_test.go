@@ -1,9 +1,15 @@
 package tmux
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
+	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/robotlauncher/launcher/executor/executortest"
@@ -56,6 +62,55 @@ if [ "$__lr_verdict" = restart ]; then echo "$__lr_verdict $__lr_d ${#__lr_times
 		out, err := exec.Command("bash", "-c", script).CombinedOutput()
 		if got := strings.TrimSpace(string(out)); err != nil || got != r.want {
 			t.Errorf("%s: got %q (%v), want %q", r.name, got, err, r.want)
+		}
+	}
+}
+
+// TestPaneDrainEndsOnCtrlC: a C-c while the pane waits for its log writer
+// (its command has ended) ends the wait, reaps the wait's sleep, and the
+// pane keeps the command's exit code (it was 130, as if C-c had ended the
+// command). Here no writer answers, so only the C-c ends the wait.
+func TestPaneDrainEndsOnCtrlC(t *testing.T) {
+	executortest.RequireTool(t, "bash", "perl")
+	dir := t.TempDir()
+	script, env := filepath.Join(dir, "prologue.bash"), filepath.Join(dir, "run.env")
+	tag := fmt.Sprintf("drain%d", os.Getpid())
+	if err := os.WriteFile(script, []byte(prologue), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(env, []byte("export LAUNCHER_CMD='exit 3' LAUNCHER_PROCESS=p LAUNCHER_TAG="+tag+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// SIGINT as in a pane: not ignored (a shell cannot trap a signal it
+	// was started with ignored, as a background job of a script is).
+	cmd := exec.Command("perl", "-e", `$SIG{INT} = "DEFAULT"; exec @ARGV`, "bash", "-c", `. "$1" "$2"`, "bash", script, env)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(out)
+	for lines.Scan() {
+		if strings.HasPrefix(lines.Text(), "[launcher] p exited with code 3") {
+			break
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, out)
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("the pane ended with %v; want the command's exit code 3", err)
+	}
+	// The wait's sleep carries the run's variables: none outlives the pane.
+	files, _ := filepath.Glob("/proc/[0-9]*/environ")
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), "LAUNCHER_TAG="+tag+"\x00") {
+			t.Errorf("%s has the run's variables after the pane ended", f)
 		}
 	}
 }
