@@ -39,7 +39,8 @@ __launcher_drain() {
   # The USR1 that ends the wait leaves its sleep running, with this run's
   # variables: reaped before the pane ends, or a status right after the
   # exit would count it as a leftover of the run (ORPHANED; CI run 39).
-  kill $! 2>/dev/null && wait $! 2>/dev/null
+  # Only then: a sleep the wait has reaped may have a new process's pid.
+  [ -n "${__launcher_drained:-}" ] && kill $! 2>/dev/null && wait $! 2>/dev/null
   return 0
 }
 trap '__launcher_rc=$?; trap "__launcher_drained=1" USR1 INT; case $__launcher_rc in 130|131) printf "\n";; esac; printf "[launcher] %s exited with code %d (run %s)\n" "$LAUNCHER_PROCESS" "$__launcher_rc" "$LAUNCHER_TAG" 2>/dev/null && __launcher_drain' EXIT
