@@ -8,7 +8,8 @@
 # Arguments (both optional): TAG, the run's tag, and PANE, the pid of the
 # pane's shell. tmux drops what it has not read from a pane whose process
 # ended, so the pane's exit path waits for its exit line to reach the log:
-# the writer sends PANE a SIGUSR1 once it has it. A line of output without
+# the writer sends PANE a SIGUSR1 once it has it (and again every 0.2 s
+# while PANE lives, up to 2 s). A line of output without
 # a newline does not swallow launcher's line after it: a "[launcher] …
 # (run TAG)" at the end of a line is written as a line of its own. The
 # writer ends with its pane: at the end of its input, or once PANE is gone

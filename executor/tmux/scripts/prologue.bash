@@ -39,7 +39,8 @@ __launcher_drain() {
   # The USR1 that ends the wait leaves its sleep running, with this run's
   # variables: reaped before the pane ends, or a status right after the
   # exit would count it as a leftover of the run (ORPHANED; CI run 39).
-  # Only then: a sleep the wait has reaped may have a new process's pid.
+  # Killed only then (it still runs): a sleep the wait reaped may have
+  # given its pid to another process.
   [ -n "${__launcher_drained:-}" ] && kill $! 2>/dev/null && wait $! 2>/dev/null
   return 0
 }
