@@ -97,6 +97,9 @@ func TestPaneDrainEndsOnCtrlC(t *testing.T) {
 			break
 		}
 	}
+	// The C-c comes once the wait's sleep runs, so that the test sees it
+	// cut short and reaped (not a C-c before the sleep began).
+	executortest.Eventually(t, "the drain's sleep runs", func() bool { return len(withTag(tag, "sleep")) > 0 })
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
@@ -107,10 +110,28 @@ func TestPaneDrainEndsOnCtrlC(t *testing.T) {
 		t.Fatalf("the pane ended with %v; want the command's exit code 3", err)
 	}
 	// The wait's sleep carries the run's variables: none outlives the pane.
+	if left := withTag(tag, ""); len(left) > 0 {
+		t.Errorf("processes %v have the run's variables after the pane ended", left)
+	}
+}
+
+// withTag lists the pids of the live processes (named comm, when not
+// empty) whose environment has LAUNCHER_TAG=tag.
+func withTag(tag, comm string) []string {
+	var pids []string
 	files, _ := filepath.Glob("/proc/[0-9]*/environ")
 	for _, f := range files {
-		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), "LAUNCHER_TAG="+tag+"\x00") {
-			t.Errorf("%s has the run's variables after the pane ended", f)
+		dir := filepath.Dir(f)
+		b, err := os.ReadFile(f)
+		if err != nil || !strings.Contains(string(b), "LAUNCHER_TAG="+tag+"\x00") {
+			continue
+		}
+		if st, err := os.ReadFile(dir + "/stat"); err != nil || strings.Contains(string(st), ") Z ") {
+			continue // gone, or a zombie
+		}
+		if c, _ := os.ReadFile(dir + "/comm"); comm == "" || strings.TrimSpace(string(c)) == comm {
+			pids = append(pids, filepath.Base(dir))
 		}
 	}
+	return pids
 }
