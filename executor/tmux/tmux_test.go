@@ -408,6 +408,59 @@ func TestLogWritersRepeatTheEndSignal(t *testing.T) {
 	}
 }
 
+// A pane's pid is the writer's to signal only while it is that pane: a
+// process the kernel has given the pid to since (the pane ended while the
+// writer lagged) gets no USR1, whose default action would end it. In a pid
+// namespace of its own, the test hands the pane's pid to a new process
+// (ns_last_pid) before the writer reads the exit line.
+func TestLogWritersSignalOnlyTheirPane(t *testing.T) {
+	executortest.RequireTool(t, "perl", "bash", "unshare")
+	if out, err := exec.Command("unshare", "--pid", "--fork", "--mount-proc", "true").CombinedOutput(); err != nil {
+		executortest.Skip(t, "cannot make a pid namespace (needs root): "+strings.TrimSpace(string(out)))
+	}
+	// The driver runs as pid 1 of the namespace. starttime prints field 22
+	// of /proc/PID/stat (the process's start, in clock ticks).
+	const driver = `set -u
+prog=$1 script=$2 dir=$3
+starttime() { local s; read -r s < /proc/$1/stat || return 1; s=${s##*) }; local -a f=($s); echo "${f[19]}"; }
+state() { local s; { read -r s < /proc/$1/stat; } 2>/dev/null || { echo gone; return; }; s=${s##*) }; echo "${s%% *}"; }
+sleep 1000 & a=$!
+mkfifo "$dir/in"
+"$prog" "$script" tag1 "$a" "$dir/p.log" < "$dir/in" >> "$dir/p.log" & wp=$!
+exec 3> "$dir/in"
+echo hello >&3
+until grep -q hello "$dir/p.log"; do sleep 0.01; done
+t=$(starttime "$a")
+kill "$a"; wait "$a"
+# A pid given away within the clock tick the pane started in would look
+# the same: the new process starts two ticks later.
+until (( $(starttime self) > t + 1 )); do sleep 0.01; done
+echo $((a - 1)) > /proc/sys/kernel/ns_last_pid
+sleep 1000 & b=$!
+[[ $b == "$a" ]] || { echo "the pane's pid $a was not given again (got $b)"; exit 3; }
+echo "[launcher] node exited with code 0 (run tag1)" >&3
+check() { local s; s=$(state "$b"); [[ $s != Z && $s != gone ]] || { echo "the process that has the pane's pid was signalled: $s"; exit 4; }; }
+while kill -0 "$wp" 2>/dev/null; do check; sleep 0.01; done
+check
+grep -q "exited with code 0 (run tag1)" "$dir/p.log" || { echo "no exit line in the log"; exit 5; }
+echo ok`
+	for _, w := range logWriters {
+		t.Run(w.name, func(t *testing.T) {
+			dir := t.TempDir()
+			script := filepath.Join(dir, "writer")
+			if err := os.WriteFile(script, []byte(w.script), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), executortest.Patience)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, "unshare", "--pid", "--fork", "--mount-proc", "bash", "-c", driver, "driver", w.prog, script, dir).CombinedOutput()
+			if err != nil || !strings.HasSuffix(string(out), "ok\n") {
+				t.Fatalf("%v\n%s\nlog:\n%s", err, out, readFile(filepath.Join(dir, "p.log")))
+			}
+		})
+	}
+}
+
 // TestLogWritersRecreateARemovedLog: a log folder removed while the
 // process runs (a cleanup script, an operator's rm -rf) is created again by
 // the writer, which says so in it, and the lines after it are kept

@@ -11,6 +11,27 @@
 # so the writer forks nothing per line.
 tag=${1:-} pane=${2:-0} log=${3:-} max=${4:-0} keep=${5:-0} envf=${6:-} checked=$SECONDS
 [[ $pane =~ ^[1-9][0-9]*$ ]] || pane=0
+# started sets REPLY to the start time of process $1 (field 22 of
+# /proc/PID/stat, after the command's name), empty when it cannot be read
+# (no temporary file, no fork). PANE is the pane while it has the start
+# time it had here (see logwriter.pl).
+started() {
+  REPLY=
+  local s i
+  { read -r s < "/proc/$1/stat"; } 2>/dev/null || return 0
+  [[ $s == *') '* ]] || return 0
+  s=${s##*) }
+  for ((i = 0; i < 19; i++)); do s=${s#* }; done
+  REPLY=${s%% *}
+}
+born=
+if (( pane )); then started "$pane"; born=$REPLY; fi
+alive() {
+  kill -0 "$pane" 2>/dev/null || return 1
+  [[ -z $born ]] && return 0
+  started "$pane"
+  [[ -z $REPLY || $REPLY == "$born" ]]
+}
 [[ $max =~ ^[0-9]+$ && -n $log && $keep =~ ^[1-9][0-9]*$ ]] || max=0
 size=0
 if (( max )); then size=$(wc -c < "$log" 2>/dev/null) || size=0; fi
@@ -108,7 +129,7 @@ while :; do
   if (( rc > 128 )); then
     # Quiet: keep what came of a line, and end with the pane.
     partial+=$l
-    kill -0 "$pane" 2>/dev/null || break
+    alive || break
     # The pane may have missed the first USR1 (it came just before its
     # wait): again, for as long as the pane would wait (2 s).
     if (( ended && ended < 10 )); then
@@ -156,7 +177,7 @@ while :; do
     envf=
   fi
   if [[ -n $tag && $l =~ ^\[launcher\]\ [^\ ]+\ exited\ with\ code\ -?[0-9]+\ \(run\ ${tag}\)$ ]]; then
-    (( pane )) && kill -USR1 "$pane" 2>/dev/null
+    (( pane )) && alive && kill -USR1 "$pane" 2>/dev/null
     ended=1
   fi
   (( rc == 0 )) || break

@@ -9,7 +9,9 @@
 # pane's shell. tmux drops what it has not read from a pane whose process
 # ended, so the pane's exit path waits for its exit line to reach the log:
 # the writer sends PANE a SIGUSR1 once it has it (and again every 0.2 s
-# while PANE lives, up to 2 s). A line of output without
+# while PANE lives, up to 2 s). PANE is the pane while its start time
+# (/proc) is the one it had when the writer started: a pid given to
+# another process since gets no signal (USR1 would end it). A line of output without
 # a newline does not swallow launcher's line after it: a "[launcher] …
 # (run TAG)" at the end of a line is written as a line of its own. The
 # writer ends with its pane: at the end of its input, or once PANE is gone
@@ -54,6 +56,22 @@ sub now {
 }
 my ($tag, $pane, $log, $max, $keep, $envf) = (@ARGV, '', 0, '', 0, 0, '');
 $pane = 0 unless $pane =~ /\A[1-9][0-9]*\z/;
+# started returns field 22 of /proc/PID/stat (after the command's name,
+# which may hold spaces and parentheses), or '' when it cannot be read:
+# then kill 0 alone says whether PANE lives, as a writer that ended while
+# its pane still wrote would lose lines.
+sub started {
+    open(my $f, '<', "/proc/$_[0]/stat") or return '';
+    my $s = <$f> // '';
+    return $s =~ /.*\) (.*)\z/s ? (split / /, $1)[19] // '' : '';
+}
+my $born = $pane ? started($pane) : '';
+sub alive {
+    return 0 unless kill 0, $pane;
+    return 1 unless length $born;
+    my $now = started($pane);
+    return !length $now || $now eq $born;
+}
 $max = 0 unless $max =~ /\A[0-9]+\z/ && length $log;
 $keep = 0 unless $keep =~ /\A[1-9][0-9]*\z/;
 $max = 0 unless $keep;
@@ -174,7 +192,7 @@ sub line {
         $start = undef;
     }
     if ($exit && $l =~ $exit) {
-        kill 'USR1', $pane if $pane;
+        kill 'USR1', $pane if $pane && alive();
         $ended = 1;
     }
 }
@@ -186,7 +204,7 @@ while (1) {
     if ($pane) {
         my $n = select(my $rout = $rin, undef, undef, $ended ? 0.2 : 10);
         if ($n == 0) {
-            last unless kill 0, $pane;
+            last unless alive();
             # The pane may have missed the first USR1 (it came just before
             # its wait): again, for as long as the pane would wait (2 s).
             if ($ended && $ended < 10) {
