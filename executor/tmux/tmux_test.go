@@ -482,13 +482,18 @@ func TestLogWritersRecreateARemovedLog(t *testing.T) {
 			if err := os.RemoveAll(filepath.Dir(dir)); err != nil {
 				t.Fatal(err)
 			}
+			// A line per poll until the writer has seen the removal (it
+			// checks once a second), then one more that must reach the new
+			// log. (Waiting for each poll's own line made the slower bash
+			// writer chase a backlog: 2-14 s.)
 			n := 0
-			executortest.Eventually(t, "the log is created again with the lines after", func() bool {
+			executortest.Eventually(t, "the log is created again", func() bool {
 				n++
 				fmt.Fprintf(in, "after %d\n", n)
-				s := read()
-				return strings.Contains(s, "[launcher] the log file was removed") && strings.Contains(s, fmt.Sprintf("after %d", n))
+				return strings.Contains(read(), "[launcher] the log file was removed")
 			})
+			fmt.Fprintln(in, "the last line")
+			executortest.Eventually(t, "the lines after it", func() bool { return strings.Contains(read(), "] the last line\n") })
 			if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
 				t.Errorf("folder made again: %v %v", fi, err)
 			}
