@@ -88,12 +88,13 @@ crashy:
 func TestRestartGivesUpAtMaxRestarts(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, `
-context: {session: rg, restart: always, restart_delay: 20ms, max_restarts: 2, restart_window: 1m}
+context: {session: rg, restart: always, restart_delay: 20ms, max_restarts: 2, restart_window: 90500ms}
 boom: {cmd: 'echo boom; exit 2'}
 `)
 	e.mustRun("run", "boom")
 	st := e.waitState("boom", "DEAD")
-	if st.Restarts != 2 || st.ExitCode == nil || *st.ExitCode != 2 || !strings.Contains(st.Error, "max_restarts 2") {
+	// The window as written, milliseconds included.
+	if st.Restarts != 2 || st.ExitCode == nil || *st.ExitCode != 2 || !strings.Contains(st.Error, "max_restarts 2 within 90.500s") {
 		t.Errorf("gave up: %+v", st)
 	}
 	log := e.logOf("rg", "boom")
@@ -114,6 +115,47 @@ print(got and got.message, got and got.restarts, got and got.exit_code)
 `), 0o644)
 	if r := e.mustRun("script", hook); !strings.Contains(r.stdout, "restart policy: gave up after 2 restarts (max_restarts 2") || !strings.Contains(r.stdout, "\t2\t2\n") {
 		t.Errorf("the give-up as a hook hears it: %q", r.stdout)
+	}
+}
+
+// A robot's wall clock steps when NTP or GPS sets it. The restart window
+// counts on the monotonic clock: a wall clock set back (here an hour at
+// each reading, through the pane's .bashrc) does not keep earlier
+// restarts inside the window, so a process that fails now and then is
+// not given up on. It was, after max_restarts, whatever their spacing.
+func TestRestartWindowIgnoresWallClockSteps(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, `
+context: {session: rw}
+flaky: {cmd: 'sleep 1; exit 1', restart: always, restart_delay: 100ms, max_restarts: 2, restart_window: 500ms}
+`)
+	// bash's EPOCHREALTIME gone, the wall clock is date(1): this one goes
+	// back an hour each time it is read.
+	bin := filepath.Join(e.home, "clock")
+	if err := os.MkdirAll(bin, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	date := "#!/bin/sh\nn=$(cat \"$HOME/steps\" 2>/dev/null || echo 0); echo $((n + 1)) > \"$HOME/steps\"\necho $((2000000000 - n * 3600))\n"
+	if err := os.WriteFile(filepath.Join(bin, "date"), []byte(date), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.home, ".bashrc"), []byte("unset EPOCHREALTIME\nPATH=$HOME/clock:$PATH\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.mustRun("run", "flaky")
+	var st statusRow
+	if !executortest.Poll(func() bool {
+		st = e.status()["flaky"]
+		return st.Restarts >= 4 || st.State == "DEAD"
+	}) {
+		t.Fatalf("flaky did not restart 4 times: %+v", st)
+	}
+	if st.State == "DEAD" {
+		t.Fatalf("given up on, with each run (1 s) longer than the window (500 ms): %+v", st)
+	}
+	// The clock was read (the test measured what it says).
+	if b, err := os.ReadFile(filepath.Join(e.home, "steps")); err != nil || len(b) == 0 {
+		t.Fatalf("the stepping clock was never read: %v", err)
 	}
 }
 

@@ -66,7 +66,19 @@ else
   # @launcher_restart_state "backoff UNTIL_MS EXIT" or "gaveup WHY".
   read -r __lr_mode __lr_delay __lr_cap __lr_max __lr_window __lr_clear <<<"$LAUNCHER_RESTART"
   unset LAUNCHER_RESTART
-  __lr_now() { local t=${EPOCHREALTIME/[.,]/}; if [ -n "$t" ]; then __lr_t=$((10#$t / 1000)); else __lr_t=$(($(date +%s) * 1000)); fi; }
+  # Two clocks. The window counts on the kernel's monotonic one
+  # (/proc/uptime, __lr_t): a robot's wall clock steps when NTP or GPS sets
+  # it, and one set back would keep old restarts inside the window until
+  # it caught up (the process given up on). What launcher reads is
+  # wall-clock time (UNIX ms, __lr_wall).
+  __lr_now() {
+    local t=${EPOCHREALTIME/[.,]/} up
+    if [ -n "$t" ]; then __lr_wall=$((10#$t / 1000)); else __lr_wall=$(($(date +%s) * 1000)); fi
+    __lr_t=$__lr_wall
+    { read -r up _ </proc/uptime; } 2>/dev/null || return 0
+    [[ $up =~ ^([0-9]+)\.([0-9]{2})$ ]] && __lr_t=$((10#${BASH_REMATCH[1]} * 1000 + 10#${BASH_REMATCH[2]} * 10))
+    return 0
+  }
   # A stop launcher asked for marks the window "stopping" in the same tmux
   # command that signals the process: it ends the loop. Not knowing (tmux
   # did not answer) counts as a stop: a restart must never race a kill.
@@ -78,7 +90,7 @@ else
   }
   # decide:begin
   # __lr_decide is the restart decision, a function of $__lr_mode,
-  # $__launcher_rc, $__lr_t (now, ms), the restart times $__lr_times and
+  # $__launcher_rc, $__lr_t (now, ms, monotonic), the restart times $__lr_times and
   # the policy's numbers only (no tmux, no clock: TestRestartDecision runs
   # it as a table). It sets __lr_verdict (exit: a clean end under
   # on-failure; giveup: max_restarts reached within the window; restart)
@@ -115,22 +127,25 @@ else
     [ "$__lr_verdict" = exit ] && exit "$__launcher_rc"
     __lr_stop_asked && exit "$__launcher_rc"
     if [ "$__lr_verdict" = giveup ]; then
-      __lr_why="gave up after $__lr_count restarts (max_restarts $__lr_max within $((__lr_window / 1000))s); last exit code $__launcher_rc"
+      # The window in seconds, with its milliseconds when it has some (500ms said "0s").
+      __lr_ws=$((__lr_window / 1000))
+      [ $((__lr_window % 1000)) -eq 0 ] || printf -v __lr_ws '%d.%03d' "$__lr_ws" $((__lr_window % 1000))
+      __lr_why="gave up after $__lr_count restarts (max_restarts $__lr_max within ${__lr_ws}s); last exit code $__launcher_rc"
       tmux set-option -w -t "$TMUX_PANE" @launcher_restart_state "gaveup $__lr_why" \; wait-for -S launcher-changed 2>/dev/null
       printf '[launcher] %s: %s (run %s)\n' "$LAUNCHER_PROCESS" "$__lr_why" "$LAUNCHER_TAG"
       exit "$__launcher_rc"
     fi
     if [ "$__lr_clear" = 1 ]; then
-      tmux set-option -w -t "$TMUX_PANE" @launcher_restart_state "backoff $((__lr_t + __lr_d)) $__launcher_rc" \; set-option -w -t "$TMUX_PANE" @launcher_ready 0 \; wait-for -S launcher-changed 2>/dev/null
+      tmux set-option -w -t "$TMUX_PANE" @launcher_restart_state "backoff $((__lr_wall + __lr_d)) $__launcher_rc" \; set-option -w -t "$TMUX_PANE" @launcher_ready 0 \; wait-for -S launcher-changed 2>/dev/null
     else
-      tmux set-option -w -t "$TMUX_PANE" @launcher_restart_state "backoff $((__lr_t + __lr_d)) $__launcher_rc" \; wait-for -S launcher-changed 2>/dev/null
+      tmux set-option -w -t "$TMUX_PANE" @launcher_restart_state "backoff $((__lr_wall + __lr_d)) $__launcher_rc" \; wait-for -S launcher-changed 2>/dev/null
     fi
     printf '[launcher] %s failed with code %d; restarting in %d.%03ds (run %s)\n' "$LAUNCHER_PROCESS" "$__launcher_rc" $((__lr_d / 1000)) $((__lr_d % 1000)) "$LAUNCHER_TAG"
     sleep "$((__lr_d / 1000)).$(printf %03d $((__lr_d % 1000)))"
     __lr_stop_asked && exit "$__launcher_rc"
     __lr_now
     __lr_count=$((__lr_count + 1)) __lr_times+=("$__lr_t")
-    tmux set-option -w -t "$TMUX_PANE" @launcher_restarts "$__lr_count $__launcher_rc $__lr_t" \; set-option -w -u -t "$TMUX_PANE" @launcher_restart_state \; wait-for -S launcher-changed 2>/dev/null
+    tmux set-option -w -t "$TMUX_PANE" @launcher_restarts "$__lr_count $__launcher_rc $__lr_wall" \; set-option -w -u -t "$TMUX_PANE" @launcher_restart_state \; wait-for -S launcher-changed 2>/dev/null
     printf '[launcher] restarting %s (restart %d, run %s)\n' "$LAUNCHER_PROCESS" "$__lr_count" "$LAUNCHER_TAG"
   done
 fi
