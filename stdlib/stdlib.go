@@ -47,7 +47,7 @@ var Modules = map[string][]string{
 	"http": {"get", "post"},
 	"net":  {"tcp_open"},
 	"fs":   {"read", "write", "exists", "glob"},
-	"time": {"now", "format", "since"},
+	"time": {"now", "format", "since", "monotonic"},
 	"re":   {"match", "find", "gsub"},
 	"log":  {"info", "warn", "error"},
 }

@@ -101,6 +101,20 @@ return tostring(t0 > 1.7e9), time.format(0, "2006-01-02"), tostring(time.since(t
 	if got[0] != "true" || !strings.HasPrefix(got[1], "1970-01-0") || got[2] != "true" {
 		t.Errorf("%q", got)
 	}
+	// monotonic: not the epoch, and it moves forward (the loop ends once
+	// it has moved 10 ms; the package's test timeout bounds a hang).
+	got = runLua(t, `local time = require("time")
+local m0 = time.monotonic()
+local m = m0
+while m - m0 < 0.01 do
+  local m2 = time.monotonic()
+  assert(m2 >= m, "went back")
+  m = m2
+end
+return tostring(m0 >= 0 and m0 < 1e6)`)
+	if got[0] != "true" {
+		t.Errorf("monotonic: %q", got)
+	}
 }
 
 func TestLogModule(t *testing.T) {

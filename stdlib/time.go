@@ -10,7 +10,10 @@ import (
 
 // time: now() -> seconds since the epoch (with fractions); format(t [,
 // layout]) -> string (a Go layout; default RFC 3339 with milliseconds);
-// since(t) -> seconds elapsed since t.
+// since(t) -> seconds elapsed since t; monotonic() -> seconds on a clock
+// that only moves forward, for durations: a robot's wall clock steps when
+// NTP or GPS sets it (a watchdog measuring silence with now() saw years of
+// it after a boot without a real-time clock).
 func timeLoader(L *lua.LState) int {
 	m := L.NewTable()
 	toTime := func(f float64) time.Time { return time.Unix(0, int64(f*1e9)) }
@@ -25,6 +28,10 @@ func timeLoader(L *lua.LState) int {
 			L.Push(lua.LString(t.Format(layout)))
 			return 1
 		},
+		"monotonic": func(L *lua.LState) int {
+			L.Push(lua.LNumber(time.Since(monotonicZero).Seconds()))
+			return 1
+		},
 		"since": func(L *lua.LState) int {
 			L.Push(lua.LNumber(time.Since(toTime(host.Num(L, 1))).Seconds()))
 			return 1
@@ -33,3 +40,7 @@ func timeLoader(L *lua.LState) int {
 	L.Push(m)
 	return 1
 }
+
+// monotonicZero is time.monotonic's zero: time.Since reads Go's monotonic
+// clock, which no setting of the wall clock moves.
+var monotonicZero = time.Now()

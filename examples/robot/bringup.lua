@@ -24,13 +24,13 @@ launcher.ready_check("roscore", function(proc)
 end)
 
 local function stage(name, fn)
-  local t0 = require("time").now()
+  local t0 = require("time").monotonic()
   local ok, err = fn()
   if not ok then
     log.error("stage %s failed: %s", name, tostring(err))
     error("bring-up stopped at stage " .. name)
   end
-  log.info("stage %s done in %.2fs", name, require("time").since(t0))
+  log.info("stage %s done in %.2fs", name, require("time").monotonic() - t0)
 end
 
 stage("core", function() return launcher.start("roscore", { timeout = 30 }) end)
