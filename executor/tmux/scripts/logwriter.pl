@@ -11,11 +11,12 @@
 # the writer sends PANE a SIGUSR1 once it has it (and again every 0.2 s
 # while PANE lives, up to 2 s). PANE is the pane while its start time
 # (/proc) is the one it had when the writer started: a pid given to
-# another process since gets no signal (USR1 would end it). A line of output without
-# a newline does not swallow launcher's line after it: a "[launcher] …
-# (run TAG)" at the end of a line is written as a line of its own. The
-# writer ends with its pane: at the end of its input, or once PANE is gone
-# and nothing came for a while (tmux keeps a dead pane's pipe open).
+# another process since gets no signal (USR1 would end it). A line of
+# output without a newline does not swallow launcher's line after it: a
+# "[launcher] … (run TAG)" at the end of a line is written as a line of
+# its own. The writer ends with its pane: at the end of its input, or once
+# PANE is gone and nothing came for a while (tmux keeps a dead pane's pipe
+# open).
 #
 # LOG, the third argument, is the file stdout appends to. Once a second
 # the writer checks that the file is still there: a log (or its folder)
