@@ -72,7 +72,8 @@ else
   # it caught up (the process given up on). What launcher reads is
   # wall-clock time (UNIX ms, __lr_wall).
   __lr_now() {
-    local t=${EPOCHREALTIME/[.,]/} up
+    local t=${EPOCHREALTIME:-} up
+    t=${t/[.,]/}
     if [ -n "$t" ]; then __lr_wall=$((10#$t / 1000)); else __lr_wall=$(($(date +%s) * 1000)); fi
     __lr_t=$__lr_wall
     { read -r up _ </proc/uptime; } 2>/dev/null || return 0
