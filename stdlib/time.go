@@ -12,8 +12,9 @@ import (
 // layout]) -> string (a Go layout; default RFC 3339 with milliseconds);
 // since(t) -> seconds elapsed since t; monotonic() -> seconds on a clock
 // that only moves forward, for durations: a robot's wall clock steps when
-// NTP or GPS sets it (a watchdog measuring silence with now() saw years of
-// it after a boot without a real-time clock).
+// NTP or GPS sets it (a watchdog measuring silence with now() would read
+// a step forward after a boot without a real-time clock as that much
+// silence).
 func timeLoader(L *lua.LState) int {
 	m := L.NewTable()
 	toTime := func(f float64) time.Time { return time.Unix(0, int64(f*1e9)) }
