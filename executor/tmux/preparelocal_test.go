@@ -110,3 +110,71 @@ func TestPrepareLocalMatchesTheScript(t *testing.T) {
 		})
 	}
 }
+
+// TestPerlProbeIsKept: the local install asks perl once whether it runs
+// the writer (its --probe) and keeps the yes beside the writer with the
+// identity of that perl: the next install starts no perl. A changed perl
+// is asked again, and a perl that cannot load what the writer needs (here
+// Fcntl shadowed by one that dies) gets the bash writer, and no stamp.
+func TestPerlProbeIsKept(t *testing.T) {
+	real, err := exec.LookPath("perl")
+	if err != nil {
+		executortest.Skip(t, "no perl")
+	}
+	tmp := t.TempDir()
+	fake, counter, lib := filepath.Join(tmp, "path"), filepath.Join(tmp, "count"), filepath.Join(tmp, "lib")
+	for _, d := range []string{fake, lib} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// perl on PATH: counts its starts, then runs the real one.
+	writePerl := func(env string) {
+		script := "#!/bin/sh\necho x >> " + counter + "\n" + env + "exec " + real + " \"$@\"\n"
+		if err := os.WriteFile(filepath.Join(fake, "perl"), []byte(script), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writePerl("")
+	t.Setenv("PATH", fake+":"+os.Getenv("PATH"))
+	starts := func() int { b, _ := os.ReadFile(counter); return strings.Count(string(b), "x") }
+	state := filepath.Join(tmp, "state")
+	name := "logwriter.pl-test"
+	stamp := filepath.Join(state, "bin", "probed-"+name)
+	install := func() string {
+		t.Helper()
+		res := prepareLocal("install", state, [][2]string{{name, perlWriter}, {"prologue.bash-test", prologue}}, "")
+		if res.ExitCode != 0 {
+			t.Fatalf("install: %d %s", res.ExitCode, res.Stderr)
+		}
+		return strings.TrimSpace(string(res.Stdout))
+	}
+	if w := install(); w != "perl" || starts() != 1 {
+		t.Fatalf("first install: writer %q after %d perl starts, want perl after 1", w, starts())
+	}
+	if _, err := os.Stat(stamp); err != nil {
+		t.Fatalf("no stamp: %v", err)
+	}
+	if w := install(); w != "perl" || starts() != 1 {
+		t.Fatalf("second install: writer %q after %d perl starts, want perl and no new start", w, starts())
+	}
+	// Another perl (here one whose Fcntl dies): asked again, bash, no stamp.
+	if err := os.WriteFile(filepath.Join(lib, "Fcntl.pm"), []byte("die 'no Fcntl here';\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writePerl("PERL5LIB=" + lib + " export PERL5LIB\n")
+	if w := install(); w != "bash" || starts() != 2 {
+		t.Fatalf("a perl without Fcntl: writer %q after %d perl starts, want bash after 2", w, starts())
+	}
+	if _, err := os.Stat(stamp); !os.IsNotExist(err) {
+		t.Fatalf("the stamp outlived a failed probe: %v", err)
+	}
+	// The script prepare.sh (remote machines) chooses the same way.
+	for _, c := range []struct{ env, want string }{{"PERL5LIB=" + lib + " export PERL5LIB\n", "bash"}, {"", "perl"}} {
+		writePerl(c.env)
+		out, err := exec.Command("sh", "-c", prepareScript, "sh", "install", filepath.Join(tmp, "remote"), name, perlWriter).Output()
+		if err != nil || strings.TrimSpace(string(out)) != c.want {
+			t.Errorf("prepare.sh with %q: %q %v, want %s", c.env, out, err, c.want)
+		}
+	}
+}

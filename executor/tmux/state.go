@@ -55,7 +55,7 @@ type UnsafePathError struct {
 func (e *UnsafePathError) Error() string { return e.Msg + " (on " + e.Machine + ")" }
 
 // install checks the state directory, puts the helper scripts in place
-// (once per Machine) and finds out whether Perl with Time::HiRes is there
+// (once per Machine) and finds out whether Perl runs the Perl writer
 // (fast writer, millisecond timestamps) or the bash writer must do.
 func (m *Machine) install(ctx context.Context) error {
 	return m.installWith(ctx, "")

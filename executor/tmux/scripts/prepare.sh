@@ -8,7 +8,8 @@
 #   MODE "install": also put each helper NAME in DIR/bin with exactly CONTENT
 #                   (rewritten when it differs: checked by content, not by
 #                   existence), create DIR/run, and print the log writer this
-#                   machine can run (perl or bash).
+#                   machine can run (perl, when the helper logwriter.pl-* runs
+#                   with --probe, or bash).
 #   MODE "install:LOGDIR": install, and create and check LOGDIR as "dir"
 #                   does (a first spawn's two steps in one command).
 umask 077
@@ -46,8 +47,10 @@ for sub in bin run; do
   mkdir -p -- "$d/$sub" || exit 1
   check "$d/$sub"
 done
+writer=
 while [ $# -ge 2 ]; do
   f=$d/bin/$1
+  case $1 in logwriter.pl-*) writer=$f ;; esac
   if [ -L "$f" ] || ! printf '%s' "$2" | cmp -s - "$f" 2>/dev/null; then
     rm -f -- "$f.tmp.$$" && (set -C && printf '%s' "$2" > "$f.tmp.$$") && mv -f -- "$f.tmp.$$" "$f" || exit 1
   fi
@@ -57,4 +60,6 @@ if [ -n "$logdir" ]; then
   mkdir -p -- "$logdir" || exit 1
   check "$logdir"
 fi
-if perl -MTime::HiRes -e 1 2>/dev/null; then echo perl; else echo bash; fi
+# The perl writer where it can run (its --probe loads what it needs), else
+# the bash one.
+if [ -n "$writer" ] && perl "$writer" --probe </dev/null >/dev/null 2>&1; then echo perl; else echo bash; fi
