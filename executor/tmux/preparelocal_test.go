@@ -178,3 +178,36 @@ func TestPerlProbeIsKept(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalPathsMatchTheRule: the local machine's state directory and home,
+// read from the environment without a shell, are what sh makes of the rule
+// remote machines run, variable by variable unset, empty or set.
+func TestLocalPathsMatchTheRule(t *testing.T) {
+	vals := []*string{nil, new(string), ptr("/some where/x")}
+	for _, home := range []*string{nil, ptr("/home/robot")} {
+		for _, sd := range vals {
+			for _, xdg := range vals {
+				env := map[string]string{}
+				environ := []string{} // not nil: nil would be this process's environment
+				for k, v := range map[string]*string{"HOME": home, "LAUNCHER_STATE_DIR": sd, "XDG_STATE_HOME": xdg} {
+					if v != nil {
+						env[k] = *v
+						environ = append(environ, k+"="+*v)
+					}
+				}
+				cmd := exec.Command("sh", "-c", resolveRule)
+				cmd.Env = environ
+				out, err := cmd.Output()
+				if err != nil {
+					t.Fatal(err)
+				}
+				state, h := localPaths(func(k string) string { return env[k] })
+				if want := string(out); want != state+"\n"+h+"\n" {
+					t.Errorf("env %q: sh says %q, localPaths %q %q", environ, want, state, h)
+				}
+			}
+		}
+	}
+}
+
+func ptr(s string) *string { return &s }

@@ -13,6 +13,7 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -118,6 +119,13 @@ func (m *Machine) resolve(ctx context.Context) error {
 	if m.resolved {
 		return nil
 	}
+	if executor.IsLocal(m.Host) {
+		// This process's own environment is the one a local sh would
+		// expand the rule in: read here, without a shell (1.2 ms of a
+		// 17 ms `run` of one process).
+		m.setPaths(localPaths(os.Getenv))
+		return nil
+	}
 	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c", resolveRule}})
 	if err != nil {
 		return err
@@ -128,6 +136,20 @@ func (m *Machine) resolve(ctx context.Context) error {
 	}
 	m.setPaths(lines[0], lines[1])
 	return nil
+}
+
+// localPaths is resolveRule (StateDirRule, then $HOME) evaluated with
+// getenv: ${V:-word} takes word when V is unset or empty.
+func localPaths(getenv func(string) string) (state, home string) {
+	home = getenv("HOME")
+	if v := getenv("LAUNCHER_STATE_DIR"); v != "" {
+		return v, home
+	}
+	x := getenv("XDG_STATE_HOME")
+	if x == "" {
+		x = home + "/.local/state"
+	}
+	return x + "/launcher", home
 }
 
 // setPaths records the machine's state directory and home (resolveMu held).
