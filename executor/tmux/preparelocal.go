@@ -125,7 +125,7 @@ func prepareLocal(mode, dir string, helpers [][2]string, logDir string) executor
 // perlRuns reports whether this machine's perl runs the writer bin/name
 // (its --probe, as prepare.sh asks). A yes is kept beside it, with the
 // identity of the perl it came from: the probe is a perl start, 4 ms of
-// a 23 ms `run` of one process, and the answer only changes with perl.
+// a 21 ms `run` of one process, and the answer only changes with perl.
 func perlRuns(bin, name string) bool {
 	perl, err := exec.LookPath("perl")
 	if err != nil {

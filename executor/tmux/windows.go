@@ -68,24 +68,24 @@ func (m *Machine) Snapshot(ctx context.Context) (executor.Snapshot, error) {
 	if pending != nil {
 		begun(snap.Windows, pending)
 	}
+	// tmux fills in the exit status of a pane when it reaps the process, a
+	// moment after the pane died. Debian's tmux (built with libutempter)
+	// can miss the SIGCHLD altogether and keep the zombie forever (tmux#311,
+	// #4559): libutempter puts in its own SIGCHLD handler while its helper
+	// runs (tmux runs it as panes start and end), and a child that exits
+	// meanwhile is never reported (a third of the stops of one process
+	// here). A SIGCHLD of our own makes it reap. Locally it costs nothing:
+	// sent at once, and the listing asked again 5 ms later (a stop of one
+	// process took 72 ms instead of 25 when it waited 20 ms before its
+	// first). Remotely it is a command: sent from the second look on, 20 ms
+	// apart.
+	n, _ := ctx.Value(retryKey{}).(int)
+	local := executor.IsLocal(m.Host)
+	limit, pause := 5, 20*time.Millisecond
+	if local {
+		limit, pause = 20, 5*time.Millisecond
+	}
 	for _, w := range snap.Windows {
-		// tmux fills in the exit status of a pane when it reaps the process,
-		// a moment after the pane died. Debian's tmux (built with
-		// libutempter) can miss the SIGCHLD altogether and keep the zombie
-		// forever (tmux#311, #4559): libutempter puts in its own SIGCHLD
-		// handler while its helper runs (tmux runs it as panes start and
-		// end), and a child that exits meanwhile is never reported (a
-		// third of the stops of one process here). A SIGCHLD of our own
-		// makes it reap. Locally it costs nothing: sent at once, and the listing
-		// asked again 5 ms later (a stop of one process took 72 ms instead
-		// of 25 when it waited 20 ms before its first). Remotely it is a
-		// command: sent from the second look on, 20 ms apart.
-		n, _ := ctx.Value(retryKey{}).(int)
-		local := executor.IsLocal(m.Host)
-		limit, pause := 5, 20*time.Millisecond
-		if local {
-			limit, pause = 20, 5*time.Millisecond
-		}
 		if (w.Marks.Managed || w.Foreign != "") && w.Dead && !w.ExitKnown && n < limit {
 			if w.ServerPID > 0 && local {
 				_ = syscall.Kill(w.ServerPID, syscall.SIGCHLD)
