@@ -99,11 +99,13 @@ func prepareLocal(mode, dir string, helpers [][2]string, logDir string) executor
 		}
 		tmp := fmt.Sprintf("%s.tmp.%d", f, os.Getpid())
 		_ = os.Remove(tmp)
-		if err := writeExcl(tmp, h[1]); err != nil {
-			fmt.Fprintf(&stderr, "%v\n", err)
-			return fail(err)
+		err := writeExcl(tmp, h[1])
+		if err == nil {
+			err = os.Rename(tmp, f)
 		}
-		if err := os.Rename(tmp, f); err != nil {
+		if err != nil {
+			// A full disk: nothing half-written stays.
+			_ = os.Remove(tmp)
 			fmt.Fprintf(&stderr, "%v\n", err)
 			return fail(err)
 		}
@@ -146,8 +148,10 @@ func perlRuns(bin, name string) bool {
 	}
 	tmp := fmt.Sprintf("%s.tmp.%d", stamp, os.Getpid())
 	_ = os.Remove(tmp)
-	if writeExcl(tmp, key) == nil {
-		_ = os.Rename(tmp, stamp)
+	// Not kept (a full or read-only disk): asked again next time, and no
+	// half-written file left behind.
+	if writeExcl(tmp, key) != nil || os.Rename(tmp, stamp) != nil {
+		_ = os.Remove(tmp)
 	}
 	return true
 }

@@ -211,3 +211,68 @@ func TestLocalPathsMatchTheRule(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
+
+// TestPerlProbeOnAFullDisk: a yes that cannot be kept (the disk is full)
+// still chooses the Perl writer, leaves no half-written file, and is
+// asked again next time.
+func TestPerlProbeOnAFullDisk(t *testing.T) {
+	executortest.RequireTool(t, "perl")
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", dir).CombinedOutput(); err != nil {
+		executortest.Skip(t, "cannot mount a tmpfs: "+string(out))
+	}
+	defer exec.Command("umount", dir).Run()
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	name := "logwriter.pl-test"
+	helpers := [][2]string{{name, perlWriter}}
+	if res := prepareLocal("install", state, helpers, ""); strings.TrimSpace(string(res.Stdout)) != "perl" {
+		t.Fatalf("first install: %d %q %s", res.ExitCode, res.Stdout, res.Stderr)
+	}
+	stamp := filepath.Join(state, "bin", "probed-"+name)
+	if err := os.Remove(stamp); err != nil {
+		t.Fatal(err)
+	}
+	filler, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zeros := make([]byte, 4096)
+	for {
+		if _, err := filler.Write(zeros); err != nil {
+			break
+		}
+	}
+	filler.Close()
+	for i := 0; i < 2; i++ {
+		if res := prepareLocal("install", state, helpers, ""); res.ExitCode != 0 || strings.TrimSpace(string(res.Stdout)) != "perl" {
+			t.Fatalf("install on a full disk: %d %q %s", res.ExitCode, res.Stdout, res.Stderr)
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Join(state, "bin"))
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if len(names) != 1 || names[0] != name {
+		t.Errorf("bin holds %q, want the writer alone", names)
+	}
+	// A new helper cannot be written there: the install fails, here and in
+	// prepare.sh, and leaves nothing half-written.
+	big := [][2]string{{name, perlWriter}, {"prologue.bash-new", "# a new helper\n"}}
+	res := prepareLocal("install", state, big, "")
+	out, err := exec.Command("sh", "-c", prepareScript, "sh", "install", state, big[0][0], big[0][1], big[1][0], big[1][1]).CombinedOutput()
+	if res.ExitCode == 0 || err == nil {
+		t.Errorf("a helper written to a full disk: local exit %d, script %v %s", res.ExitCode, err, out)
+	}
+	ents, _ = os.ReadDir(filepath.Join(state, "bin"))
+	names = names[:0]
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if len(names) != 1 || names[0] != name {
+		t.Errorf("after failed installs bin holds %q, want the writer alone", names)
+	}
+}

@@ -52,7 +52,7 @@ while [ $# -ge 2 ]; do
   f=$d/bin/$1
   case $1 in logwriter.pl-*) writer=$f ;; esac
   if [ -L "$f" ] || ! printf '%s' "$2" | cmp -s - "$f" 2>/dev/null; then
-    rm -f -- "$f.tmp.$$" && (set -C && printf '%s' "$2" > "$f.tmp.$$") && mv -f -- "$f.tmp.$$" "$f" || exit 1
+    rm -f -- "$f.tmp.$$" && (set -C && printf '%s' "$2" > "$f.tmp.$$") && mv -f -- "$f.tmp.$$" "$f" || { rm -f -- "$f.tmp.$$"; exit 1; }
   fi
   shift 2
 done
