@@ -377,8 +377,11 @@ for a; do
   case $((i % 3)) in
   1) tok=$a ;;
   2) if ! (set -C; : > "$a") 2>/dev/null; then echo "LFAIL $tok cannot write $a" >&2; bad=1; break; fi
-     while IFS= read -r line; do [ "$line" = "$sep" ] && break; printf '%s\n' "$line"; done >> "$a" ||
-       { echo "LFAIL $tok cannot write $a (is the disk full?)" >&2; bad=1; break; } ;;
+     # A write that fails (a full disk) is a failure: the loop's own
+     # status is its last command's, not the writes'.
+     w=0
+     while IFS= read -r line; do [ "$line" = "$sep" ] && break; printf '%s\n' "$line" || w=1; done >> "$a" 2>/dev/null || w=1
+     if [ "$w" = 1 ]; then echo "LFAIL $tok cannot write $a (is the disk full?)" >&2; bad=1; break; fi ;;
   esac
 done
 if [ "$bad" = 1 ]; then

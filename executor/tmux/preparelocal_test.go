@@ -1,6 +1,7 @@
 package tmux
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -8,7 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/robotlauncher/launcher/executor"
 	"github.com/robotlauncher/launcher/executor/executortest"
+	"github.com/robotlauncher/launcher/executor/local"
 )
 
 // TestPrepareLocalMatchesTheScript: the local fast path of prepare.sh
@@ -274,5 +277,91 @@ func TestPerlProbeOnAFullDisk(t *testing.T) {
 	}
 	if len(names) != 1 || names[0] != name {
 		t.Errorf("after failed installs bin holds %q, want the writer alone", names)
+	}
+}
+
+// TestEnvFileOnAFullDisk: an env file that cannot be written whole (the
+// disk is full) is an error and leaves no file. (A remote spawn's is
+// written by writeFiles, which removes what it wrote on failure.)
+func TestEnvFileOnAFullDisk(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
+		executortest.Skip(t, "cannot mount a tmpfs: "+string(out))
+	}
+	defer exec.Command("umount", dir).Run()
+	filler, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zeros := make([]byte, 4096)
+	for {
+		if _, err := filler.Write(zeros); err != nil {
+			break
+		}
+	}
+	filler.Close()
+	m, err := New(context.Background(), local.Host{}, Options{StateDir: filepath.Join(t.TempDir(), "state"), Home: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "run.env")
+	if err := m.writeEnvFile(path, filepath.Join(t.TempDir(), "p.log"), []executor.EnvVar{{Name: "SECRET", Value: "x"}}); err == nil {
+		t.Error("an env file written to a full disk is no error")
+	}
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Errorf("the env file stays after a failed write: %v", err)
+	}
+}
+
+// TestRemoteEnvFilesOnAFullDisk: the script that writes a remote spawn's
+// env file before tmux makes its window (writeFiles) fails on a full disk,
+// names the spawn, leaves no file and runs nothing. It ran tmux with an
+// empty env file: the pane then ran no command and ended with 0.
+func TestRemoteEnvFilesOnAFullDisk(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
+		executortest.Skip(t, "cannot mount a tmpfs: "+string(out))
+	}
+	defer exec.Command("umount", dir).Run()
+	ran := filepath.Join(t.TempDir(), "ran")
+	write := func() (executor.Result, string) {
+		path := filepath.Join(dir, "run.env")
+		req := &batchReq{token: "tok1", file: &envWrite{path: path, log: filepath.Join(dir, "p.log"), text: envFileText([]executor.EnvVar{{Name: "LAUNCHER_CMD", Value: "sleep 600"}})}}
+		res, err := local.Host{}.Run(context.Background(), writeThenRun([]*batchReq{req}, []string{"touch", ran}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, path
+	}
+	// With room, the file is written and the command runs.
+	res, path := write()
+	if b, err := os.ReadFile(path); res.ExitCode != 0 || err != nil || !strings.Contains(string(b), "sleep 600") {
+		t.Fatalf("with room: exit %d %s; file %q %v", res.ExitCode, res.Stderr, b, err)
+	}
+	if _, err := os.Stat(ran); err != nil {
+		t.Fatalf("with room, the command did not run: %v", err)
+	}
+	os.Remove(path)
+	os.Remove(ran)
+	filler, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zeros := make([]byte, 4096)
+	for {
+		if _, err := filler.Write(zeros); err != nil {
+			break
+		}
+	}
+	filler.Close()
+	res, path = write()
+	if f := fileFailures(res); !strings.Contains(f["tok1"], "disk full") {
+		t.Errorf("on a full disk: exit %d, failures %q, stderr %s", res.ExitCode, f, res.Stderr)
+	}
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Errorf("the env file stays: %v", err)
+	}
+	if _, err := os.Stat(ran); !os.IsNotExist(err) {
+		t.Errorf("the command ran after a failed write: %v", err)
 	}
 }

@@ -70,47 +70,35 @@ func envFileText(vars []executor.EnvVar) []byte {
 }
 
 // writeEnvFile creates path (0600, never following or replacing an
-// existing file) with the run's variables, on the machine.
+// existing file) with the run's variables, on this computer (a remote
+// spawn's is written by the tmux invocation that makes its window:
+// writeFiles).
 //
 // It also checks the log the run appends to: a symbolic link, or a file of
 // another user, is refused; a file others may write is made private first.
-func (m *Machine) writeEnvFile(ctx context.Context, path, logPath string, vars []executor.EnvVar) error {
-	text := envFileText(vars)
-	if executor.IsLocal(m.Host) {
-		fi, err := ownLocalLog(m.Machine(), logPath)
-		if err != nil {
-			return err
-		}
-		if fi != nil && fi.Mode().Perm()&0o077 != 0 {
-			if err := os.Chmod(logPath, 0o600); err != nil {
-				return err
-			}
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
-		if err != nil {
-			return fmt.Errorf("cannot write the env file of the run: %w", err)
-		}
-		_, err = f.Write(text)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		return err
-	}
-	res, err := m.Host.Run(ctx, executor.Command{Args: []string{"sh", "-c", `umask 077; f=$2
-if [ -L "$f" ]; then echo "refusing to use $f: it is a symbolic link (remove it)" >&2; exit 3; fi
-if [ -e "$f" ]; then
-  [ -O "$f" ] || { echo "refusing to use $f: it is owned by another user" >&2; exit 3; }
-  chmod go-rwx "$f" || exit 1
-fi
-set -C; cat > "$1"`, "sh", path, logPath}, Stdin: text})
+func (m *Machine) writeEnvFile(path, logPath string, vars []executor.EnvVar) error {
+	fi, err := ownLocalLog(m.Machine(), logPath)
 	if err != nil {
 		return err
 	}
-	if res.ExitCode == 3 {
-		return &UnsafePathError{Machine: m.Machine(), Msg: strings.TrimSpace(string(res.Stderr))}
+	if fi != nil && fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(logPath, 0o600); err != nil {
+			return err
+		}
 	}
-	if res.ExitCode != 0 {
-		return fmt.Errorf("cannot write %s on %s: %s", path, m.Machine(), strings.TrimSpace(string(res.Stderr)))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("cannot write the env file of the run: %w", err)
+	}
+	_, err = f.Write(envFileText(vars))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		// A full disk: no half-written env file stays (a pane would read
+		// it; the listing counts it as a run not yet begun).
+		_ = os.Remove(path)
+		return fmt.Errorf("cannot write the env file of the run: %w", err)
 	}
 	return nil
 }
@@ -187,7 +175,7 @@ func (m *Machine) Spawn(ctx context.Context, spec executor.SpawnSpec) (executor.
 	pane, vars := m.paneEnv(spec, envFile)
 	var file *envWrite
 	if executor.IsLocal(m.Host) {
-		if err := m.writeEnvFile(ctx, envFile, spec.Marks.Log, vars); err != nil {
+		if err := m.writeEnvFile(envFile, spec.Marks.Log, vars); err != nil {
 			return executor.Window{}, err
 		}
 	} else {
