@@ -29,8 +29,11 @@ type journal struct {
 	// failed: the state directory could not be used; the journal is off
 	// for this run (an operation never fails for its journal).
 	failed bool
-	dir    func() (string, error)
-	unsub  func()
+	// torn: the last write stopped short (a full disk); the next starts
+	// on a line of its own, so only the torn event is lost.
+	torn  bool
+	dir   func() (string, error)
+	unsub func()
 }
 
 // events.jsonl's folder is found through the local machine (its state
@@ -95,9 +98,19 @@ func (j *journal) write(ev engine.Event) {
 			j.failed = true
 			return
 		}
+		j.torn = false
+	}
+	if j.torn {
+		b = append([]byte{'\n'}, b...)
 	}
 	n, _ := j.f.Write(b)
 	j.size += int64(n)
+	switch {
+	case n == len(b):
+		j.torn = false
+	case n > 0:
+		j.torn = true
+	}
 }
 
 func (j *journal) open() error {
