@@ -765,6 +765,43 @@ p: {cmd: p}
 	}
 }
 
+// The Ctrl-C may come while the monitor is looking: that look fails (its
+// context ended), and the last look is still taken, so the exit is an
+// event. The monitor returned at the failed look, and the exits of a
+// kill --all of 30 were neither delivered nor counted (CI run 148: 18 of
+// 30).
+func TestAMonitorInterruptedMidLookLooksOnceMore(t *testing.T) {
+	e, conn, _ := newTestEngine(t, `
+context: {session: s}
+p: {cmd: p}
+`)
+	m := local(t, conn)
+	if _, err := m.Spawn(ctxT(t), executor.SpawnSpec{Session: "s", Name: "p", Script: "p", Marks: executor.Marks{Managed: true, Started: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var exits []Event
+	unsub := e.Bus().Subscribe(func(ev Event) bool { return ev.Kind == Exited }, func(ev Event) {
+		mu.Lock()
+		exits = append(exits, ev)
+		mu.Unlock()
+	})
+	defer unsub()
+	ctx, cancel := context.WithCancel(ctxT(t))
+	e.MonitorOnce(ctx, time.Hour)
+	m.Exit("p", 130)
+	// The next look is interrupted: Ctrl-C as it begins.
+	var once sync.Once
+	m.BeforeSnapshot = func() { once.Do(cancel) }
+	e.MonitorSettle()
+	e.Bus().Flush()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(exits) != 1 || exits[0].Process != "p" {
+		t.Fatalf("exits published by the monitor interrupted mid-look: %+v", exits)
+	}
+}
+
 // A window of an older launcher has no request mark: it may run with
 // variants, so its command is not judged (a "restart to apply" without
 // them would drop them); a window that says it had none is.

@@ -86,6 +86,9 @@ type Machine struct {
 	Check func(spec executor.ExecSpec) executor.Result
 	// Containers lists running containers (CheckContainer).
 	Containers map[string]bool
+	// BeforeSnapshot, when set, runs at the start of each Snapshot (a
+	// test's Ctrl-C in the middle of a look).
+	BeforeSnapshot func()
 
 	ring chan struct{} // WaitChange's doorbell (Ring)
 
@@ -229,6 +232,9 @@ func (m *Machine) Stream(ctx context.Context, cmd executor.Command) (executor.St
 
 // Snapshot returns the current windows.
 func (m *Machine) Snapshot(ctx context.Context) (executor.Snapshot, error) {
+	if m.BeforeSnapshot != nil {
+		m.BeforeSnapshot()
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	snap := executor.Snapshot{Taken: time.Now()}
