@@ -78,22 +78,27 @@ func (m *Machine) Snapshot(ctx context.Context) (executor.Snapshot, error) {
 	// sent at once, and the listing asked again 5 ms later (a stop of one
 	// process took 72 ms instead of 25 when it waited 20 ms before its
 	// first). Remotely it is a command: sent from the second look on, 20 ms
-	// apart.
-	n, _ := ctx.Value(retryKey{}).(int)
+	// apart. Either way the look gives up on it after about 100 ms (a look
+	// that takes longer holds up whoever waits for it, a Ctrl-C's last
+	// look too).
+	r, _ := ctx.Value(retryKey{}).(retry)
+	if r.first.IsZero() {
+		r.first = snap.Taken
+	}
 	local := executor.IsLocal(m.Host)
-	limit, pause := 5, 20*time.Millisecond
+	more, pause := r.n < 5, 20*time.Millisecond
 	if local {
-		limit, pause = 20, 5*time.Millisecond
+		more, pause = time.Since(r.first) < 100*time.Millisecond, 5*time.Millisecond
 	}
 	for _, w := range snap.Windows {
-		if (w.Marks.Managed || w.Foreign != "") && w.Dead && !w.ExitKnown && n < limit {
+		if (w.Marks.Managed || w.Foreign != "") && w.Dead && !w.ExitKnown && more {
 			if w.ServerPID > 0 && local {
 				_ = syscall.Kill(w.ServerPID, syscall.SIGCHLD)
-			} else if w.ServerPID > 0 && n >= 1 {
+			} else if w.ServerPID > 0 && r.n >= 1 {
 				_, _ = m.Host.Run(ctx, executor.Command{Args: []string{"kill", "-s", "CHLD", strconv.Itoa(w.ServerPID)}})
 			}
 			time.Sleep(pause)
-			return m.Snapshot(context.WithValue(ctx, retryKey{}, n+1))
+			return m.Snapshot(context.WithValue(ctx, retryKey{}, retry{n: r.n + 1, first: r.first}))
 		}
 	}
 	m.spawnMu.Lock()
@@ -103,6 +108,13 @@ func (m *Machine) Snapshot(ctx context.Context) (executor.Snapshot, error) {
 }
 
 type retryKey struct{}
+
+// retry is a look asked again for an exit status tmux has not filled in:
+// how many times, and when the first began.
+type retry struct {
+	n     int
+	first time.Time
+}
 
 // resolveRule prints the machine's state directory and home: the two lines
 // resolve reads.
