@@ -220,11 +220,7 @@ func ptr(s string) *string { return &s }
 // asked again next time.
 func TestPerlProbeOnAFullDisk(t *testing.T) {
 	executortest.RequireTool(t, "perl")
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", dir).CombinedOutput(); err != nil {
-		executortest.Skip(t, "cannot mount a tmpfs: "+string(out))
-	}
-	defer exec.Command("umount", dir).Run()
+	dir := smallTmpfs(t, "128k")
 	if err := os.Chmod(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -238,17 +234,7 @@ func TestPerlProbeOnAFullDisk(t *testing.T) {
 	if err := os.Remove(stamp); err != nil {
 		t.Fatal(err)
 	}
-	filler, err := os.Create(filepath.Join(dir, "filler"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	zeros := make([]byte, 4096)
-	for {
-		if _, err := filler.Write(zeros); err != nil {
-			break
-		}
-	}
-	filler.Close()
+	fillDisk(t, dir)
 	for i := 0; i < 2; i++ {
 		if res := prepareLocal("install", state, helpers, ""); res.ExitCode != 0 || strings.TrimSpace(string(res.Stdout)) != "perl" {
 			t.Fatalf("install on a full disk: %d %q %s", res.ExitCode, res.Stdout, res.Stderr)
@@ -284,22 +270,8 @@ func TestPerlProbeOnAFullDisk(t *testing.T) {
 // disk is full) is an error and leaves no file. (A remote spawn's is
 // written by writeFiles, which removes what it wrote on failure.)
 func TestEnvFileOnAFullDisk(t *testing.T) {
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
-		executortest.Skip(t, "cannot mount a tmpfs: "+string(out))
-	}
-	defer exec.Command("umount", dir).Run()
-	filler, err := os.Create(filepath.Join(dir, "filler"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	zeros := make([]byte, 4096)
-	for {
-		if _, err := filler.Write(zeros); err != nil {
-			break
-		}
-	}
-	filler.Close()
+	dir := smallTmpfs(t, "64k")
+	fillDisk(t, dir)
 	m, err := New(context.Background(), local.Host{}, Options{StateDir: filepath.Join(t.TempDir(), "state"), Home: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -318,11 +290,7 @@ func TestEnvFileOnAFullDisk(t *testing.T) {
 // names the spawn, leaves no file and runs nothing. It ran tmux with an
 // empty env file: the pane then ran no command and ended with 0.
 func TestRemoteEnvFilesOnAFullDisk(t *testing.T) {
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
-		executortest.Skip(t, "cannot mount a tmpfs: "+string(out))
-	}
-	defer exec.Command("umount", dir).Run()
+	dir := smallTmpfs(t, "64k")
 	ran := filepath.Join(t.TempDir(), "ran")
 	write := func() (executor.Result, string) {
 		path := filepath.Join(dir, "run.env")
@@ -343,17 +311,7 @@ func TestRemoteEnvFilesOnAFullDisk(t *testing.T) {
 	}
 	os.Remove(path)
 	os.Remove(ran)
-	filler, err := os.Create(filepath.Join(dir, "filler"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	zeros := make([]byte, 4096)
-	for {
-		if _, err := filler.Write(zeros); err != nil {
-			break
-		}
-	}
-	filler.Close()
+	fillDisk(t, dir)
 	res, path = write()
 	if f := fileFailures(res); !strings.Contains(f["tok1"], "disk full") {
 		t.Errorf("on a full disk: exit %d, failures %q, stderr %s", res.ExitCode, f, res.Stderr)

@@ -240,25 +240,14 @@ func TestLogWritersRecoverFromFullDisk(t *testing.T) {
 	}
 	for _, w := range logWriters {
 		t.Run(w.name, func(t *testing.T) {
-			dir := t.TempDir()
-			if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", dir).CombinedOutput(); err != nil {
-				executortest.Skip(t, "cannot mount a tmpfs: "+string(out))
-			}
-			defer exec.Command("umount", dir).Run()
+			dir := smallTmpfs(t, "64k")
 			logPath := filepath.Join(dir, "p.log")
 			f, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 			if err != nil {
 				t.Fatal(err)
 			}
 			// Fill the disk before the writer starts.
-			filler, _ := os.Create(filepath.Join(dir, "filler"))
-			zeros := make([]byte, 4096)
-			for {
-				if _, err := filler.Write(zeros); err != nil {
-					break
-				}
-			}
-			filler.Close()
+			fillDisk(t, dir)
 			flag := "-e"
 			if w.prog == "bash" {
 				flag = "-c"
@@ -296,6 +285,35 @@ func TestLogWritersRecoverFromFullDisk(t *testing.T) {
 				t.Errorf("no record of the lost lines:\n%s", log)
 			}
 		})
+	}
+}
+
+// smallTmpfs mounts a tmpfs of size (root only; skipped, with a reason,
+// where it cannot be mounted) on a temporary folder, unmounted at the end.
+func smallTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		executortest.Skip(t, "cannot mount a tmpfs: "+string(out))
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
+	return dir
+}
+
+// fillDisk fills dir's file system with dir/filler, 4 KiB at a time,
+// until a write fails.
+func fillDisk(t *testing.T, dir string) {
+	t.Helper()
+	filler, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer filler.Close()
+	zeros := make([]byte, 4096)
+	for {
+		if _, err := filler.Write(zeros); err != nil {
+			return
+		}
 	}
 }
 
