@@ -152,7 +152,7 @@ func (e *Engine) adoptOne(ctx context.Context, em emitter, r *config.Resolved, m
 		by = w.Foreign
 	}
 	tag := newTag()
-	now := time.Now()
+	now := m.Clock()
 	// Its hash is the config's for no variants or params: said so in the
 	// request mark, so that a later edit of the config reads as one.
 	marks := executor.Marks{Managed: true, Name: p.Name, Hash: r.Hash, Started: now.UnixMilli(), Tag: tag, Log: log, OneShot: !p.Persistent,
@@ -188,7 +188,7 @@ func (e *Engine) adoptOne(ctx context.Context, em emitter, r *config.Resolved, m
 			marks.Ready, _ = e.shellCheck(ctx, m, r, log, -1)
 		}
 		if marks.Ready {
-			marks.ReadyAt = time.Now().UnixMilli()
+			marks.ReadyAt = m.Clock().UnixMilli()
 		}
 	}
 	a.Ready = marks.Ready

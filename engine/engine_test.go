@@ -358,6 +358,44 @@ a: {cmd: a}
 	}
 }
 
+// A robot's clock and the operator's laptop's often disagree by minutes.
+// Marks carry times in the machine's clock, and are read against it: a
+// live stop by another launcher holds whatever our clock says, and a dead
+// one is not taken for live until our clock catches up with the robot's.
+func TestMarksAreReadInTheMachinesClock(t *testing.T) {
+	e, conn, _ := newTestEngine(t, `
+context: {session: s}
+a: {cmd: a}
+`)
+	m := local(t, conn)
+	m.Ahead = 10 * time.Minute
+	ctx := ctxT(t)
+	if err := e.Start(ctx, []string{"a"}, config.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	snap, _ := m.Snapshot(ctx)
+	w := snap.Windows[0]
+	if d := time.UnixMilli(w.Marks.Started).Sub(m.Clock()); d > 0 || d < -5*time.Second {
+		t.Errorf("started mark is %s off the machine's clock", d)
+	}
+	laptop := Owner{Host: "laptop", PID: 5, Start: "9"}
+	// A stop under way on another computer, its heartbeat 5 s old in the
+	// machine's clock (10 min ahead of ours).
+	_ = m.SetMarks(ctx, w.ID, executor.SetOp(laptop.mark("stopping", m.Clock().Add(-5*time.Second))))
+	if sts, _ := e.Status(ctx, nil); sts[0].State != StateStopping {
+		t.Errorf("live stop: %s, want STOPPING", sts[0].State)
+	}
+	if err := e.Start(ctx, []string{"a"}, config.Request{}); err == nil || !strings.Contains(err.Error(), "a stop wins") {
+		t.Errorf("start during another launcher's stop: %v", err)
+	}
+	// One whose last heartbeat was 10 minutes ago on the machine (our
+	// clock's now): its launcher is gone.
+	_ = m.SetMarks(ctx, w.ID, executor.SetOp(laptop.mark("stopping", time.Now())))
+	if sts, _ := e.Status(ctx, nil); sts[0].State != StateReady {
+		t.Errorf("dead stop: %s, want READY", sts[0].State)
+	}
+}
+
 func TestConcurrentOperationsDoNotInterfere(t *testing.T) {
 	e, conn, _ := newTestEngine(t, diamond)
 	m := local(t, conn)

@@ -253,7 +253,9 @@ func (e *Engine) startOne(ctx context.Context, em emitter, r *config.Resolved, l
 		if err != nil {
 			return err
 		}
-		now := time.Now()
+		// Times in marks, and the age of another launcher's, are in the
+		// machine's clock (see executor.Snapshot.Clock).
+		now := m.Clock()
 		if w != nil && !w.Dead {
 			return e.joinRunning(ctx, o, lk, *w, now)
 		}
@@ -473,7 +475,7 @@ func (e *Engine) awaitReady(ctx context.Context, o *procOp, w executor.Window, m
 	hasShell := r.ReadyCheck != ""
 	hasCustom := e.hasCustom(r)
 	if markNeeded {
-		if err := m.SetMarks(ctx, w.ID, executor.SetOp(e.owner.mark("starting", time.Now()))); err != nil {
+		if err := m.SetMarks(ctx, w.ID, executor.SetOp(e.owner.mark("starting", m.Clock()))); err != nil {
 			return o.failed(err)
 		}
 	}
@@ -571,7 +573,7 @@ func (e *Engine) awaitReady(ctx context.Context, o *procOp, w executor.Window, m
 			lastSaid = reason
 		}
 		if time.Since(lastBeat) > heartbeatEvery {
-			_ = m.SetMarks(ctx, w.ID, executor.SetOp(e.owner.mark("starting", time.Now())))
+			_ = m.SetMarks(ctx, w.ID, executor.SetOp(e.owner.mark("starting", m.Clock())))
 			lastBeat = time.Now()
 		}
 		if err := sleepCtx(rctx, pl.next()); err != nil {

@@ -71,14 +71,16 @@ type Status struct {
 // CleanExit reports whether an exit code means a normal stop.
 func CleanExit(code int) bool { return code == 0 || code == 130 || code == 143 }
 
-// stateOf derives a process's state from its window.
+// stateOf derives a process's state from its window. The times in its
+// marks are in the machine's clock, so they are read against it.
 func (e *Engine) stateOf(snap executor.Snapshot, p *config.Process, now time.Time) Status {
+	now = now.Add(snap.Offset())
 	return deriveState(snap, p, now, func(m opMark) bool { return m.live(e.owner, now) })
 }
 
 // deriveState is the state of p in one listing of its machine's windows,
-// at time now; opLive tells whether the launcher that wrote an op mark may
-// still run. It is a pure function of these: every state rule is a row of
+// at time now (the machine's clock); opLive tells whether the launcher
+// that wrote an op mark may still run. It is a pure function of these: every state rule is a row of
 // TestDeriveState.
 func deriveState(snap executor.Snapshot, p *config.Process, now time.Time, opLive func(opMark) bool) Status {
 	st := Status{Process: p.Name, Session: p.Session, Machine: p.Machine, State: StateStopped}

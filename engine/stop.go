@@ -277,7 +277,7 @@ func (e *Engine) stopOne(ctx context.Context, em emitter, p *config.Process, lev
 	esc := newEscalation(force, p.ForceSigquit, p.StopTimeout)
 	timeout := esc.timeout
 	first := esc.first
-	mark := executor.SetOp(e.owner.mark("stopping", time.Now())).And(executor.SetReady(false))
+	mark := executor.SetOp(e.owner.mark("stopping", m.Clock())).And(executor.SetReady(false))
 	em.emit(Stopping, p, level, "stopping with SIG%s", first)
 	err = m.Signal(ctx, *w, first, mark)
 	pending := errors.Is(err, executor.ErrNotStarted)
@@ -350,7 +350,7 @@ func (e *Engine) waitStopped(ctx context.Context, o *procOp, w executor.Window, 
 			}
 		}
 		if time.Since(lastBeat) > heartbeatEvery {
-			_ = m.SetMarks(ctx, w.ID, executor.SetOp(e.owner.mark("stopping", time.Now())))
+			_ = m.SetMarks(ctx, w.ID, executor.SetOp(e.owner.mark("stopping", m.Clock())))
 			lastBeat = time.Now()
 		}
 	}

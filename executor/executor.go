@@ -210,7 +210,7 @@ const ConcertLauncher = "concert_launcher"
 // leaves nothing stale behind.
 type Marks struct {
 	Managed bool   // @launcher: the window is ours
-	Op      string // @launcher_op: "starting|stopping host pid pidstart unix"
+	Op      string // @launcher_op: "starting|stopping host pid pidstart unix" (the machine's clock)
 	Hash    string // @launcher_hash: hash of the rendered command
 	Ready   bool   // @launcher_ready: the ready check passed ("1 UNIX_MS")
 	// ReadyAt is when it passed, Unix milliseconds (0: not known, a
@@ -295,8 +295,22 @@ func (u MarkUpdate) And(o MarkUpdate) MarkUpdate {
 // Snapshot is the state of every window on a machine's tmux server, taken
 // with one query.
 type Snapshot struct {
-	Taken   time.Time
+	Taken time.Time
+	// Clock is the machine's own wall clock when it was listed, zero when
+	// it is ours (the local machine, or one whose clock is within 2 s of
+	// ours). Times in marks are in the machine's clock: a robot and an
+	// operator's laptop often disagree by minutes (no NTP on the robot's
+	// network), and launchers on both must judge one mark alike.
+	Clock   time.Time
 	Windows []Window
+}
+
+// Offset is how far the machine's clock is ahead of ours at the listing.
+func (s Snapshot) Offset() time.Duration {
+	if s.Clock.IsZero() {
+		return 0
+	}
+	return s.Clock.Sub(s.Taken)
 }
 
 // Find returns the windows of session that hold process name (there may be
@@ -458,6 +472,11 @@ type Machine interface {
 	// Snapshot lists every window of the host's tmux server in one query.
 	// Callers filter by session and name; foreign windows are never touched.
 	Snapshot(ctx context.Context) (Snapshot, error)
+	// Clock is the machine's wall clock now, as its last listing showed
+	// it (ours until it has been listed): the time written in marks (an
+	// operation's heartbeat, a start, a ready time), so that every
+	// launcher reads them against the same clock.
+	Clock() time.Time
 	// Spawn starts spec in a window (creating the session when needed) with
 	// its output piped, timestamped, to the process log from the first byte.
 	// The marks are set in the same tmux invocation that creates the window.

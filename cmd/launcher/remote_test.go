@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/robotlauncher/launcher/executor/executortest"
 )
@@ -653,5 +654,63 @@ func TestRemoteKillOf25UsesSIGINT(t *testing.T) {
 				t.Fatalf("round %d: %s after the kill: %s, exit %s", round, p, st.State, fmtPtr(st.ExitCode))
 			}
 		}
+	}
+}
+
+// A robot's clock 10 minutes ahead of the operator's laptop (no NTP on
+// the robot's network): the SSH host's `date` says so. Marks on the robot
+// carry the robot's time, and launcher reads them against it: a stop whose
+// launcher stopped beating a minute ago (robot time) is over, one that
+// beat 5 s ago holds. Before, the laptop read them against its own clock,
+// and any mark the robot wrote in the last 10 minutes looked live (STOPPING,
+// starts refused).
+func TestMarksOnAMachineWhoseClockIsAhead(t *testing.T) {
+	t.Parallel()
+	date, err := exec.LookPath("date")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.MkdirTemp("", "ltclock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(bin) })
+	if err := os.Chmod(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const ahead = 600
+	script := fmt.Sprintf("#!/bin/sh\nif [ \"$1\" = +%%s ]; then echo $(( $(%s +%%s) + %d )); else exec %s \"$@\"; fi\n", date, ahead, date)
+	if err := os.WriteFile(filepath.Join(bin, "date"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w := newSSHWorld(t, []string{"127.0.0.1"}, executortest.SSHDOptions{Env: map[string]string{"PATH": bin + ":/usr/local/bin:/usr/bin:/bin"}})
+	h := w.hosts[0]
+	w.writeConfig(fmt.Sprintf("context: {session: clk}\np: {cmd: 'sleep 300', machine: %s}\n", h.Machine()))
+	w.mustRun("run", "p")
+	remote := func(args string) string {
+		t.Helper()
+		out, err := exec.Command("su", executortest.TestUser, "-c", "TMUX_TMPDIR="+h.TmuxTmpDir+" tmux "+args).CombinedOutput()
+		if err != nil {
+			t.Fatalf("remote tmux %s: %v %s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	robotNow := func() int64 { return time.Now().Unix() + ahead }
+	started, _ := strconv.ParseInt(remote("show-options -wqv -t clk:p @launcher_started"), 10, 64)
+	if d := robotNow() - started/1000; d < 0 || d > 30 {
+		t.Errorf("@launcher_started is %d s before the robot's clock, want 0–30 (in the robot's clock)", d)
+	}
+	for _, c := range []struct {
+		age  int64
+		want string
+	}{{60, "READY"}, {5, "STOPPING"}} {
+		mark := fmt.Sprintf("stopping robot 4242 777 %d", robotNow()-c.age)
+		remote("set-option -w -t clk:p @launcher_op '" + mark + "'")
+		if st := w.status()["p"]; st.State != c.want {
+			t.Errorf("another computer's stop that beat %d s ago (robot time): %s, want %s (%s)", c.age, st.State, c.want, st.Error)
+		}
+	}
+	if r := w.run("run", "p"); r.code == 0 || !strings.Contains(r.stderr+r.stdout, "a stop wins") {
+		t.Errorf("run during a live stop of another computer: %s", r)
 	}
 }

@@ -89,6 +89,10 @@ type Machine struct {
 	// BeforeSnapshot, when set, runs at the start of each Snapshot (a
 	// test's Ctrl-C in the middle of a look).
 	BeforeSnapshot func()
+	// Ahead is how far the machine's wall clock is ahead of the test's
+	// (a robot whose clock disagrees with the operator's laptop). Set it
+	// before the machine is used.
+	Ahead time.Duration
 
 	ring chan struct{} // WaitChange's doorbell (Ring)
 
@@ -238,6 +242,9 @@ func (m *Machine) Snapshot(ctx context.Context) (executor.Snapshot, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	snap := executor.Snapshot{Taken: time.Now()}
+	if m.Ahead != 0 {
+		snap.Clock = snap.Taken.Add(m.Ahead)
+	}
 	for _, w := range m.windows {
 		snap.Windows = append(snap.Windows, w.Window)
 	}
@@ -336,21 +343,24 @@ func (m *Machine) SetMarks(ctx context.Context, id string, u executor.MarkUpdate
 		if w.ID != id {
 			continue
 		}
-		apply(&w.Marks, u)
+		m.apply(&w.Marks, u)
 		return nil
 	}
 	return fmt.Errorf("fake: no window %s", id)
 }
 
+// Clock is the machine's wall clock now.
+func (m *Machine) Clock() time.Time { return time.Now().Add(m.Ahead) }
+
 // apply makes a mark update, as the tmux machine does.
-func apply(mk *executor.Marks, u executor.MarkUpdate) {
+func (m *Machine) apply(mk *executor.Marks, u executor.MarkUpdate) {
 	if u.Op != nil {
 		mk.Op = *u.Op
 	}
 	if u.Ready != nil {
 		mk.Ready = *u.Ready
 		if mk.Ready {
-			mk.ReadyAt = time.Now().UnixMilli()
+			mk.ReadyAt = m.Clock().UnixMilli()
 		}
 	}
 }
@@ -364,7 +374,7 @@ func (m *Machine) Signal(ctx context.Context, target executor.Window, sig execut
 		if w.ID != target.ID {
 			continue
 		}
-		apply(&w.Marks, set)
+		m.apply(&w.Marks, set)
 		if w.Dead {
 			return nil
 		}

@@ -39,7 +39,7 @@ func (m *Machine) Signal(ctx context.Context, w executor.Window, sig executor.Si
 			}
 			return executor.ErrNotStarted
 		}
-		cmds := append(setCommands(w.ID, set), []string{"send-keys", "-t", w.ID, key})
+		cmds := append(m.setCommands(w.ID, set), []string{"send-keys", "-t", w.ID, key})
 		_, err = m.batch(ctx, cmds)
 		return err
 	case executor.SIGTERM, executor.SIGKILL:

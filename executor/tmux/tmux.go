@@ -79,6 +79,9 @@ type Machine struct {
 	// fullGuard: this tmux refused the guard's lookup of a window by name
 	// (see guard); spawns visit every window instead.
 	fullGuard atomic.Bool
+	// clockAhead is how far this machine's wall clock is ahead of ours
+	// (nanoseconds), as its last listing showed; 0 for the local machine.
+	clockAhead atomic.Int64
 
 	scripts   scripts
 	resolveMu sync.Mutex

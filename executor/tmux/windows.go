@@ -43,9 +43,13 @@ func (m *Machine) Snapshot(ctx context.Context) (executor.Snapshot, error) {
 	var pending map[string]bool
 	var err error
 	for attempt := 0; ; attempt++ {
-		res, pending, err = m.listWindows(ctx)
+		var clock int64
+		res, pending, clock, err = m.listWindows(ctx)
 		if err != nil {
 			return snap, err
+		}
+		if clock > 0 {
+			snap.Clock = m.learnClock(snap.Taken, time.Now(), clock)
 		}
 		// A server still shutting down after kill-server, or one that just
 		// lost its last session: ask again.
@@ -123,11 +127,11 @@ const resolveRule = `printf '%s\n%s\n' "` + StateDirRule + `" "$HOME"`
 // listWindows runs list-windows; on a remote machine whose state directory
 // is not known yet, the same command finds it out too (its first listing
 // is also its first command: a round trip saved on every operation).
-func (m *Machine) listWindows(ctx context.Context) (executor.Result, map[string]bool, error) {
+func (m *Machine) listWindows(ctx context.Context) (res executor.Result, pending map[string]bool, clock int64, err error) {
 	list := []string{"list-windows", "-a", "-F", listFormat()}
 	if executor.IsLocal(m.Host) {
 		res, err := m.run(ctx, list)
-		return res, nil, err
+		return res, nil, 0, err
 	}
 	m.resolveMu.Lock()
 	known, runDir := m.resolved, ""
@@ -138,6 +142,7 @@ func (m *Machine) listWindows(ctx context.Context) (executor.Result, map[string]
 	// The env files are looked at after tmux listed the windows: a file
 	// gone then was read by a pane that was in the listing (a pane made
 	// after the look would not be), so Begun is never said too early.
+	// The machine's clock comes with them (see Clock).
 	tok := newToken()
 	script := ""
 	if !known {
@@ -146,26 +151,31 @@ func (m *Machine) listWindows(ctx context.Context) (executor.Result, map[string]
 	script += `t=$1 d=$2; shift 2; [ -n "$d" ] || d=$(` + resolveRule + ` | head -n 1)/run
 "$@"; rc=$?
 for f in "$d"/*.env; do [ -s "$f" ] && printf '%s %s\n' "$t" "${f##*/}"; done
+printf '%s clock %s\n' "$t" "$(date +%s)"
 exit $rc`
 	argv := append([]string{"sh", "-c", script, "sh", tok, runDir}, m.tmux(list...)...)
-	res, err := m.Host.Run(ctx, executor.Command{Args: argv})
+	res, err = m.Host.Run(ctx, executor.Command{Args: argv})
 	if err != nil {
-		return res, nil, err
+		return res, nil, 0, err
 	}
 	rest := res.Stdout
 	if !known {
 		first, r, ok1 := bytes.Cut(rest, []byte("\n"))
 		second, r, ok2 := bytes.Cut(r, []byte("\n"))
 		if !ok1 || !ok2 {
-			return res, nil, fmt.Errorf("cannot resolve the state directory on %s: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
+			return res, nil, 0, fmt.Errorf("cannot resolve the state directory on %s: %s", m.Machine(), strings.TrimSpace(string(res.Stderr)))
 		}
 		m.learnPaths(string(first), string(second))
 		rest = r
 	}
-	pending := map[string]bool{}
+	pending = map[string]bool{}
 	var listing []byte
 	for _, line := range bytes.SplitAfter(rest, []byte("\n")) {
 		if name, ok := bytes.CutPrefix(line, []byte(tok+" ")); ok {
+			if c, ok := bytes.CutPrefix(bytes.TrimSpace(name), []byte("clock ")); ok {
+				clock, _ = strconv.ParseInt(string(c), 10, 64)
+				continue
+			}
 			tag, _, _ := strings.Cut(string(bytes.TrimSpace(name)), "-")
 			pending[tag] = true
 			continue
@@ -174,9 +184,40 @@ exit $rc`
 	}
 	res.Stdout = listing
 	if res.ExitCode == 127 {
-		return res, nil, fmt.Errorf("tmux is not installed or not in PATH on %s", m.Machine())
+		return res, nil, 0, fmt.Errorf("tmux is not installed or not in PATH on %s", m.Machine())
 	}
-	return res, pending, nil
+	return res, pending, clock, nil
+}
+
+// Clock is the machine's wall clock now: ours, moved by the difference its
+// last listing showed (see executor.Snapshot.Clock).
+func (m *Machine) Clock() time.Time {
+	return time.Now().Add(time.Duration(m.clockAhead.Load()))
+}
+
+// learnClock keeps how far ahead of ours the machine's clock is, from a
+// listing that began at sent and was answered at got, in which the machine
+// read unix (seconds) from its clock, and returns the machine's clock at
+// sent (zero when the two are taken as one). The reading was made
+// somewhere between sent and got, within a second that began at unix: the
+// middle of both is its best guess. Clocks within 2 s of each other
+// count as one, so the reading's own error never moves a time; a listing
+// that took over a second (a stalled link) keeps the last difference.
+func (m *Machine) learnClock(sent, got time.Time, unix int64) time.Time {
+	var ahead time.Duration
+	if took := got.Sub(sent); took > time.Second {
+		ahead = time.Duration(m.clockAhead.Load())
+	} else {
+		ahead = time.Unix(unix, 0).Add(500 * time.Millisecond).Sub(sent.Add(took / 2))
+		if ahead > -2*time.Second && ahead < 2*time.Second {
+			ahead = 0
+		}
+		m.clockAhead.Store(int64(ahead))
+	}
+	if ahead == 0 {
+		return time.Time{}
+	}
+	return sent.Add(ahead)
 }
 
 // begun sets Begun on the managed windows of a remote listing whose env
@@ -312,7 +353,7 @@ func markOptions(target string, mk executor.Marks) [][]string {
 
 // SetMarks writes and removes window user options in one invocation.
 func (m *Machine) SetMarks(ctx context.Context, windowID string, u executor.MarkUpdate) error {
-	cmds := setCommands(windowID, u)
+	cmds := m.setCommands(windowID, u)
 	if len(cmds) == 0 {
 		return nil
 	}
@@ -329,7 +370,7 @@ func (m *Machine) SetMarks(ctx context.Context, windowID string, u executor.Mark
 // Snapshot (a dead pane whose exit status tmux has not read yet).
 func (m *Machine) SetMarksAndList(ctx context.Context, windowID string, u executor.MarkUpdate) (snap executor.Snapshot, ok bool, err error) {
 	snap.Taken = time.Now()
-	_, list, listed, err := m.batchListing(ctx, setCommands(windowID, u))
+	_, list, listed, err := m.batchListing(ctx, m.setCommands(windowID, u))
 	if errors.Is(err, errServerGone) {
 		return snap, false, m.SetMarks(ctx, windowID, u)
 	}
@@ -337,6 +378,9 @@ func (m *Machine) SetMarksAndList(ctx context.Context, windowID string, u execut
 		return snap, false, err
 	}
 	snap.Windows = ParseWindows([]byte(strings.Join(list, "\n")))
+	if ahead := time.Duration(m.clockAhead.Load()); ahead != 0 {
+		snap.Clock = snap.Taken.Add(ahead)
+	}
 	for _, w := range snap.Windows {
 		if (w.Marks.Managed || w.Foreign != "") && w.Dead && !w.ExitKnown {
 			return snap, false, nil
@@ -349,7 +393,7 @@ func (m *Machine) SetMarksAndList(ctx context.Context, windowID string, u execut
 }
 
 // setCommands are the set-option commands of a mark update.
-func setCommands(windowID string, u executor.MarkUpdate) [][]string {
+func (m *Machine) setCommands(windowID string, u executor.MarkUpdate) [][]string {
 	var cmds [][]string
 	if u.Op != nil {
 		if *u.Op == "" {
@@ -359,7 +403,7 @@ func setCommands(windowID string, u executor.MarkUpdate) [][]string {
 		}
 	}
 	if u.Ready != nil {
-		cmds = append(cmds, []string{"set-option", "-w", "-t", windowID, "@launcher_ready", readyValue(*u.Ready, time.Now().UnixMilli())})
+		cmds = append(cmds, []string{"set-option", "-w", "-t", windowID, "@launcher_ready", readyValue(*u.Ready, m.Clock().UnixMilli())})
 	}
 	if len(cmds) > 0 {
 		cmds = append(cmds, doorbell)
