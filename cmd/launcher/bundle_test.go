@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/robotlauncher/launcher/executor/executortest"
 )
@@ -94,7 +95,7 @@ gone: {cmd: sleep 300, machine: nobody@127.0.0.9:%d}
 		"pstree.txt":                        {"sleep 300"},
 		"events.jsonl":                      {`"event":"ready","process":"there"`, `"process":"crash"`},
 		"versions/launcher.txt":             {"launcher "},
-		"machines/local/versions.txt":       {"tmux "},
+		"machines/local/versions.txt":       {"tmux ", "within 2 s of the clock of the computer that took the bundle"},
 		"machines/local/logs/bun/here.log":  {"here-out", "[launcher] starting here"},
 		"machines/local/logs/bun/crash.log": {"crash-out", "exited with code 3"},
 		remote + "/versions.txt":            {"tmux "},
@@ -128,4 +129,25 @@ func keys(m map[string]string) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestClockLine: versions.txt says how far a machine's clock is from the
+// bundling computer's, from its reading in whole seconds.
+func TestClockLine(t *testing.T) {
+	sent := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	got := sent.Add(100 * time.Millisecond)
+	for _, c := range []struct {
+		unix int64
+		want string
+	}{
+		{sent.Unix(), "within 2 s of"},
+		{sent.Unix() + 600, "10m0s ahead of"},
+		{sent.Unix() - 90, "1m30s behind"},
+	} {
+		out := string(clockLine([]byte(fmt.Sprintf("tmux 3.3a\nclock %d 2026-12-06T12:10:00+0000\nDebian\n", c.unix)), sent, got))
+		want := "tmux 3.3a\nclock: 2026-12-06T12:10:00+0000, " + c.want + " the clock of the computer that took the bundle (2026-12-06T12:00:00+0000)\nDebian\n"
+		if out != want {
+			t.Errorf("clock %d:\n%s\nwant:\n%s", c.unix-sent.Unix(), out, want)
+		}
+	}
 }

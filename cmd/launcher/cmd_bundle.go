@@ -25,8 +25,40 @@ import (
 	"github.com/robotlauncher/launcher/lua/binding"
 )
 
-// versionScript prints what a bug report needs to know of a machine.
-const versionScript = `tmux -V 2>&1; uname -srm; [ -r /etc/os-release ] && . /etc/os-release && echo "$PRETTY_NAME"; exit 0`
+// versionScript prints what a bug report needs to know of a machine, and
+// its clock (its logs are stamped in it; see clockLine).
+const versionScript = `tmux -V 2>&1; uname -srm; [ -r /etc/os-release ] && . /etc/os-release && echo "$PRETTY_NAME"; date '+clock %s %Y-%m-%dT%H:%M:%S%z'; exit 0`
+
+// clockLine rewrites versionScript's "clock UNIX LOCAL" line, read by a
+// command sent at sent and answered at got, into how far the machine's
+// clock was from this computer's: the logs of a robot whose clock is
+// minutes off the operator's laptop are stamped in the robot's clock, and
+// a post-mortem that lines them up with the laptop's events needs the
+// difference. Within 2 s counts as the same (the reading is whole seconds).
+func clockLine(out []byte, sent, got time.Time) []byte {
+	var b bytes.Buffer
+	for _, line := range strings.SplitAfter(string(out), "\n") {
+		f := strings.Fields(line)
+		unix, err := int64(0), error(nil)
+		if len(f) == 3 && f[0] == "clock" {
+			_, err = fmt.Sscan(f[1], &unix)
+		}
+		if len(f) != 3 || f[0] != "clock" || err != nil {
+			b.WriteString(line)
+			continue
+		}
+		ahead := time.Unix(unix, 5e8).Sub(sent.Add(got.Sub(sent) / 2)).Round(time.Second)
+		rel := "within 2 s of"
+		switch {
+		case ahead >= 2*time.Second:
+			rel = ahead.String() + " ahead of"
+		case ahead <= -2*time.Second:
+			rel = (-ahead).String() + " behind"
+		}
+		fmt.Fprintf(&b, "clock: %s, %s the clock of the computer that took the bundle (%s)\n", f[2], rel, got.Format("2006-01-02T15:04:05-0700"))
+	}
+	return b.Bytes()
+}
 
 // bundleCommand is `launcher bundle`: everything about an incident in one
 // file for a bug report or a post-mortem, taken while the robot runs.
@@ -247,7 +279,11 @@ func (s *session) bundleMachines(ctx context.Context, b *bundleWriter, e *engine
 			defer wg.Done()
 			dir := "machines/" + safeName(mach)
 			var note []string
+			sent := time.Now()
 			res, err := e.ExecTarget(ctx, mach, versionScript, 10*time.Second)
+			if err == nil {
+				res.Stdout = clockLine(res.Stdout, sent, time.Now())
+			}
 			if err != nil {
 				b.problem("%s: %v", mach, err)
 				outMu.Lock()

@@ -679,7 +679,7 @@ func TestMarksOnAMachineWhoseClockIsAhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	const ahead = 600
-	script := fmt.Sprintf("#!/bin/sh\nif [ \"$1\" = +%%s ]; then echo $(( $(%s +%%s) + %d )); else exec %s \"$@\"; fi\n", date, ahead, date)
+	script := fmt.Sprintf("#!/bin/sh\nexec %s -d \"@$(( $(%s +%%s) + %d ))\" \"$@\"\n", date, date, ahead)
 	if err := os.WriteFile(filepath.Join(bin, "date"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -712,5 +712,13 @@ func TestMarksOnAMachineWhoseClockIsAhead(t *testing.T) {
 	}
 	if r := w.run("run", "p"); r.code == 0 || !strings.Contains(r.stderr+r.stdout, "a stop wins") {
 		t.Errorf("run during a live stop of another computer: %s", r)
+	}
+	// A post-mortem needs the difference: the robot's logs are stamped in
+	// its clock.
+	out := filepath.Join(w.dir, "b.tar.gz")
+	w.mustRun("bundle", "-o", out)
+	// (Read in whole seconds, half a round trip apart: 10 min give or take 1 s.)
+	if v := readBundle(t, out)["machines/"+safeName(h.Machine())+"/versions.txt"]; !regexp.MustCompile(`clock: \S+, (9m59s|10m0s|10m1s) ahead of the clock of the computer that took the bundle`).MatchString(v) {
+		t.Errorf("versions.txt of the robot:\n%s", v)
 	}
 }
