@@ -759,3 +759,42 @@ func TestNothingOfARunOutlivesItsPane(t *testing.T) {
 		t.Fatal(msg)
 	}
 }
+
+// A C-c that kills a command inside a loop makes the pane's
+// interactive bash give up the whole command, and bash -c then ended with
+// 1: a stop of such a process said "exit code 1", and an operator's C-c in
+// the pane made it DEAD. The exit code is the interrupted job's, 130, and
+// the process STOPPED, with a restart policy too (a C-c typed in the pane
+// ends its loop).
+func TestCtrlCOfALoopIs130(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, `
+context: {session: cc}
+loop: {cmd: 'while true; do echo tick; sleep 1; done'}
+policy: {cmd: 'while true; do echo tick; sleep 1; done', restart: always, restart_delay: 100ms}
+stopped: {cmd: 'while true; do echo tick; sleep 1; done'}
+`)
+	for _, p := range []string{"loop", "policy"} {
+		e.mustRun("run", p)
+		e.waitLog("cc", p, "tick")
+		if out, err := e.tmux("send-keys", "-t", "cc:"+p, "C-c"); err != nil {
+			t.Fatalf("send-keys: %v %s", err, out)
+		}
+		var st statusRow
+		if !executortest.Poll(func() bool {
+			st = e.status()[p]
+			return st.State == "STOPPED" || st.State == "DEAD"
+		}) {
+			t.Fatalf("%s still runs after a C-c in its pane: %+v", p, st)
+		}
+		if st.State != "STOPPED" || st.ExitCode == nil || *st.ExitCode != 130 {
+			t.Errorf("%s after a C-c in its pane: %s, exit code %s; want STOPPED, 130", p, st.State, fmtPtr(st.ExitCode))
+		}
+		e.waitLog("cc", p, p+" exited with code 130")
+	}
+	e.mustRun("run", "stopped")
+	e.waitLog("cc", "stopped", "tick")
+	if r := e.mustRun("kill", "stopped"); !strings.Contains(r.stdout+r.stderr, "stopped (exit code 130)") {
+		t.Errorf("kill of a loop: %s", r)
+	}
+}

@@ -44,7 +44,14 @@ __launcher_drain() {
   [ -n "${__launcher_drained:-}" ] && kill $! 2>/dev/null && wait $! 2>/dev/null
   return 0
 }
-trap '__launcher_rc=$?; trap "__launcher_drained=1" USR1 INT; case $__launcher_rc in 130|131) printf "\n";; esac; printf "[launcher] %s exited with code %d (run %s)\n" "$LAUNCHER_PROCESS" "$__launcher_rc" "$LAUNCHER_TAG" 2>/dev/null && __launcher_drain' EXIT
+# A C-c that kills a command of a loop or a list (`while :; do …; done`,
+# `a; b`, a restart policy's loop) makes this interactive bash abandon
+# the whole -c command, and bash -c then ends with 1 (a plain `sleep`
+# gives 130): the status of the job the C-c killed is still in PIPESTATUS,
+# and is the exit code (a stop showed "exit code 1", an operator's C-c in
+# the pane made the process DEAD). A command whose last word is `exit 1`
+# right after a program that exited 130 reads as 130 too.
+trap '__launcher_rc=$? __launcher_ps=${PIPESTATUS[*]}; [ "$__launcher_rc:$__launcher_ps" = 1:130 ] && __launcher_rc=130; trap "__launcher_drained=1" USR1 INT; case $__launcher_rc in 130|131) printf "\n";; esac; printf "[launcher] %s exited with code %d (run %s)\n" "$LAUNCHER_PROCESS" "$__launcher_rc" "$LAUNCHER_TAG" 2>/dev/null && __launcher_drain; exit "$__launcher_rc"' EXIT
 printf '[launcher] starting %s (run %s)\n' "$LAUNCHER_PROCESS" "$LAUNCHER_TAG"
 if [ -n "$LAUNCHER_CWD" ]; then cd -- "$LAUNCHER_CWD" || exit 126; fi
 # From here on a C-c that reaches this shell ends the run (exit 130): one
