@@ -213,10 +213,10 @@ type Marks struct {
 	Op      string // @launcher_op: "starting|stopping host pid pidstart unix" (the machine's clock)
 	Hash    string // @launcher_hash: hash of the rendered command
 	Ready   bool   // @launcher_ready: the ready check passed ("1 UNIX_MS")
-	// ReadyAt is when it passed, Unix milliseconds (0: not known, a
-	// window of an older launcher).
+	// ReadyAt is when it passed, Unix milliseconds in the machine's clock
+	// (0: not known, a window of an older launcher).
 	ReadyAt int64
-	Started int64  // @launcher_started: start time, Unix milliseconds
+	Started int64  // @launcher_started: start time, Unix milliseconds (the machine's clock)
 	Tag     string // @launcher_tag: LAUNCHER_TAG of this run (kills inside containers)
 	Docker  string // @launcher_docker: container the process runs in
 	Log     string // @launcher_log: log file of the process

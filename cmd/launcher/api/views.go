@@ -27,8 +27,8 @@ type ProcessView struct {
 	Restarts        int        `json:"restarts"`
 	LastRestart     *time.Time `json:"last_restart,omitempty"`
 	LastRestartExit *int       `json:"last_restart_exit_code,omitempty"`
-	// Started is when the window's current run started (its age), absent
-	// without a window.
+	// Started is when the window's current run started (its age), in the
+	// clock of its machine, absent without a window.
 	Started *time.Time `json:"started,omitempty"`
 	// ConfigChanged: the run's command is not what the config renders now
 	// for the variants and params it was started with; restarting it with
