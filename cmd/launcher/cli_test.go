@@ -798,3 +798,25 @@ stopped: {cmd: 'while true; do echo tick; sleep 1; done'}
 		t.Errorf("kill of a loop: %s", r)
 	}
 }
+
+// A command that sets its own EXIT trap replaced the pane's: the run ended
+// without its exit line (and without waiting for its log to have every
+// byte). Both traps run now, on a stop and on the command's own exit.
+func TestACommandsExitTrapKeepsTheExitLine(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, `
+context: {session: tr}
+stopped: {cmd: "trap 'echo cleanup' EXIT; echo hi; sleep 300"}
+ended: {cmd: "trap 'echo cleanup' EXIT; echo hi; exit 4"}
+`)
+	e.mustRun("run", "stopped")
+	e.run("run", "ended")
+	e.waitLog("tr", "stopped", "hi")
+	e.mustRun("kill", "stopped")
+	for p, code := range map[string]int{"stopped": 130, "ended": 4} {
+		log := e.waitLog("tr", p, fmt.Sprintf("[launcher] %s exited with code %d", p, code))
+		if !strings.Contains(log, "cleanup") {
+			t.Errorf("%s: the command's own trap did not run:\n%s", p, log)
+		}
+	}
+}

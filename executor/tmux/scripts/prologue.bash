@@ -63,7 +63,16 @@ trap 'exit 130' INT
 [ -z "${__launcher_int:-}" ] || exit 130
 if [ -z "${LAUNCHER_RESTART:-}" ]; then
   unset LAUNCHER_RESTART
-  eval "${LAUNCHER_RUN:-$LAUNCHER_CMD}"
+  # A command that sets traps runs in a subshell (one more process for
+  # the run's lifetime, so only then): its `trap … EXIT` would replace
+  # this shell's, and the run would end without its exit line and without
+  # waiting for its log to have every byte. In a container the traps are
+  # the container's bash's.
+  if [ -z "${LAUNCHER_RUN:-}" ] && [[ $LAUNCHER_CMD == *trap* ]]; then
+    (eval "$LAUNCHER_CMD")
+  else
+    eval "${LAUNCHER_RUN:-$LAUNCHER_CMD}"
+  fi
 else
   trap - INT
   # The restart policy lives here, beside the process, so it keeps working
