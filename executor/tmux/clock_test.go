@@ -1,8 +1,17 @@
 package tmux
 
 import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/robotlauncher/launcher/executor"
+	"github.com/robotlauncher/launcher/executor/executortest"
+	"github.com/robotlauncher/launcher/executor/local"
 )
 
 // TestLearnClock: how far a machine's clock is ahead of ours, from its
@@ -32,5 +41,56 @@ func TestLearnClock(t *testing.T) {
 		if c.want == 0 && !got.IsZero() || c.want != 0 && !got.Equal(sent.Add(c.want)) {
 			t.Errorf("%s: the machine's clock at the listing is %v", c.name, got)
 		}
+	}
+}
+
+// remoteLike runs commands here but names another machine, so a Machine
+// takes its remote paths; it counts the commands that read the clock.
+type remoteLike struct {
+	executor.Host
+	reads atomic.Int64
+}
+
+func (r *remoteLike) Machine() string { return "tester@127.0.0.1" }
+
+func (r *remoteLike) Run(ctx context.Context, cmd executor.Command) (executor.Result, error) {
+	if strings.Contains(strings.Join(cmd.Args, " "), "date +%s") {
+		r.reads.Add(1)
+	}
+	return r.Host.Run(ctx, cmd)
+}
+
+// TestTheClockIsReadEvery10sAtMost: a remote listing reads the machine's
+// clock when the last reading is over 10 s old (serve lists several times
+// a second; each reading is a process on the robot), and a machine whose
+// clock agrees with ours gives listings no clock of their own.
+func TestTheClockIsReadEvery10sAtMost(t *testing.T) {
+	executortest.RequireTool(t, "tmux", "sh", "date")
+	dir := t.TempDir()
+	host := &remoteLike{Host: local.Host{}}
+	m, err := New(context.Background(), host, Options{Socket: filepath.Join(dir, "s"), Config: "/dev/null", StateDir: filepath.Join(dir, "state"), Home: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = exec.Command("tmux", "-S", filepath.Join(dir, "s"), "kill-server").Run() })
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		snap, err := m.Snapshot(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !snap.Clock.IsZero() || snap.Offset() != 0 {
+			t.Errorf("listing %d: the machine's clock is ours, yet the listing has clock %v", i, snap.Clock)
+		}
+	}
+	if n := host.reads.Load(); n != 1 {
+		t.Errorf("3 listings read the clock %d times, want 1", n)
+	}
+	m.clockRead.Store(time.Now().Add(-11 * time.Second).UnixNano())
+	if _, err := m.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := host.reads.Load(); n != 2 {
+		t.Errorf("a listing 11 s after the last reading: %d readings in all, want 2", n)
 	}
 }

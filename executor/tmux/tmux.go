@@ -82,6 +82,7 @@ type Machine struct {
 	// clockAhead is how far this machine's wall clock is ahead of ours
 	// (nanoseconds), as its last listing showed; 0 for the local machine.
 	clockAhead atomic.Int64
+	clockRead  atomic.Int64 // when it was last read (Unix ns; 0: never)
 
 	scripts   scripts
 	resolveMu sync.Mutex

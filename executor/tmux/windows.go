@@ -50,6 +50,8 @@ func (m *Machine) Snapshot(ctx context.Context) (executor.Snapshot, error) {
 		}
 		if clock > 0 {
 			snap.Clock = m.learnClock(snap.Taken, time.Now(), clock)
+		} else if ahead := time.Duration(m.clockAhead.Load()); ahead != 0 {
+			snap.Clock = snap.Taken.Add(ahead)
 		}
 		// A server still shutting down after kill-server, or one that just
 		// lost its last session: ask again.
@@ -142,7 +144,9 @@ func (m *Machine) listWindows(ctx context.Context) (res executor.Result, pending
 	// The env files are looked at after tmux listed the windows: a file
 	// gone then was read by a pane that was in the listing (a pane made
 	// after the look would not be), so Begun is never said too early.
-	// The machine's clock comes with them (see Clock).
+	// The machine's clock comes with them (see Clock), every 10 s at most:
+	// `launcher serve` lists a machine several times a second, and each
+	// reading is a process started on the robot.
 	tok := newToken()
 	script := ""
 	if !known {
@@ -151,8 +155,12 @@ func (m *Machine) listWindows(ctx context.Context) (res executor.Result, pending
 	script += `t=$1 d=$2; shift 2; [ -n "$d" ] || d=$(` + resolveRule + ` | head -n 1)/run
 "$@"; rc=$?
 for f in "$d"/*.env; do [ -s "$f" ] && printf '%s %s\n' "$t" "${f##*/}"; done
-printf '%s clock %s\n' "$t" "$(date +%s)"
-exit $rc`
+`
+	if last := m.clockRead.Load(); last == 0 || time.Since(time.Unix(0, last)) > 10*time.Second {
+		script += `printf '%s clock %s\n' "$t" "$(date +%s)"
+`
+	}
+	script += `exit $rc`
 	argv := append([]string{"sh", "-c", script, "sh", tok, runDir}, m.tmux(list...)...)
 	res, err = m.Host.Run(ctx, executor.Command{Args: argv})
 	if err != nil {
@@ -190,7 +198,7 @@ exit $rc`
 }
 
 // Clock is the machine's wall clock now: ours, moved by the difference its
-// last listing showed (see executor.Snapshot.Clock).
+// last reading showed (see executor.Snapshot.Clock).
 func (m *Machine) Clock() time.Time {
 	return time.Now().Add(time.Duration(m.clockAhead.Load()))
 }
@@ -213,6 +221,7 @@ func (m *Machine) learnClock(sent, got time.Time, unix int64) time.Time {
 			ahead = 0
 		}
 		m.clockAhead.Store(int64(ahead))
+		m.clockRead.Store(got.UnixNano())
 	}
 	if ahead == 0 {
 		return time.Time{}
