@@ -820,3 +820,35 @@ ended: {cmd: "trap 'echo cleanup' EXIT; echo hi; exit 4"}
 		}
 	}
 }
+
+// A stop whose C-c kills the first command of a list (`sleep 5; roslaunch
+// …`, a wait before the node) went on with the next: the pane's bash,
+// with SIGINT trapped, ends a list on a C-c only inside a loop. The node
+// the stop was meant to prevent started, and the stop escalated to SIGTERM
+// 5 s later. Now the list ends there, with 130.
+func TestAStopOfAListStartsNothingMore(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, `
+context: {session: li}
+seq: {cmd: "echo tick; sleep 300; echo then-the-node; sleep 300"}
+typed: {cmd: "echo tick; sleep 300; echo then-the-node; sleep 300"}
+`)
+	e.mustRun("run", "seq")
+	e.mustRun("run", "typed")
+	e.waitLog("li", "seq", "tick")
+	e.waitLog("li", "typed", "tick")
+	r := e.mustRun("kill", "seq")
+	if !strings.Contains(r.stdout+r.stderr, "stopped (exit code 130)") || strings.Contains(r.stdout+r.stderr, "escalating") {
+		t.Errorf("kill of a list: %s", r)
+	}
+	// An operator's C-c in the pane, as in a terminal.
+	if out, err := e.tmux("send-keys", "-t", "li:typed", "C-c"); err != nil {
+		t.Fatalf("send-keys: %v %s", err, out)
+	}
+	for _, p := range []string{"seq", "typed"} {
+		log := e.waitLog("li", p, "[launcher] "+p+" exited with code 130")
+		if strings.Contains(log, "then-the-node") {
+			t.Errorf("%s: the list went on after the C-c:\n%s", p, log)
+		}
+	}
+}

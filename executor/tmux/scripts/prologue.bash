@@ -68,11 +68,17 @@ if [ -z "${LAUNCHER_RESTART:-}" ]; then
   # this shell's, and the run would end without its exit line and without
   # waiting for its log to have every byte. In a container the traps are
   # the container's bash's.
-  if [ -z "${LAUNCHER_RUN:-}" ] && [[ $LAUNCHER_CMD == *trap* ]]; then
-    (eval "$LAUNCHER_CMD")
-  else
-    eval "${LAUNCHER_RUN:-$LAUNCHER_CMD}"
-  fi
+  # The loop of one turn is for bash: with SIGINT trapped, a C-c that
+  # kills a command of a list (`sleep 5; roslaunch …`) ends the run only
+  # inside a loop; elsewhere bash went on with the next command, and a
+  # stop's C-c started the node it was meant to prevent, then escalated.
+  for __launcher_once in 1; do
+    if [ -z "${LAUNCHER_RUN:-}" ] && [[ $LAUNCHER_CMD == *trap* ]]; then
+      (eval "$LAUNCHER_CMD")
+    else
+      eval "${LAUNCHER_RUN:-$LAUNCHER_CMD}"
+    fi
+  done
 else
   trap - INT
   # The restart policy lives here, beside the process, so it keeps working
