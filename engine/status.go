@@ -80,8 +80,8 @@ func (e *Engine) stateOf(snap executor.Snapshot, p *config.Process, now time.Tim
 
 // deriveState is the state of p in one listing of its machine's windows,
 // at time now (the machine's clock); opLive tells whether the launcher
-// that wrote an op mark may still run. It is a pure function of these: every state rule is a row of
-// TestDeriveState.
+// that wrote an op mark may still run. It is a pure function of these:
+// every state rule is a row of TestDeriveState.
 func deriveState(snap executor.Snapshot, p *config.Process, now time.Time, opLive func(opMark) bool) Status {
 	st := Status{Process: p.Name, Session: p.Session, Machine: p.Machine, State: StateStopped}
 	w, err := findWindow(snap, p)

@@ -472,10 +472,10 @@ type Machine interface {
 	// Snapshot lists every window of the host's tmux server in one query.
 	// Callers filter by session and name; foreign windows are never touched.
 	Snapshot(ctx context.Context) (Snapshot, error)
-	// Clock is the machine's wall clock now, as its last listing showed
-	// it (ours until it has been listed): the time written in marks (an
-	// operation's heartbeat, a start, a ready time), so that every
-	// launcher reads them against the same clock.
+	// Clock is the machine's wall clock now, as its listings last read
+	// it (ours until one has): the time written in marks (an operation's
+	// heartbeat, a start, a ready time), so that every launcher reads
+	// them against the same clock.
 	Clock() time.Time
 	// Spawn starts spec in a window (creating the session when needed) with
 	// its output piped, timestamped, to the process log from the first byte.

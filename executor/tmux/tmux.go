@@ -80,7 +80,7 @@ type Machine struct {
 	// (see guard); spawns visit every window instead.
 	fullGuard atomic.Bool
 	// clockAhead is how far this machine's wall clock is ahead of ours
-	// (nanoseconds), as its last listing showed; 0 for the local machine.
+	// (nanoseconds), as last read (see learnClock); 0 for the local machine.
 	clockAhead atomic.Int64
 	clockRead  atomic.Int64 // when it was last read (Unix ns; 0: never)
 

@@ -70,8 +70,9 @@ if [ -z "${LAUNCHER_RESTART:-}" ]; then
   # the container's bash's.
   # The loop of one turn is for bash: with SIGINT trapped, a C-c that
   # kills a command of a list (`sleep 5; roslaunch …`) ends the run only
-  # inside a loop; elsewhere bash went on with the next command, and a
-  # stop's C-c started the node it was meant to prevent, then escalated.
+  # inside a loop; elsewhere bash went on with the next command (a stop
+  # during the sleep let roslaunch start, and escalated to SIGTERM). A
+  # `break` at the top of the command ends it.
   for __launcher_once in 1; do
     if [ -z "${LAUNCHER_RUN:-}" ] && [[ $LAUNCHER_CMD == *trap* ]]; then
       (eval "$LAUNCHER_CMD")
