@@ -378,6 +378,9 @@ a: {cmd: a}
 	if d := time.UnixMilli(w.Marks.Started).Sub(m.Clock()); d > 0 || d < -5*time.Second {
 		t.Errorf("started mark is %s off the machine's clock", d)
 	}
+	if sts, _ := e.Status(ctx, nil); sts[0].Age < 0 || sts[0].Age > 5*time.Second {
+		t.Errorf("age %s, want 0-5 s (by the machine's clock)", sts[0].Age)
+	}
 	laptop := Owner{Host: "laptop", PID: 5, Start: "9"}
 	// A stop under way on another computer, its heartbeat 5 s old in the
 	// machine's clock (10 min ahead of ours).

@@ -50,9 +50,12 @@ type Status struct {
 	// Orphans are the pids of processes of an earlier run (or of a window
 	// that is gone) that still run.
 	Orphans []int
-	// Started is when the window's run started (from its mark); Window is
-	// the window itself, for commands that act on it.
+	// Started is when the window's run started (from its mark, in its
+	// machine's clock); Age is how long ago, by that clock too, so that a
+	// viewer whose clock is off the machine's still reads the right age.
+	// Window is the window itself, for commands that act on it.
 	Started time.Time
+	Age     time.Duration
 	Window  *executor.Window
 	// Restarts counts the restarts of the window's run by its restart
 	// policy; LastRestart is when the last one happened and LastExit the
@@ -100,6 +103,7 @@ func deriveState(snap executor.Snapshot, p *config.Process, now time.Time, opLiv
 	st.Window = w
 	if w.Marks.Started > 0 {
 		st.Started = time.UnixMilli(w.Marks.Started)
+		st.Age = max(0, now.Sub(st.Started))
 	}
 	op, opOK := parseOp(w.Marks.Op)
 	rm := w.Marks.Restarts

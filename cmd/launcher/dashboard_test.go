@@ -125,6 +125,8 @@ arm:
 		waitJS(`document.getElementById('picker-variants').textContent.includes('mode (driver)')`),
 		chromedp.Click(css(`#picker-go`)),
 		waitJS(stateIs("planner", "READY")+" && "+stateIs("roscore", "READY")),
+		// Its age, from the API's age_ms and the time since.
+		waitJS(`/^[0-9]+s$/.test(document.querySelector('#row-roscore .age').textContent)`),
 		// The request's end comes on the stream after the last ready.
 		waitJS(`document.getElementById('steps').textContent.includes('done: start planner')`),
 		into(chromedp.Text(css("#steps")), &steps),

@@ -234,6 +234,9 @@ type statusRow struct {
 	// LastRestartExit is the exit code behind the last restart.
 	LastRestartExit *int  `json:"last_restart_exit_code"`
 	Orphans         []int `json:"orphans"`
+	// Started and AgeMs: the run's start (its machine's clock) and age.
+	Started time.Time `json:"started"`
+	AgeMs   *int64    `json:"age_ms"`
 }
 
 func (e *tenv) status() map[string]statusRow {

@@ -700,6 +700,11 @@ func TestMarksOnAMachineWhoseClockIsAhead(t *testing.T) {
 	if d := robotNow() - started/1000; d < 0 || d > 30 {
 		t.Errorf("@launcher_started is %d s before the robot's clock, want 0–30 (in the robot's clock)", d)
 	}
+	// The age is read against the robot's clock too: a laptop reading
+	// `started` against its own would see a run 10 minutes in the future.
+	if st := w.status()["p"]; st.AgeMs == nil || *st.AgeMs < 0 || *st.AgeMs > 30_000 || time.Until(st.Started) < 9*time.Minute {
+		t.Errorf("status of p: started %v (ours is %v), age %v ms; want started 10 min ahead, age 0-30 s", st.Started, time.Now(), st.AgeMs)
+	}
 	for _, c := range []struct {
 		age  int64
 		want string

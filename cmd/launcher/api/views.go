@@ -30,6 +30,10 @@ type ProcessView struct {
 	// Started is when the window's current run started (its age), in the
 	// clock of its machine, absent without a window.
 	Started *time.Time `json:"started,omitempty"`
+	// AgeMs is how long the current run has gone (ms), by its machine's
+	// clock when the answer was made; a client adds the time since, and
+	// its own clock being off the machine's changes nothing.
+	AgeMs *int64 `json:"age_ms,omitempty"`
 	// ConfigChanged: the run's command is not what the config renders now
 	// for the variants and params it was started with; restarting it with
 	// RunRequest (the restart route's body) applies the config.
@@ -68,6 +72,8 @@ func viewOf(r engine.Status) ProcessView {
 	if !r.Started.IsZero() {
 		t := r.Started.UTC()
 		v.Started = &t
+		age := r.Age.Milliseconds()
+		v.AgeMs = &age
 	}
 	v.ConfigChanged = r.ConfigChanged
 	if len(r.Request.Variants) > 0 || len(r.Request.Params) > 0 {
