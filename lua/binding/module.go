@@ -285,6 +285,10 @@ func statusTable(st engine.Status) map[string]any {
 	if st.Error != "" {
 		t["error"] = st.Error // nil when there is none
 	}
+	if !st.Started.IsZero() {
+		// By the machine's clock: a script's time.now() may be off it.
+		t["age"] = st.Age.Seconds()
+	}
 	if st.Restarts > 0 {
 		t["last_restart"] = float64(st.LastRestart.UnixMilli()) / 1000
 		t["last_restart_exit_code"] = st.LastExit
