@@ -152,6 +152,16 @@ func Contract(t *testing.T, tg Target) {
 			if final := waitDead(t, ctx, m, w.ID); final.Marks.Op != "stopping" {
 				t.Errorf("docker=%q: C-c: %+v", docker, final)
 			}
+			// A C-c that kills a command of a loop ends the run with 130,
+			// the interrupted job's code (bash itself ended with 1).
+			loop := spawn(t, ctx, m, tg, executor.SpawnSpec{Name: "loop" + suffix(docker), Script: "echo running; while true; do sleep 0.2; done", Docker: docker})
+			waitLog(t, ctx, m, loop.Marks.Log, "] running")
+			if err := m.Signal(ctx, loop, executor.SIGINT, executor.SetOp("stopping")); err != nil {
+				t.Fatal(err)
+			}
+			if final := waitDead(t, ctx, m, loop.ID); !final.ExitKnown || final.ExitCode != 130 {
+				t.Errorf("docker=%q: C-c of a loop: exit %d (known %v), want 130", docker, final.ExitCode, final.ExitKnown)
+			}
 			// A process that ignores INT and TERM dies by KILL, inside a
 			// container too.
 			stub := spawn(t, ctx, m, tg, executor.SpawnSpec{Name: "stubborn" + suffix(docker), Docker: docker,

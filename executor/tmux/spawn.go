@@ -15,12 +15,20 @@ import (
 	"github.com/robotlauncher/launcher/executor/shell"
 )
 
+// containerExit goes before the command in a container's bash: a C-c that
+// kills a command of a list or a loop makes the interactive bash there
+// give up the whole command and end with 1, which docker exec passes on
+// (a stop said "exit code 1", an operator's C-c in the pane made the
+// process DEAD); the status of the job the C-c killed is 130, and is the
+// exit code (the pane's own prologue does the same on the host).
+const containerExit = `trap '__launcher_rc=$? __launcher_ps=${PIPESTATUS[*]}; [ "$__launcher_rc:$__launcher_ps" != 1:130 ] || exit 130' EXIT; `
+
 // paneEnv returns the pane's argv and the variables of its run: the pane
 // runs `bash -ic '. PROLOGUE ENVFILE'` (so .bashrc functions and aliases
 // such as ros1 work), and the prologue exports the variables from ENVFILE and
 // evals $LAUNCHER_CMD, the user's command, exactly once. For a container,
 // the host's bash evals $LAUNCHER_RUN instead: a quoted `docker exec -it -e
-// NAME… NAME bash -ic "$LAUNCHER_CMD"`, so the command reaches the
+// NAME… NAME bash -ic "$LAUNCHER_CMD"` (after containerExit), so the command reaches the
 // container's bash as one argument, byte for byte, and values reach docker
 // through its environment, never its command line.
 func (m *Machine) paneEnv(spec executor.SpawnSpec, envFile string) ([]string, []executor.EnvVar) {
@@ -38,8 +46,9 @@ func (m *Machine) paneEnv(spec executor.SpawnSpec, envFile string) ([]string, []
 			TTY: true, Env: append([]executor.EnvVar{{Name: "LAUNCHER_TAG"}}, spec.Env...),
 			Cwd: cwd, Script: "",
 		})
-		// Everything but the script, quoted; the script is the variable.
-		run := shell.Join(argv[:len(argv)-1]) + ` "$LAUNCHER_CMD"`
+		// Everything but the script, quoted; the script is the variable,
+		// after containerExit.
+		run := shell.Join(argv[:len(argv)-1]) + " " + shell.Quote(containerExit) + `"$LAUNCHER_CMD"`
 		vars = append(vars, executor.EnvVar{Name: "LAUNCHER_RUN", Value: run}, executor.EnvVar{Name: "LAUNCHER_CWD"})
 	} else {
 		vars = append(vars, executor.EnvVar{Name: "LAUNCHER_RUN"}, executor.EnvVar{Name: "LAUNCHER_CWD", Value: cwd})
