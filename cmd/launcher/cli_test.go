@@ -777,9 +777,7 @@ stopped: {cmd: 'while true; do echo tick; sleep 1; done'}
 	for _, p := range []string{"loop", "policy"} {
 		e.mustRun("run", p)
 		e.waitLog("cc", p, "tick")
-		if out, err := e.tmux("send-keys", "-t", "cc:"+p, "C-c"); err != nil {
-			t.Fatalf("send-keys: %v %s", err, out)
-		}
+		e.ctrlC("cc:" + p)
 		var st statusRow
 		if !executortest.Poll(func() bool {
 			st = e.status()[p]
@@ -842,9 +840,7 @@ typed: {cmd: "echo tick; sleep 300; echo then-the-node; sleep 300"}
 		t.Errorf("kill of a list: %s", r)
 	}
 	// An operator's C-c in the pane, as in a terminal.
-	if out, err := e.tmux("send-keys", "-t", "li:typed", "C-c"); err != nil {
-		t.Fatalf("send-keys: %v %s", err, out)
-	}
+	e.ctrlC("li:typed")
 	for _, p := range []string{"seq", "typed"} {
 		log := e.waitLog("li", p, "[launcher] "+p+" exited with code 130")
 		if strings.Contains(log, "then-the-node") {

@@ -278,6 +278,14 @@ func (e *tenv) tmux(args ...string) (string, error) {
 	return string(out), err
 }
 
+// ctrlC types C-c in a window, as an operator attached to it does.
+func (e *tenv) ctrlC(target string) {
+	e.t.Helper()
+	if out, err := e.tmux("send-keys", "-t", target, "C-c"); err != nil {
+		e.t.Fatalf("send-keys -t %s C-c: %v %s", target, err, out)
+	}
+}
+
 // logOf returns the log of a process.
 func (e *tenv) logOf(session, proc string) string {
 	data, _ := os.ReadFile(filepath.Join(e.stateDir, session, proc+".log"))

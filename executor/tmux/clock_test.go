@@ -74,23 +74,29 @@ func TestTheClockIsReadEvery10sAtMost(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = exec.Command("tmux", "-S", filepath.Join(dir, "s"), "kill-server").Run() })
 	ctx := context.Background()
+	slow := 0 // listings over a second (a loaded machine): their reading is not trusted, and the next reads again
 	for i := 0; i < 3; i++ {
+		t0 := time.Now()
 		snap, err := m.Snapshot(ctx)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if time.Since(t0) > time.Second {
+			slow++
 		}
 		if !snap.Clock.IsZero() || snap.Offset() != 0 {
 			t.Errorf("listing %d: the machine's clock is ours, yet the listing has clock %v", i, snap.Clock)
 		}
 	}
-	if n := host.reads.Load(); n != 1 {
-		t.Errorf("3 listings read the clock %d times, want 1", n)
+	n := host.reads.Load()
+	if n < 1 || n > int64(1+slow) {
+		t.Errorf("3 listings (%d over a second) read the clock %d times, want 1", slow, n)
 	}
 	m.clockRead.Store(time.Now().Add(-11 * time.Second).UnixNano())
 	if _, err := m.Snapshot(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := host.reads.Load(); n != 2 {
-		t.Errorf("a listing 11 s after the last reading: %d readings in all, want 2", n)
+	if got := host.reads.Load(); got != n+1 {
+		t.Errorf("a listing 11 s after the last reading: %d readings in all, want %d", got, n+1)
 	}
 }
